@@ -1,0 +1,59 @@
+"""Where facecast keeps things and how it reaches Triton.
+
+Every setting has a default that works from a checkout and can be overridden by an environment variable
+(FACECAST_<NAME>), so the app, the CLI, tests and CI agree without a config file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_ROOT.parent
+
+
+def _path(name: str, default: Path) -> Path:
+    value = os.environ.get(f"FACECAST_{name}")
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(f"FACECAST_{name}")
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ValueError(f"FACECAST_{name}={value!r} is not an integer") from error
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = PROJECT_ROOT
+    # Triton model repository the local server loads (built by `make models` / `make repository`).
+    model_repository: Path = field(default_factory=lambda: _path("MODEL_REPOSITORY", PROJECT_ROOT / "model_repository"))
+    # The server's own Python environment (nvidia-pytriton + onnxruntime, numpy<2): see FACTS.md trap 4.
+    triton_env: Path = field(default_factory=lambda: _path("TRITON_ENV", PROJECT_ROOT / ".venv-triton"))
+    # DuckDB file: the source of truth for everything facecast stores.
+    db_path: Path = field(default_factory=lambda: _path("DB", PROJECT_ROOT / "var" / "facecast.duckdb"))
+    # Pid files and server logs of detached servers.
+    run_dir: Path = field(default_factory=lambda: _path("RUN_DIR", PROJECT_ROOT / "var" / "run"))
+    host: str = field(default_factory=lambda: os.environ.get("FACECAST_HOST", "127.0.0.1"))
+    http_port: int = field(default_factory=lambda: _int("HTTP_PORT", 8000))
+    grpc_port: int = field(default_factory=lambda: _int("GRPC_PORT", 8001))
+    metrics_port: int = field(default_factory=lambda: _int("METRICS_PORT", 8002))
+
+    @property
+    def triton_url(self) -> str:
+        """host:port of Triton's HTTP endpoint, as tritonclient.http expects it."""
+        return f"{self.host}:{self.http_port}"
+
+    def with_overrides(self, **changes) -> "Settings":
+        """A copy with some fields replaced (None values are ignored), e.g. from CLI flags."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def load_settings() -> Settings:
+    return Settings()
