@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Build TensorRT plans for the GPU flavour of the model repository, inside NVIDIA's Triton container.
+#
+#   make repository-gpu            # writes model_repository_gpu/<model>/{config.pbtxt,1/model.onnx}
+#   export/tensorrt/build_plans.sh [model_repository_gpu]
+#
+# The plan must be built by the same TensorRT that serves it, so this runs trtexec in the Triton container of the
+# pinned version (TRITON_IMAGE; 24.10 is Triton 2.51, the server the CPU flavour runs from PyPI). fp16, one
+# optimisation profile over batch sizes 1..max_batch_size from config.pbtxt, optimised for OPT_BATCH.
+# Needs a Docker engine with the NVIDIA container toolkit and a GPU; it does not run on the CPU dev machines.
+set -euo pipefail
+repo=$(realpath "${1:-model_repository_gpu}")
+image=${TRITON_IMAGE:-nvcr.io/nvidia/tritonserver:24.10-py3}
+opt_batch=${OPT_BATCH:-32}
+trtexec=${TRTEXEC:-}
+
+for config in "$repo"/*/config.pbtxt; do
+  model_dir=$(dirname "$config")
+  name=$(basename "$model_dir")
+  grep -q 'platform: "tensorrt_plan"' "$config" || { echo "skip $name: not a tensorrt_plan model"; continue; }
+  max_batch=$(sed -n 's/^max_batch_size: \([0-9]*\)/\1/p' "$config")
+  # input name and dims ([S, S, 3] etc.) from the first input of config.pbtxt
+  input=$(awk '/^input/{f=1} f&&/name:/{gsub(/"/,"",$2); print $2; exit}' "$config")
+  dims=$(awk '/^input/{f=1} f&&/dims:/{gsub(/[][ ]/,"",$0); sub("dims:","",$0); gsub(",","x",$0); print; exit}' "$config")
+  shapes="--minShapes=${input}:1x${dims} --optShapes=${input}:$((opt_batch < max_batch ? opt_batch : max_batch))x${dims} --maxShapes=${input}:${max_batch}x${dims}"
+  for version_dir in "$model_dir"/[0-9]*; do
+    echo "building $name/$(basename "$version_dir")/model.plan (fp16, batch 1..$max_batch, input ${input} ${dims})"
+    args="--onnx=/models/$name/$(basename "$version_dir")/model.onnx --saveEngine=/models/$name/$(basename "$version_dir")/model.plan --fp16 $shapes"
+    if [ -n "$trtexec" ]; then
+      # Already inside the container (or a machine with the matching TensorRT): run trtexec directly.
+      (cd "$repo" && $trtexec ${args//\/models/$repo})
+    else
+      docker run --rm --gpus all -v "$repo":/models "$image" /usr/src/tensorrt/bin/trtexec $args
+    fi
+  done
+done
+echo "done: serve with  docker run --gpus all -p8000:8000 -v $repo:/models $image tritonserver --model-repository=/models"

@@ -1,0 +1,112 @@
+"""Write the Triton model repository from trained weights: CPU flavour (python backend + ONNX Runtime) or GPU
+flavour (TensorRT plan), with identical names, shapes and dtypes (DESIGN.md serving contract).
+
+    python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository
+    python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository_gpu --flavour gpu
+
+The GPU flavour writes config.pbtxt and model.onnx; export/tensorrt/build_plans.sh turns the ONNX into model.plan
+inside NVIDIA's Triton container of the pinned version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.onnx_export import export_onnx, onnx_matches_torch
+
+PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "model.py"
+TRITON_DTYPES = {"UINT8": "TYPE_UINT8", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Batching and instance settings of one served model; docs/benchmarks.md holds the measurements behind them."""
+
+    max_batch_size: int = 64
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 0
+    instance_count: int = 1
+    intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0 = all cores
+
+
+# Chosen from `make bench` (benchmarks/serving.py), see docs/benchmarks.md "expression_encoder serving settings".
+CPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=2000, instance_count=1)}
+GPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=128, max_queue_delay_us=500, instance_count=2)}
+
+
+def config_pbtxt(name: str, signature: dict, flavour: str, settings: ServingSettings) -> str:
+    def tensors(kind: str) -> str:
+        entries = []
+        for tensor_name, dtype, dims in signature[kind]:
+            entries.append(f'  {{\n    name: "{tensor_name}"\n    data_type: {TRITON_DTYPES[dtype]}\n'
+                           f'    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}')
+        return "[\n" + ",\n".join(entries) + "\n]"
+
+    if flavour == "cpu":
+        lines = [f'name: "{name}"', 'backend: "python"']
+        kind = "KIND_CPU"
+    elif flavour == "gpu":
+        lines = [f'name: "{name}"', 'platform: "tensorrt_plan"']
+        kind = "KIND_GPU"
+    else:
+        raise ValueError(f"flavour must be cpu or gpu, not {flavour!r}")
+    lines += [f"max_batch_size: {settings.max_batch_size}", f"input {tensors('inputs')}", f"output {tensors('outputs')}"]
+    if settings.dynamic_batching:
+        lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.max_queue_delay_us}\n}}")
+    lines.append(f"instance_group [\n  {{\n    count: {settings.instance_count}\n    kind: {kind}\n  }}\n]")
+    if flavour == "cpu":
+        lines.append('parameters: {\n  key: "intra_op_threads"\n  value: { string_value: "%d" }\n}'
+                     % settings.intra_op_threads)
+    return "\n".join(lines) + "\n"
+
+
+def write_model(repository: Path, network, flavour: str = "cpu", settings: ServingSettings | None = None,
+                version: int = 1) -> Path:
+    """Export `network` into repository/<triton_name>/ atomically (a half-written model never appears)."""
+    name = network.config.triton_name
+    settings = settings or (CPU_SERVING if flavour == "cpu" else GPU_SERVING).get(name, ServingSettings())
+    repository.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=repository))
+    staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
+    try:
+        version_dir = staging / str(version)
+        version_dir.mkdir()
+        onnx_path = export_onnx(network, version_dir / "model.onnx")
+        if flavour == "cpu":
+            shutil.copy(PYTHON_BACKEND_MODEL, version_dir / "model.py")
+        (staging / "config.pbtxt").write_text(config_pbtxt(name, network.serving_signature(), flavour, settings))
+        target = repository / name
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target / str(version) / onnx_path.name
+
+
+def main(argv: list[str] | None = None) -> None:
+    import numpy as np
+
+    from training.train_expression import load_checkpoint
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoint(s) to export")
+    parser.add_argument("--out", type=Path, required=True, help="model repository folder")
+    parser.add_argument("--flavour", choices=("cpu", "gpu"), default="cpu")
+    args = parser.parse_args(argv)
+    for weights in args.weights:
+        network = load_checkpoint(weights)
+        onnx_path = write_model(args.out, network, args.flavour)
+        size = network.config.image_size
+        probe = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+        worst = max(onnx_matches_torch(network, onnx_path, probe).values())
+        print(f"[export] {weights} → {onnx_path.parent.parent} ({args.flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}")
+
+
+if __name__ == "__main__":
+    main()

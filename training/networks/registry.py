@@ -1,0 +1,54 @@
+"""One registry for every facecast network: a small config per network and size, one typed factory.
+
+Names are `<network>-<size>`: `expression_encoder-cpu` is the default that trains on 2 CPU cores and serves from
+ONNX Runtime; `expression_encoder-gpu` is the seed-sized variant (ResNet-50 depth) for the TensorRT flavour.
+Each network module registers its configs on import; `build_model(name)` is the only constructor callers need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class RegisteredNetwork:
+    name: str
+    config: Any  # the network's own frozen config dataclass
+    builder: Callable[[Any], nn.Module]
+
+
+_NETWORKS: dict[str, RegisteredNetwork] = {}
+
+
+def register_network(name: str, config: Any, builder: Callable[[Any], nn.Module]) -> None:
+    if name in _NETWORKS:
+        raise ValueError(f"network {name!r} is registered twice")
+    _NETWORKS[name] = RegisteredNetwork(name, config, builder)
+
+
+def _load_network_modules() -> None:
+    # Importing a network module registers its configs; kept here so `build_model` works without callers
+    # having to know which module defines which network.
+    from training.networks import expression_encoder  # noqa: F401
+
+
+def list_networks() -> list[str]:
+    _load_network_modules()
+    return sorted(_NETWORKS)
+
+
+def get_config(name: str) -> Any:
+    _load_network_modules()
+    try:
+        return _NETWORKS[name].config
+    except KeyError:
+        raise KeyError(f"unknown network {name!r}; registered: {', '.join(sorted(_NETWORKS))}") from None
+
+
+def build_model(name: str) -> nn.Module:
+    """A freshly initialised network for a registered name, e.g. build_model("expression_encoder-cpu")."""
+    config = get_config(name)
+    return _NETWORKS[name].builder(config)
