@@ -1,0 +1,631 @@
+"""The DuckDB store: the one place facecast keeps what it has computed (DESIGN.md, "Storage").
+
+Design
+------
+* One file, found through ``Settings.db_path`` (``FACECAST_DB``), opened with :func:`open_store`. Everything else
+  facecast persists (the FAISS index, caches) is derived from this file and can be rebuilt from it.
+* The schema is versioned. ``schema_version`` holds one row per applied migration (version, applied_at, description)
+  and :data:`MIGRATIONS` is the ordered list of every migration the code knows. Opening a store applies the pending
+  ones in order, each in its own transaction together with its ``schema_version`` row, so a failed migration leaves
+  the file at the previous version with nothing half-applied. A file whose version is newer than the code knows is
+  refused with :class:`StoreError` and never written to: an older facecast must not "fix" a newer schema.
+* One writer, with transactions. All writes go through :meth:`Store.transaction` (BEGIN ... COMMIT, ROLLBACK on any
+  exception), serialised by a process-wide lock per database file, so two Streamlit sessions (threads) never
+  interleave statements inside one transaction. Reads run on their own short-lived cursors and do not wait for
+  writers (see :meth:`Store._reading` for why).
+* DuckDB lets one process at a time open a file for writing. A second process gets :class:`StoreLocked`, naming the
+  file and the process holding it. Anything DuckDB cannot open (corrupt, truncated, not a DuckDB file) is a
+  :class:`StoreError`; the file is left exactly as it was.
+* Timestamps are naive ``TIMESTAMP`` values in UTC. Vectors are fixed-size ``FLOAT[N]`` arrays and come back as
+  ``numpy.float32`` arrays.
+
+Adding a migration
+------------------
+Never edit or reorder a migration that has shipped (files in the wild are at those versions); add the next one:
+
+1. Its SQL as a module constant next to ``_MIGRATION_1_IMAGES_CLASSIFIED``::
+
+       _MIGRATION_2_CLIPS = '''
+           CREATE SEQUENCE clips_id_seq;
+           CREATE TABLE clips (id BIGINT PRIMARY KEY DEFAULT nextval('clips_id_seq'), source_path VARCHAR NOT NULL);
+       '''
+
+2. An entry at the end of :data:`MIGRATIONS`: ``Migration(2, "clips: one row per uploaded video", _MIGRATION_2_CLIPS)``.
+
+Versions are 1, 2, 3, ... without gaps. ``apply`` may also be a function ``apply(connection)`` for a step that needs
+Python (backfills, reshaping data); it runs inside the migration's transaction, so it must not BEGIN/COMMIT, and it
+should read results with ``fetchall()`` (see below). Then add typed methods for the new tables to :class:`Store`:
+writes inside ``with self.transaction() as tx``, reads through ``self._read_df`` / ``self._read_rows``.
+
+duckdb 2.x behaviours this module relies on
+-------------------------------------------
+* ``execute()`` streams: a result not read to its end blocks ``register()``/``sql()`` on that connection
+  ("unfinished result from execute()"), so every result here is drained with ``fetchall()``/``df()``.
+* A connection used from two threads at once refuses ("connection is busy with another call") rather than waiting:
+  hence the write lock, and a cursor per read.
+* Every statement costs about a millisecond, so rows go in as one Arrow table, not one INSERT each.
+* Reading a ``TIMESTAMPTZ`` into Python needs ``pytz`` (not installed): columns are UTC ``TIMESTAMP`` instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from facecast.config import load_settings
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
+
+__all__ = [
+    "MIGRATIONS",
+    "ImageClassification",
+    "Migration",
+    "Store",
+    "StoreError",
+    "StoreLocked",
+    "Transaction",
+    "latest_schema_version",
+    "open_store",
+]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used as asked (corrupt file, newer schema, failed migration, closed store...)."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the DuckDB file: DuckDB allows one writing process per file."""
+
+    def __init__(self, path: Path, pid: int | None, detail: str) -> None:
+        holder = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"facecast store {path} is locked by {holder}: DuckDB lets only one process open a database file for "
+            f"writing. Stop the other facecast app or command (or point FACECAST_DB at another file) and retry. "
+            f"DuckDB said: {detail}"
+        )
+        self.path = path
+        self.pid = pid
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Schema and migrations
+# --------------------------------------------------------------------------------------------------------------------
+
+# Column defaults use UTC explicitly: a bare current_timestamp::TIMESTAMP follows the session's TimeZone setting.
+_UTC_NOW = "(current_timestamp AT TIME ZONE 'UTC')"
+
+_SCHEMA_VERSION_TABLE = f"""
+    CREATE TABLE IF NOT EXISTS schema_version (
+        version     INTEGER PRIMARY KEY,
+        applied_at  TIMESTAMP NOT NULL DEFAULT {_UTC_NOW},
+        description VARCHAR NOT NULL
+    )
+"""
+
+# Array sizes are frozen into the schema: a vocabulary that grows needs a new migration, not an edit here.
+_MIGRATION_1_IMAGES_CLASSIFIED = f"""
+    CREATE SEQUENCE images_classified_id_seq;
+    CREATE TABLE images_classified (
+        id             BIGINT PRIMARY KEY DEFAULT nextval('images_classified_id_seq'),
+        content_sha256 VARCHAR NOT NULL,
+        source_path    VARCHAR NOT NULL,
+        model_name     VARCHAR NOT NULL,
+        model_version  VARCHAR NOT NULL,
+        emotion        VARCHAR NOT NULL,
+        emotion_probs  FLOAT[7] NOT NULL,  -- order of facecast.vocab.EMOTIONS
+        style          VARCHAR NOT NULL,
+        style_probs    FLOAT[4] NOT NULL,  -- order of facecast.vocab.STYLES
+        action_params  FLOAT[4] NOT NULL,  -- mouth, eye, brow, cheek (facecast.vocab.ACTION_PARAMS)
+        created_at     TIMESTAMP NOT NULL DEFAULT {_UTC_NOW}
+    );
+    CREATE INDEX images_classified_content_sha256_idx ON images_classified (content_sha256);
+"""
+assert (len(EMOTIONS), len(STYLES), len(ACTION_PARAMS)) == (7, 4, 4), "vocabulary changed: add a migration"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step of the schema. ``apply`` is SQL or a function of the connection, run inside a transaction."""
+
+    version: int
+    description: str
+    apply: str | Callable[[duckdb.DuckDBPyConnection], None]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "images_classified: one row per classified image", _MIGRATION_1_IMAGES_CLASSIFIED),
+]
+
+
+def latest_schema_version() -> int:
+    """The schema version this code writes: the version of the last known migration."""
+    return MIGRATIONS[-1].version if MIGRATIONS else 0
+
+
+def _check_migration_list(migrations: Sequence[Migration]) -> None:
+    versions = [migration.version for migration in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise StoreError(f"facecast.store.MIGRATIONS must be numbered 1, 2, 3, ... without gaps; got {versions}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _float32_vector(value: Any, length: int, name: str) -> np.ndarray:
+    vector = np.asarray(value, dtype=np.float32).reshape(-1)
+    if vector.shape != (length,):
+        raise ValueError(f"{name} must have {length} values, got {vector.size}")
+    if not np.all(np.isfinite(vector)):
+        raise ValueError(f"{name} must be finite, got {vector.tolist()}")
+    return vector
+
+
+# eq=False: the generated __eq__ would compare arrays with ==, which is ambiguous for numpy arrays.
+@dataclass(frozen=True, eq=False)
+class ImageClassification:
+    """One classified image: a row of ``images_classified``. ``id``/``created_at`` are set by the store."""
+
+    content_sha256: str
+    source_path: str
+    model_name: str
+    model_version: str
+    emotion: str
+    emotion_probs: np.ndarray  # float32 (7,), order of EMOTIONS
+    style: str
+    style_probs: np.ndarray  # float32 (4,), order of STYLES
+    action_params: np.ndarray  # float32 (4,), order of ACTION_PARAMS
+    id: int | None = field(default=None, compare=False)
+    created_at: datetime | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # Validate here, before any transaction starts, so a bad row fails with a clear message and stores nothing.
+        if self.emotion not in EMOTIONS:
+            raise ValueError(f"emotion {self.emotion!r} is not one of {EMOTIONS}")
+        if self.style not in STYLES:
+            raise ValueError(f"style {self.style!r} is not one of {STYLES}")
+        for name in ("content_sha256", "source_path", "model_name", "model_version"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {getattr(self, name)!r}")
+        # frozen dataclass: object.__setattr__ is the sanctioned way to normalise fields in __post_init__.
+        object.__setattr__(self, "emotion_probs", _float32_vector(self.emotion_probs, len(EMOTIONS), "emotion_probs"))
+        object.__setattr__(self, "style_probs", _float32_vector(self.style_probs, len(STYLES), "style_probs"))
+        object.__setattr__(
+            self, "action_params", _float32_vector(self.action_params, len(ACTION_PARAMS), "action_params")
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageClassification):
+            return NotImplemented
+        return all(
+            np.array_equal(getattr(self, f.name), getattr(other, f.name))
+            if isinstance(getattr(self, f.name), np.ndarray)
+            else getattr(self, f.name) == getattr(other, f.name)
+            for f in fields(self)
+            if f.compare
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # holds arrays: not hashable
+
+
+_CLASSIFICATION_COLUMNS = (
+    "id",
+    "content_sha256",
+    "source_path",
+    "model_name",
+    "model_version",
+    "emotion",
+    "emotion_probs",
+    "style",
+    "style_probs",
+    "action_params",
+    "created_at",
+)
+
+
+def _as_classification(row: ImageClassification | Mapping[str, Any]) -> ImageClassification:
+    return row if isinstance(row, ImageClassification) else ImageClassification(**row)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Opening
+# --------------------------------------------------------------------------------------------------------------------
+
+# One lock per database file for the whole process. DuckDB's instance cache makes every connection to one file in a
+# process share one database, so the lock must be per file, not per Store object. RLock: a thread that already holds
+# it (a transaction, a migration) may take it again instead of deadlocking on itself.
+_WRITE_LOCKS: dict[Path, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock_for(path: Path) -> threading.RLock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, threading.RLock())
+
+
+_LOCK_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file, turning DuckDB's errors into StoreLocked / StoreError with the file named."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        detail = str(error)
+        if "Could not set lock" in detail or "Conflicting lock" in detail:
+            pid = _LOCK_HOLDER_PID.search(detail)
+            raise StoreLocked(path, int(pid.group(1)) if pid else None, detail) from error
+        raise StoreError(_unreadable_message(path, detail)) from error
+    except duckdb.ConnectionException as error:
+        # DuckDB shares one database per file within a process; it must be opened with one configuration.
+        raise StoreError(
+            f"facecast store {path} is already open in this process with a different mode (read-only vs "
+            f"read-write); use the Store that is already open. DuckDB said: {error}"
+        ) from error
+    except duckdb.Error as error:
+        raise StoreError(_unreadable_message(path, str(error))) from error
+
+
+def _unreadable_message(path: Path, detail: str) -> str:
+    return (
+        f"cannot open facecast store {path}: it is corrupt, truncated or not a DuckDB database file (or cannot be "
+        f"read). The file was not modified; move it aside to start a fresh store. DuckDB said: {detail}"
+    )
+
+
+def _scalar(connection: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[Any] | None = None) -> Any:
+    # fetchall, not fetchone: in duckdb 2.x a result that was not read to its end blocks sql()/register() on the
+    # connection ("unfinished result from execute()"), so every read here drains its result.
+    return connection.execute(sql, parameters).fetchall()[0][0]
+
+
+def _stored_version(connection: duckdb.DuckDBPyConnection) -> int:
+    has_table = _scalar(
+        connection,
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = 'schema_version'",
+    )
+    if not has_table:
+        return 0
+    return int(_scalar(connection, "SELECT coalesce(max(version), 0) FROM schema_version"))
+
+
+def _has_any_table(connection: duckdb.DuckDBPyConnection) -> bool:
+    return bool(_scalar(connection, "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"))
+
+
+def _migrate(connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> int:
+    """Bring the file up to the latest schema version; return the version it is at afterwards."""
+    migrations = list(MIGRATIONS)  # read at call time: tests (and future code) may extend the module's list
+    _check_migration_list(migrations)
+    latest = migrations[-1].version if migrations else 0
+    current = _stored_version(connection)
+    if current > latest:
+        raise StoreError(
+            f"facecast store {path} is at schema version {current}, newer than this facecast knows (up to "
+            f"{latest}). It was written by a newer facecast; upgrade facecast to use it. The file was not modified."
+        )
+    if current == 0 and _has_any_table(connection):
+        raise StoreError(
+            f"{path} is a DuckDB database but not a facecast store (it has tables but no schema_version); refusing "
+            f"to migrate it. Point FACECAST_DB at another file."
+        )
+    pending = [migration for migration in migrations if migration.version > current]
+    if pending and read_only:
+        raise StoreError(
+            f"facecast store {path} is at schema version {current} and needs migrating to {latest}; a read-only "
+            f"open cannot migrate. Open it once read-write (e.g. start the app) first."
+        )
+    for migration in pending:
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(_SCHEMA_VERSION_TABLE)
+            if isinstance(migration.apply, str):
+                connection.execute(migration.apply)
+            else:
+                migration.apply(connection)
+            connection.execute(
+                "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                [migration.version, migration.description],
+            )
+            connection.execute("COMMIT")
+        except BaseException as error:
+            _rollback_quietly(connection)
+            if isinstance(error, duckdb.Error):
+                raise StoreError(
+                    f"migration {migration.version} ({migration.description}) failed on {path}; rolled back, the "
+                    f"store stays at version {migration.version - 1}: {error}"
+                ) from error
+            raise
+    return latest if pending else current
+
+
+def _rollback_quietly(connection: duckdb.DuckDBPyConnection) -> None:
+    # Called while another exception is propagating: that one is the story; a failing ROLLBACK (connection already
+    # broken, no transaction left) must not replace it.
+    try:
+        connection.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def open_store(path: str | Path | None = None, *, read_only: bool = False) -> Store:
+    """Open (creating and migrating if needed) the facecast store at ``path`` (default: ``Settings.db_path``).
+
+    Raises StoreLocked when another process holds the file and StoreError when it cannot be used (corrupt, newer
+    schema, not a facecast store, a read-only open of a missing or outdated file).
+    """
+    db_path = Path(path if path is not None else load_settings().db_path).expanduser().resolve()
+    if read_only:
+        if not db_path.is_file():
+            raise StoreError(f"no facecast store at {db_path} (a read-only open never creates one)")
+    else:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    write_lock = _write_lock_for(db_path)
+    connection = _connect(db_path, read_only)
+    try:
+        # Under the write lock: two threads opening the same new file at once must not both run migration 1.
+        with write_lock:
+            version = _migrate(connection, db_path, read_only)
+        return Store(db_path, connection, write_lock, read_only=read_only, schema_version=version)
+    except BaseException:
+        connection.close()
+        raise
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Store
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class Transaction:
+    """The handle ``Store.transaction()`` yields: runs SQL inside the open transaction, only in its own thread."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._connection = connection
+        self.thread_id = threading.get_ident()
+        self.active = True
+        # Set when an inner (joined) transaction block failed: the outer block must not commit a partial result
+        # even if its code caught the exception.
+        self.rollback_only = False
+
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple]:
+        """Run one statement (or several, without parameters) and return all its rows."""
+        self._check_usable()
+        return self._connection.execute(sql, parameters).fetchall()
+
+    def insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+        """Insert an Arrow table into ``table_name``, matching columns by name (bulk path for vectors)."""
+        self._check_usable()
+        view_name = f"incoming_{uuid.uuid4().hex}"
+        self._connection.register(view_name, rows)
+        try:
+            columns = ", ".join(rows.column_names)
+            self._connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM {view_name}")
+        finally:
+            self._connection.unregister(view_name)
+
+    def _check_usable(self) -> None:
+        if not self.active:
+            raise StoreError("this transaction has ended; open a new one with store.transaction()")
+        if threading.get_ident() != self.thread_id:
+            raise StoreError("a transaction can only be used by the thread that opened it")
+
+
+class Store:
+    """An open facecast store. Create with :func:`open_store`; close with :meth:`close` or a ``with`` block."""
+
+    def __init__(
+        self,
+        path: Path,
+        connection: duckdb.DuckDBPyConnection,
+        write_lock: threading.RLock,
+        *,
+        read_only: bool,
+        schema_version: int,
+    ) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.schema_version = schema_version
+        self._connection = connection  # the writer: used only while holding _write_lock
+        self._write_lock = write_lock
+        # Parent of the per-read cursors. Created now, while only this thread knows the Store; cursor() on it is
+        # guarded by _cursor_lock so concurrent reads never touch one connection object at the same time.
+        self._cursor_parent = connection.cursor()
+        self._cursor_lock = threading.Lock()
+        self._transaction: Transaction | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.read_only else "read-write")
+        return f"Store({str(self.path)!r}, {state}, schema_version={self.schema_version})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store; waits for a running transaction (in another thread) to finish. Idempotent."""
+        if self._in_own_transaction():
+            raise StoreError("close() called inside a transaction; leave the `with store.transaction()` block first")
+        with self._write_lock, self._cursor_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._cursor_parent.close()
+            self._connection.close()
+
+    # ---- transactions -------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """``with store.transaction() as tx:`` — all or nothing: COMMIT at the end, ROLLBACK on any exception.
+
+        Holds the file's process-wide write lock for the whole block, so other threads' writes wait and never
+        interleave with it. Nested blocks in the same thread join the outer transaction (DuckDB has no savepoints):
+        if an inner block raises, the whole transaction is rolled back even if the exception is caught.
+        """
+        if self._in_own_transaction():
+            outer = self._transaction
+            assert outer is not None
+            try:
+                yield outer
+            except BaseException:
+                outer.rollback_only = True
+                raise
+            return
+
+        if self.read_only:
+            raise StoreError(f"facecast store {self.path} is open read-only; writes need open_store(read_only=False)")
+        with self._write_lock:
+            self._check_open()
+            self._connection.execute("BEGIN TRANSACTION")
+            transaction = Transaction(self._connection)
+            self._transaction = transaction
+            try:
+                yield transaction
+                if transaction.rollback_only:
+                    raise StoreError("a nested transaction block failed; the whole transaction was rolled back")
+            except BaseException:
+                self._end_transaction(transaction)
+                _rollback_quietly(self._connection)
+                raise
+            self._end_transaction(transaction)
+            try:
+                self._connection.execute("COMMIT")
+            except duckdb.Error as error:
+                _rollback_quietly(self._connection)  # a failed COMMIT may leave the transaction open
+                raise StoreError(f"commit failed on {self.path}; nothing was stored: {error}") from error
+
+    def _end_transaction(self, transaction: Transaction) -> None:
+        transaction.active = False
+        self._transaction = None
+
+    def _in_own_transaction(self) -> bool:
+        # Safe to read without the lock: only the owning thread can have set it to a transaction with its own id.
+        transaction = self._transaction
+        return transaction is not None and transaction.thread_id == threading.get_ident()
+
+    # ---- reads --------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to read with.
+
+        A DuckDB connection object is not safe to use from two threads at once. Two ways out: share the writer
+        connection under the write lock, or give each read its own cursor (a new connection to the same database).
+        Cursors win: a Streamlit page reading the history should not wait for a long ingest in another session,
+        and DuckDB's MVCC gives each cursor a consistent snapshot of committed data. Inside a transaction the
+        owning thread reads on the writer connection instead, so it sees its own uncommitted rows.
+        """
+        if self._in_own_transaction():
+            yield self._connection
+            return
+        with self._cursor_lock:
+            self._check_open()
+            cursor = self._cursor_parent.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def _read_df(self, sql: str, parameters: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self._reading() as connection:
+            return connection.execute(sql, parameters).df()
+
+    def _read_rows(self, sql: str, parameters: Sequence[Any] | None = None) -> list[tuple]:
+        with self._reading() as connection:
+            return connection.execute(sql, parameters).fetchall()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"facecast store {self.path} is closed")
+
+    def applied_migrations(self) -> pd.DataFrame:
+        """The ``schema_version`` table: version, applied_at, description, oldest first."""
+        return self._read_df("SELECT version, applied_at, description FROM schema_version ORDER BY version")
+
+    # ---- images_classified --------------------------------------------------------------------------------------
+
+    def add_classifications(self, rows: Iterable[ImageClassification | Mapping[str, Any]]) -> list[int]:
+        """Store classified images (dataclasses or mappings with the same keys); return their ids, in order.
+
+        All rows go in one transaction (or join the caller's): either all are stored or none.
+        """
+        classifications = [_as_classification(row) for row in rows]  # validates every row before writing any
+        if not classifications:
+            return []
+        with self.transaction() as tx:
+            # Ids are drawn first and assigned here, so each returned id provably belongs to its input row
+            # (RETURNING on a bulk insert does not promise input order).
+            ids = [
+                row[0]
+                for row in tx.execute(
+                    "SELECT nextval('images_classified_id_seq') FROM range(?)", [len(classifications)]
+                )
+            ]
+            ids.sort()
+            tx.insert_arrow("images_classified", _classifications_to_arrow(ids, classifications))
+        return ids
+
+    def classifications(self, limit: int | None = 100) -> pd.DataFrame:
+        """The newest ``limit`` classified images (all when None), newest first; vectors as float32 arrays."""
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative int or None, got {limit!r}")
+        columns = ", ".join(_CLASSIFICATION_COLUMNS)
+        sql = f"SELECT {columns} FROM images_classified ORDER BY id DESC"
+        if limit is None:
+            return self._read_df(sql)
+        return self._read_df(sql + " LIMIT ?", [limit])
+
+    def find_classification(
+        self, content_sha256: str, model_name: str, model_version: str
+    ) -> ImageClassification | None:
+        """The newest stored classification of this image content by this model version, or None."""
+        columns = ", ".join(_CLASSIFICATION_COLUMNS)
+        rows = self._read_rows(
+            f"SELECT {columns} FROM images_classified "
+            "WHERE content_sha256 = ? AND model_name = ? AND model_version = ? ORDER BY id DESC LIMIT 1",
+            [content_sha256, model_name, model_version],
+        )
+        if not rows:
+            return None
+        return ImageClassification(**dict(zip(_CLASSIFICATION_COLUMNS, rows[0], strict=True)))
+
+
+def _vector_column(vectors: Sequence[np.ndarray], length: int) -> pa.FixedSizeListArray:
+    flat = np.concatenate(vectors).astype(np.float32, copy=False)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), length)
+
+
+def _classifications_to_arrow(ids: Sequence[int], rows: Sequence[ImageClassification]) -> pa.Table:
+    # Arrow, not executemany: DuckDB spends about a millisecond per executed statement, an Arrow scan inserts
+    # thousands of rows in a few milliseconds, and FixedSizeList<float32> maps onto FLOAT[N] without conversion.
+    return pa.table(
+        {
+            "id": pa.array(ids, type=pa.int64()),
+            "content_sha256": pa.array([row.content_sha256 for row in rows], type=pa.string()),
+            "source_path": pa.array([row.source_path for row in rows], type=pa.string()),
+            "model_name": pa.array([row.model_name for row in rows], type=pa.string()),
+            "model_version": pa.array([row.model_version for row in rows], type=pa.string()),
+            "emotion": pa.array([row.emotion for row in rows], type=pa.string()),
+            "emotion_probs": _vector_column([row.emotion_probs for row in rows], len(EMOTIONS)),
+            "style": pa.array([row.style for row in rows], type=pa.string()),
+            "style_probs": _vector_column([row.style_probs for row in rows], len(STYLES)),
+            "action_params": _vector_column([row.action_params for row in rows], len(ACTION_PARAMS)),
+        }
+    )
