@@ -1,0 +1,301 @@
+"""facecast.triton_server and the serve/stop/status CLI, against the REAL tritonserver from nvidia-pytriton.
+
+No mocks: each test builds a tiny python-backend model repository in tmp_path and starts the bundled tritonserver
+2.51 on free random ports (never 8000-8002, so a developer's own server can keep running). The CLI is run as
+`python -m facecast` in a subprocess, exactly as a user runs it (exit codes, stderr, no traceback).
+Needs the server env (`make triton-env`); without it the server tests are skipped, unless
+FACECAST_REQUIRE_TRITON=1 (CI) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facecast import triton_server
+from facecast.config import PROJECT_ROOT, Settings
+
+DOUBLE_MODEL_PY = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT").as_numpy()
+            doubled = pb_utils.Tensor("OUTPUT", (x * 2).astype(np.float32))
+            responses.append(pb_utils.InferenceResponse(output_tensors=[doubled]))
+        return responses
+"""
+
+FAILING_MODEL_PY = """
+class TritonPythonModel:
+    def initialize(self, args):
+        raise RuntimeError("deliberate failure in initialize of the broken test model")
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def config_pbtxt(name: str) -> str:
+    return textwrap.dedent(
+        f"""\
+        name: "{name}"
+        backend: "python"
+        max_batch_size: 8
+        input [ {{ name: "INPUT", data_type: TYPE_FP32, dims: [ -1 ] }} ]
+        output [ {{ name: "OUTPUT", data_type: TYPE_FP32, dims: [ -1 ] }} ]
+        dynamic_batching {{}}
+        instance_group [ {{ kind: KIND_CPU, count: 1 }} ]
+        """
+    )
+
+
+def make_repository(root: Path, models: dict[str, str]) -> Path:
+    """A Triton model repository with one python-backend model per entry (name -> model.py source)."""
+    for name, source in models.items():
+        (root / name / "1").mkdir(parents=True)
+        (root / name / "config.pbtxt").write_text(config_pbtxt(name))
+        (root / name / "1" / "model.py").write_text(textwrap.dedent(source))
+    return root
+
+
+def _server_env_problem() -> str | None:
+    try:
+        triton_server.locate_triton_environment(Settings().triton_env)
+    except triton_server.TritonEnvironmentMissing as error:
+        return str(error)
+    return None
+
+
+_PROBLEM = _server_env_problem()
+_skip_without_server = pytest.mark.skipif(
+    _PROBLEM is not None and os.environ.get("FACECAST_REQUIRE_TRITON") != "1",
+    reason=f"no Triton server environment: {_PROBLEM}",
+)
+
+
+def needs_server(test):
+    """Starts a real tritonserver: marked `triton` (pyproject markers), skipped without the server env."""
+    return pytest.mark.triton(_skip_without_server(test))
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    http, grpc, metrics = triton_server.find_free_ports(3)
+    return {"http_port": http, "grpc_port": grpc, "metrics_port": metrics}
+
+
+@pytest.fixture
+def settings(tmp_path, ports) -> Settings:
+    return Settings().with_overrides(run_dir=tmp_path / "run", **ports)
+
+
+def port_flags(ports: dict[str, int]) -> list[str]:
+    return [
+        f"--http-port={ports['http_port']}",
+        f"--grpc-port={ports['grpc_port']}",
+        f"--metrics-port={ports['metrics_port']}",
+    ]
+
+
+def run_cli(*args: str, run_dir: Path, timeout: float = 90, **env_overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FACECAST_RUN_DIR": str(run_dir), **env_overrides}
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *args],
+        check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for its (re)parent to reap it: it holds no ports nor memory."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@needs_server
+def test_serve_detach_infer_status_stop(tmp_path, settings, ports):
+    import tritonclient.http as httpclient
+
+    repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
+    run_dir = settings.run_dir
+    served = run_cli("serve", "--detach", *port_flags(ports), f"--model-repository={repository}", run_dir=run_dir)
+    try:
+        assert served.returncode == 0, served.stderr
+        pid_path = run_dir / f"triton-{ports['http_port']}.pid"
+        assert str(pid_path) in served.stdout
+        assert f"http://127.0.0.1:{ports['http_port']}" in served.stdout
+        record = json.loads(pid_path.read_text())
+        assert record["http_port"] == ports["http_port"] and record["grpc_port"] == ports["grpc_port"]
+        assert record["model_repository"] == str(repository)
+        assert Path(record["log_path"]).exists()
+        assert triton_server.is_ready(settings.triton_url)
+
+        client = httpclient.InferenceServerClient(settings.triton_url)
+        try:
+            values = np.array([[1.0, 2.5, -3.0]], dtype=np.float32)
+            infer_input = httpclient.InferInput("INPUT", list(values.shape), "FP32")
+            infer_input.set_data_from_numpy(values)
+            result = client.infer("double", [infer_input], outputs=[httpclient.InferRequestedOutput("OUTPUT")])
+            np.testing.assert_array_equal(result.as_numpy("OUTPUT"), values * 2)
+        finally:
+            client.close()  # open connections delay the server's shutdown by --exit-timeout-secs
+
+        status = run_cli("status", "--json", f"--http-port={ports['http_port']}", run_dir=run_dir)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["ready"] is True and report["server_version"] == "2.51.0"
+        assert {"name": "double", "version": "1", "state": "READY"} in report["models"]
+        assert report["process"]["pid"] == record["pid"] and report["process"]["running"] is True
+
+        # `serve --reuse` (what `make run` calls) accepts our running server instead of starting a second one.
+        reused = run_cli(
+            "serve", "--detach", "--reuse", *port_flags(ports), f"--model-repository={repository}", run_dir=run_dir
+        )
+        assert reused.returncode == 0, reused.stderr
+        assert "already running" in reused.stdout and f"pid {record['pid']}" in reused.stdout
+
+        # A second server on the same ports is refused, and the error says the port is our own server's.
+        again = run_cli("serve", "--detach", *port_flags(ports), f"--model-repository={repository}", run_dir=run_dir)
+        message = assert_one_line_error(again)
+        assert str(ports["http_port"]) in message and "facecast's own tritonserver" in message
+        assert f"pid {record['pid']}" in message
+
+        stopped = run_cli("stop", f"--http-port={ports['http_port']}", run_dir=run_dir)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped tritonserver" in stopped.stdout
+        assert not pid_path.exists()
+        for port in ports.values():
+            assert triton_server.port_is_free("127.0.0.1", port)
+        assert process_gone(record["pid"])
+
+        after = run_cli("status", f"--http-port={ports['http_port']}", run_dir=run_dir)
+        assert after.returncode != 0 and "not reachable" in after.stdout
+    finally:
+        if triton_server.read_pid_file(settings):
+            triton_server.stop_server(settings)
+
+
+@needs_server
+def test_running_server_context_manager(tmp_path, settings):
+    repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
+    with triton_server.running_server(settings, model_repository=repository, timeout=60) as server:
+        assert server.url == settings.triton_url
+        assert triton_server.is_ready(server.url)
+        triton_server.wait_until_ready(server.url, timeout=1)
+        assert triton_server.server_metadata(server.url)["version"] == "2.51.0"
+        assert triton_server.ready_models(server.url) == ["double"]
+        assert server.pid_path.exists()
+        pid = server.pid
+    assert not server.pid_path.exists()
+    assert not triton_server.is_live(settings.triton_url)
+    assert triton_server.port_is_free(settings.host, settings.http_port)
+    assert process_gone(pid)
+
+
+@needs_server
+def test_port_in_use_is_a_clear_error(tmp_path, ports):
+    repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", ports["grpc_port"]))
+        squatter.listen()
+        result = run_cli(
+            "serve", "--detach", *port_flags(ports), f"--model-repository={repository}", run_dir=tmp_path / "run"
+        )
+    message = assert_one_line_error(result)
+    assert f"port {ports['grpc_port']}" in message and "in use" in message
+    assert not (tmp_path / "run" / f"triton-{ports['http_port']}.pid").exists()
+
+
+@needs_server
+def test_model_failing_at_initialize_reports_the_server_error(tmp_path, settings, ports):
+    repository = make_repository(tmp_path / "repo", {"broken": FAILING_MODEL_PY})
+
+    with pytest.raises(triton_server.TritonStartError) as caught:
+        triton_server.start_server(settings, model_repository=repository, timeout=60)
+    message = str(caught.value)
+    assert "failed to load 'broken' version 1" in message  # the server's own log line
+    assert "deliberate failure in initialize of the broken test model" in message
+    assert "| broken | 1" in message and "UNAVAILABLE" in message  # the server's model table row
+    assert str(settings.run_dir / f"triton-{ports['http_port']}.log") in message
+    assert not triton_server.pid_file_path(settings).exists()
+    assert triton_server.port_is_free(settings.host, settings.http_port)
+
+    # The CLI prints the same reason as one line.
+    result = run_cli(
+        "serve", "--detach", *port_flags(ports), f"--model-repository={repository}", run_dir=settings.run_dir
+    )
+    line = assert_one_line_error(result)
+    assert "model 'broken' version 1 failed to load" in line
+    assert "deliberate failure in initialize of the broken test model" in line
+    assert "server log:" in line
+
+
+def test_missing_server_env_is_a_clear_error(tmp_path, ports):
+    nowhere = tmp_path / "no-such-env"
+    repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
+    settings = Settings().with_overrides(triton_env=nowhere, run_dir=tmp_path / "run", **ports)
+    with pytest.raises(triton_server.TritonEnvironmentMissing, match="make triton-env"):
+        triton_server.start_server(settings, model_repository=repository)
+
+    result = run_cli(
+        "serve",
+        "--detach",
+        *port_flags(ports),
+        f"--model-repository={repository}",
+        run_dir=tmp_path / "run",
+        FACECAST_TRITON_ENV=str(nowhere),
+    )
+    line = assert_one_line_error(result)
+    assert "make triton-env" in line and str(nowhere) in line
+
+
+def test_stop_handles_stale_and_missing_pid_files(tmp_path, ports):
+    run_dir = tmp_path / "run"
+    missing = run_cli("stop", f"--http-port={ports['http_port']}", run_dir=run_dir)
+    assert "no facecast tritonserver" in assert_one_line_error(missing)
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    settings = Settings().with_overrides(run_dir=run_dir, **ports)
+    stale = triton_server.TritonProcess(
+        pid=gone.pid,
+        host="127.0.0.1",
+        model_repository=tmp_path,
+        log_path=tmp_path / "x.log",
+        pid_path=triton_server.pid_file_path(settings),
+        started_at=0.0,
+        **ports,
+    )
+    stale.write_pid_file()
+    result = run_cli("stop", f"--http-port={ports['http_port']}", run_dir=run_dir)
+    assert result.returncode == 0, result.stderr
+    assert "stale pid file" in result.stdout
+    assert not stale.pid_path.exists()
