@@ -1,0 +1,173 @@
+"""The one image decoder shared by training and serving.
+
+A network only sees what this module hands it, so training and serving must preprocess a face image in exactly the
+same way: a different alpha background, a missed EXIF rotation or another resize filter at serving time is a
+silent shift of the input distribution that no test of the network itself would catch. Training data builders,
+the dataset loader, the CLI and the app therefore all go through `load_rgb` / `fit_square` / `load_face`.
+
+The module is torch-free (numpy + Pillow only) because the runtime never imports torch.
+
+Decisions, each made once here:
+- transparency is composited on WHITE: emoji and artists' exports are drawn on transparent canvases meant for
+  light backgrounds, and black would turn dark outlines invisible;
+- EXIF orientation is honoured, so a phone photo of a sketch is upright;
+- grayscale, palette, CMYK and 16-bit images become 8-bit RGB;
+- a file that cannot be used raises `ImageDecodeError` whose message names the file and the problem in plain
+  words, never a Pillow traceback: the message goes straight to a user who uploaded the file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# 50 megapixels: far above any real face crop or frame (8K is 33 MP), far below what fills memory when decoded.
+DEFAULT_MAX_PIXELS = 50_000_000
+SUPPORTED_FORMATS = "PNG, JPEG, WebP, GIF, BMP"
+WHITE = (255, 255, 255)
+
+
+class ImageDecodeError(ValueError):
+    """An image that cannot be used; the message names the file and says what is wrong."""
+
+
+def _describe(source: str | Path | bytes) -> str:
+    """How the user knows the source: its path, or a stand-in for in-memory bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "uploaded image"
+    return str(source)
+
+
+def _read_bytes(source: str | Path | bytes, name: str) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    path = Path(source)
+    if not path.exists():
+        raise ImageDecodeError(f"{name}: file not found")
+    if not path.is_file():
+        raise ImageDecodeError(f"{name}: not a file")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error})") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB, transparency composited on white."""
+    if image.mode == "P":
+        # A palette image may carry transparency in its tRNS chunk / GIF transparency index.
+        image = image.convert("RGBA") if "transparency" in image.info else image.convert("RGB")
+    elif image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit grayscale (PNG): Pillow's own convert("L") clips at 255 instead of scaling, turning it white.
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
+        image = Image.fromarray(gray, mode="L")
+    elif image.mode == "F":
+        gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
+        image = Image.fromarray(gray, mode="L")
+
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode in ("RGB", "L") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return image
+
+
+def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file (path or bytes) to uint8 RGB [H, W, 3].
+
+    Reads PNG, JPEG, WebP, GIF (first frame) and BMP. Raises ImageDecodeError for an empty file, something that
+    is not an image, a truncated or corrupt file, or an image of more than `max_pixels` pixels (checked from the
+    header, before anything is decoded, so a decompression bomb costs nothing).
+    """
+    name = _describe(source)
+    data = _read_bytes(source, name)
+    if not data:
+        raise ImageDecodeError(f"{name}: the file is empty (0 bytes)")
+
+    with warnings.catch_warnings():
+        # Our own max_pixels check replaces Pillow's global bomb warning; the warning would only add noise.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise ImageDecodeError(f"{name}: not an image that can be read (supported: {SUPPORTED_FORMATS})") from None
+        except Image.DecompressionBombError:
+            # Pillow refuses headers past twice its own limit before we see the size.
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            raise ImageDecodeError(f"{name}: the image is too large (its header claims more than {limit:,} pixels, "
+                                   f"at most {max_pixels:,} are accepted); it looks like a decompression bomb") from None
+        except Exception as error:  # a broken header makes Pillow raise many kinds of errors
+            raise ImageDecodeError(f"{name}: the image header is corrupt ({error})") from None
+
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageDecodeError(f"{name}: the image has no pixels ({width}x{height})")
+        if width * height > max_pixels:
+            raise ImageDecodeError(f"{name}: the image is too large ({width}x{height} = {width * height:,} pixels; "
+                                   f"at most {max_pixels:,} are accepted)")
+        try:
+            image.seek(0)  # animated GIF / WebP: the first frame
+            image.load()
+        except Exception as error:  # truncated data and corrupt streams surface as OSError, SyntaxError, zlib.error...
+            reason = "truncated" if "truncated" in str(error).lower() else "corrupt"
+            raise ImageDecodeError(f"{name}: the image data is {reason} and cannot be decoded ({error})") from None
+
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:
+        pass  # an unreadable EXIF block must not reject a decodable image; it is then shown as stored
+    try:
+        rgb = _to_rgb(image)
+    except Exception as error:
+        raise ImageDecodeError(f"{name}: the image uses a colour format that cannot be converted to RGB "
+                               f"(mode {image.mode}: {error})") from None
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+
+
+def border_colour(image: np.ndarray) -> np.ndarray:
+    """Median colour of the outermost rows and columns: the background a face crop sits on."""
+    edges = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]], axis=0)
+    return np.median(edges, axis=0).round().astype(np.uint8)
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize keeping the aspect ratio so the long side is `size`, then pad to a centred square.
+
+    Padding uses the image's own border colour, not black, so the network never learns "bars = something".
+    Downscaling is antialiased (Lanczos); upscaling (tiny images, e.g. 8x8 icons) uses bicubic, which rings less
+    on the hard edges of drawn art.
+    """
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {list(image.shape)}")
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError(f"the image has no pixels ({width}x{height})")
+    if height == width == size:
+        return image.copy()
+
+    scale = size / max(height, width)
+    new_width = min(size, max(1, round(width * scale)))
+    new_height = min(size, max(1, round(height * scale)))
+    resample = Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BICUBIC
+    resized = np.asarray(Image.fromarray(image).resize((new_width, new_height), resample), dtype=np.uint8)
+
+    canvas = np.empty((size, size, 3), dtype=np.uint8)
+    canvas[:] = border_colour(image)
+    top = (size - new_height) // 2
+    left = (size - new_width) // 2
+    canvas[top:top + new_height, left:left + new_width] = resized
+    return canvas
+
+
+def load_face(source: str | Path | bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a face image and fit it into a `size` x `size` square: uint8 [size, size, 3]."""
+    return fit_square(load_rgb(source, max_pixels=max_pixels), size)

@@ -1,0 +1,1 @@
+"""Training data: a synthetic character generator, licensed emoji, and studio manifests, all read by one loader."""
