@@ -22,6 +22,7 @@ from facecast.config import Settings, load_settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # a TritonServerError: one line on stderr
+EXIT_PARTIAL = 2  # `classify`: some files could not be classified (each says why)
 EXIT_NOT_READY = 3  # `status`: no server, or not ready (like `systemctl status` for a stopped unit)
 EXIT_INTERRUPTED = 130
 
@@ -138,6 +139,80 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return exit_code
 
 
+# ------------------------------------------------------------------------------------------------ classify
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
+
+
+def _classify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, help="image files, or folders of them")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--url", action="append", help="Triton host:port (repeat for failover; default: local server)")
+    parser.add_argument("--db", type=Path, help="DuckDB file to record results in (default: FACECAST_DB)")
+    parser.add_argument("--no-store", action="store_true", help="do not record the results")
+    parser.add_argument("--http-port", type=int, help="port of the local Triton (default: FACECAST_HTTP_PORT or 8000)")
+
+
+def _expand_images(paths: list[Path]) -> list[Path]:
+    expanded = []
+    for path in paths:
+        if path.is_dir():
+            expanded += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
+    from facecast.expressions import EXPRESSION_MODEL, ClassifiedImage, ExpressionRecognizer, classify_images, read_sources
+    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonModelClient, TritonUnavailable
+
+    paths = _expand_images(args.images)
+    if not paths:
+        print("facecast classify: error: no image files found in the given folder(s)", file=sys.stderr)
+        return EXIT_ERROR
+    readable, unreadable = [], []
+    for name, data, error in read_sources(paths):
+        (readable.append((name, data)) if data is not None else unreadable.append(ClassifiedImage(name, None, None, error)))
+    recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, args.url or [settings.triton_url]))
+    try:
+        results = classify_images(readable, recognizer) if readable else []
+    except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
+        print(f"facecast classify: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    order = {str(p): i for i, p in enumerate(paths)}
+    results = sorted(results + unreadable, key=lambda r: order.get(r.source, 0))
+
+    if not args.no_store:
+        _record_classifications(results, args.db or settings.db_path)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        for result in results:
+            if result.prediction is None:
+                print(f"{result.source}: error: {result.error}")
+                continue
+            p = result.prediction
+            params = " ".join(f"{k}={v:.2f}" for k, v in p.action_params.items())
+            print(f"{result.source}: {p.emotion} ({p.confidence:.0%}), style {p.style} "
+                  f"({p.style_probs[p.style]:.0%}), {params}")
+    failed = sum(r.prediction is None for r in results)
+    return EXIT_OK if failed == 0 else EXIT_PARTIAL
+
+
+def _record_classifications(results, db_path: Path) -> None:
+    from facecast.store import StoreError, open_store
+
+    rows = [r.as_record() for r in results if r.prediction is not None]
+    if not rows:
+        return
+    try:
+        with open_store(db_path) as store:
+            store.add_classifications(rows)
+    except StoreError as error:  # results are still printed; only the record is missing
+        print(f"facecast classify: warning: results not recorded: {error}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------------------------ registry
 
 
@@ -154,6 +229,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("serve", "run the local Triton server (foreground, or --detach)", _serve_arguments, cmd_serve),
     Command("stop", "stop a server started with `facecast serve`", _stop_arguments, cmd_stop),
     Command("status", "is the server ready, and which models does it serve", _status_arguments, cmd_status),
+    Command("classify", "emotion, style and action parameters of face images, through Triton", _classify_arguments,
+            cmd_classify),
 )
 
 
@@ -185,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"facecast {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `facecast classify --json ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ class Settings:
     triton_env: Path = field(default_factory=lambda: _path("TRITON_ENV", PROJECT_ROOT / ".venv-triton"))
     # DuckDB file: the source of truth for everything facecast stores.
     db_path: Path = field(default_factory=lambda: _path("DB", PROJECT_ROOT / "var" / "facecast.duckdb"))
+    # Demo content the first `make run` prepares (faces to try in the app).
+    demo_dir: Path = field(default_factory=lambda: _path("DEMO_DIR", PROJECT_ROOT / "var" / "demo"))
     # Pid files and server logs of detached servers.
     run_dir: Path = field(default_factory=lambda: _path("RUN_DIR", PROJECT_ROOT / "var" / "run"))
     host: str = field(default_factory=lambda: os.environ.get("FACECAST_HOST", "127.0.0.1"))

@@ -1,0 +1,174 @@
+"""Serving benchmark for expression_encoder: Triton with dynamic batching on and off, at concurrency 1/4/16,
+against in-process ONNX Runtime at the same batch size, side by side in one run. Writes the "serving" section of
+docs/benchmarks.md, which is where export/triton_repository.py's CPU_SERVING settings come from.
+
+    python -m benchmarks.serving [--weights weights/expression_encoder-cpu.pt] [--seconds 6]
+
+Every client request carries ONE face, as the analysis pipeline's per-track requests do; batching is Triton's job.
+The load generator runs on the same 2 cores as the server, so Triton numbers include that client cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+from benchmarks.report import write_section
+from export.triton_repository import CPU_SERVING, ServingSettings, write_model
+from facecast.config import Settings
+from facecast.triton_client import TritonModelClient
+from facecast.triton_server import running_server
+from training.evaluation import markdown_table
+from training.train_expression import load_checkpoint
+
+MODEL = "expression_encoder"
+VARIANTS = {
+    "no batching": ServingSettings(dynamic_batching=False, instance_count=1),
+    "dynamic, delay 0": ServingSettings(max_queue_delay_us=0, instance_count=1),
+    "dynamic, delay 2 ms": ServingSettings(max_queue_delay_us=2000, instance_count=1),
+    "dynamic, delay 2 ms, 2 instances × 1 thread": ServingSettings(max_queue_delay_us=2000, instance_count=2,
+                                                                    intra_op_threads=1),
+}
+CONCURRENCY = (1, 4, 16)
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies_ms: np.ndarray
+    mean_batch: float
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+
+def model_counts(url: str) -> tuple[int, int]:
+    stats = requests.get(f"http://{url}/v2/models/{MODEL}/stats", timeout=10).json()["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def drive_load(url: str, images: np.ndarray, concurrency: int, seconds: float, max_requests: int = 200_000) -> LoadResult:
+    """`concurrency` threads, each sending one-image requests back to back for `seconds` (bounded in count too)."""
+    client = TritonModelClient(MODEL, url)
+    client.signature  # fetch the config once, outside the timed window
+    for _ in range(3):
+        client.infer({"image": images[:1]})
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    stop = threading.Event()
+
+    def worker(slot: int) -> None:
+        rng = np.random.default_rng(slot)
+        while not stop.is_set() and len(latencies[slot]) < max_requests // concurrency:
+            face = images[rng.integers(len(images))][None]
+            start = time.perf_counter()
+            client.infer({"image": face})
+            latencies[slot].append((time.perf_counter() - start) * 1000)
+
+    before = model_counts(url)
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    elapsed = time.perf_counter() - started
+    after = model_counts(url)
+    inferences, executions = after[0] - before[0], after[1] - before[1]
+    all_latencies = np.array([value for slot in latencies for value in slot])
+    return LoadResult(len(all_latencies), elapsed, all_latencies, inferences / max(executions, 1))
+
+
+def in_process_onnxruntime(onnx_path: Path, images: np.ndarray, batch: int, seconds: float) -> tuple[float, float]:
+    """Images/s and p50 ms per batch of ONNX Runtime called directly (all cores), the ceiling Triton is held to."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": np.ascontiguousarray(images[:batch])}
+    for _ in range(3):
+        session.run(None, feed)
+    timings = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        session.run(None, feed)
+        timings.append(time.perf_counter() - start)
+    return batch * len(timings) / sum(timings), 1000 * float(np.median(timings))
+
+
+def run(weights: Path, seconds: float, http_port: int) -> str:
+    network = load_checkpoint(weights)
+    size = network.config.image_size
+    images = np.random.default_rng(0).integers(0, 256, (256, size, size, 3), dtype=np.uint8)
+    rows = []
+    onnx_path = None
+    with tempfile.TemporaryDirectory(prefix="facecast-bench-") as scratch:
+        for variant, serving in VARIANTS.items():
+            repository = Path(scratch) / variant.replace(" ", "_").replace(",", "").replace("×", "x")
+            onnx_path = write_model(repository, network, "cpu", serving)
+            settings = Settings().with_overrides(http_port=http_port, grpc_port=http_port + 1,
+                                                 metrics_port=http_port + 2, model_repository=repository)
+            with running_server(settings, model_repository=repository):
+                for concurrency in CONCURRENCY:
+                    result = drive_load(settings.triton_url, images, concurrency, seconds)
+                    rows.append({"setting": variant, "concurrency": concurrency,
+                                 "images/s": result.throughput,
+                                 "p50 ms": float(np.percentile(result.latencies_ms, 50)),
+                                 "p95 ms": float(np.percentile(result.latencies_ms, 95)),
+                                 "mean batch": result.mean_batch})
+                    print(f"[bench] {variant:45s} c={concurrency:2d}: {result.throughput:7.1f} img/s "
+                          f"p50 {rows[-1]['p50 ms']:.1f} ms, mean batch {result.mean_batch:.1f}", flush=True)
+        table = pd.DataFrame(rows)
+        chosen_name = next(name for name, value in VARIANTS.items() if value == CPU_SERVING[MODEL])
+        at16 = table[table["concurrency"] == 16].set_index("setting")
+        batch16 = max(1, int(round(at16.loc[chosen_name, "mean batch"])))
+        ort_same_batch, ort_same_batch_ms = in_process_onnxruntime(onnx_path, images, batch16, seconds)
+        ort_one, ort_one_ms = in_process_onnxruntime(onnx_path, images, 1, seconds)
+
+    dynamic_gain = at16.loc[chosen_name, "images/s"] / at16.loc["no batching", "images/s"]
+    triton_vs_ort = at16.loc[chosen_name, "images/s"] / ort_same_batch
+    lines = [
+        "## expression_encoder serving settings", "",
+        "`python -m benchmarks.serving` (`make bench`): one-image requests from Python client threads on the same "
+        f"2 cores as the server, {seconds:.0f} s per cell, random 64-px faces. 'mean batch' is Triton's own count "
+        "(inferences / executions) over the cell.", "",
+        markdown_table(table, index=False, floatfmt=".1f"), "",
+        f"In-process ONNX Runtime, same ONNX file, all cores: batch {batch16} (Triton's mean batch for the chosen "
+        f"setting at concurrency 16) {ort_same_batch:.0f} images/s ({ort_same_batch_ms:.1f} ms per batch); "
+        f"batch 1 {ort_one:.0f} images/s ({ort_one_ms:.2f} ms).", "",
+        "| ratio at concurrency 16 | value | target |", "|---|---|---|",
+        f"| chosen setting (`{chosen_name}`) ÷ no batching | {dynamic_gain:.2f}× | ≥ 3× |",
+        f"| chosen setting ÷ in-process ONNX Runtime at batch {batch16} | {triton_vs_ort:.2f} | ≥ 0.8 |", "",
+        f"The served config (export/triton_repository.py `CPU_SERVING`) is `{chosen_name}`.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=Path("weights/expression_encoder-cpu.pt"))
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--http-port", type=int, default=18100, help="ports N, N+1, N+2 (not the dev server's)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    section = run(args.weights, args.seconds, args.http_port)
+    print(section)
+    if not args.no_write:
+        print(f"→ {write_section('serving', section)}")
+
+
+if __name__ == "__main__":
+    main()

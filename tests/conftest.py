@@ -1,0 +1,54 @@
+"""Shared fixtures: a real tritonserver serving the shipped expression_encoder weights, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from facecast import triton_server
+from facecast.config import PROJECT_ROOT, Settings
+
+SHIPPED_WEIGHTS = Path(os.environ.get("FACECAST_TEST_WEIGHTS", PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt"))
+
+
+def _require_triton() -> None:
+    try:
+        triton_server.locate_triton_environment(Settings().triton_env)
+    except triton_server.TritonEnvironmentMissing as error:
+        if os.environ.get("FACECAST_REQUIRE_TRITON") == "1":
+            raise
+        pytest.skip(f"no Triton server environment: {error}")
+
+
+@pytest.fixture(scope="session")
+def expression_repository(tmp_path_factory) -> Path:
+    """A CPU-flavour model repository exported from the shipped weights, exactly as `make repository` does."""
+    from export.triton_repository import write_model
+    from training.train_expression import load_checkpoint
+
+    assert SHIPPED_WEIGHTS.is_file(), f"{SHIPPED_WEIGHTS} missing: `make train` rebuilds it"
+    repository = tmp_path_factory.mktemp("model_repository")
+    write_model(repository, load_checkpoint(SHIPPED_WEIGHTS), "cpu")
+    return repository
+
+
+@pytest.fixture(scope="session")
+def expression_server(expression_repository, tmp_path_factory) -> Settings:
+    """Settings of a running real Triton with expression_encoder loaded; stopped at the end of the session."""
+    _require_triton()
+    http, grpc, metrics = triton_server.find_free_ports(3)
+    state = tmp_path_factory.mktemp("state")
+    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                         model_repository=expression_repository, run_dir=state / "run",
+                                         db_path=state / "facecast.duckdb")
+    with triton_server.running_server(settings, model_repository=expression_repository):
+        yield settings
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """FACECAST_* variables that make a subprocess or a Streamlit page use these settings."""
+    return {"FACECAST_HTTP_PORT": str(settings.http_port), "FACECAST_GRPC_PORT": str(settings.grpc_port),
+            "FACECAST_METRICS_PORT": str(settings.metrics_port), "FACECAST_RUN_DIR": str(settings.run_dir),
+            "FACECAST_DB": str(settings.db_path), "FACECAST_MODEL_REPOSITORY": str(settings.model_repository)}

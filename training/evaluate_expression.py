@@ -1,0 +1,153 @@
+"""Evaluate expression encoders and write docs/results-expression.md.
+
+    python -m training.evaluate_expression --model weights/expression_encoder-cpu.pt \
+        --synthetic-test data/synthetic/test/manifest.csv --emoji data/emoji/manifest.csv \
+        --loso runs/loso --out docs/results-expression.md
+
+Reports, for the shipped model: accuracy and macro-F1 on held-out synthetic characters per style, accuracy on
+held-out licensed emoji per set, both confusion matrices; and leave-one-style-out: for each style, a model trained
+on the other three (runs/loso/without-<style>/best.pt) against the reference trained on all four with the same
+budget (runs/loso/all-styles/best.pt), both tested on that style's held-out characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facecast.images import load_face
+from facecast.vocab import EMOTIONS, STYLES
+from training.data.manifest import read_manifest
+from training.evaluation import classification_scores, confusion, markdown_table, predict_images
+from training.train_expression import load_checkpoint
+
+TARGETS = {"synthetic": 0.95, "loso_drop_points": 5.0, "emoji": 0.75}
+
+
+def load_images(frame: pd.DataFrame, size: int) -> np.ndarray:
+    return np.stack([load_face(path, size) for path in frame["path"]])
+
+
+def emotion_truth_and_prediction(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    images = load_images(frame, model.config.image_size)
+    predicted = predict_images(model, images)["emotion_logits"].argmax(1)
+    truth = frame["emotion"].map(EMOTIONS.index).to_numpy()
+    return truth, predicted
+
+
+def scores_by(frame: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray, column: str) -> pd.DataFrame:
+    rows = {}
+    for value, index in frame.groupby(column).indices.items():
+        rows[value] = classification_scores(truth[index], predicted[index]).as_row()
+    rows["all"] = classification_scores(truth, predicted).as_row()
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def leave_one_style_out(loso_dir: Path, test: pd.DataFrame) -> pd.DataFrame | None:
+    reference_path = loso_dir / "all-styles" / "best.pt"
+    if not reference_path.is_file():
+        return None
+    reference = load_checkpoint(reference_path)
+    rows = {}
+    for style in STYLES:
+        held_out_path = loso_dir / f"without-{style}" / "best.pt"
+        if not held_out_path.is_file():
+            continue
+        subset = test[test["style"] == style].reset_index(drop=True)
+        truth, with_style = emotion_truth_and_prediction(reference, subset)
+        _, without_style = emotion_truth_and_prediction(load_checkpoint(held_out_path), subset)
+        seen = classification_scores(truth, with_style).accuracy
+        unseen = classification_scores(truth, without_style).accuracy
+        rows[style] = {"n": len(subset), "trained on all 4": seen, "style held out": unseen,
+                       "drop (points)": 100 * (seen - unseen)}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def training_summary(run_dir: Path) -> dict | None:
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_report(args) -> str:
+    started = time.monotonic()
+    model = load_checkpoint(args.model)
+    lines = ["# Expression recognition results", "",
+             f"Written by `python -m training.evaluate_expression` (`make evaluate`); model `{args.model}` "
+             f"(`{model.config.triton_name}`, {model.config.image_size}-px input). Rerun `make models` to rebuild the "
+             "data, retrain and regenerate this page. Targets from issue 2: accuracy ≥ 0.95 on held-out synthetic "
+             "characters, leave-one-style-out drop ≤ 5 points, ≥ 0.75 on held-out licensed emoji.", ""]
+
+    for run in args.runs:
+        summary = training_summary(run)
+        if summary:
+            lines += [f"Training run `{run}`: {summary['train_images']} training images, best epoch "
+                      f"{summary['best_epoch']}, {summary['wall_seconds'] / 60:.1f} min wall time on this machine "
+                      f"({summary['stop_reason']}).", ""]
+
+    test = read_manifest(args.synthetic_test)
+    truth, predicted = emotion_truth_and_prediction(model, test)
+    by_style = scores_by(test, truth, predicted, "style")
+    lines += ["## Held-out synthetic characters", "",
+              f"{len(test)} stills of {test['character'].nunique()} characters never seen in training.", "",
+              markdown_table(by_style), "", "Confusion matrix (rows: truth, columns: prediction):", "",
+              markdown_table(confusion(truth, predicted), floatfmt=".0f"), ""]
+    results = {"synthetic_accuracy": float(by_style.loc["all", "accuracy"])}
+
+    loso = leave_one_style_out(args.loso, test) if args.loso else None
+    if loso is not None:
+        lines += ["## Leave one style out", "",
+                  "Each row: a model trained on the other three styles, tested on this style's held-out characters, "
+                  "against a reference trained on all four styles with the same data budget and training time.", "",
+                  markdown_table(loso), ""]
+        results["loso_max_drop_points"] = float(loso["drop (points)"].max())
+
+    if args.emoji and Path(args.emoji).is_file():
+        emoji = read_manifest(args.emoji)
+        truth, predicted = emotion_truth_and_prediction(model, emoji)
+        by_source = scores_by(emoji, truth, predicted, "source")
+        lines += ["## Held-out licensed emoji (drawn by real artists, never used in training)", "",
+                  "Twemoji (CC-BY 4.0), Noto Emoji (Apache-2.0), OpenMoji (CC BY-SA 4.0); labels from the emoji "
+                  "names (training/data/emoji.py).", "", markdown_table(by_source), "",
+                  "Confusion matrix (rows: truth, columns: prediction):", "",
+                  markdown_table(confusion(truth, predicted), floatfmt=".0f"), ""]
+        results["emoji_accuracy"] = float(by_source.loc["all", "accuracy"])
+
+    lines += ["## Against the targets", "", "| measure | value | target | met |", "|---|---|---|---|"]
+    if "synthetic_accuracy" in results:
+        value = results["synthetic_accuracy"]
+        lines.append(f"| accuracy, held-out synthetic | {value:.3f} | ≥ {TARGETS['synthetic']} | "
+                     f"{'yes' if value >= TARGETS['synthetic'] else 'no'} |")
+    if "loso_max_drop_points" in results:
+        value = results["loso_max_drop_points"]
+        lines.append(f"| worst leave-one-style-out drop | {value:.1f} points | ≤ {TARGETS['loso_drop_points']} | "
+                     f"{'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |")
+    if "emoji_accuracy" in results:
+        value = results["emoji_accuracy"]
+        lines.append(f"| accuracy, held-out emoji | {value:.3f} | ≥ {TARGETS['emoji']} | "
+                     f"{'yes' if value >= TARGETS['emoji'] else 'no'} |")
+    lines += ["", f"_Evaluation took {time.monotonic() - started:.0f} s._", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--synthetic-test", type=Path, required=True)
+    parser.add_argument("--emoji", type=Path)
+    parser.add_argument("--loso", type=Path, help="folder with all-styles/ and without-<style>/ runs")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="training runs whose summary to quote")
+    parser.add_argument("--out", type=Path, default=Path("docs/results-expression.md"))
+    args = parser.parse_args(argv)
+    report = write_report(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
