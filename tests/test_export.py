@@ -1,0 +1,58 @@
+"""The Triton repository writer: CPU and GPU flavours expose the same contract; a failed export leaves nothing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from export.triton_repository import CPU_SERVING, ServingSettings, config_pbtxt, write_model
+from training.networks import build_model
+
+
+def io_section(config: str) -> str:
+    return config[config.index("input ["):config.index("dynamic_batching")]
+
+
+def test_cpu_and_gpu_flavours_declare_identical_inputs_and_outputs() -> None:
+    network = build_model("expression_encoder-cpu")
+    signature = network.serving_signature()
+    cpu = config_pbtxt("expression_encoder", signature, "cpu", ServingSettings())
+    gpu = config_pbtxt("expression_encoder", signature, "gpu", ServingSettings())
+    assert 'backend: "python"' in cpu and "KIND_CPU" in cpu
+    assert 'platform: "tensorrt_plan"' in gpu and "KIND_GPU" in gpu
+    assert io_section(cpu) == io_section(gpu)
+    assert re.search(r"name: \"image\"\s+data_type: TYPE_UINT8\s+dims: \[ 64, 64, 3 \]", cpu)
+
+
+def test_batching_off_has_no_dynamic_batching_block() -> None:
+    signature = build_model("expression_encoder-cpu").serving_signature()
+    config = config_pbtxt("m", signature, "cpu", ServingSettings(dynamic_batching=False))
+    assert "dynamic_batching" not in config and "max_batch_size: 64" in config
+
+
+def test_write_model_lays_out_a_python_backend_model(tmp_path) -> None:
+    network = build_model("expression_encoder-cpu").eval()
+    onnx_path = write_model(tmp_path, network, "cpu")
+    model_dir = tmp_path / "expression_encoder"
+    assert onnx_path == model_dir / "1" / "model.onnx"
+    assert (model_dir / "1" / "model.py").is_file()
+    config = (model_dir / "config.pbtxt").read_text()
+    assert f"max_queue_delay_microseconds: {CPU_SERVING['expression_encoder'].max_queue_delay_us}" in config
+    assert [p.name for p in tmp_path.iterdir()] == ["expression_encoder"], "no staging folder left behind"
+
+
+def test_failed_export_leaves_the_previous_model_untouched(tmp_path) -> None:
+    network = build_model("expression_encoder-cpu").eval()
+    write_model(tmp_path, network, "cpu")
+    before = (tmp_path / "expression_encoder" / "1" / "model.onnx").read_bytes()
+
+    class Broken(type(network)):
+        def forward(self, images):
+            raise RuntimeError("export blew up")
+
+    broken = Broken(network.config).eval()
+    with pytest.raises(RuntimeError, match="export blew up"):
+        write_model(tmp_path, broken, "cpu")
+    assert (tmp_path / "expression_encoder" / "1" / "model.onnx").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["expression_encoder"]
