@@ -64,7 +64,14 @@ class SqueezeExcitation(nn.Module):
         return x * self.gate(x)
 
 
-class BasicSEBlock(nn.Module):
+class _ResidualBlock(nn.Module):
+    """relu(body(x) + shortcut(x)); subclasses build `body`, `shortcut` and `act`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class BasicSEBlock(_ResidualBlock):
     """Two 3×3 convolutions with SE and an identity shortcut (ResNet-18/34 style); used by the small configs."""
 
     expansion = 1
@@ -83,11 +90,8 @@ class BasicSEBlock(nn.Module):
         self.shortcut = _shortcut(in_channels, out_channels, stride)
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
 
-
-class BottleneckSEBlock(nn.Module):
+class BottleneckSEBlock(_ResidualBlock):
     """1×1 → 3×3 → 1×1 with SE (ResNet-50 style, SE-ResNet); used by the seed-sized GPU configs."""
 
     expansion = 4
@@ -108,9 +112,6 @@ class BottleneckSEBlock(nn.Module):
         )
         self.shortcut = _shortcut(in_channels, out_channels, stride)
         self.act = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.body(x) + self.shortcut(x))
 
 
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
