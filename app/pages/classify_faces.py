@@ -98,9 +98,10 @@ def show_result(result: ClassifiedImage, data: bytes) -> None:
     if face is not None:
         picture.image(face, caption=result.source, width=160)
         picture.image(attention_overlay(face, prediction.attention), caption="where the model looked", width=160)
-    numbers.metric("Emotion", prediction.emotion, f"{prediction.confidence:.0%} confident", delta_color="off")
-    numbers.metric("Style", prediction.style.replace("_", " "), f"{prediction.style_probs[prediction.style]:.0%}",
-                   delta_color="off")
+    numbers.metric("Emotion", prediction.emotion)
+    numbers.caption(f"{prediction.confidence:.0%} confident")
+    numbers.metric("Style", prediction.style.replace("_", " "))
+    numbers.caption(f"{prediction.style_probs[prediction.style]:.0%} confident")
     numbers.dataframe(pd.DataFrame({"parameter": list(prediction.action_params),
                                     "value": [round(v, 2) for v in prediction.action_params.values()]}),
                       hide_index=True, use_container_width=True)
@@ -108,10 +109,10 @@ def show_result(result: ClassifiedImage, data: bytes) -> None:
     chart.altair_chart(
         alt.Chart(probabilities).mark_bar().encode(
             x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-            y=alt.Y("emotion:N", sort=list(EMOTIONS), title=None),
+            y=alt.Y("emotion:N", sort=list(EMOTIONS), title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.condition(alt.datum.emotion == prediction.emotion, alt.value("#e4572e"), alt.value("#9aa5b1")),
             tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
-        ).properties(height=190),
+        ).properties(height=230),
         use_container_width=True,
     )
 
