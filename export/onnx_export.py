@@ -77,7 +77,3 @@ def onnx_matches_torch(network: nn.Module, onnx_path: str | Path, images_uint8: 
         raise AssertionError(f"ONNX Runtime differs from torch by {worst:.2e} (> {atol}): {differences}")
     return differences
 
-
-def onnx_io(onnx_path: str | Path) -> dict[str, list[str]]:
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {"inputs": [i.name for i in model.graph.input], "outputs": [o.name for o in model.graph.output]}

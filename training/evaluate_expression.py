@@ -33,11 +33,14 @@ def load_images(frame: pd.DataFrame, size: int) -> np.ndarray:
     return np.stack([load_face(path, size) for path in frame["path"]])
 
 
-def emotion_truth_and_prediction(model, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    images = load_images(frame, model.config.image_size)
-    predicted = predict_images(model, images)["emotion_logits"].argmax(1)
-    truth = frame["emotion"].map(EMOTIONS.index).to_numpy()
-    return truth, predicted
+def emotion_truth(frame: pd.DataFrame) -> np.ndarray:
+    return frame["emotion"].map(EMOTIONS.index).to_numpy()
+
+
+def predicted_emotions(model, images: np.ndarray) -> np.ndarray:
+    if images.shape[1] != model.config.image_size:
+        raise ValueError(f"images are {images.shape[1]} px but the model takes {model.config.image_size} px")
+    return predict_images(model, images)["emotion_logits"].argmax(1)
 
 
 def scores_by(frame: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray, column: str) -> pd.DataFrame:
@@ -48,7 +51,8 @@ def scores_by(frame: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray, col
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def leave_one_style_out(loso_dir: Path, test: pd.DataFrame) -> pd.DataFrame | None:
+def leave_one_style_out(loso_dir: Path, test: pd.DataFrame, images: np.ndarray) -> pd.DataFrame | None:
+    """`images` are the decoded rows of `test`, decoded once by the caller and shared by every model here."""
     reference_path = loso_dir / "all-styles" / "best.pt"
     if not reference_path.is_file():
         return None
@@ -58,12 +62,13 @@ def leave_one_style_out(loso_dir: Path, test: pd.DataFrame) -> pd.DataFrame | No
         held_out_path = loso_dir / f"without-{style}" / "best.pt"
         if not held_out_path.is_file():
             continue
-        subset = test[test["style"] == style].reset_index(drop=True)
-        truth, with_style = emotion_truth_and_prediction(reference, subset)
-        _, without_style = emotion_truth_and_prediction(load_checkpoint(held_out_path), subset)
+        rows_of_style = (test["style"] == style).to_numpy()
+        truth = emotion_truth(test[rows_of_style])
+        with_style = predicted_emotions(reference, images[rows_of_style])
+        without_style = predicted_emotions(load_checkpoint(held_out_path), images[rows_of_style])
         seen = classification_scores(truth, with_style).accuracy
         unseen = classification_scores(truth, without_style).accuracy
-        rows[style] = {"n": len(subset), "trained on all 4": seen, "style held out": unseen,
+        rows[style] = {"n": int(rows_of_style.sum()), "trained on all 4": seen, "style held out": unseen,
                        "drop (points)": 100 * (seen - unseen)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -90,7 +95,8 @@ def write_report(args) -> str:
                       f"({summary['stop_reason']}).", ""]
 
     test = read_manifest(args.synthetic_test)
-    truth, predicted = emotion_truth_and_prediction(model, test)
+    test_images = load_images(test, model.config.image_size)
+    truth, predicted = emotion_truth(test), predicted_emotions(model, test_images)
     by_style = scores_by(test, truth, predicted, "style")
     lines += ["## Held-out synthetic characters", "",
               f"{len(test)} stills of {test['character'].nunique()} characters never seen in training.", "",
@@ -98,7 +104,7 @@ def write_report(args) -> str:
               markdown_table(confusion(truth, predicted), floatfmt=".0f"), ""]
     results = {"synthetic_accuracy": float(by_style.loc["all", "accuracy"])}
 
-    loso = leave_one_style_out(args.loso, test) if args.loso else None
+    loso = leave_one_style_out(args.loso, test, test_images) if args.loso else None
     if loso is not None:
         lines += ["## Leave one style out", "",
                   "Each row: a model trained on the other three styles, tested on this style's held-out characters, "
@@ -108,7 +114,8 @@ def write_report(args) -> str:
 
     if args.emoji and Path(args.emoji).is_file():
         emoji = read_manifest(args.emoji)
-        truth, predicted = emotion_truth_and_prediction(model, emoji)
+        truth = emotion_truth(emoji)
+        predicted = predicted_emotions(model, load_images(emoji, model.config.image_size))
         by_source = scores_by(emoji, truth, predicted, "source")
         lines += ["## Held-out licensed emoji (drawn by real artists, never used in training)", "",
                   "Twemoji (CC-BY 4.0), Noto Emoji (Apache-2.0), OpenMoji (CC BY-SA 4.0); labels from the emoji "
