@@ -28,7 +28,7 @@ from facecast.config import Settings
 from facecast.triton_client import TritonModelClient
 from facecast.triton_server import running_server
 from training.evaluation import markdown_table
-from training.train_expression import load_checkpoint
+from training.checkpoints import load_checkpoint
 
 MODEL = "expression_encoder"
 VARIANTS = {

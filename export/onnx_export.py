@@ -1,7 +1,10 @@
-"""torch → ONNX with a dynamic batch axis and the serving contract's raw-pixel input.
+"""torch → ONNX with a dynamic batch axis, for any registered network.
 
-The exported graph takes `image` UINT8 [B, S, S, 3] (RGB, NHWC, as a client reads it from a file) and does the
-uint8 → float, NHWC → NCHW and normalisation steps itself, so no client ever needs torch or model constants.
+A network says what it serves through two methods (training/networks/registry.py documents the contract):
+`serving_signature()` names the Triton inputs and outputs, and `serving_module()` is the nn.Module whose forward
+takes exactly those inputs (serving dtypes: e.g. raw UINT8 NHWC pixels, which the module normalises itself, so no
+client ever needs torch or model constants) and returns the outputs in signature order. That module is what is
+exported, and what the parity check compares ONNX Runtime against.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import onnx
 import torch
 from torch import nn
 
+NUMPY_DTYPES = {"UINT8": np.uint8, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
+
 
 class RawPixelServing(nn.Module):
-    """Wraps a network whose forward takes float NCHW in [0, 1] and returns a dict; outputs in a fixed order."""
+    """Wraps an image network whose forward takes float NCHW in [0, 1] and returns a dict; outputs in a fixed order."""
 
     def __init__(self, network: nn.Module, output_names: tuple[str, ...]):
         super().__init__()
@@ -29,51 +34,87 @@ class RawPixelServing(nn.Module):
         return tuple(outputs[name] for name in self.output_names)
 
 
+def example_serving_inputs(signature: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs that satisfy a serving signature: pixels for UINT8, N(0, 1) for floats, 0/1 for a `mask`.
+
+    A mask keeps its first cell set in every row, so no example is entirely empty (the models define that case,
+    but an all-masked example would make parity checks compare nothing)."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for name, dtype, dims in signature["inputs"]:
+        shape = (batch, *dims)
+        if dtype == "UINT8":
+            inputs[name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        elif name == "mask":
+            mask = (rng.random(shape) < 0.7).astype(np.float32)
+            mask.reshape(batch, -1)[:, 0] = 1.0
+            inputs[name] = mask
+        elif dtype == "FP32":
+            inputs[name] = rng.random(shape, dtype=np.float32)
+        else:
+            inputs[name] = rng.integers(0, 100, shape).astype(NUMPY_DTYPES[dtype])
+    return inputs
+
+
 def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
-    """Export a registered network (it must have `serving_signature()`); returns the ONNX path."""
+    """Export a registered network's `serving_module()` to ONNX (dynamic batch axis); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     signature = network.serving_signature()
-    (input_name, _, input_dims), = signature["inputs"]
-    output_names = tuple(name for name, _, _ in signature["outputs"])
-    wrapper = RawPixelServing(network.eval(), output_names).eval()
-    example = torch.randint(0, 256, (2, *input_dims), dtype=torch.uint8)
+    input_names = [name for name, _, _ in signature["inputs"]]
+    output_names = [name for name, _, _ in signature["outputs"]]
+    module = network.eval().serving_module().eval()
+    example = tuple(torch.from_numpy(value) for value in example_serving_inputs(signature, batch=2).values())
     tmp = path.with_suffix(".tmp.onnx")
     # dynamo=False: the TorchScript exporter needs no onnxscript and matches ONNX Runtime to ~1e-7 (FACTS.md).
-    # Instance norm always normalises with the image's own statistics, in eval too; the exporter warns about that.
     with warnings.catch_warnings():
+        # Instance norm always normalises with the input's own statistics, in eval too; the exporter warns about it.
         warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL")
-        # Shape checks inside instance/batch norm trace as constants; the parity test runs other batch sizes.
+        # Shape checks inside norms and attention trace as constants; the parity test runs other batch sizes.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx|export")
-        _export(wrapper, example, tmp, opset, input_name, output_names)
-    onnx.checker.check_model(str(tmp))
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        torch.onnx.export(
+            module, example, str(tmp), dynamo=False, opset_version=opset,
+            input_names=input_names, output_names=output_names,
+            dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
+        )
+    try:
+        onnx.checker.check_model(str(tmp))
+    except Exception:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     return path
 
 
-def _export(wrapper, example, tmp, opset, input_name, output_names) -> None:
-    torch.onnx.export(
-        wrapper, (example,), str(tmp), dynamo=False, opset_version=opset,
-        input_names=[input_name], output_names=list(output_names),
-        dynamic_axes={input_name: {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
-    )
+def run_serving_module(network: nn.Module, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The torch reference for what Triton serves: `serving_module()` on serving inputs, outputs by name."""
+    signature = network.serving_signature()
+    with torch.no_grad():
+        outputs = network.eval().serving_module().eval()(
+            *(torch.from_numpy(inputs[name]) for name, _, _ in signature["inputs"]))
+    return {name: value.numpy() for (name, _, _), value in zip(signature["outputs"], outputs)}
 
 
-def onnx_matches_torch(network: nn.Module, onnx_path: str | Path, images_uint8: np.ndarray,
+def onnx_matches_torch(network: nn.Module, onnx_path: str | Path, inputs: dict[str, np.ndarray] | np.ndarray,
                        atol: float = 1e-4) -> dict[str, float]:
-    """Largest absolute difference per output between ONNX Runtime and torch on the same uint8 images."""
+    """Largest absolute difference per output between ONNX Runtime and torch on the same serving inputs.
+
+    `inputs` maps input names to arrays; a bare array is taken as the network's single input (e.g. uint8 images)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     signature = network.serving_signature()
+    if isinstance(inputs, np.ndarray):
+        (input_name, _, _), = signature["inputs"]
+        inputs = {input_name: inputs}
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     output_names = [name for name, _, _ in signature["outputs"]]
-    onnx_outputs = session.run(output_names, {signature["inputs"][0][0]: images_uint8})
-    with torch.no_grad():
-        torch_outputs = RawPixelServing(network.eval(), tuple(output_names))(torch.from_numpy(images_uint8))
-    differences = {name: float(np.abs(o - t.numpy()).max()) for name, o, t in zip(output_names, onnx_outputs, torch_outputs)}
+    onnx_outputs = session.run(output_names, inputs)
+    torch_outputs = run_serving_module(network, inputs)
+    differences = {name: float(np.abs(o - torch_outputs[name]).max()) if o.size else 0.0
+                   for name, o in zip(output_names, onnx_outputs)}
     worst = max(differences.values())
     if worst > atol:
         raise AssertionError(f"ONNX Runtime differs from torch by {worst:.2e} (> {atol}): {differences}")
     return differences
-

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.onnx_export import export_onnx, onnx_matches_torch
+from export.onnx_export import example_serving_inputs, export_onnx, onnx_matches_torch
 
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "model.py"
 TRITON_DTYPES = {"UINT8": "TYPE_UINT8", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
@@ -95,9 +95,7 @@ def write_model(repository: Path, network, flavour: str = "cpu", settings: Servi
 
 
 def main(argv: list[str] | None = None) -> None:
-    import numpy as np
-
-    from training.train_expression import load_checkpoint
+    from training.checkpoints import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoint(s) to export")
@@ -107,8 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     for weights in args.weights:
         network = load_checkpoint(weights)
         onnx_path = write_model(args.out, network, args.flavour)
-        size = network.config.image_size
-        probe = np.random.default_rng(0).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+        probe = example_serving_inputs(network.serving_signature(), batch=4)
         worst = max(onnx_matches_torch(network, onnx_path, probe).values())
         print(f"[export] {weights} → {onnx_path.parent.parent} ({args.flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}")
 

@@ -6,6 +6,8 @@ The order of each tuple is part of the serving contract: logits come back from T
 EMOTIONS: tuple[str, ...] = ("happiness", "sadness", "anger", "surprise", "fear", "disgust", "neutral")
 STYLES: tuple[str, ...] = ("realistic", "cartoon", "anime", "stylized_3d")
 ENGAGEMENT_CLASSES: tuple[str, ...] = ("low", "medium", "high")
+# Audience groups the engagement model reports appeal for (one output per group, in this order).
+AUDIENCE_GROUPS: tuple[str, ...] = ("children", "teens", "young_adults", "adults")
 
 # The four action parameters the expression encoder regresses, each in [0, 1]:
 # mouth = how open the mouth is, eye = how open the eyes are, brow = how raised the brows are,

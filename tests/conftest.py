@@ -26,7 +26,7 @@ def _require_triton() -> None:
 def expression_repository(tmp_path_factory) -> Path:
     """A CPU-flavour model repository exported from the shipped weights, exactly as `make repository` does."""
     from export.triton_repository import write_model
-    from training.train_expression import load_checkpoint
+    from training.checkpoints import load_checkpoint
 
     assert SHIPPED_WEIGHTS.is_file(), f"{SHIPPED_WEIGHTS} missing: `make train` rebuilds it"
     repository = tmp_path_factory.mktemp("model_repository")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from export.onnx_export import export_onnx, onnx_matches_torch
+from export.onnx_export import example_serving_inputs, export_onnx, onnx_matches_torch, run_serving_module
 from training.networks import build_model, get_config, list_networks
 
 # The seed-sized configs are checked at a reduced batch so the suite stays fast on 2 cores.
@@ -17,18 +17,13 @@ BATCH = {"cpu": 4, "gpu": 2}
 def test_forward_backward_export(name: str, tmp_path) -> None:
     torch.manual_seed(0)
     model = build_model(name)
-    config = get_config(name)
     signature = model.serving_signature()
     batch = BATCH[name.rsplit("-", 1)[1]]
-    size = config.image_size
 
-    images = torch.rand(batch, 3, size, size)
-    outputs = model.train()(images)
-    for output_name, dtype, dims in signature["outputs"]:
-        value = outputs[output_name]
-        assert tuple(value.shape) == (batch, *dims), output_name
+    outputs = model.train()(*model.example_inputs(batch))
+    for output_name, value in outputs.items():
         assert torch.isfinite(value).all(), f"{output_name} has NaN/inf"
-    loss = sum(value.float().pow(2).mean() for value in outputs.values())
+    loss = sum(value.float().pow(2).mean() for value in outputs.values() if value.is_floating_point())
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads), "missing or non-finite gradients"
@@ -36,8 +31,13 @@ def test_forward_backward_export(name: str, tmp_path) -> None:
 
     model.eval()
     onnx_path = export_onnx(model, tmp_path / "model.onnx")
-    pixels = np.random.default_rng(0).integers(0, 256, (batch + 1, size, size, 3), dtype=np.uint8)
-    differences = onnx_matches_torch(model, onnx_path, pixels, atol=1e-3)
+    # another batch size than the export example's (2): the batch axis must really be dynamic
+    inputs = example_serving_inputs(signature, batch + 1, seed=1)
+    served = run_serving_module(model, inputs)
+    for output_name, dtype, dims in signature["outputs"]:
+        assert served[output_name].shape == (batch + 1, *dims), output_name
+        assert np.isfinite(served[output_name]).all(), f"served {output_name} has NaN/inf"
+    differences = onnx_matches_torch(model, onnx_path, inputs, atol=1e-3)
     assert set(differences) == {n for n, _, _ in signature["outputs"]}
 
 

@@ -25,7 +25,7 @@ from facecast.vocab import EMOTIONS
 from tests.conftest import SHIPPED_WEIGHTS, settings_environment
 from training.data.synthetic import sample_still
 from training.evaluation import predict_images
-from training.train_expression import load_checkpoint
+from training.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.triton
 

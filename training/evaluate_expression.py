@@ -24,7 +24,7 @@ from facecast.images import load_face
 from facecast.vocab import EMOTIONS, STYLES
 from training.data.manifest import read_manifest
 from training.evaluation import classification_scores, confusion, markdown_table, predict_images
-from training.train_expression import load_checkpoint
+from training.checkpoints import load_checkpoint
 
 TARGETS = {"synthetic": 0.95, "loso_drop_points": 5.0, "emoji": 0.75}
 

@@ -173,14 +173,6 @@ def _checkpoint(model, options: TrainingOptions, record: dict) -> dict:
             "metrics": record}
 
 
-def load_checkpoint(path: str | Path) -> torch.nn.Module:
-    """The trained network from a checkpoint written by `train` (or a shipped weights file), in eval mode."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(checkpoint["network"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", default=TrainingOptions.network)

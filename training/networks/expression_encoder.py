@@ -133,6 +133,17 @@ class ExpressionEncoder(nn.Module):
             "attention": attention,
         }
 
+    def serving_module(self) -> nn.Module:
+        """What Triton serves: raw uint8 NHWC pixels in, the signature's outputs in order."""
+        from export.onnx_export import RawPixelServing
+
+        return RawPixelServing(self, tuple(name for name, _, _ in self.serving_signature()["outputs"]))
+
+    def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
+        """Arguments of the training forward: float images in [0, 1]."""
+        size = self.config.image_size
+        return (torch.rand(batch, 3, size, size),)
+
     def serving_signature(self) -> dict:
         """Triton inputs and outputs (names, dtypes, dims without the batch axis): the serving contract."""
         size, attention = self.config.image_size, self.config.attention_size

@@ -3,6 +3,15 @@
 Names are `<network>-<size>`: `expression_encoder-cpu` is the default that trains on 2 CPU cores and serves from
 ONNX Runtime; `expression_encoder-gpu` is the seed-sized variant (ResNet-50 depth) for the TensorRT flavour.
 Each network module registers its configs on import; `build_model(name)` is the only constructor callers need.
+
+What every registered network provides (the export code and the one parametrized test rely on it):
+  - `config` (its frozen config dataclass, with `triton_name`);
+  - `forward(*example_inputs(batch))` → dict of tensors (training forward, what losses read);
+  - `example_inputs(batch)` → a tuple of tensors for that forward;
+  - `serving_signature()` → {"inputs": [(name, "UINT8"|"FP32"|"INT64", dims)], "outputs": [...]}, dims without
+    the batch axis: the Triton contract;
+  - `serving_module()` → the nn.Module exported to ONNX: it takes the serving inputs in signature order (serving
+    dtypes, e.g. raw uint8 pixels it normalises itself) and returns the outputs in signature order.
 """
 
 from __future__ import annotations

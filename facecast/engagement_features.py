@@ -1,0 +1,55 @@
+"""What the engagement model sees: one feature row per character per model step (torch-free, shared by training
+and serving so the two can never drift apart).
+
+The analysis pipeline samples frames adaptively, detects and tracks faces, and runs the expression encoder on each
+face crop. Those observations are resampled onto a fixed time base of MODEL_RATE_HZ steps per second (the nearest
+observation of a track within half a step, else the character counts as absent at that step), and each step becomes
+the FRAME_FEATURE_DIM-long row built by `frame_features`. The engagement network takes windows of MAX_STEPS steps
+for up to MAX_CHARACTERS characters, with a mask that says which (character, step) cells hold an observation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facecast.vocab import ACTION_PARAMS, AUDIENCE_GROUPS, EMOTIONS, STYLES
+
+MODEL_RATE_HZ = 4  # steps per second: expression changes slower than this are what the audience reads
+MAX_STEPS = 128  # one window: 32 s at 4 Hz, longer than every training clip (3–30 s)
+MAX_CHARACTERS = 4  # tracks beyond this (by screen time) are left out of the engagement input
+
+BOX_FEATURES: tuple[str, ...] = ("box_cx", "box_cy", "box_w", "box_h")
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"p_{e}" for e in EMOTIONS), *(f"p_{s}" for s in STYLES), *ACTION_PARAMS, *BOX_FEATURES, "detection_score")
+FRAME_FEATURE_DIM = len(FEATURE_NAMES)
+assert FRAME_FEATURE_DIM == 20
+
+# The engagement model's scalar outputs and the order of its conformal half-widths (`interval_halfwidth`).
+INTERVAL_ORDER: tuple[str, ...] = (
+    "engagement", "resonance", "shareability", *(f"appeal_{g}" for g in AUDIENCE_GROUPS), "curve")
+
+
+def frame_features(emotion_probs: np.ndarray, style_probs: np.ndarray, action_params: np.ndarray,
+                   box_xyxy: np.ndarray, detection_score: float) -> np.ndarray:
+    """One step's row: emotion probs | style probs | action params | box centre and size | detection score.
+
+    box_xyxy is (x0, y0, x1, y1) normalised to [0, 1] of the frame; the model reads where the face is and how big
+    it is on screen (a readable close-up lands differently from a face in the crowd)."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    row = np.concatenate([
+        np.asarray(emotion_probs, np.float32).reshape(len(EMOTIONS)),
+        np.asarray(style_probs, np.float32).reshape(len(STYLES)),
+        np.asarray(action_params, np.float32).reshape(len(ACTION_PARAMS)),
+        np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, detection_score], np.float32),
+    ])
+    return np.clip(row, 0.0, 1.0)
+
+
+def step_count(duration_s: float) -> int:
+    """Model steps covering a clip of this length (at least one)."""
+    return max(1, int(np.ceil(duration_s * MODEL_RATE_HZ - 1e-9)))
+
+
+def step_times(n_steps: int) -> np.ndarray:
+    """Centre time in seconds of each model step."""
+    return (np.arange(n_steps, dtype=np.float64) + 0.5) / MODEL_RATE_HZ

@@ -1,0 +1,30 @@
+"""Checkpoints of registered networks: one format for every network, so export and tests load any of them.
+
+A checkpoint is `{"network": registered name, "state_dict": ..., **extra}` (extra: epoch, metrics, calibration...).
+Writes are atomic: a crash mid-save never leaves a truncated weights file where a good one was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from training.networks import build_model
+
+
+def save_checkpoint(model: torch.nn.Module, network: str, path: str | Path, **extra) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"network": network, "state_dict": model.state_dict(), **extra}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> torch.nn.Module:
+    """The trained network from a checkpoint (or a shipped weights file), in eval mode."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(checkpoint["network"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
