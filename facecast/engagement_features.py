@@ -53,3 +53,66 @@ def step_count(duration_s: float) -> int:
 def step_times(n_steps: int) -> np.ndarray:
     """Centre time in seconds of each model step."""
     return (np.arange(n_steps, dtype=np.float64) + 0.5) / MODEL_RATE_HZ
+
+
+def resample_track(times_s: np.ndarray, rows: np.ndarray, window_start_s: float,
+                   n_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray]:
+    """One track's observations (times, feature rows) onto the model's steps of one window.
+
+    A step [start + k/R, start + (k+1)/R) takes the mean of the observations inside it; a step with none takes the
+    nearest observation at most one step away (a detector that misses one sample should not make the character
+    vanish), otherwise it stays masked. Returns features float32[n_steps, F] and mask float32[n_steps]."""
+    features = np.zeros((n_steps, FRAME_FEATURE_DIM), np.float32)
+    mask = np.zeros(n_steps, np.float32)
+    times_s = np.asarray(times_s, np.float64)
+    if times_s.size == 0:
+        return features, mask
+    rows = np.asarray(rows, np.float32).reshape(-1, FRAME_FEATURE_DIM)
+    step = 1.0 / MODEL_RATE_HZ
+    index = np.floor((times_s - window_start_s) / step + 1e-9).astype(np.int64)
+    inside = (index >= 0) & (index < n_steps)
+    if inside.any():
+        sums = np.zeros_like(features)
+        counts = np.zeros(n_steps, np.float32)
+        np.add.at(sums, index[inside], rows[inside])
+        np.add.at(counts, index[inside], 1.0)
+        filled = counts > 0
+        features[filled] = sums[filled] / counts[filled, None]
+        mask[filled] = 1.0
+    centres = window_start_s + step_times(n_steps)
+    for k in np.flatnonzero(mask == 0):
+        nearest = int(np.argmin(np.abs(times_s - centres[k])))
+        if abs(times_s[nearest] - centres[k]) <= step:
+            features[k], mask[k] = rows[nearest], 1.0
+    return features, mask
+
+
+def window_starts(duration_s: float) -> list[float]:
+    """Start times of the non-overlapping MAX_STEPS windows that cover a clip (a clip ≤ 32 s is one window)."""
+    window_s = MAX_STEPS / MODEL_RATE_HZ
+    count = max(1, int(np.ceil(duration_s / window_s - 1e-9)))
+    return [i * window_s for i in range(count)]
+
+
+def build_window(tracks: dict[int, tuple[np.ndarray, np.ndarray]], window_start_s: float,
+                 window_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The engagement model's input for one window from tracks {track_id: (times, rows)}.
+
+    Keeps the MAX_CHARACTERS tracks with the most observed steps in the window (ties: the earlier track), in order
+    of first appearance. Steps past `window_steps` (the clip's end inside its last window) stay masked.
+    Returns features float32[MAX_CHARACTERS, MAX_STEPS, F], mask float32[MAX_CHARACTERS, MAX_STEPS], and the
+    track id in each character slot."""
+    resampled = {}
+    for track_id, (times, rows) in tracks.items():
+        features, mask = resample_track(times, rows, window_start_s)
+        mask[window_steps:] = 0.0
+        features[window_steps:] = 0.0
+        if mask.any():
+            resampled[track_id] = (features, mask)
+    ranked = sorted(resampled, key=lambda tid: (-resampled[tid][1].sum(), tid))[:MAX_CHARACTERS]
+    chosen = sorted(ranked, key=lambda tid: (int(np.argmax(resampled[tid][1] > 0)), tid))
+    features = np.zeros((MAX_CHARACTERS, MAX_STEPS, FRAME_FEATURE_DIM), np.float32)
+    mask = np.zeros((MAX_CHARACTERS, MAX_STEPS), np.float32)
+    for slot, track_id in enumerate(chosen):
+        features[slot], mask[slot] = resampled[track_id]
+    return features, mask, chosen

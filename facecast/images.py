@@ -171,3 +171,35 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
 def load_face(source: str | Path | bytes, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a face image and fit it into a `size` x `size` square: uint8 [size, size, 3]."""
     return fit_square(load_rgb(source, max_pixels=max_pixels), size)
+
+
+FACE_CROP_MARGIN = 0.15  # of the face box's longer side, on each side: the crop shows the whole head and a little more
+
+
+def square_around(box_xyxy, margin: float = FACE_CROP_MARGIN) -> tuple[float, float, float, float]:
+    """The square (x0, y0, x1, y1) centred on a face box, its side the box's longer side plus `margin` each side."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
+def face_crop(frame: np.ndarray, box_xyxy, size: int, margin: float = FACE_CROP_MARGIN) -> np.ndarray:
+    """The face crop the expression encoder sees: `square_around(box)` cut from the frame, resized to size×size.
+
+    Where the square leaves the frame it is padded with the frame's border colour near the face (like fit_square),
+    so a face at the edge of the picture keeps its proportions instead of being stretched."""
+    height, width = frame.shape[:2]
+    sx0, sy0, sx1, sy1 = (int(round(v)) for v in square_around(box_xyxy, margin))
+    side = max(1, sx1 - sx0)
+    cx0, cy0, cx1, cy1 = max(0, sx0), max(0, sy0), min(width, sx0 + side), min(height, sy0 + side)
+    if cx1 <= cx0 or cy1 <= cy0:
+        raise ValueError(f"face box {tuple(box_xyxy)} lies outside the {width}x{height} frame")
+    inside = frame[cy0:cy1, cx0:cx1]
+    if (cx0, cy0, cx1, cy1) != (sx0, sy0, sx0 + side, sy0 + side):
+        canvas = np.empty((side, side, 3), np.uint8)
+        canvas[:] = border_colour(inside)
+        canvas[cy0 - sy0:cy1 - sy0, cx0 - sx0:cx1 - sx0] = inside
+        inside = canvas
+    resample = Image.Resampling.BILINEAR if side > size else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(np.ascontiguousarray(inside)).resize((size, size), resample), dtype=np.uint8)

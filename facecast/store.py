@@ -74,6 +74,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocked",
+    "StoredAnalysis",
     "Transaction",
     "latest_schema_version",
     "open_store",
@@ -134,6 +135,64 @@ _MIGRATION_1_IMAGES_CLASSIFIED = f"""
 assert (len(EMOTIONS), len(STYLES), len(ACTION_PARAMS)) == (7, 4, 4), "vocabulary changed: add a migration"
 
 
+# Clip analyses (issue 3). `clips` is one row per file content; an analysis is one run of the pipeline over it with
+# given settings and models (`fingerprint`), stored whole or not at all: report, tracks and per-face rows in one
+# transaction. The report JSON is the document the CLI prints and the app shows; the other tables make it queryable.
+_MIGRATION_2_CLIP_ANALYSES = f"""
+    CREATE TABLE clips (
+        content_sha256 VARCHAR PRIMARY KEY,
+        name           VARCHAR NOT NULL,
+        size_bytes     BIGINT NOT NULL,
+        duration_s     DOUBLE NOT NULL,
+        width          INTEGER NOT NULL,
+        height         INTEGER NOT NULL,
+        fps            DOUBLE NOT NULL,
+        codec          VARCHAR NOT NULL,
+        first_seen_at  TIMESTAMP NOT NULL DEFAULT {_UTC_NOW}
+    );
+    CREATE SEQUENCE clip_analyses_id_seq;
+    CREATE TABLE clip_analyses (
+        id               BIGINT PRIMARY KEY DEFAULT nextval('clip_analyses_id_seq'),
+        content_sha256   VARCHAR NOT NULL REFERENCES clips (content_sha256),
+        fingerprint      VARCHAR NOT NULL,  -- sampling settings + model versions (facecast.analysis)
+        name             VARCHAR NOT NULL,  -- the file name this analysis was asked for under
+        faces_found      BOOLEAN NOT NULL,
+        engagement       DOUBLE,            -- NULL when no faces were found
+        engagement_low   DOUBLE,
+        engagement_high  DOUBLE,
+        engagement_class VARCHAR,
+        resonance        DOUBLE,
+        shareability     DOUBLE,
+        report_json      VARCHAR NOT NULL,
+        created_at       TIMESTAMP NOT NULL DEFAULT {_UTC_NOW}
+    );
+    CREATE INDEX clip_analyses_content_idx ON clip_analyses (content_sha256, fingerprint);
+    CREATE TABLE clip_tracks (
+        analysis_id      BIGINT NOT NULL REFERENCES clip_analyses (id),
+        track_id         INTEGER NOT NULL,
+        first_s          DOUBLE NOT NULL,
+        last_s           DOUBLE NOT NULL,
+        observations     INTEGER NOT NULL,
+        screen_time_s    DOUBLE NOT NULL,
+        dominant_emotion VARCHAR NOT NULL,
+        style            VARCHAR NOT NULL,
+        PRIMARY KEY (analysis_id, track_id)
+    );
+    CREATE TABLE clip_faces (
+        analysis_id     BIGINT NOT NULL REFERENCES clip_analyses (id),
+        track_id        INTEGER NOT NULL,
+        t_s             DOUBLE NOT NULL,
+        box             FLOAT[4] NOT NULL,  -- x0, y0, x1, y1 in [0, 1] of the upright frame
+        detection_score FLOAT NOT NULL,
+        emotion         VARCHAR NOT NULL,
+        emotion_probs   FLOAT[7] NOT NULL,
+        style_probs     FLOAT[4] NOT NULL,
+        action_params   FLOAT[4] NOT NULL
+    );
+    CREATE INDEX clip_faces_analysis_idx ON clip_faces (analysis_id);
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One forward step of the schema. ``apply`` is SQL or a function of the connection, run inside a transaction."""
@@ -145,6 +204,8 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "images_classified: one row per classified image", _MIGRATION_1_IMAGES_CLASSIFIED),
+    Migration(2, "clips, clip_analyses, clip_tracks, clip_faces: engagement analyses of video clips",
+              _MIGRATION_2_CLIP_ANALYSES),
 ]
 
 
@@ -605,6 +666,100 @@ class Store:
         if not rows:
             return None
         return ImageClassification(**dict(zip(_CLASSIFICATION_COLUMNS, rows[0], strict=True)))
+
+    # ---- clip analyses ------------------------------------------------------------------------------------------
+
+    def add_analysis(self, report: Any, observations: Sequence[Any], fingerprint: str) -> int:
+        """Store one clip analysis (a facecast.report.EngagementReport and its facecast.analysis.Observation rows)
+        in one transaction; returns the analysis id. The clip row is created on first sight of its content."""
+        import json
+
+        clip = report.clip
+        document = json.dumps(report.as_dict(), separators=(",", ":"))
+        engagement = report.engagement
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO clips (content_sha256, name, size_bytes, duration_s, width, height, fps, codec) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (content_sha256) DO NOTHING",
+                [clip.sha256, clip.name, clip.size_bytes, clip.duration_s, clip.width, clip.height, clip.fps,
+                 clip.codec])
+            (analysis_id,), = tx.execute("SELECT nextval('clip_analyses_id_seq')")
+            tx.execute(
+                "INSERT INTO clip_analyses (id, content_sha256, fingerprint, name, faces_found, engagement, "
+                "engagement_low, engagement_high, engagement_class, resonance, shareability, report_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [analysis_id, clip.sha256, fingerprint, clip.name, report.faces_found,
+                 engagement.value if engagement else None, engagement.low if engagement else None,
+                 engagement.high if engagement else None, report.engagement_class,
+                 report.resonance.value if report.resonance else None,
+                 report.shareability.value if report.shareability else None, document])
+            if report.characters:
+                tx.insert_arrow("clip_tracks", pa.table({
+                    "analysis_id": pa.array([analysis_id] * len(report.characters), type=pa.int64()),
+                    "track_id": pa.array([c.track_id for c in report.characters], type=pa.int32()),
+                    "first_s": pa.array([c.first_s for c in report.characters], type=pa.float64()),
+                    "last_s": pa.array([c.last_s for c in report.characters], type=pa.float64()),
+                    "observations": pa.array([c.observations for c in report.characters], type=pa.int32()),
+                    "screen_time_s": pa.array([c.screen_time_s for c in report.characters], type=pa.float64()),
+                    "dominant_emotion": pa.array([c.dominant_emotion for c in report.characters]),
+                    "style": pa.array([c.style for c in report.characters]),
+                }))
+            if observations:
+                tx.insert_arrow("clip_faces", pa.table({
+                    "analysis_id": pa.array([analysis_id] * len(observations), type=pa.int64()),
+                    "track_id": pa.array([o.track_id for o in observations], type=pa.int32()),
+                    "t_s": pa.array([o.t_s for o in observations], type=pa.float64()),
+                    "box": _vector_column([np.asarray(o.box, np.float32) for o in observations], 4),
+                    "detection_score": pa.array([o.detection_score for o in observations], type=pa.float32()),
+                    "emotion": pa.array([o.emotion for o in observations]),
+                    "emotion_probs": _vector_column([o.emotion_probs for o in observations], len(EMOTIONS)),
+                    "style_probs": _vector_column([o.style_probs for o in observations], len(STYLES)),
+                    "action_params": _vector_column([o.action_params for o in observations], len(ACTION_PARAMS)),
+                }))
+        return int(analysis_id)
+
+    def find_analysis(self, content_sha256: str, fingerprint: str | None = None) -> StoredAnalysis | None:
+        """The newest analysis of this file content (with these settings and models, when a fingerprint is given)."""
+        sql = f"SELECT {_ANALYSIS_COLUMNS} FROM clip_analyses WHERE content_sha256 = ?"
+        parameters: list[Any] = [content_sha256]
+        if fingerprint is not None:
+            sql += " AND fingerprint = ?"
+            parameters.append(fingerprint)
+        rows = self._read_rows(sql + " ORDER BY id DESC LIMIT 1", parameters)
+        return StoredAnalysis(*rows[0]) if rows else None
+
+    def get_analysis(self, analysis_id: int) -> StoredAnalysis | None:
+        rows = self._read_rows(f"SELECT {_ANALYSIS_COLUMNS} FROM clip_analyses WHERE id = ?", [int(analysis_id)])
+        return StoredAnalysis(*rows[0]) if rows else None
+
+    def analyses(self, limit: int | None = 100) -> pd.DataFrame:
+        """The newest analyses first: id, name, created_at, headline scores and clip duration (no report JSON)."""
+        sql = ("SELECT a.id, a.name, a.created_at, a.faces_found, a.engagement, a.engagement_low, a.engagement_high, "
+               "a.engagement_class, a.resonance, a.shareability, c.duration_s, a.content_sha256 "
+               "FROM clip_analyses a JOIN clips c USING (content_sha256) ORDER BY a.id DESC")
+        if limit is None:
+            return self._read_df(sql)
+        return self._read_df(sql + " LIMIT ?", [int(limit)])
+
+    def analysis_faces(self, analysis_id: int) -> pd.DataFrame:
+        """The per-face rows of one analysis, in time order."""
+        return self._read_df("SELECT * FROM clip_faces WHERE analysis_id = ? ORDER BY t_s, track_id",
+                             [int(analysis_id)])
+
+
+@dataclass(frozen=True)
+class StoredAnalysis:
+    """An analysis as listed in the history: its id, when, and the headline numbers."""
+
+    id: int
+    content_sha256: str
+    fingerprint: str
+    name: str
+    created_at: datetime
+    report_json: str
+
+
+_ANALYSIS_COLUMNS = "id, content_sha256, fingerprint, name, created_at, report_json"
 
 
 def _vector_column(vectors: Sequence[np.ndarray], length: int) -> pa.FixedSizeListArray:

@@ -24,6 +24,8 @@ from facecast.store import (
 from facecast.vocab import EMOTIONS
 
 
+LATEST = latest_schema_version()
+
 def make_row(index: int = 0, *, sha: str | None = None, model_version: str = "1") -> ImageClassification:
     rng = np.random.default_rng(index)
     emotion_probs = rng.random(7, dtype=np.float32)
@@ -53,12 +55,12 @@ def db_path(tmp_path: Path) -> Path:
 # ---- creation, versions, migrations ----------------------------------------------------------------------------------
 
 
-def test_fresh_store_is_created_at_version_1(db_path: Path) -> None:
+def test_fresh_store_is_created_at_the_latest_version(db_path: Path) -> None:
     with open_store(db_path) as store:
         assert db_path.is_file()  # parent folders created
-        assert store.schema_version == 1 == latest_schema_version()
+        assert store.schema_version == LATEST == len(store_module.MIGRATIONS)
         migrations = store.applied_migrations()
-        assert migrations["version"].tolist() == [1]
+        assert migrations["version"].tolist() == list(range(1, LATEST + 1))
         assert "images_classified" in migrations["description"][0]
         assert store.classifications().empty
 
@@ -74,8 +76,8 @@ def test_reopen_is_idempotent_and_keeps_data(db_path: Path) -> None:
         store.add_classifications([make_row(1)])
     for _ in range(2):
         with open_store(db_path) as store:
-            assert store.schema_version == 1
-            assert store.applied_migrations()["version"].tolist() == [1]
+            assert store.schema_version == LATEST
+            assert store.applied_migrations()["version"].tolist() == list(range(1, LATEST + 1))
             assert len(store.classifications()) == 1
 
 
@@ -86,12 +88,12 @@ def test_newer_schema_version_is_refused_and_file_untouched(db_path: Path) -> No
     connection.close()
     before = file_digest(db_path)
 
-    with pytest.raises(StoreError, match=r"schema version 99, newer than this facecast knows \(up to 1\)"):
+    with pytest.raises(StoreError, match=rf"schema version 99, newer than this facecast knows \(up to {LATEST}\)"):
         open_store(db_path)
     assert file_digest(db_path) == before
 
 
-def test_migration_2_applies_forward_and_keeps_data(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_migrations_apply_forward_and_keep_data(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with open_store(db_path) as store:
         [row_id] = store.add_classifications([make_row(1)])
 
@@ -104,15 +106,15 @@ def test_migration_2_applies_forward_and_keeps_data(db_path: Path, monkeypatch: 
         "MIGRATIONS",
         [
             *store_module.MIGRATIONS,
-            Migration(2, "reviewed flag", add_review_column),
+            Migration(LATEST + 1, "reviewed flag", add_review_column),
             Migration(
-                3, "notes table", "CREATE TABLE notes (id INTEGER, body VARCHAR); INSERT INTO notes VALUES (1, 'x')"
+                LATEST + 2, "notes table", "CREATE TABLE notes (id INTEGER, body VARCHAR); INSERT INTO notes VALUES (1, 'x')"
             ),
         ],
     )
     with open_store(db_path) as store:
-        assert store.schema_version == 3
-        assert store.applied_migrations()["version"].tolist() == [1, 2, 3]
+        assert store.schema_version == LATEST + 2
+        assert store.applied_migrations()["version"].tolist() == list(range(1, LATEST + 3))
         assert store._read_rows("SELECT id, reviewed FROM images_classified") == [(row_id, True)]
         assert store._read_rows("SELECT body FROM notes") == [("x",)]
         assert store.find_classification(make_row(1).content_sha256, "emotion_cnn", "1") == make_row(1)
@@ -121,20 +123,20 @@ def test_migration_2_applies_forward_and_keeps_data(db_path: Path, monkeypatch: 
 
 def test_failed_migration_rolls_back_completely(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     open_store(db_path).close()
-    broken = Migration(2, "half a migration", "CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table")
+    broken = Migration(LATEST + 1, "half a migration", "CREATE TABLE half (x INTEGER); SELECT * FROM no_such_table")
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, broken])
 
-    with pytest.raises(StoreError, match="migration 2 .* failed .* stays at version 1"):
+    with pytest.raises(StoreError, match=f"migration {LATEST + 1} .* failed .* stays at version {LATEST}"):
         open_store(db_path)
 
     monkeypatch.undo()
     with open_store(db_path) as store:
-        assert store.schema_version == 1
+        assert store.schema_version == LATEST
         assert store._read_rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half'") == [(0,)]
 
 
 def test_migration_list_with_a_gap_is_rejected(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, Migration(3, "gap", "SELECT 1")])
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, Migration(LATEST + 2, "gap", "SELECT 1")])
     with pytest.raises(StoreError, match="without gaps"):
         open_store(db_path)
 
@@ -160,7 +162,7 @@ def test_rollback_on_exception_leaves_no_rows(db_path: Path) -> None:
                 assert len(store.classifications()) == 2  # the owning thread sees its own uncommitted rows
                 raise RuntimeError("boom")
         assert store.classifications().empty
-        assert store.applied_migrations()["version"].tolist() == [1]
+        assert store.applied_migrations()["version"].tolist() == list(range(1, LATEST + 1))
 
 
 def test_caught_failure_in_a_nested_block_still_rolls_back_everything(db_path: Path) -> None:
@@ -284,7 +286,7 @@ def test_file_held_by_another_process_raises_store_locked(db_path: Path) -> None
         holder.kill()
         holder.wait(timeout=10)
     with open_store(db_path) as store:  # the lock goes with the process
-        assert store.schema_version == 1
+        assert store.schema_version == LATEST
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,138 @@
+"""The engagement report of one clip: what `facecast analyze` prints, the store keeps and the app shows.
+
+Plain dataclasses with a JSON round trip (`as_dict` / `from_dict`), so the CLI's `--json`, the DuckDB row and the
+app all read the same document. Every predicted number is a `Scored` value: the point estimate and its conformal
+interval (90 % unless `coverage` says otherwise), because a marketing decision needs to know how sure we are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Scored:
+    value: float
+    low: float
+    high: float
+
+    @classmethod
+    def around(cls, value: float, halfwidth: float) -> "Scored":
+        """value ± halfwidth, kept inside [0, 1] where every score lives."""
+        return cls(round(float(value), 4), round(max(0.0, value - halfwidth), 4), round(min(1.0, value + halfwidth), 4))
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    name: str
+    sha256: str
+    size_bytes: int
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    codec: str
+    rotation: int = 0
+
+
+@dataclass(frozen=True)
+class EmotionSegment:
+    """A stretch of time over which one character shows one emotion (consecutive observations merged)."""
+
+    start_s: float
+    end_s: float
+    emotion: str
+    confidence: float  # mean probability of that emotion over the segment
+
+
+@dataclass(frozen=True)
+class CharacterSummary:
+    track_id: int
+    first_s: float
+    last_s: float
+    observations: int
+    screen_time_s: float
+    dominant_emotion: str
+    style: str
+    mean_face_height: float  # fraction of the frame height
+    timeline: list[EmotionSegment] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class KeyMoment:
+    """A moment the model weighted heavily: who showed what, when (with a face thumbnail as PNG, base64)."""
+
+    t_s: float
+    weight: float  # share of the engagement model's attention (all moments of a window sum to 1)
+    track_id: int
+    emotion: str
+    confidence: float
+    thumbnail_png_b64: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    t_s: float  # start of the second
+    value: float
+    low: float
+    high: float
+
+
+@dataclass
+class EngagementReport:
+    clip: ClipInfo
+    faces_found: bool
+    engagement: Scored | None = None
+    engagement_class: str | None = None
+    class_probabilities: dict[str, float] = field(default_factory=dict)
+    resonance: Scored | None = None
+    shareability: Scored | None = None
+    appeal: dict[str, Scored] = field(default_factory=dict)
+    curve: list[CurvePoint] = field(default_factory=list)
+    characters: list[CharacterSummary] = field(default_factory=list)
+    key_moments: list[KeyMoment] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    interval_coverage: float = 0.9
+    version: int = REPORT_VERSION
+
+    @property
+    def message(self) -> str:
+        """One line for people: the headline, or why there is none."""
+        if not self.faces_found:
+            return f"{self.clip.name}: no faces found in {self.clip.duration_s:.1f} s, so there is no engagement prediction"
+        e = self.engagement
+        return (f"{self.clip.name}: engagement {e.value:.2f} [{e.low:.2f}, {e.high:.2f}] ({self.engagement_class}), "
+                f"resonance {self.resonance.value:.2f}, shareability {self.shareability.value:.2f}")
+
+    def as_dict(self, *, thumbnails: bool = True) -> dict[str, Any]:
+        document = dataclasses.asdict(self)
+        if not thumbnails:
+            for moment in document["key_moments"]:
+                moment.pop("thumbnail_png_b64", None)
+        return document
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> "EngagementReport":
+        def scored(value):
+            return Scored(**value) if value is not None else None
+
+        data = dict(document)
+        if data.get("version", REPORT_VERSION) > REPORT_VERSION:
+            raise ValueError(f"report version {data['version']} is newer than this facecast understands ({REPORT_VERSION})")
+        data["clip"] = ClipInfo(**data["clip"])
+        for name in ("engagement", "resonance", "shareability"):
+            data[name] = scored(data.get(name))
+        data["appeal"] = {group: Scored(**value) for group, value in data.get("appeal", {}).items()}
+        data["curve"] = [CurvePoint(**point) for point in data.get("curve", [])]
+        data["characters"] = [
+            CharacterSummary(**{**c, "timeline": [EmotionSegment(**s) for s in c.get("timeline", [])]})
+            for c in data.get("characters", [])]
+        data["key_moments"] = [KeyMoment(**m) for m in data.get("key_moments", [])]
+        return cls(**data)
