@@ -252,6 +252,28 @@ def emotion_of(expression: Expression) -> tuple[str, float]:
     return _CONE_OWNERS[best], min(intensity, 1.0)
 
 
+def emotions_of(geometry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`emotion_of` for many faces at once (clips label every character at every step; one call per clip).
+
+    `geometry`: N x len(GEOMETRY_FIELDS) raw parameter values in GEOMETRY_FIELDS order. Returns (emotion index
+    into facecast.vocab.EMOTIONS, intensity in [0, 1]) per row, exactly as emotion_of would label each face."""
+    values = np.array(geometry, dtype=float, ndmin=2)
+    values[:, _MOUTH_OPEN] = np.maximum(values[:, _MOUTH_OPEN], MOUTH_SHUT_BELOW)
+    values[:, _EYE_OPEN] = np.maximum(values[:, _EYE_OPEN], EYE_SHUT_BELOW)
+    values[:, _MOUTH_ASYM] = np.abs(values[:, _MOUTH_ASYM])
+    offset = values * _WEIGHTS - _NEUTRAL_VECTOR
+    weights = np.matmul(offset, _CONE_PINVS)  # S x N x K
+    fitted = np.matmul(weights, _CONE_BASES)  # S x N x D
+    residuals = ((offset - fitted) ** 2).sum(axis=2)
+    residuals[(weights < -1e-9).any(axis=2)] = np.inf
+    best = np.argmin(residuals, axis=0)
+    rows = np.arange(len(values))
+    intensity = np.linalg.norm(fitted[best, rows], axis=1) / _CONE_LENGTHS[best]
+    owner = np.array([EMOTIONS.index(e) for e in _CONE_OWNERS])[best]
+    neutral = intensity < NEUTRAL_MAX_INTENSITY
+    return np.where(neutral, EMOTIONS.index("neutral"), owner), np.where(neutral, intensity, np.minimum(intensity, 1.0))
+
+
 def _clip_expression(values: dict[str, float]) -> dict[str, float]:
     return {k: min(max(float(v), -1.0 if k in _SIGNED_FIELDS else 0.0), 1.0) for k, v in values.items()}
 
@@ -1675,10 +1697,33 @@ def draw_face(image: Image.Image, character: Character, expression: Expression, 
     return (float(bx0), float(by0), float(bx1), float(by1))
 
 
+@lru_cache(maxsize=8192)
+def _head_outline_unit(character: Character, style: str) -> np.ndarray:
+    look = _base_look(character, style, NEUTRAL, np.zeros(13))  # the head's shape makes no random choices
+    top, bottom = _look_top_bottom(character, style)
+    outline = _head_outline(look) / (top + bottom)  # in face heights, around the face origin
+    outline.flags.writeable = False
+    return outline
+
+
+def face_box(character: Character, style: str, centre: tuple[float, float], face_height: float,
+             roll_degrees: float = 0.0) -> tuple[float, float, float, float]:
+    """The box draw_face returns for these arguments, computed without drawing (yaw never moves the head
+    outline). Clips use it to know where every face is at any moment without rendering the frame."""
+    c, s = math.cos(math.radians(roll_degrees)), math.sin(math.radians(roll_degrees))
+    top, bottom = _look_top_bottom(character, style)
+    origin = (centre[0], centre[1] - (bottom - top) / 2 / (top + bottom) * face_height)  # as in draw_face
+    points = _head_outline_unit(character, style) @ (np.array([[c, s], [-s, c]]) * face_height) + origin
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    return (float(x0), float(y0), float(x1), float(y1))
+
+
 def render_frame(faces: list[tuple[Character, Expression, str]], width: int, height: int,
-                 rng: np.random.Generator) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+                 rng: np.random.Generator, *, face_scale: tuple[float, float] = (0.2, 0.65),
+                 ) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """A scene with the given faces placed at various sizes (they may overlap a little).
 
+    `face_scale` is the range of face heights as fractions of the frame's short side.
     Returns the frame and one face box (x0, y0, x1, y1) in pixels per face, in the order given: the box of the
     head outline (without hair or hat), clipped to the frame. Faces are drawn back to front in the given order.
     Every random choice comes from `rng`: the background and the frame's grading first, then one child
@@ -1692,7 +1737,7 @@ def render_frame(faces: list[tuple[Character, Expression, str]], width: int, hei
     for character, expression, style in faces:
         face_rng = np.random.default_rng(int(rng.integers(1 << 62)))
         for _attempt in range(12):  # look for a spot that overlaps earlier faces only a little
-            face_height = float(face_rng.uniform(0.2, 0.65)) * short_side
+            face_height = float(face_rng.uniform(*face_scale)) * short_side
             radius = face_height / 2
             cx = float(face_rng.uniform(radius * 0.7, width * ss - radius * 0.7))
             cy = float(face_rng.uniform(radius * 0.8, height * ss - radius * 0.6))
