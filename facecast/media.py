@@ -1,0 +1,671 @@
+"""Video files in and out: encode test and synthetic clips, probe a file, and stream adaptively sampled frames.
+
+Everything that touches a video container goes through this module (PyAV, no torch), so the rules below are
+decided once:
+
+- Frames come out upright: the container's display matrix (phone clips store portrait video as rotated landscape)
+  is applied to every sampled frame, and `VideoInfo` reports the display size.
+- Time is the presentation timestamp (pts x time_base) of each frame, counted from the stream start, never
+  `index / fps`: variable-frame-rate phone and screen recordings would drift otherwise.
+- Sampling is adaptive: one frame per `1 / base_rate_hz` seconds on a fixed grid, plus extra frames where the
+  picture moves away from the last kept frame, never closer together than `1 / max_rate_hz`. Every frame is
+  decoded; change is measured on a tiny luma thumbnail read straight from the decoded picture, and only kept
+  frames are converted to RGB (the conversion costs about as much as decoding).
+- Memory is bounded: frames are streamed one at a time, so a two-hour clip costs what a two-second clip costs.
+- A file that cannot be used raises a `MediaError` subclass whose message names the file, says what is wrong and
+  what to do; the message goes straight to the user. A file cut off after some frames is not an error: its first
+  part is sampled and `SamplingStats.truncated` / `.warning` say so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+from PIL import Image
+
+SUPPORTED_CONTAINERS = "MP4, MOV, MKV, WebM, GIF"
+
+
+class MediaError(ValueError):
+    """A video file that cannot be used; the message names the file, the problem and what to do."""
+
+
+class EmptyMediaFile(MediaError):
+    """The file has no bytes at all."""
+
+
+class NotAVideo(MediaError):
+    """The file is not a video container (text, an image, random bytes)."""
+
+
+class NoVideoStream(MediaError):
+    """The container holds no video stream (an audio-only file)."""
+
+
+class UnsupportedCodec(MediaError):
+    """The container opens, but its video codec cannot be decoded here."""
+
+
+class TruncatedVideo(MediaError):
+    """The file starts like a video but its data is cut off, so no frame can be decoded."""
+
+
+class AnalysisCancelled(MediaError):
+    """Sampling stopped because the caller's cancel event was set."""
+
+
+# --------------------------------------------------------------------------------------------------- writing
+
+# suffix -> (FFmpeg muxer, default encoder)
+_CONTAINERS: dict[str, tuple[str, str]] = {
+    ".mp4": ("mp4", "libx264"),
+    ".mov": ("mov", "libx264"),
+    ".mkv": ("matroska", "libx264"),
+    ".webm": ("webm", "libvpx-vp9"),
+    ".gif": ("gif", "gif"),
+}
+
+# Fast presets: these files are test fixtures and synthetic training clips, written often; the quality settings
+# keep faces sharp enough for the detector (crf 18 is visually lossless for x264).
+_ENCODER_OPTIONS: dict[str, dict[str, str]] = {
+    "libx264": {"preset": "veryfast", "crf": "18"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "24", "b": "0", "row-mt": "1"},
+}
+
+# Timestamps given by the caller are stored at 1/90000 s (the MPEG clock); Matroska and GIF muxers round them to
+# their own clocks (1 ms, 10 ms).
+_FINE_TIME_BASE = Fraction(1, 90_000)
+
+
+def _check_frame(frame: np.ndarray, index: int, path: Path) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise MediaError(f"{path}: frame {index} must be a uint8 RGB array [H, W, 3], got {frame.dtype} "
+                         f"{list(frame.shape)}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise MediaError(f"{path}: frame {index} has no pixels ({frame.shape[1]}x{frame.shape[0]})")
+    return frame
+
+
+def _pad_to_even(frame: np.ndarray) -> np.ndarray:
+    """4:2:0 chroma needs even sides; repeat the last row/column rather than crop so no content is lost."""
+    height, width = frame.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+
+
+def _to_video_frame(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    if pix_fmt != "pal8":
+        return av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+    # FFmpeg's scaler cannot make palettes; an adaptive palette per frame keeps GIF colours close to the source.
+    quantized = Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    rgb = np.zeros((256, 3), np.uint8)
+    used = np.asarray(quantized.getpalette(), np.uint8).reshape(-1, 3)[:256]
+    rgb[: len(used)] = used
+    argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)
+    return av.VideoFrame.from_ndarray((np.asarray(quantized, np.uint8), argb), format="pal8")
+
+
+def _pixel_format(codec_name: str) -> str:
+    formats = [fmt.name for fmt in (av.codec.Codec(codec_name, "w").video_formats or ())]
+    for preferred in ("yuv420p", "pal8", "rgb8", "yuvj420p"):
+        if preferred in formats:
+            return preferred
+    if not formats:
+        raise MediaError(f"encoder {codec_name!r} lists no pixel format")
+    return formats[0]
+
+
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, codec: str | None = None, *,
+                rotation: int = 0, timestamps_s: Sequence[float] | None = None) -> Path:
+    """Encode RGB frames (uint8 [H, W, 3], all the same size) into `path`; the container follows the suffix.
+
+    .mp4 / .mov / .mkv -> H.264 (libx264, yuv420p), .webm -> VP9, .gif -> GIF; `codec` overrides the encoder.
+    4:2:0 formats need even sides, so odd frames get their last row/column repeated.
+    `rotation` (0, 90, 180, 270) stores a display matrix saying the frames must be turned that many degrees
+    CLOCKWISE to be upright (what a phone writes for portrait video); GIF cannot store it.
+    `timestamps_s` gives each frame's presentation time (strictly increasing), making a variable-frame-rate file;
+    `fps` is then only the nominal rate. MP4/MOV are written with the index first (faststart), as for streaming.
+    The file appears only when complete: the encode goes to a temporary file in the same folder that is renamed.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _CONTAINERS:
+        raise MediaError(f"{path}: cannot write a {suffix or 'suffix-less'} file; use one of "
+                         f"{', '.join(_CONTAINERS)}")
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
+        raise MediaError(f"{path}: fps must be a positive number, got {fps!r}")
+    # Denominators up to 1001 make 29.97 and 23.976 (NTSC) exact.
+    rate = fps if isinstance(fps, (int, Fraction)) else Fraction(float(fps)).limit_denominator(1001)
+    if rotation % 90 != 0:
+        raise MediaError(f"{path}: rotation must be a multiple of 90 degrees, got {rotation}")
+    rotation %= 360
+    muxer, default_codec = _CONTAINERS[suffix]
+    codec_name = codec or default_codec
+    if rotation and muxer == "gif":
+        raise MediaError(f"{path}: GIF cannot store a rotation; rotate the frames instead")
+    if timestamps_s is not None:
+        times = [float(t) for t in timestamps_s]
+        if any(not math.isfinite(t) for t in times) or any(b <= a for a, b in itertools.pairwise(times)):
+            raise MediaError(f"{path}: timestamps_s must be finite and strictly increasing")
+    else:
+        times = None
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        _encode(partial, muxer, codec_name, frames, Fraction(rate), rotation, times, path)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _encode(partial: Path, muxer: str, codec_name: str, frames: Iterable[np.ndarray], rate: Fraction,
+            rotation: int, times: list[float] | None, path: Path) -> None:
+    options = {"movflags": "+faststart"} if muxer in ("mp4", "mov") else {}
+    count = 0
+    with av.open(str(partial), "w", format=muxer, options=options) as container:
+        stream = None
+        size = None
+        for count, frame in enumerate(frames, start=1):
+            index = count - 1
+            frame = _check_frame(frame, index, path)
+            if stream is None:
+                try:
+                    stream = container.add_stream(codec_name, rate=rate)
+                except (av.error.FFmpegError, ValueError) as error:
+                    raise MediaError(f"{path}: encoder {codec_name!r} is not available ({error})") from None
+                stream.pix_fmt = _pixel_format(codec_name)
+                needs_even = stream.pix_fmt.startswith(("yuv420", "yuvj420"))
+                size = frame.shape[:2]
+                padded = _pad_to_even(frame) if needs_even else frame
+                stream.height, stream.width = padded.shape[:2]
+                stream.options = dict(_ENCODER_OPTIONS.get(codec_name, {}))
+                if times is not None:
+                    stream.codec_context.time_base = _FINE_TIME_BASE
+                if rotation:
+                    # PyAV's angle is counter-clockwise (as VideoFrame.rotation reads it back); ours is clockwise.
+                    stream.set_display_rotation(-rotation)
+            if frame.shape[:2] != size:
+                raise MediaError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, but the first "
+                                 f"frame is {size[1]}x{size[0]}; all frames must have the same size")
+            if needs_even:
+                frame = _pad_to_even(frame)
+            video_frame = _to_video_frame(frame, stream.pix_fmt)
+            if times is not None:
+                if index >= len(times):
+                    raise MediaError(f"{path}: more frames than timestamps_s ({len(times)})")
+                video_frame.pts = round(times[index] / _FINE_TIME_BASE)
+                video_frame.time_base = _FINE_TIME_BASE
+            else:
+                video_frame.pts = index
+                video_frame.time_base = 1 / rate
+            try:
+                container.mux(stream.encode(video_frame))
+            except av.error.FFmpegError as error:
+                raise MediaError(f"{path}: encoding frame {index} failed ({error})") from None
+        if stream is None:
+            raise MediaError(f"{path}: no frames to write")
+        if times is not None and count != len(times):
+            raise MediaError(f"{path}: {count} frames but {len(times)} timestamps_s")
+        container.mux(stream.encode(None))
+
+
+# --------------------------------------------------------------------------------------------------- opening
+
+# Demuxers FFmpeg offers for single images and text: they open, but what they hold is no clip to analyse.
+_STILL_IMAGE_DEMUXERS = {"image2", "tty", "apng"}
+_CONVERT_HINT = "convert it to H.264 MP4 (for example `ffmpeg -i INPUT -c:v libx264 -pix_fmt yuv420p OUTPUT.mp4`)"
+
+
+def _sniff_container(path: Path) -> str | None:
+    """Which video container the first bytes announce, to tell a damaged video from something that is none."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
+        return "MP4/MOV"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
+def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    """Open `path` and pick its video stream, or raise the MediaError that says why it cannot be used."""
+    name = str(path)
+    if not path.exists():
+        raise MediaError(f"{name}: file not found")
+    if not path.is_file():
+        raise MediaError(f"{name}: not a file")
+    if path.stat().st_size == 0:
+        raise EmptyMediaFile(f"{name}: the file is empty (0 bytes); the upload or copy did not finish, so copy or "
+                             f"export the clip again")
+    try:
+        container = av.open(name, "r")
+    except av.error.FFmpegError as error:
+        announced = _sniff_container(path)
+        if announced is not None:
+            raise TruncatedVideo(f"{name}: the file starts like a {announced} video but cannot be opened: its "
+                                 f"index or header is incomplete, which happens when a download, copy or "
+                                 f"recording is cut off; copy or export the clip again") from None
+        raise NotAVideo(f"{name}: not a video file that can be read ({_describe_error(error)}); supported "
+                        f"containers: {SUPPORTED_CONTAINERS}") from None
+    except OSError as error:
+        raise MediaError(f"{name}: the file cannot be read ({error.strerror or error})") from None
+
+    try:
+        format_name = container.format.name
+        if format_name in _STILL_IMAGE_DEMUXERS or format_name.endswith("_pipe"):
+            kind = "text" if format_name == "tty" else "a still image"
+            raise NotAVideo(f"{name}: this is {kind}, not a video; supported containers: {SUPPORTED_CONTAINERS}")
+        videos = [stream for stream in container.streams.video
+                  if not stream.disposition & av.stream.Disposition.attached_pic]  # cover art of a music file
+        if not videos:
+            what = "only audio" if container.streams.audio else "no picture at all"
+            raise NoVideoStream(f"{name}: the file has no video stream ({what}); choose a file with "
+                                f"moving pictures")
+        stream = max(videos, key=lambda s: (s.codec_context is not None,
+                                            (s.codec_context.width * s.codec_context.height) if s.codec_context
+                                            else 0))
+        if stream.codec_context is None:
+            raise UnsupportedCodec(f"{name}: the video codec of this file is not supported here; "
+                                   f"{_CONVERT_HINT}")
+    except BaseException:
+        container.close()
+        raise
+    return container, stream
+
+
+def _no_frames(path: Path) -> TruncatedVideo:
+    return TruncatedVideo(f"{path}: the header is there but no frame can be decoded; the video data is missing or "
+                          f"damaged (a cut-off download or copy); copy or export the clip again")
+
+
+def _describe_error(error: Exception) -> str:
+    """FFmpeg's own reason without the errno and path noise, e.g. 'Invalid data found when processing input'."""
+    return getattr(error, "strerror", None) or type(error).__name__
+
+
+# --------------------------------------------------------------------------------------------------- probing
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds. Sizes in pixels; `width`/`height` are as displayed (after rotation)."""
+
+    path: Path
+    container_format: str  # FFmpeg demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "gif"
+    codec: str  # decoder name, e.g. "h264", "vp9", "gif"
+    coded_width: int
+    coded_height: int
+    width: int
+    height: int
+    rotation_degrees: int  # 0, 90, 180 or 270: how far the stored frames are turned CLOCKWISE for display
+    duration_s: float
+    average_fps: float
+    frame_count: int
+    frame_count_is_estimate: bool  # True where the container has no frame index (Matroska, WebM): duration x fps
+    has_audio: bool
+    variable_frame_rate: bool  # best effort, from the timestamps of the first packets
+
+
+# Frames whose spacing is read to judge variable frame rate: a few seconds of a normal clip, read without decoding.
+_RATE_CHECK_PACKETS = 240
+
+
+def _clockwise_rotation(frame: av.VideoFrame) -> int:
+    """PyAV reports the display matrix as a counter-clockwise angle in [-180, 180]; we store clockwise 0..270."""
+    return round(-frame.rotation / 90.0) % 4 * 90
+
+
+def _stream_duration(container, stream) -> float:
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _stream_rate(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return float(rate)
+    return 0.0
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Describe a video file; decodes its first frame (to read rotation and prove the data is there)."""
+    path = Path(path)
+    container, stream = _open_video(path)
+    with container:
+        stream.thread_type = "AUTO"
+        first_frame = None
+        pts_values: list[int] = []
+        packets = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    pts_values.append(packet.pts)
+                packets += 1
+                if first_frame is None:
+                    try:
+                        decoded = stream.decode(packet)
+                    except av.error.FFmpegError:
+                        decoded = []
+                    if decoded:
+                        first_frame = decoded[0]
+                if first_frame is not None and packets >= _RATE_CHECK_PACKETS:
+                    break
+        except av.error.FFmpegError:
+            pass  # cut-off data: what was read so far still describes the file
+        if first_frame is None:
+            raise _no_frames(path)
+        rotation = _clockwise_rotation(first_frame)
+        coded_width, coded_height = stream.codec_context.width or first_frame.width, \
+            stream.codec_context.height or first_frame.height
+        duration = _stream_duration(container, stream)
+        fps = _stream_rate(stream)
+        if stream.frames and stream.frames > 0:
+            frame_count, estimate = int(stream.frames), False
+        else:
+            frame_count, estimate = max(1, round(duration * fps)), True
+        swapped = rotation in (90, 270)
+        return VideoInfo(
+            path=path,
+            container_format=container.format.name,
+            codec=stream.codec_context.name,
+            coded_width=coded_width,
+            coded_height=coded_height,
+            width=coded_height if swapped else coded_width,
+            height=coded_width if swapped else coded_height,
+            rotation_degrees=rotation,
+            duration_s=duration,
+            average_fps=fps,
+            frame_count=frame_count,
+            frame_count_is_estimate=estimate,
+            has_audio=bool(container.streams.audio),
+            variable_frame_rate=_looks_variable(pts_values, stream.time_base),
+        )
+
+
+def _looks_variable(pts_values: list[int], time_base: Fraction | None) -> bool:
+    """Frame spacing that varies by more than container rounding (1-2 clock ticks) and 25 % of the typical gap."""
+    if len(pts_values) < 3 or time_base is None:
+        return False
+    gaps = np.diff(np.sort(np.asarray(pts_values, dtype=np.int64)))
+    gaps = gaps[gaps > 0]
+    if len(gaps) < 2:
+        return False
+    typical = float(np.median(gaps))
+    return float(gaps.max() - gaps.min()) > max(2.0, 0.25 * typical)
+
+
+# --------------------------------------------------------------------------------------------------- sampling
+
+
+@dataclass(frozen=True)
+class SampledFrame:
+    """One kept frame: `index` counts kept frames from 0, `t` is seconds from the clip start (presentation time)."""
+
+    index: int
+    t: float
+    image: np.ndarray  # uint8 [H, W, 3] RGB, upright, long side <= max_long_side
+    change: float  # change score against the previously kept frame (0 for the first), see DEFAULT_CHANGE_THRESHOLD
+    reason: str  # "base" (the regular grid) or "change" (an extra frame where the picture changed)
+
+
+@dataclass
+class SamplingStats:
+    """Pass one to `sample_frames(stats=...)` and read it after the loop: what the decoder saw.
+
+    `truncated` is True when the data ended before the length the header announces (a cut-off file whose first
+    part still decodes); `decode_errors` counts packets the decoder rejected (damaged data). `warning` is then a
+    sentence for the user saying which part was analysed. A file with no decodable frame raises TruncatedVideo
+    instead, so a caller never stores a report built from nothing.
+    """
+
+    duration_s: float = 0.0  # announced by the container
+    packets_read: int = 0
+    frames_decoded: int = 0
+    frames_sampled: int = 0
+    last_frame_s: float = 0.0
+    decode_errors: int = 0
+    truncated: bool = False
+    warning: str | None = None
+
+
+# Change score: mean absolute luma difference, in [0, 1], over the 0.5 % of thumbnail cells (about a dozen of
+# 36 x 64) that changed most since the last kept frame. The few most-changed cells rather than the whole-picture
+# mean, so that a face changing expression in part of the frame counts; each cell averages 16 samples, so encoder
+# and sensor noise (a few levels per pixel) stays well below the threshold. The default fires on cuts, fast motion
+# and the expression changes of faces about a third of the frame high or larger, in all four drawing styles, and
+# not on a static H.264 picture (tests/test_media.py::test_expression_change_of_a_face_gets_an_extra_sample);
+# smaller faces are left to the base rate.
+_THUMB_ROWS, _THUMB_COLS = 36, 64
+_SAMPLES_PER_CELL_SIDE = 4
+_TOP_FRACTION = 0.005
+DEFAULT_CHANGE_THRESHOLD = 0.03
+_PLANAR_8BIT_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
+                    "yuv411p", "yuv410p", "nv12", "nv21", "gray"}
+
+
+def _luma_thumbnail(frame: av.VideoFrame) -> np.ndarray:
+    """A tiny luma picture (about 36 x 64 cells, each the sum of 4 x 4 samples) read from the decoder's Y plane.
+
+    Strided slicing of the 8-bit plane costs about 40 microseconds per 720p frame; FFmpeg's scaler spends most of a
+    millisecond on the same job, as long as decoding the frame takes.
+    """
+    if frame.format.name in _PLANAR_8BIT_YUV:
+        plane = frame.planes[0]
+        luma = np.frombuffer(plane, np.uint8, count=plane.line_size * frame.height)
+        luma = luma.reshape(frame.height, plane.line_size)[:, : frame.width]
+    else:  # GIF, RGB, 10-bit: rare and usually small
+        luma = frame.to_ndarray(format="gray")
+    n = _SAMPLES_PER_CELL_SIDE
+    height, width = luma.shape
+    step_y, step_x = max(1, height // (n * _THUMB_ROWS)), max(1, width // (n * _THUMB_COLS))
+    grid = luma[step_y // 2 :: step_y, step_x // 2 :: step_x]
+    rows, cols = grid.shape[0] // n * n, grid.shape[1] // n * n
+    if rows == 0 or cols == 0:  # a video only a few pixels high or wide
+        return luma.astype(np.uint16) * (n * n)
+    grid = grid[:rows, :cols].astype(np.uint16)
+    grid = sum(grid[i::n] for i in range(n))
+    return sum(grid[:, i::n] for i in range(n))
+
+
+def _change_score(thumbnail: np.ndarray, reference: np.ndarray) -> float:
+    if thumbnail.shape != reference.shape:  # the stream changed size: a new picture
+        return 1.0
+    difference = np.abs(thumbnail.astype(np.int32) - reference).ravel()
+    top = max(1, round(difference.size * _TOP_FRACTION))
+    cell_range = 255.0 * _SAMPLES_PER_CELL_SIDE ** 2
+    return float(np.partition(difference, difference.size - top)[-top:].mean() / cell_range)
+
+
+def _output_size(width: int, height: int, max_long_side: int | None) -> tuple[int, int]:
+    if max_long_side is None or max(width, height) <= max_long_side:
+        return width, height
+    scale = max_long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _upright_rgb(frame: av.VideoFrame, max_long_side: int | None, reformatter: VideoReformatter) -> np.ndarray:
+    """The frame as upright uint8 RGB, shrunk to `max_long_side`. One reformatter per clip keeps FFmpeg's scaler
+    set up between frames; a fresh one per frame costs 0.3 ms, more than decoding a small frame."""
+    width, height = _output_size(frame.width, frame.height, max_long_side)
+    has_alpha = frame.format.has_palette or any(component.is_alpha for component in frame.format.components)
+    pixel_format = "rgba" if has_alpha else "rgb24"
+    # Fast bilinear is exact enough for shrinking by up to 2x; a larger step needs the area filter to not alias.
+    interpolation = "FAST_BILINEAR" if width * 2 >= frame.width else "AREA"
+    pixels = reformatter.reformat(frame, width=width, height=height, format=pixel_format,
+                                  interpolation=interpolation).to_ndarray()
+    if has_alpha:
+        # Transparency on white, as facecast.images does for stills, so a GIF frame looks as it does as a still.
+        alpha = pixels[..., 3:4].astype(np.uint16)
+        pixels = ((pixels[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    quarter_turns = round(frame.rotation / 90.0) % 4  # counter-clockwise, as np.rot90 turns
+    if quarter_turns:
+        pixels = np.rot90(pixels, quarter_turns)
+    return np.ascontiguousarray(pixels)
+
+
+def sample_frames(path: str | Path, *, base_rate_hz: float = 4.0, max_rate_hz: float = 8.0,
+                  change_threshold: float = DEFAULT_CHANGE_THRESHOLD, max_long_side: int | None = 960,
+                  progress: Callable[[float], None] | None = None, cancel: threading.Event | None = None,
+                  stats: SamplingStats | None = None) -> Iterator[SampledFrame]:
+    """Stream upright RGB frames of a video, adaptively sampled; opens the file (and raises) before returning.
+
+    Every frame is decoded; one is kept on each point of a grid of `1 / base_rate_hz` seconds, plus extra frames
+    whose change score against the last kept frame reaches `change_threshold`. Kept frames are never closer than
+    `1 / max_rate_hz` seconds: a grid frame that comes too soon after an extra frame is taken that much later, so
+    every grid interval still holds a kept frame. The first frame is always kept.
+    `progress(fraction)` is called as the clip advances (about every 0.5 %, and 1.0 at the end); a set `cancel`
+    event stops decoding within one frame by raising AnalysisCancelled. `stats`, when given, is filled in.
+    """
+    if not (base_rate_hz > 0 and max_rate_hz >= base_rate_hz):
+        raise ValueError(f"need 0 < base_rate_hz <= max_rate_hz, got {base_rate_hz} and {max_rate_hz}")
+    if max_long_side is not None and max_long_side < 1:
+        raise ValueError(f"max_long_side must be at least 1 or None, got {max_long_side}")
+    path = Path(path)
+    container, stream = _open_video(path)
+    return _sample(path, container, stream, base_rate_hz, max_rate_hz, change_threshold, max_long_side, progress,
+                   cancel, stats if stats is not None else SamplingStats())
+
+
+def _decoded(container, stream, stats: SamplingStats) -> Iterator[av.VideoFrame]:
+    """All frames in presentation order; damaged packets are counted and skipped, cut-off data ends the stream."""
+    demuxer = container.demux(stream)
+    flushed = False
+    while True:
+        try:
+            packet = next(demuxer)
+        except StopIteration:
+            break
+        except av.error.FFmpegError:
+            stats.truncated = True
+            break
+        if packet.size:
+            stats.packets_read += 1
+        else:
+            flushed = True  # PyAV's final empty packet drains the decoder
+        try:
+            decoded = stream.decode(packet)
+        except av.error.FFmpegError:
+            stats.decode_errors += 1
+            continue
+        yield from decoded
+    if not flushed:
+        try:
+            yield from stream.decode(None)
+        except av.error.FFmpegError:
+            stats.decode_errors += 1
+
+
+def _ends_with(path: Path, tail: bytes) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(-len(tail), os.SEEK_END)
+            return handle.read() == tail
+    except OSError:
+        return False
+
+
+def _sample(path, container, stream, base_rate_hz, max_rate_hz, change_threshold, max_long_side, progress, cancel,
+            stats: SamplingStats) -> Iterator[SampledFrame]:
+    base_period = 1.0 / base_rate_hz
+    min_gap = 1.0 / max_rate_hz
+    with container:
+        stream.thread_type = "AUTO"
+        time_base = stream.time_base
+        seconds_per_tick = float(time_base) if time_base else 0.0
+        stats.duration_s = duration = _stream_duration(container, stream)
+        nominal_gap = 1.0 / _stream_rate(stream) if _stream_rate(stream) > 0 else 0.04
+        origin = stream.start_time
+        # Half a clock tick: timestamps are rounded to the container clock, the grid is exact.
+        slack = min(1e-3, float(time_base) / 2) if time_base else 1e-6
+        next_base = 0.0
+        last_kept_t = -math.inf
+        last_kept_thumbnail = None
+        last_t = -nominal_gap
+        reported = -1.0
+        reformatter = VideoReformatter()
+        kept = 0
+        for frame in _decoded(container, stream, stats):
+            if cancel is not None and cancel.is_set():
+                raise AnalysisCancelled(f"{path}: analysis cancelled at {max(last_t, 0.0):.1f} s")
+            if frame.pts is not None and seconds_per_tick:
+                if origin is None:
+                    origin = frame.pts
+                t = (frame.pts - origin) * seconds_per_tick
+            else:
+                t = last_t + nominal_gap
+            t = max(t, 0.0)
+            stats.frames_decoded += 1
+            last_t = max(last_t, t)
+
+            # The thumbnail is needed only for frames that may be kept: too soon after a kept frame, none is.
+            reason = None
+            change = 0.0
+            if last_kept_thumbnail is None:
+                reason = "base"
+                thumbnail = _luma_thumbnail(frame)
+            elif t - last_kept_t + slack >= min_gap:
+                thumbnail = _luma_thumbnail(frame)
+                change = _change_score(thumbnail, last_kept_thumbnail)
+                if t + slack >= next_base:
+                    reason = "base"
+                elif change >= change_threshold:
+                    reason = "change"
+            if reason is not None:
+                image = _upright_rgb(frame, max_long_side, reformatter)
+                last_kept_t, last_kept_thumbnail = t, thumbnail
+                next_base = (math.floor((t + slack) / base_period) + 1) * base_period
+                stats.frames_sampled += 1
+                yield SampledFrame(index=kept, t=t, image=image, change=change, reason=reason)
+                kept += 1
+            if progress is not None and duration > 0:
+                fraction = min(1.0, t / duration)
+                if fraction - reported >= 0.005:
+                    reported = fraction
+                    progress(fraction)
+        if cancel is not None and cancel.is_set():
+            raise AnalysisCancelled(f"{path}: analysis cancelled at {max(last_t, 0.0):.1f} s")
+        if stats.frames_decoded == 0:
+            raise _no_frames(path)
+        stats.last_frame_s = last_t
+        expected_packets = stream.frames or 0
+        if container.format.name == "gif":  # no length in the header; a complete GIF ends with its trailer byte
+            stats.truncated |= not _ends_with(path, b";")
+        elif expected_packets:  # MP4/MOV know their frame count: any packet short is data cut off
+            stats.truncated |= stats.packets_read < expected_packets
+        else:  # Matroska/WebM: only the announced duration; a long last frame must not look like a cut
+            missing = duration - (last_t + nominal_gap)
+            stats.truncated |= duration > 0 and missing > max(1.0, 0.05 * duration, 3 * nominal_gap)
+        if stats.truncated:
+            announced = f"it announces {duration:.1f} s but " if duration > last_t + nominal_gap else ""
+            stats.warning = (f"{path}: the file is cut off: {announced}its data ends at {last_t:.1f} s; only that "
+                             f"part was analysed")
+        elif stats.decode_errors:
+            stats.warning = (f"{path}: {stats.decode_errors} damaged packet(s) could not be decoded and were "
+                             f"skipped")
+        if progress is not None:
+            progress(1.0)
