@@ -64,3 +64,56 @@ def markdown_table(frame: pd.DataFrame, index: bool = True, floatfmt: str = ".3f
 
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
+
+
+# -- engagement-style metrics: ranking, probabilistic classification, fold summaries --------------------------------
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (nan when either side is constant)."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def macro_precision_recall(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """Macro precision and recall over the classes present in `truth` (as classification_scores does for F1)."""
+    from sklearn.metrics import precision_score, recall_score
+
+    present = sorted(set(np.asarray(truth).tolist()))
+    return (float(precision_score(truth, predicted, labels=present, average="macro", zero_division=0)),
+            float(recall_score(truth, predicted, labels=present, average="macro", zero_division=0)))
+
+
+def macro_auc(truth: np.ndarray, probabilities: np.ndarray) -> float:
+    """One-vs-rest macro ROC AUC over the classes present in `truth` (nan with fewer than two)."""
+    from sklearn.metrics import roc_auc_score
+
+    truth = np.asarray(truth)
+    present = sorted(set(truth.tolist()))
+    if len(present) < 2:
+        return float("nan")
+    scores = [roc_auc_score(truth == k, probabilities[:, k]) for k in present]
+    return float(np.mean(scores))
+
+
+def fold_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of its t confidence interval across folds (nan half-width for one fold)."""
+    from scipy.stats import t as student_t
+
+    values = np.asarray([v for v in values if not np.isnan(v)], np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    if len(values) == 1:
+        return float(values[0]), float("nan")
+    half = student_t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+def format_interval(values, digits: int = 3) -> str:
+    """'mean ± half-width' of a fold interval, for markdown tables."""
+    mean, half = fold_interval(values)
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"

@@ -41,7 +41,7 @@ def register_network(name: str, config: Any, builder: Callable[[Any], nn.Module]
 def _load_network_modules() -> None:
     # Importing a network module registers its configs; kept here so `build_model` works without callers
     # having to know which module defines which network.
-    from training.networks import expression_encoder  # noqa: F401
+    from training.networks import engagement, expression_encoder  # noqa: F401
 
 
 def list_networks() -> list[str]:
