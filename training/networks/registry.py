@@ -42,6 +42,7 @@ def _load_network_modules() -> None:
     # Importing a network module registers its configs; kept here so `build_model` works without callers
     # having to know which module defines which network.
     from training.networks import engagement, expression_encoder  # noqa: F401
+    from training.networks import face_detector  # noqa: F401
 
 
 def list_networks() -> list[str]:

@@ -1,0 +1,276 @@
+"""Face tracks: per-frame detections → one stable track per character over a clip.
+
+The detector sees frames one at a time; the engagement model needs "character 1 over time". The tracker links
+detections of consecutive samples by where each track is expected to be:
+
+- **Motion prediction.** Each track keeps a constant-velocity estimate of its box (centre and size, per second,
+  smoothed over its last observations). A detection is compared with the box the track predicts at the
+  detection's time, so two faces that cross keep their identities: each track expects its own face on its own
+  side, where IoU with the last box alone would be ambiguous.
+- **Matching.** Similarity = IoU with the predicted box, or, for small or fast faces that no longer overlap their
+  prediction, a centre-distance score relative to the face size; pairs whose sizes differ by more than
+  `max_size_ratio` never match. Pairs are assigned best-first (one detection per track, one track per detection).
+- **Gaps.** A track that misses samples (a missed detection, a brief occlusion) stays active for `max_gap_s`
+  seconds, moving along its prediction. After that it is *dormant*: for `reid_window_s` more seconds an unmatched
+  detection near its last box (looser, motion-free gate) re-identifies it and the track continues with its old ID.
+- **Minimum length.** Tracks with fewer than `min_observations` observations are dropped from the result (isolated
+  false detections), except in clips too short to have that many samples (a 1-frame clip still has faces).
+- **Cuts.** After a shot cut positions say nothing about identity. The caller marks cuts (`mark_cut(t)`); every
+  track then ends and faces after the cut start new tracks — no geometric re-identification across a cut, since
+  it would link whichever character happens to stand where another stood. Linking the same character across
+  cuts needs appearance (e.g. expression-encoder embeddings) and is left to the caller. Without a marked cut,
+  the jump itself usually ends the tracks (boxes move too far to match); a face landing on the spot of a face
+  from before the cut within `reid_window_s` would be linked to it, which is why cuts should be marked.
+
+Coordinates may be pixels or normalised: every gate is relative (IoU, distances in face sizes). Torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+Box = tuple[float, float, float, float]
+
+
+class TrackingError(ValueError):
+    """Observations the tracker cannot use; the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    min_similarity: float = 0.2     # below this a detection does not continue a track
+    max_gap_s: float = 0.75         # an unmatched track keeps moving along its prediction this long
+    reid_window_s: float = 2.0      # then stays dormant this long, re-identifiable near its last box
+    reid_distance: float = 1.0      # dormant gate: centre distance in face sizes
+    max_size_ratio: float = 1.8     # a face does not grow or shrink more than this between matches
+    min_observations: int = 2       # shorter tracks are dropped (unless the clip has fewer samples)
+    velocity_smoothing: float = 0.5  # weight of the newest velocity measurement
+    duplicate_iou: float = 0.6      # detections of one sample overlapping this much are one face
+
+
+class Observation(NamedTuple):
+    """One detection of a track: a (t, box, score) tuple with names."""
+
+    t: float
+    box: Box
+    score: float
+
+
+@dataclass
+class Track:
+    track_id: int
+    observations: list[Observation] = field(default_factory=list)
+
+    @property
+    def first_time(self) -> float:
+        return self.observations[0].t
+
+    @property
+    def last_time(self) -> float:
+        return self.observations[-1].t
+
+    @property
+    def mean_score(self) -> float:
+        return float(np.mean([o.score for o in self.observations]))
+
+    def box_at(self, t: float) -> Box | None:
+        """The observed box at time t (exactly), or None when the track has no observation then."""
+        for observation in self.observations:
+            if observation.t == t:
+                return observation.box
+        return None
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between boxes a [N, 4] and b [M, 4] (x0, y0, x1, y1)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = ix * iy
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _as_state(box: Sequence[float]) -> np.ndarray:
+    """(x0, y0, x1, y1) → (cx, cy, w, h)."""
+    x0, y0, x1, y1 = box
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dtype=np.float64)
+
+
+def _as_box(state: np.ndarray) -> Box:
+    cx, cy, w, h = state
+    w, h = max(w, 1e-9), max(h, 1e-9)
+    return (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
+
+
+@dataclass
+class _LiveTrack:
+    track: Track
+    state: np.ndarray                                 # cx, cy, w, h at the last observation
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # per second
+    ended: bool = False                               # by a cut: never continued again
+
+    def predict(self, t: float, max_gap_s: float) -> np.ndarray:
+        dt = min(t - self.track.last_time, max_gap_s)
+        predicted = self.state + self.velocity * dt
+        predicted[2:] = np.maximum(predicted[2:], self.state[2:] * 0.5)  # extrapolated shrinking stops at half
+        return predicted
+
+
+def _detection_parts(detection) -> tuple[Box, float]:
+    """A facecast.detection.Detection, or a (box, score) pair."""
+    if hasattr(detection, "box") and hasattr(detection, "score"):
+        box, score = detection.box, detection.score
+    else:
+        try:
+            box, score = detection
+        except (TypeError, ValueError):
+            raise TrackingError(f"a detection must have a box and a score, got {detection!r}") from None
+    try:
+        box = tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        raise TrackingError(f"a detection box must be 4 numbers (x0, y0, x1, y1), got {box!r}") from None
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise TrackingError(f"a detection box must be 4 finite numbers (x0, y0, x1, y1), got {box!r}")
+    if box[2] <= box[0] or box[3] <= box[1]:
+        raise TrackingError(f"a detection box must have x1 > x0 and y1 > y0, got {box!r}")
+    return box, float(score)
+
+
+class FaceTracker:
+    """Incremental tracker: call `update(t, detections)` for each sample in time order, then `tracks()`."""
+
+    def __init__(self, settings: TrackerSettings | None = None):
+        self.settings = settings or TrackerSettings()
+        self._live: list[_LiveTrack] = []
+        self._next_id = 0
+        self._last_t: float | None = None
+        self._samples = 0
+
+    def mark_cut(self, t: float) -> None:
+        """A shot cut at time t: every current track ends; faces from now on start new tracks."""
+        for live in self._live:
+            live.ended = True
+
+    def update(self, t: float, detections: Sequence) -> list[int]:
+        """Add one sample's detections at time t (seconds, non-decreasing); returns the track ID of each detection
+        (in the order given; a duplicate of a stronger detection gets that detection's ID)."""
+        t = float(t)
+        if not math.isfinite(t):
+            raise TrackingError(f"sample time must be a finite number of seconds, got {t}")
+        if self._last_t is not None and t < self._last_t:
+            raise TrackingError(f"samples must come in time order: got t={t:.3f} s after t={self._last_t:.3f} s")
+        if self._last_t is None or t > self._last_t:
+            self._samples += 1
+        self._last_t = t
+        parts = [_detection_parts(d) for d in detections]
+        if not parts:
+            return []
+        boxes = np.array([box for box, _ in parts])
+        scores = np.array([score for _, score in parts])
+        keep, duplicate_of = self._suppress_duplicates(boxes, scores)
+
+        settings = self.settings
+        active = [live for live in self._live
+                  if not live.ended and t - live.track.last_time <= settings.max_gap_s and live.track.last_time < t]
+        assigned = self._assign(t, active, boxes, keep, predicted=True)
+        unmatched = [i for i in keep if i not in assigned]
+        dormant = [live for live in self._live
+                   if not live.ended and settings.max_gap_s < t - live.track.last_time
+                   <= settings.max_gap_s + settings.reid_window_s]
+        if unmatched and dormant:
+            assigned.update(self._assign(t, dormant, boxes, unmatched, predicted=False))
+
+        ids = {}
+        for index in keep:
+            live = assigned.get(index)
+            if live is None:
+                live = _LiveTrack(Track(self._next_id), _as_state(boxes[index]))
+                self._next_id += 1
+                self._live.append(live)
+            else:
+                self._advance(live, t, boxes[index])
+            live.track.observations.append(Observation(t, tuple(float(v) for v in boxes[index]), float(scores[index])))
+            ids[index] = live.track.track_id
+        return [ids[duplicate_of.get(i, i)] for i in range(len(parts))]
+
+    def _suppress_duplicates(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[list[int], dict[int, int]]:
+        order = list(np.argsort(-scores, kind="stable"))
+        overlaps = box_iou(boxes, boxes)
+        keep: list[int] = []
+        duplicate_of: dict[int, int] = {}
+        for index in order:
+            stronger = next((k for k in keep if overlaps[index, k] >= self.settings.duplicate_iou), None)
+            if stronger is None:
+                keep.append(int(index))
+            else:
+                duplicate_of[int(index)] = stronger
+        return keep, duplicate_of
+
+    def _assign(self, t: float, candidates: list[_LiveTrack], boxes: np.ndarray, indices: list[int],
+                predicted: bool) -> dict[int, _LiveTrack]:
+        """Best-first assignment of detections `indices` to tracks; returns detection index → track."""
+        if not candidates or not indices:
+            return {}
+        settings = self.settings
+        states = np.stack([live.predict(t, settings.max_gap_s) if predicted else live.state for live in candidates])
+        detection_states = np.stack([_as_state(boxes[i]) for i in indices])
+        overlap = box_iou(np.array([_as_box(s) for s in states]), boxes[indices])
+        size_track = np.sqrt(states[:, 2] * states[:, 3])[:, None]
+        size_detection = np.sqrt(detection_states[:, 2] * detection_states[:, 3])[None, :]
+        distance = np.hypot(states[:, None, 0] - detection_states[None, :, 0],
+                            states[:, None, 1] - detection_states[None, :, 1]) / np.maximum(
+            (size_track + size_detection) / 2, 1e-12)
+        reach = 0.75 if predicted else settings.reid_distance
+        closeness = np.clip(1 - distance / reach, 0, None) * 0.5  # at most 0.5: overlap outranks mere nearness
+        similarity = np.maximum(overlap, closeness)
+        ratio = np.maximum(size_track / size_detection, size_detection / size_track)
+        similarity[ratio > settings.max_size_ratio] = 0.0
+        result: dict[int, _LiveTrack] = {}
+        while True:
+            row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+            if similarity[row, col] < settings.min_similarity:
+                break
+            result[indices[col]] = candidates[row]
+            similarity[row, :] = -1.0
+            similarity[:, col] = -1.0
+        return result
+
+    def _advance(self, live: _LiveTrack, t: float, box: np.ndarray) -> None:
+        new_state = _as_state(box)
+        dt = t - live.track.last_time
+        if 0 < dt <= self.settings.max_gap_s:
+            measured = (new_state - live.state) / dt
+            alpha = self.settings.velocity_smoothing
+            live.velocity = alpha * measured + (1 - alpha) * live.velocity
+        else:  # re-identified after a long gap: the old motion is stale
+            live.velocity = np.zeros(4)
+        live.state = new_state
+
+    def tracks(self) -> list[Track]:
+        """Tracks so far with at least `min_observations` observations (fewer only when the clip has had fewer
+        samples than that), ordered by first appearance."""
+        needed = min(self.settings.min_observations, max(self._samples, 1))
+        kept = [live.track for live in self._live if len(live.track.observations) >= needed]
+        return sorted(kept, key=lambda track: (track.first_time, track.track_id))
+
+
+def track_faces(observations: Iterable[tuple[float, Sequence]], settings: TrackerSettings | None = None,
+                cuts: Iterable[float] = ()) -> list[Track]:
+    """Tracks for a whole clip: `observations` = (t, detections) per sample in time order; `cuts` = times of shot
+    cuts. Track IDs are renumbered 0, 1, ... in order of first appearance."""
+    tracker = FaceTracker(settings)
+    pending_cuts = sorted(float(c) for c in cuts)
+    for t, detections in observations:
+        while pending_cuts and pending_cuts[0] <= t:
+            tracker.mark_cut(pending_cuts.pop(0))
+        tracker.update(t, detections)
+    tracks = tracker.tracks()
+    for new_id, track in enumerate(tracks):
+        track.track_id = new_id
+    return tracks

@@ -1,0 +1,172 @@
+"""Tracking: detections over time → stable per-character tracks (pure, no server)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facecast.detection import Detection
+from facecast.tracking import FaceTracker, TrackerSettings, TrackingError, box_iou, track_faces
+
+RATE_HZ = 4.0
+
+
+def square(cx: float, cy: float, size: float = 40.0) -> tuple[float, float, float, float]:
+    return (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
+
+
+def ids_by_truth(tracks, truth_of) -> dict[int, set]:
+    """For each track, the set of true characters its observations belong to (one each when nothing swapped)."""
+    return {track.track_id: {truth_of[(o.t, o.box)] for o in track.observations} for track in tracks}
+
+
+def crossing_observations(missing_at_crossing: bool):
+    """Two faces walking past each other at almost the same height, A left → right, B right → left; they pass
+    between samples 10 and 11."""
+    observations, truth_of = [], {}
+    for step in range(21):
+        t = step / RATE_HZ
+        a, b = square(40 + 13 * step, 100), square(320 - 13 * step, 104)
+        detections = [Detection(a, 0.9), Detection(b, 0.8)]
+        if missing_at_crossing and step in (10, 11):
+            detections = [Detection(a, 0.9)]  # B hidden behind A at the crossing
+        for detection, who in zip(detections, "AB"):
+            truth_of[(t, detection.box)] = who
+        observations.append((t, detections))
+    return observations, truth_of
+
+
+@pytest.mark.parametrize("missing_at_crossing", [False, True])
+def test_crossing_faces_keep_their_ids(missing_at_crossing) -> None:
+    observations, truth_of = crossing_observations(missing_at_crossing)
+    tracks = track_faces(observations)
+    assert len(tracks) == 2
+    assert all(len(who) == 1 for who in ids_by_truth(tracks, truth_of).values()), "identities swapped"
+    assert {next(iter(w)) for w in ids_by_truth(tracks, truth_of).values()} == {"A", "B"}
+
+
+def test_crossing_without_motion_prediction_would_be_ambiguous() -> None:
+    """The crossing test is not trivially passed: by IoU with the last box alone, at the sample after the
+    crossing each face overlaps the *other* face's previous box more than its own."""
+    observations, _ = crossing_observations(False)
+    (_, before), (_, after) = observations[10], observations[11]
+    overlaps = box_iou([d.box for d in before], [d.box for d in after])
+    assert overlaps[0, 1] > overlaps[0, 0] and overlaps[1, 0] > overlaps[1, 1]
+
+
+def test_vertical_crossing_with_different_sizes() -> None:
+    observations, truth_of = [], {}
+    for step in range(16):
+        t = step / RATE_HZ
+        a, b = square(150, 20 + 12 * step, 50), square(160, 200 - 12 * step, 36)
+        observations.append((t, [Detection(a, 0.9), Detection(b, 0.9)]))
+        truth_of[(t, a)], truth_of[(t, b)] = "A", "B"
+    tracks = track_faces(observations)
+    assert len(tracks) == 2
+    assert all(len(who) == 1 for who in ids_by_truth(tracks, truth_of).values())
+
+
+def test_missed_samples_do_not_break_a_track() -> None:
+    observations = []
+    for step in range(20):
+        t = step / RATE_HZ
+        detections = [] if step in (5, 6, 12) else [Detection(square(50 + 5 * step, 60), 0.7)]
+        observations.append((t, detections))
+    tracks = track_faces(observations)
+    assert len(tracks) == 1
+    assert len(tracks[0].observations) == 17
+    assert tracks[0].first_time == 0.0 and tracks[0].last_time == 19 / RATE_HZ
+
+
+def test_reidentification_after_an_occlusion_longer_than_the_gap_tolerance() -> None:
+    settings = TrackerSettings(max_gap_s=0.5, reid_window_s=2.0)
+    tracker = FaceTracker(settings)
+    for step in range(8):
+        tracker.update(step / RATE_HZ, [Detection(square(100, 100), 0.9)])
+    for step in range(8, 13):  # 1.25 s hidden: beyond max_gap_s, within the re-identification window
+        tracker.update(step / RATE_HZ, [])
+    tracker.update(13 / RATE_HZ, [Detection(square(108, 102), 0.9)])
+    tracker.update(14 / RATE_HZ, [Detection(square(110, 102), 0.9)])
+    tracks = tracker.tracks()
+    assert len(tracks) == 1 and len(tracks[0].observations) == 10
+
+
+def test_a_face_far_away_after_a_long_gap_is_a_new_track() -> None:
+    tracker = FaceTracker(TrackerSettings(max_gap_s=0.5, reid_window_s=2.0))
+    for step in range(6):
+        tracker.update(step / RATE_HZ, [Detection(square(60, 60), 0.9)])
+    for step in range(6, 10):
+        tracker.update(step / RATE_HZ, [Detection(square(400, 300), 0.9)])
+    assert len(tracker.tracks()) == 2
+
+
+def test_a_marked_cut_starts_new_tracks_even_at_the_same_place() -> None:
+    observations = [(step / RATE_HZ, [Detection(square(100, 100), 0.9)]) for step in range(12)]
+    assert len(track_faces(observations)) == 1
+    tracks = track_faces(observations, cuts=[6 / RATE_HZ])
+    assert len(tracks) == 2
+    assert tracks[0].last_time < tracks[1].first_time == 6 / RATE_HZ
+
+
+def test_boxes_jumping_at_an_unmarked_cut_start_new_tracks() -> None:
+    observations = []
+    for step in range(12):
+        boxes = [square(60, 60), square(250, 60)] if step < 6 else [square(150, 160, 80)]
+        observations.append((step / RATE_HZ, [Detection(b, 0.9) for b in boxes]))
+    tracks = track_faces(observations)
+    assert len(tracks) == 3
+    assert sorted(len(t.observations) for t in tracks) == [6, 6, 6]
+
+
+def test_short_tracks_are_dropped_but_a_one_sample_clip_keeps_its_faces() -> None:
+    observations = [(step / RATE_HZ, [Detection(square(100, 100), 0.9)]) for step in range(8)]
+    observations[3] = (3 / RATE_HZ, [Detection(square(100, 100), 0.9), Detection(square(300, 40, 20), 0.4)])
+    tracks = track_faces(observations)
+    assert len(tracks) == 1 and len(tracks[0].observations) == 8
+    single = track_faces([(0.0, [Detection(square(10, 10), 0.9), Detection(square(90, 10), 0.8)])])
+    assert len(single) == 2
+
+
+def test_duplicate_detections_of_one_face_share_a_track() -> None:
+    tracker = FaceTracker()
+    ids = tracker.update(0.0, [Detection(square(100, 100), 0.6), Detection(square(103, 101), 0.9)])
+    assert ids[0] == ids[1]
+    tracker.update(0.25, [Detection(square(102, 100), 0.9)])
+    (track,) = tracker.tracks()
+    assert [o.score for o in track.observations] == [0.9, 0.9]
+
+
+def test_ids_are_renumbered_by_first_appearance_and_accept_box_score_pairs() -> None:
+    observations = [(0.0, [(square(50, 50), 0.9)]), (0.25, [(square(52, 50), 0.9), (square(200, 50), 0.8)]),
+                    (0.5, [(square(54, 50), 0.9), (square(202, 50), 0.8)])]
+    tracks = track_faces(observations)
+    assert [t.track_id for t in tracks] == [0, 1]
+    assert tracks[0].first_time == 0.0 and tracks[1].first_time == 0.25
+    assert tracks[1].box_at(0.5) == square(202, 50)
+    t, box, score = tracks[1].observations[0]  # observations are (t, box, score) tuples
+    assert (t, box, score) == (0.25, square(200, 50), 0.8)
+    assert np.isclose(tracks[0].mean_score, 0.9)
+
+
+def test_normalised_coordinates_track_like_pixels() -> None:
+    pixels, _ = crossing_observations(True)
+    normalised = [(t, [Detection(tuple(v / 400 for v in d.box), d.score) for d in ds]) for t, ds in pixels]
+    assert [len(t.observations) for t in track_faces(normalised)] == [len(t.observations) for t in track_faces(pixels)]
+
+
+@pytest.mark.parametrize("detection, message", [
+    ((square(0, 0), ), "box and a score"),
+    (((1.0, 2.0, 3.0), 0.5), "4 finite numbers"),
+    (((10.0, 10.0, 5.0, 20.0), 0.5), "x1 > x0"),
+    (((0.0, 0.0, float("nan"), 1.0), 0.5), "finite"),
+])
+def test_bad_detections_are_rejected_with_a_sentence(detection, message) -> None:
+    with pytest.raises(TrackingError, match=message):
+        FaceTracker().update(0.0, [detection])
+
+
+def test_time_must_not_go_backwards() -> None:
+    tracker = FaceTracker()
+    tracker.update(1.0, [])
+    with pytest.raises(TrackingError, match="time order"):
+        tracker.update(0.5, [])

@@ -1,0 +1,287 @@
+"""Evaluate face_detector on held-out scenes and write docs/results-detection.md.
+
+    python -m training.evaluate_detector [--weights weights/face_detector-cpu.pt] [--data data/detection]
+
+Predictions come from the exported ONNX model run by ONNX Runtime (what Triton serves), on scenes the detector
+never saw: synthetic scenes of held-out characters (test range of training/data/build.py) and emoji composites of
+held-out emoji identities (training/data/detection.py). A face counts as found when a detection with score ≥ the
+client's operating threshold (facecast.detection.DEFAULT_SCORE_THRESHOLD) overlaps it with IoU ≥ 0.5, matching
+greedily by score, each detection at most one face. AP50 is the area under the precision-recall curve over all
+thresholds (all-point interpolation). The threshold sweep on the validation split is what the operating threshold
+was chosen from. Also measured: ONNX Runtime time per frame at batch 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facecast.detection import DEFAULT_SCORE_THRESHOLD
+from facecast.tracking import box_iou
+from training.data.detection import SIZE_BUCKETS, read_split, size_bucket
+from training.evaluation import markdown_table
+
+IOU_THRESHOLD = 0.5
+SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+TARGET_RECALL = 0.90  # issue 3: detection recall ≥ 0.90 at IoU 0.5
+
+
+def match_scene(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy matching by descending score. Returns (is_true_positive per prediction, score of the detection that
+    found each true face, or -1 when none did)."""
+    order = np.argsort(-scores, kind="stable")
+    overlaps = box_iou(boxes[order], truth) if len(truth) else np.zeros((len(order), 0))
+    taken = np.zeros(len(truth), bool)
+    found_score = np.full(len(truth), -1.0)
+    is_tp = np.zeros(len(scores), bool)
+    for rank, prediction in enumerate(order):
+        if not len(truth):
+            break
+        candidates = np.where(taken, -1.0, overlaps[rank])
+        best = int(np.argmax(candidates))
+        if candidates[best] >= iou:
+            taken[best] = True
+            found_score[best] = scores[prediction]
+            is_tp[prediction] = True
+    return is_tp, found_score
+
+
+def average_precision(tp_flags: np.ndarray, scores: np.ndarray, total_truth: int) -> float:
+    if total_truth == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(tp_flags[order])
+    fp = np.cumsum(~tp_flags[order])
+    recall = tp / total_truth
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = np.concatenate([[0.0], recall, [recall[-1] if len(recall) else 0.0]])
+    precision = np.concatenate([[1.0], precision, [0.0]])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
+
+
+def detection_scores(boxes: np.ndarray, scores: np.ndarray, truth: list[np.ndarray],
+                     score_threshold: float = DEFAULT_SCORE_THRESHOLD, min_score: float = 0.01) -> dict:
+    """Recall and precision at `score_threshold`, AP50 over all thresholds ≥ min_score; plus per-face found scores."""
+    all_tp, all_scores, found = [], [], []
+    for scene_boxes, scene_scores, scene_truth in zip(boxes, scores, truth):
+        keep = scene_scores >= min_score
+        is_tp, found_score = match_scene(scene_boxes[keep], scene_scores[keep], scene_truth)
+        all_tp.append(is_tp)
+        all_scores.append(scene_scores[keep])
+        found.append(found_score)
+    tp, flat_scores, found_flat = np.concatenate(all_tp), np.concatenate(all_scores), np.concatenate(found)
+    total = len(found_flat)
+    kept = flat_scores >= score_threshold
+    return {"faces": total, "recall": float((found_flat >= score_threshold).mean()) if total else float("nan"),
+            "precision": float(tp[kept].mean()) if kept.any() else float("nan"),
+            "ap50": average_precision(tp, flat_scores, total), "found_scores": found,
+            "false_positives_per_scene": float((~tp[kept]).sum() / max(len(truth), 1))}
+
+
+def run_onnx(onnx_path: Path, images: np.ndarray, batch_size: int = 32, threads: int = 0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes [N, K, 4] in input pixels and scores [N, K] from ONNX Runtime."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    height, width = images.shape[1:3]
+    boxes, scores = [], []
+    for start in range(0, len(images), batch_size):
+        b, s = session.run(["boxes", "scores"], {"image": np.ascontiguousarray(images[start:start + batch_size])})
+        boxes.append(b * np.array([width, height, width, height], np.float32))
+        scores.append(s)
+    return np.concatenate(boxes), np.concatenate(scores)
+
+
+def onnx_speed(onnx_path: Path, images: np.ndarray, threads: int, batch: int = 8, repeats: int = 20) -> float:
+    """Median milliseconds per frame at `batch` frames per call."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": np.ascontiguousarray(images[:batch])}
+    session.run(None, feed)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, feed)
+        timings.append((time.perf_counter() - started) / batch * 1000)
+    return float(np.median(timings))
+
+
+def _breakdown(records: list[dict], found: list[np.ndarray], key, threshold: float) -> pd.DataFrame:
+    """Recall at `threshold` of the true faces grouped by key(record, face)."""
+    rows: dict[str, list[bool]] = {}
+    for record, scene_found in zip(records, found):
+        for face, score in zip(record["faces"], scene_found):
+            rows.setdefault(key(record, face), []).append(score >= threshold)
+    return pd.DataFrame([{"group": group, "faces": len(v), "recall": float(np.mean(v))} for group, v in rows.items()])
+
+
+def _summary_row(name: str, result: dict, scenes: int) -> dict:
+    return {"set": name, "scenes": scenes, "faces": result["faces"], "recall": result["recall"],
+            "precision": result["precision"], "AP50": result["ap50"],
+            "false positives / scene": result["false_positives_per_scene"]}
+
+
+def _training_history(summary_path: Path) -> list[dict]:
+    """The run summaries behind a checkpoint, oldest first, following each run's `--init` back."""
+    chain = []
+    while summary_path.is_file() and len(chain) < 20:
+        run = json.loads(summary_path.read_text())
+        chain.append(run)
+        init = run["options"].get("init")
+        if not init:
+            break
+        summary_path = Path(init).parent / "summary.json"
+    return chain[::-1]
+
+
+def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = None) -> dict:
+    from export.onnx_export import export_onnx
+    from training.checkpoints import load_checkpoint
+
+    model = load_checkpoint(weights)
+    threshold = DEFAULT_SCORE_THRESHOLD
+    with tempfile.TemporaryDirectory() as scratch:
+        onnx_path = export_onnx(model, Path(scratch) / "face_detector.onnx")
+        results, split_data = {}, {}
+        for split in ("val", "test", "test_emoji"):
+            images, records = read_split(data_dir / split)
+            truth = [np.asarray(r["boxes"], np.float32).reshape(-1, 4) for r in records]
+            boxes, scores = run_onnx(onnx_path, images)
+            split_data[split] = (records, boxes, scores, truth)
+            results[split] = detection_scores(boxes, scores, truth, threshold)
+        speed_images = read_split(data_dir / "test", mmap=True)[0]
+        speed = {threads: onnx_speed(onnx_path, speed_images, threads) for threads in (1, 2)}
+        load = os.getloadavg()[0]  # other jobs on the machine slow the timing down; the doc says how busy it was
+
+    sweep_rows = []
+    records, boxes, scores, truth = split_data["val"]
+    for t in SWEEP:
+        r = detection_scores(boxes, scores, truth, t)
+        f1 = 2 * r["recall"] * r["precision"] / max(r["recall"] + r["precision"], 1e-9)
+        sweep_rows.append({"threshold": t, "recall": r["recall"], "precision": r["precision"], "F1": f1,
+                           "false positives / scene": r["false_positives_per_scene"]})
+    reaching = [row["threshold"] for row in sweep_rows if row["recall"] >= TARGET_RECALL]
+    chosen = max(reaching) if reaching else max(sweep_rows, key=lambda row: row["F1"])["threshold"]
+    agreement = ("which is the client's threshold" if chosen == threshold else
+                 f"**the client's threshold ({threshold}) differs: update facecast.detection.DEFAULT_SCORE_THRESHOLD**")
+
+    summary = pd.DataFrame([
+        _summary_row("held-out synthetic characters", results["test"], len(split_data["test"][0])),
+        _summary_row("held-out emoji composites", results["test_emoji"], len(split_data["test_emoji"][0])),
+        _summary_row("validation (mixed kinds)", results["val"], len(split_data["val"][0])),
+    ])
+    test_records, found = split_data["test"][0], results["test"]["found_scores"]
+    by_style = _breakdown(test_records, found, lambda r, f: f["style"], threshold)
+    mixed = _breakdown(test_records, found, lambda r, f: "mixed-style scenes" if len({x["style"] for x in r["faces"]}) > 1
+                       else "single-style scenes", threshold)
+    by_style = pd.concat([by_style.sort_values("group"), mixed.sort_values("group")], ignore_index=True)
+    bucket_order = [name for _, _, name in SIZE_BUCKETS]
+
+    def by_size(records, found):
+        frame = _breakdown(records, found, lambda r, f: size_bucket(f["relative_height"]), threshold)
+        return frame.set_index("group").reindex(bucket_order).dropna().reset_index()
+
+    emoji_records, emoji_found = split_data["test_emoji"][0], results["test_emoji"]["found_scores"]
+    by_set = _breakdown(emoji_records, emoji_found, lambda r, f: f["style"].removeprefix("emoji:"), threshold)
+    summary_path = (run_dir or weights.parent) / "summary.json"
+    size_kb = weights.stat().st_size / 1024
+
+    lines = [
+        "# face_detector: results",
+        "",
+        f"Written by `python -m training.evaluate_detector --weights {weights}` from the exported ONNX model run by "
+        "ONNX Runtime (what Triton serves). Scenes are built by `python -m training.data.detection` (192×320 "
+        "letterboxed inputs); nothing here was seen in training: the synthetic test scenes hold characters "
+        "c01300–c01499 only, the emoji test scenes only emoji identities held out of training in all three sets.",
+        "",
+        f"A face is found when a detection with score ≥ **{threshold}** (the client's operating threshold, "
+        "`facecast.detection.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates precision "
+        "over all thresholds. Face size = face height / the frame's short side.",
+        "",
+        "## Summary",
+        "",
+        markdown_table(summary, index=False),
+        "",
+        "## Held-out synthetic scenes by style",
+        "",
+        markdown_table(by_style, index=False),
+        "",
+        "## Held-out synthetic scenes by face size",
+        "",
+        markdown_table(by_size(test_records, found), index=False),
+        "",
+        "## Held-out emoji composites by set",
+        "",
+        markdown_table(by_set.sort_values("group"), index=False),
+        "",
+        "## Held-out emoji composites by face size",
+        "",
+        markdown_table(by_size(emoji_records, emoji_found), index=False),
+        "",
+        "## Operating threshold (validation split)",
+        "",
+        "Recall and precision on the validation scenes (validation characters, training emoji identities) at "
+        "several thresholds; the operating threshold was chosen here, never on the test scenes.",
+        "",
+        markdown_table(pd.DataFrame(sweep_rows), index=False),
+        "",
+        f"Rule: the highest threshold whose validation recall is ≥ {TARGET_RECALL} (the issue's target; a missed "
+        f"face costs a character, while tracking drops isolated false detections), or the best F1 when none "
+        f"reaches it: {chosen}, {agreement}.",
+        "",
+        "## Speed and size",
+        "",
+        f"ONNX Runtime, batch 8, 192×320 input, median of 20 runs on this machine: **{speed[1]:.2f} ms per frame** "
+        f"with 1 thread, {speed[2]:.2f} ms with 2 threads (the machine's cores are shared, so 2 threads is not "
+        f"always faster). Load average while timing: {load:.1f} on {os.cpu_count()} cores (above the core count, "
+        f"other jobs were competing and the times are inflated by about that ratio). Weights file: {size_kb:.0f} KB.",
+        "",
+    ]
+    history = _training_history(summary_path)
+    if history:
+        total = sum(run["wall_seconds"] for run in history) / 60
+        lines += [f"Training: {len(history)} run(s) of `python -m training.train_detector`, each continuing from the "
+                  f"previous run's best checkpoint (`--init`), {total:.1f} min of wall time in all on this machine "
+                  f"({history[-1]['train_scenes']} training scenes):", ""]
+        for run in history:
+            options = run["options"]
+            lines.append(f"- {options['time_budget_s']:.0f}-s budget, learning rate {options['learning_rate']}, "
+                         f"{options['threads']} threads, init {options.get('init') or 'fresh'}: {run['wall_seconds'] / 60:.1f} "
+                         f"min, validation AP50 {run['best']['val_ap50']:.3f}, {run['stop_reason']}")
+        lines.append("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return {"results": {k: {m: v for m, v in r.items() if m != "found_scores"} for k, r in results.items()},
+            "speed_ms": speed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=Path("weights/face_detector-cpu.pt"))
+    parser.add_argument("--data", type=Path, default=Path("data/detection"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results-detection.md"))
+    parser.add_argument("--run", type=Path, default=Path("runs/face_detector-cpu"),
+                        help="training run folder whose summary.json is quoted (skipped when missing)")
+    args = parser.parse_args(argv)
+    evaluate(args.weights, args.data, args.out, args.run)
+
+
+if __name__ == "__main__":
+    main()
