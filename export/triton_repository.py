@@ -94,20 +94,31 @@ def write_model(repository: Path, network, flavour: str = "cpu", settings: Servi
     return target / str(version) / onnx_path.name
 
 
-def main(argv: list[str] | None = None) -> None:
+def write_repository(repository: Path, weights: list[Path], flavour: str = "cpu") -> list[Path]:
+    """Export every checkpoint into one repository (one Triton model each); returns the ONNX paths.
+
+    Each export is checked against torch on random serving inputs before the next one starts, so a repository
+    that `make repository` finishes is one whose every model answers like the network it came from."""
     from training.checkpoints import load_checkpoint
 
+    written = []
+    for path in weights:
+        network = load_checkpoint(path)
+        onnx_path = write_model(repository, network, flavour)
+        probe = example_serving_inputs(network.serving_signature(), batch=4)
+        worst = max(onnx_matches_torch(network, onnx_path, probe).values())
+        print(f"[export] {path} → {onnx_path.parent.parent} ({flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}")
+        written.append(onnx_path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoint(s) to export")
     parser.add_argument("--out", type=Path, required=True, help="model repository folder")
     parser.add_argument("--flavour", choices=("cpu", "gpu"), default="cpu")
     args = parser.parse_args(argv)
-    for weights in args.weights:
-        network = load_checkpoint(weights)
-        onnx_path = write_model(args.out, network, args.flavour)
-        probe = example_serving_inputs(network.serving_signature(), batch=4)
-        worst = max(onnx_matches_torch(network, onnx_path, probe).values())
-        print(f"[export] {weights} → {onnx_path.parent.parent} ({args.flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}")
+    write_repository(args.out, args.weights, args.flavour)
 
 
 if __name__ == "__main__":

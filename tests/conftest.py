@@ -52,3 +52,33 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return {"FACECAST_HTTP_PORT": str(settings.http_port), "FACECAST_GRPC_PORT": str(settings.grpc_port),
             "FACECAST_METRICS_PORT": str(settings.metrics_port), "FACECAST_RUN_DIR": str(settings.run_dir),
             "FACECAST_DB": str(settings.db_path), "FACECAST_MODEL_REPOSITORY": str(settings.model_repository)}
+
+
+WEIGHTS_DIR = PROJECT_ROOT / "weights"
+ANALYSIS_MODELS = ("face_detector", "expression_encoder", "engagement")
+
+
+@pytest.fixture(scope="session")
+def analysis_repository(tmp_path_factory) -> Path:
+    """The three models a clip analysis needs, exported from the shipped weights as `make repository` does."""
+    from export.triton_repository import write_repository
+
+    weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ANALYSIS_MODELS]
+    missing = [str(w) for w in weights if not w.is_file()]
+    assert not missing, f"shipped weights missing: {missing} (`make models` rebuilds them)"
+    repository = tmp_path_factory.mktemp("analysis_repository")
+    write_repository(repository, weights)
+    return repository
+
+
+@pytest.fixture(scope="session")
+def analysis_server(analysis_repository, tmp_path_factory) -> Settings:
+    """Settings of a running real Triton serving face_detector, expression_encoder and engagement."""
+    _require_triton()
+    http, grpc, metrics = triton_server.find_free_ports(3)
+    state = tmp_path_factory.mktemp("analysis_state")
+    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                         model_repository=analysis_repository, run_dir=state / "run",
+                                         db_path=state / "facecast.duckdb")
+    with triton_server.running_server(settings, model_repository=analysis_repository):
+        yield settings
