@@ -43,6 +43,7 @@ def _load_network_modules() -> None:
     # having to know which module defines which network.
     from training.networks import engagement, expression_encoder  # noqa: F401
     from training.networks import face_detector  # noqa: F401
+    from training.networks import embedders  # noqa: F401
 
 
 def list_networks() -> list[str]:

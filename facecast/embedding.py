@@ -1,0 +1,137 @@
+"""Retrieval embeddings through Triton: faces, texts and mixed queries → vectors in one 512-d space (torch-free).
+
+Three served models (training/networks/embedders.py): `image_embedder` (face crop → embedding + emotion/style
+logits), `text_embedder` (MiniLM token ids → embedding; tokenised here with facecast.text) and `query_fuser` (text
+and image embeddings, emotion and style distributions, a presence flag per modality → one query vector). Every
+vector is L2-normalised, so inner product is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facecast.expressions import softmax
+from facecast.text import QueryTextError, tokenize
+from facecast.triton_client import TritonModelClient
+from facecast.vocab import EMOTIONS, STYLES
+
+IMAGE_EMBEDDER_MODEL = "image_embedder"
+TEXT_EMBEDDER_MODEL = "text_embedder"
+QUERY_FUSER_MODEL = "query_fuser"
+EMBEDDING_DIM = 512
+MODALITIES = ("text", "image", "emotion", "style")  # order of query_fuser's `present` input
+
+
+class QueryError(ValueError):
+    """A query that cannot be encoded (nothing given, wrong shapes or labels); the message says what to fix."""
+
+
+def _expect_client(client: TritonModelClient, model: str, owner: str) -> None:
+    if client.model_name != model:
+        raise ValueError(f"{owner} needs a client for {model!r}, not {client.model_name!r}")
+
+
+class ImageEmbedder:
+    def __init__(self, client: TritonModelClient):
+        _expect_client(client, IMAGE_EMBEDDER_MODEL, "ImageEmbedder")
+        self.client = client
+
+    @property
+    def face_size(self) -> int:
+        return self.client.signature.inputs[0].dims[0]
+
+    def embed(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """faces uint8 [N, S, S, 3] RGB → (embeddings float32 [N, 512], emotion_probs [N, 7], style_probs [N, 4])."""
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+            raise QueryError(f"faces must be uint8 [N, {self.face_size}, {self.face_size}, 3], "
+                             f"got {faces.dtype} {list(faces.shape)} (facecast.images.fit_square makes them)")
+        outputs = self.client.infer({"image": faces})
+        return (outputs["embedding"].astype(np.float32), softmax(outputs["emotion_logits"]).astype(np.float32),
+                softmax(outputs["style_logits"]).astype(np.float32))
+
+
+class TextEmbedder:
+    def __init__(self, client: TritonModelClient):
+        _expect_client(client, TEXT_EMBEDDER_MODEL, "TextEmbedder")
+        self.client = client
+
+    @property
+    def max_tokens(self) -> int:
+        return self.client.signature.inputs[0].dims[0]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """texts → float32 [N, 512]. Empty texts raise QueryTextError; texts beyond the model's 32 tokens are
+        truncated (a description longer than that adds nothing a 32-token prefix does not say)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        ids, mask = tokenize(list(texts), self.max_tokens)
+        if len(ids) == 0:
+            return np.zeros((0, EMBEDDING_DIM), np.float32)
+        return self.client.infer({"input_ids": ids, "attention_mask": mask})["embedding"].astype(np.float32)
+
+
+def _distribution(value, vocabulary: tuple[str, ...], kind: str) -> np.ndarray:
+    """A label name, a list of names, or a vector over the vocabulary → float32 vector (non-negative, sums to 1)."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        vector = np.zeros(len(vocabulary), np.float32)
+        for name in value:
+            key = name.strip().lower()
+            if key not in vocabulary:
+                raise QueryError(f"unknown {kind} {name!r}; choose from {', '.join(vocabulary)}")
+            vector[vocabulary.index(key)] = 1.0
+    else:
+        vector = np.asarray(value, dtype=np.float32).reshape(-1)
+        if vector.shape != (len(vocabulary),) or not np.isfinite(vector).all() or (vector < 0).any():
+            raise QueryError(f"{kind} must be a name or {len(vocabulary)} non-negative weights over "
+                             f"{', '.join(vocabulary)}")
+    total = float(vector.sum())
+    if total <= 0:
+        raise QueryError(f"{kind} weights are all zero; leave {kind} out instead")
+    return vector / total
+
+
+class QueryEncoder:
+    """Any mix of text, a face image, an emotion and a style → one query vector in the image embedding space."""
+
+    def __init__(self, text_embedder: TextEmbedder, image_embedder: ImageEmbedder, fuser: TritonModelClient):
+        _expect_client(fuser, QUERY_FUSER_MODEL, "QueryEncoder")
+        self.text_embedder = text_embedder
+        self.image_embedder = image_embedder
+        self.fuser = fuser
+
+    def encode(self, text: str | None = None, image: np.ndarray | None = None, emotion=None,
+               style=None) -> np.ndarray:
+        """float32 [512]. `image`: one uint8 [S, S, 3] face; `emotion` / `style`: a name, a list of names, or a
+        weight vector over facecast.vocab.EMOTIONS / STYLES. At least one of the four must be given."""
+        if text is not None and not isinstance(text, str):
+            raise QueryTextError(f"the text query must be a string, not {type(text).__name__}")
+        if text is not None and not text.strip():
+            raise QueryTextError("the text query is empty: describe the expression in a few words")
+        if all(part is None for part in (text, image, emotion, style)):
+            raise QueryError("an empty query: give a text, an image, an emotion or a style")
+        present = np.zeros((1, len(MODALITIES)), np.float32)
+        text_vector = np.zeros((1, EMBEDDING_DIM), np.float32)
+        image_vector = np.zeros((1, EMBEDDING_DIM), np.float32)
+        emotion_vector = np.zeros((1, len(EMOTIONS)), np.float32)
+        style_vector = np.zeros((1, len(STYLES)), np.float32)
+        if text is not None:
+            text_vector[0] = self.text_embedder.embed([text])[0]
+            present[0, 0] = 1
+        if image is not None:
+            face = np.asarray(image)
+            if face.ndim != 3:
+                raise QueryError(f"the image query must be one face uint8 [S, S, 3], got {list(face.shape)}")
+            image_vector[0] = self.image_embedder.embed(face[None])[0][0]
+            present[0, 1] = 1
+        if emotion is not None:
+            emotion_vector[0] = _distribution(emotion, EMOTIONS, "emotion")
+            present[0, 2] = 1
+        if style is not None:
+            style_vector[0] = _distribution(style, STYLES, "style")
+            present[0, 3] = 1
+        outputs = self.fuser.infer({"text_embedding": text_vector, "image_embedding": image_vector,
+                                    "emotion": emotion_vector, "style": style_vector, "present": present})
+        return outputs["embedding"][0].astype(np.float32)
