@@ -68,8 +68,10 @@ from facecast.config import load_settings
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
 __all__ = [
+    "EMBEDDING_DIM",
     "MIGRATIONS",
     "ImageClassification",
+    "LibraryItem",
     "Migration",
     "Store",
     "StoreError",
@@ -193,6 +195,55 @@ _MIGRATION_2_CLIP_ANALYSES = f"""
 """
 
 
+# The expression library (issue 4). One row per distinct image content (content_sha256 UNIQUE: ingesting the same
+# file twice finds the first row). `emotion_probs` / `style_probs` are the distributions the ranking compares: the
+# image_embedder's heads, or the one-hot label when a person labelled the item (`labelled`). `embedding` is the
+# image_embedder's L2-normalised vector; the FAISS index beside the file is derived from this column and rebuilt
+# from it. Feedback rows keep the φ values the item was shown with, so the weights can be re-learned later.
+EMBEDDING_DIM = 512
+N_RANKING_TERMS = 5  # facecast.ranking.TERMS
+_MIGRATION_3_LIBRARY = f"""
+    CREATE SEQUENCE library_items_id_seq;
+    CREATE TABLE library_items (
+        id             BIGINT PRIMARY KEY DEFAULT nextval('library_items_id_seq'),
+        content_sha256 VARCHAR NOT NULL UNIQUE,
+        source         VARCHAR NOT NULL,  -- folder, manifest, analysis, synthetic, ...
+        source_path    VARCHAR NOT NULL,  -- file path, or clip name + time for expressions taken from analyses
+        style          VARCHAR NOT NULL,
+        emotion        VARCHAR NOT NULL,
+        character      VARCHAR,           -- NULL: unknown
+        intensity      FLOAT,             -- emotion intensity in [0, 1]; NULL: unknown
+        params         FLOAT[4],          -- action parameters (ACTION_PARAMS order); NULL: unknown
+        emotion_probs  FLOAT[7] NOT NULL,
+        style_probs    FLOAT[4] NOT NULL,
+        labelled       BOOLEAN NOT NULL,  -- emotion/style come from a person's labels, not the model's heads
+        embedding      FLOAT[{EMBEDDING_DIM}] NOT NULL,
+        thumbnail      BLOB NOT NULL,     -- PNG of the 64 px face the embedder saw
+        created_at     TIMESTAMP NOT NULL DEFAULT {_UTC_NOW},
+        updated_at     TIMESTAMP NOT NULL DEFAULT {_UTC_NOW}
+    );
+    CREATE SEQUENCE library_feedback_id_seq;
+    CREATE TABLE library_feedback (
+        id         BIGINT PRIMARY KEY DEFAULT nextval('library_feedback_id_seq'),
+        profile    VARCHAR NOT NULL,   -- a user name, or 'team:<name>'
+        query_id   VARCHAR NOT NULL,   -- one shown result list (pairs are formed within it)
+        item_id    BIGINT NOT NULL,    -- no REFERENCES: feedback outlives a deleted item
+        kind       VARCHAR NOT NULL,   -- 'selected', 'skipped' or 'rating'
+        rating     FLOAT,              -- 1..5 for 'rating'
+        rank       INTEGER,            -- position it was shown at (1 = first)
+        phi        FLOAT[{N_RANKING_TERMS}] NOT NULL,  -- φ values it was shown with (facecast.ranking.TERMS order)
+        created_at TIMESTAMP NOT NULL DEFAULT {_UTC_NOW}
+    );
+    CREATE INDEX library_feedback_profile_idx ON library_feedback (profile);
+    CREATE TABLE ranking_weights (
+        profile    VARCHAR PRIMARY KEY,
+        weights    FLOAT[{N_RANKING_TERMS}] NOT NULL,
+        pairs      INTEGER NOT NULL,   -- (selected, skipped) pairs they were learned from
+        updated_at TIMESTAMP NOT NULL DEFAULT {_UTC_NOW}
+    );
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One forward step of the schema. ``apply`` is SQL or a function of the connection, run inside a transaction."""
@@ -206,6 +257,8 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "images_classified: one row per classified image", _MIGRATION_1_IMAGES_CLASSIFIED),
     Migration(2, "clips, clip_analyses, clip_tracks, clip_faces: engagement analyses of video clips",
               _MIGRATION_2_CLIP_ANALYSES),
+    Migration(3, "library_items, library_feedback, ranking_weights: the expression library and its feedback",
+              _MIGRATION_3_LIBRARY),
 ]
 
 
@@ -298,6 +351,62 @@ _CLASSIFICATION_COLUMNS = (
 
 def _as_classification(row: ImageClassification | Mapping[str, Any]) -> ImageClassification:
     return row if isinstance(row, ImageClassification) else ImageClassification(**row)
+
+
+@dataclass(frozen=True, eq=False)
+class LibraryItem:
+    """One expression of the library: a row of ``library_items`` (``id``/timestamps are set by the store)."""
+
+    content_sha256: str
+    source: str
+    source_path: str
+    emotion: str
+    style: str
+    emotion_probs: np.ndarray  # float32 (7,)
+    style_probs: np.ndarray  # float32 (4,)
+    embedding: np.ndarray  # float32 (EMBEDDING_DIM,), L2-normalised
+    thumbnail: bytes  # PNG
+    labelled: bool = False
+    character: str | None = None
+    intensity: float | None = None
+    params: np.ndarray | None = None  # float32 (4,) or None when unknown
+
+    def __post_init__(self) -> None:
+        if self.emotion not in EMOTIONS:
+            raise ValueError(f"emotion {self.emotion!r} is not one of {EMOTIONS}")
+        if self.style not in STYLES:
+            raise ValueError(f"style {self.style!r} is not one of {STYLES}")
+        if not isinstance(self.thumbnail, (bytes, bytearray)) or not self.thumbnail:
+            raise ValueError("thumbnail must be non-empty PNG bytes")
+        object.__setattr__(self, "emotion_probs", _float32_vector(self.emotion_probs, len(EMOTIONS), "emotion_probs"))
+        object.__setattr__(self, "style_probs", _float32_vector(self.style_probs, len(STYLES), "style_probs"))
+        object.__setattr__(self, "embedding", _float32_vector(self.embedding, EMBEDDING_DIM, "embedding"))
+        if self.params is not None:
+            object.__setattr__(self, "params", _float32_vector(self.params, len(ACTION_PARAMS), "params"))
+        if self.intensity is not None and not 0.0 <= float(self.intensity) <= 1.0:
+            raise ValueError(f"intensity must be in [0, 1], got {self.intensity}")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# Library columns the ranking needs for candidates (no embedding, no thumbnail: those are read only when needed).
+_LIBRARY_RANKING_COLUMNS = ("id", "emotion", "style", "character", "intensity", "source", "source_path", "labelled")
+_NAN_PARAMS = "['NaN', 'NaN', 'NaN', 'NaN']::FLOAT[4]"
+
+
+def _library_filter_sql(emotion: str | None, style: str | None, character: str | None) -> tuple[str, list[Any]]:
+    """AND-ed predicates for the library filters, always with parameters (never values pasted into SQL)."""
+    clauses, parameters = [], []
+    for column, value in (("emotion", emotion), ("style", style), ("character", character)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            parameters.append(value)
+    return "".join(f" AND {clause}" for clause in clauses), parameters
+
+
+def _arrow_matrix(column: pa.ChunkedArray, width: int) -> np.ndarray:
+    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(-1, width)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -475,8 +584,15 @@ class Transaction:
         try:
             columns = ", ".join(rows.column_names)
             self._connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM {view_name}")
-        finally:
-            self._connection.unregister(view_name)
+        except duckdb.Error:
+            # After a failed INSERT the transaction is aborted and unregister() fails too ("transaction aborted"):
+            # that second error must not hide the first (e.g. which constraint the rows violated).
+            try:
+                self._connection.unregister(view_name)
+            except duckdb.Error:
+                pass
+            raise
+        self._connection.unregister(view_name)
 
     def _check_usable(self) -> None:
         if not self.active:
@@ -746,6 +862,241 @@ class Store:
         return self._read_df("SELECT * FROM clip_faces WHERE analysis_id = ? ORDER BY t_s, track_id",
                              [int(analysis_id)])
 
+
+    # ---- expression library -------------------------------------------------------------------------------------
+
+    def _read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        import warnings
+
+        with self._reading() as connection, warnings.catch_warnings():
+            # duckdb warns that a DB-API result makes one extra copy for Arrow; for a few hundred rows that is cheap
+            warnings.simplefilter("ignore", UserWarning)
+            return connection.execute(sql, parameters).to_arrow_table()
+
+    def add_library_items(self, items: Sequence[LibraryItem]) -> list[int]:
+        """Insert library items in one transaction (or the caller's); returns their ids in input order.
+
+        Content already in the library (or twice in the batch) is refused with StoreError and nothing is stored:
+        callers de-duplicate first with :meth:`library_ids_by_hash`."""
+        items = list(items)
+        if not items:
+            return []
+        hashes = [item.content_sha256 for item in items]
+        if len(set(hashes)) != len(hashes):
+            raise StoreError("the same image content appears twice in one batch of library items")
+        with self.transaction() as tx:
+            # checked here rather than left to the UNIQUE constraint: its error would abort the transaction
+            # with a message about the transaction, not about the duplicate
+            clash = tx.execute("SELECT content_sha256, id FROM library_items "
+                               "WHERE content_sha256 IN (SELECT unnest(?::VARCHAR[])) ORDER BY id", [hashes])
+            if clash:
+                raise StoreError(f"{len(clash)} image(s) are already in the library (first: item {clash[0][1]}, "
+                                 f"sha256 {clash[0][0]}); nothing was stored")
+            ids = sorted(row[0] for row in tx.execute("SELECT nextval('library_items_id_seq') FROM range(?)",
+                                                      [len(items)]))
+            params_present = [item.params is not None for item in items]
+            params = pa.FixedSizeListArray.from_arrays(
+                pa.array(np.concatenate([item.params if item.params is not None else np.zeros(4, np.float32)
+                                         for item in items]), type=pa.float32()), len(ACTION_PARAMS),
+                mask=pa.array([not present for present in params_present]))
+            tx.insert_arrow("library_items", pa.table({
+                "id": pa.array(ids, type=pa.int64()),
+                "content_sha256": pa.array([item.content_sha256 for item in items], type=pa.string()),
+                "source": pa.array([item.source for item in items], type=pa.string()),
+                "source_path": pa.array([item.source_path for item in items], type=pa.string()),
+                "style": pa.array([item.style for item in items], type=pa.string()),
+                "emotion": pa.array([item.emotion for item in items], type=pa.string()),
+                "character": pa.array([item.character for item in items], type=pa.string()),
+                "intensity": pa.array([item.intensity for item in items], type=pa.float32()),
+                "params": params,
+                "emotion_probs": _vector_column([item.emotion_probs for item in items], len(EMOTIONS)),
+                "style_probs": _vector_column([item.style_probs for item in items], len(STYLES)),
+                "labelled": pa.array([bool(item.labelled) for item in items], type=pa.bool_()),
+                "embedding": _vector_column([item.embedding for item in items], EMBEDDING_DIM),
+                "thumbnail": pa.array([bytes(item.thumbnail) for item in items], type=pa.binary()),
+            }))
+        return ids
+
+    def library_ids_by_hash(self, hashes: Sequence[str]) -> dict[str, int]:
+        """content_sha256 -> id for the hashes already in the library."""
+        if not hashes:
+            return {}
+        rows = self._read_rows("SELECT content_sha256, id FROM library_items "
+                               "WHERE content_sha256 IN (SELECT unnest(?::VARCHAR[]))", [list(hashes)])
+        return {digest: int(item_id) for digest, item_id in rows}
+
+    def library_count(self) -> int:
+        return int(self._read_rows("SELECT count(*) FROM library_items")[0][0])
+
+    def library_id_summary(self) -> tuple[int, int, int]:
+        """(count, sum of ids, sum of squared ids): a cheap fingerprint of the id set the FAISS index must hold."""
+        count, total, squares = self._read_rows(
+            "SELECT count(*), coalesce(sum(id::HUGEINT), 0)::VARCHAR, coalesce(sum(id::HUGEINT * id), 0)::VARCHAR "
+            "FROM library_items")[0]
+        return int(count), int(total), int(squares)
+
+    def library_ids(self) -> np.ndarray:
+        table = self._read_arrow("SELECT id FROM library_items ORDER BY id")
+        return table.column("id").to_numpy().astype(np.int64)
+
+    def library_embeddings(self, ids: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 [N], embeddings float32 [N, EMBEDDING_DIM]) of the given items (all when None), by id."""
+        if ids is None:
+            table = self._read_arrow("SELECT id, embedding FROM library_items ORDER BY id")
+        else:
+            table = self._read_arrow("SELECT id, embedding FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) "
+                                     "ORDER BY id", [[int(i) for i in ids]])
+        return table.column("id").to_numpy().astype(np.int64), _arrow_matrix(table.column("embedding"), EMBEDDING_DIM)
+
+    def library_candidates(self, ids: Sequence[int] | None = None, *, emotion: str | None = None,
+                           style: str | None = None, character: str | None = None,
+                           with_embeddings: bool = False) -> dict[str, np.ndarray]:
+        """What the ranking needs about items (those in `ids`, or every item matching the filters when None),
+        filtered by emotion / style / character. Column name -> numpy array, rows in ascending id order;
+        `params` rows are NaN where unknown, `character` None where unknown."""
+        where, parameters = _library_filter_sql(emotion, style, character)
+        columns = ", ".join(_LIBRARY_RANKING_COLUMNS)
+        extra = ", embedding" if with_embeddings else ""
+        sql = (f"SELECT {columns}, coalesce(params, {_NAN_PARAMS}) AS params, emotion_probs, style_probs{extra} "
+               "FROM library_items WHERE true")
+        if ids is not None:
+            sql += " AND id IN (SELECT unnest(?::BIGINT[]))"
+            parameters = [[int(i) for i in ids], *parameters]
+        table = self._read_arrow(sql + where + " ORDER BY id", parameters)
+        result = {name: table.column(name).to_numpy(zero_copy_only=False) for name in _LIBRARY_RANKING_COLUMNS}
+        result["id"] = result["id"].astype(np.int64)
+        result["intensity"] = np.asarray(
+            [np.nan if v is None else v for v in table.column("intensity").to_pylist()], np.float32)
+        result["params"] = _arrow_matrix(table.column("params"), len(ACTION_PARAMS))
+        result["emotion_probs"] = _arrow_matrix(table.column("emotion_probs"), len(EMOTIONS))
+        result["style_probs"] = _arrow_matrix(table.column("style_probs"), len(STYLES))
+        if with_embeddings:
+            result["embedding"] = _arrow_matrix(table.column("embedding"), EMBEDDING_DIM)
+        return result
+
+    def library_exact_search(self, vector: np.ndarray, k: int, *, emotion: str | None = None,
+                             style: str | None = None, character: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner-product search in DuckDB over the items matching the filters: (ids, scores), best first.
+        Used when filters are so selective that the approximate candidates would miss matches."""
+        query = _float32_vector(vector, EMBEDDING_DIM, "query vector")
+        where, parameters = _library_filter_sql(emotion, style, character)
+        rows = self._read_rows(
+            f"SELECT id, array_inner_product(embedding, ?::FLOAT[{EMBEDDING_DIM}]) AS score FROM library_items "
+            f"WHERE true{where} ORDER BY score DESC, id LIMIT ?", [query.tolist(), *parameters, int(k)])
+        return (np.asarray([r[0] for r in rows], np.int64), np.asarray([r[1] for r in rows], np.float32))
+
+    def library_filtered_count(self, *, emotion: str | None = None, style: str | None = None,
+                               character: str | None = None) -> int:
+        where, parameters = _library_filter_sql(emotion, style, character)
+        return int(self._read_rows(f"SELECT count(*) FROM library_items WHERE true{where}", parameters)[0][0])
+
+    def library_items(self, ids: Sequence[int] | None = None, limit: int | None = 100) -> pd.DataFrame:
+        """Items without embedding and thumbnail (the given ids, or the newest `limit`), newest first."""
+        columns = ("id, content_sha256, source, source_path, emotion, style, character, intensity, params, "
+                   "labelled, created_at, updated_at")
+        if ids is not None:
+            return self._read_df(f"SELECT {columns} FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) "
+                                 "ORDER BY id DESC", [[int(i) for i in ids]])
+        sql = f"SELECT {columns} FROM library_items ORDER BY id DESC"
+        return self._read_df(sql) if limit is None else self._read_df(sql + " LIMIT ?", [int(limit)])
+
+    def library_thumbnail(self, item_id: int) -> bytes | None:
+        rows = self._read_rows("SELECT thumbnail FROM library_items WHERE id = ?", [int(item_id)])
+        return bytes(rows[0][0]) if rows else None
+
+    def remove_library_items(self, ids: Sequence[int]) -> list[int]:
+        """Delete items; returns the ids that existed (and are now gone)."""
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return []
+        with self.transaction() as tx:
+            found = [row[0] for row in tx.execute(
+                "SELECT id FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id", [wanted])]
+            if found:
+                tx.execute("DELETE FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[]))", [found])
+        return [int(i) for i in found]
+
+    def update_library_labels(self, item_id: int, *, emotion: str | None = None, style: str | None = None,
+                              character: str | None = None) -> bool:
+        """Set a person's labels on an item (the ranking then uses them one-hot); False when the id is unknown."""
+        if emotion is not None and emotion not in EMOTIONS:
+            raise ValueError(f"emotion {emotion!r} is not one of {EMOTIONS}")
+        if style is not None and style not in STYLES:
+            raise ValueError(f"style {style!r} is not one of {STYLES}")
+        sets, parameters = [], []
+        if emotion is not None:
+            sets += ["emotion = ?", "emotion_probs = ?::FLOAT[7]"]
+            parameters += [emotion, [float(e == emotion) for e in EMOTIONS]]
+        if style is not None:
+            sets += ["style = ?", "style_probs = ?::FLOAT[4]"]
+            parameters += [style, [float(s == style) for s in STYLES]]
+        if character is not None:
+            sets.append("character = ?")
+            parameters.append(character)
+        if not sets:
+            raise ValueError("nothing to update: give an emotion, a style or a character")
+        with self.transaction() as tx:
+            if not tx.execute("SELECT count(*) FROM library_items WHERE id = ?", [int(item_id)])[0][0]:
+                return False
+            tx.execute(f"UPDATE library_items SET {', '.join(sets)}, labelled = true, updated_at = {_UTC_NOW} "
+                       "WHERE id = ?", [*parameters, int(item_id)])
+        return True
+
+    def library_stats(self) -> dict[str, Any]:
+        """Counts per emotion, style, source and labelled, plus totals."""
+        total, characters, labelled = self._read_rows(
+            "SELECT count(*), count(DISTINCT character), count(*) FILTER (WHERE labelled) FROM library_items")[0]
+        stats: dict[str, Any] = {"items": int(total), "characters": int(characters), "labelled": int(labelled)}
+        for column in ("emotion", "style", "source"):
+            rows = self._read_rows(f"SELECT {column}, count(*) FROM library_items GROUP BY ALL ORDER BY 2 DESC, 1")
+            stats[column] = {str(value): int(count) for value, count in rows}
+        stats["feedback"] = int(self._read_rows("SELECT count(*) FROM library_feedback")[0][0])
+        return stats
+
+    # ---- library feedback and ranking weights -------------------------------------------------------------------
+
+    def add_library_feedback(self, profile: str, query_id: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Store feedback rows (each: item_id, kind, rating (or None), rank (or None), phi [5]); returns how many."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        for row in rows:
+            if row["kind"] not in ("selected", "skipped", "rating"):
+                raise ValueError(f"feedback kind must be selected, skipped or rating, got {row['kind']!r}")
+        with self.transaction() as tx:
+            tx.insert_arrow("library_feedback", pa.table({
+                "profile": pa.array([profile] * len(rows), type=pa.string()),
+                "query_id": pa.array([query_id] * len(rows), type=pa.string()),
+                "item_id": pa.array([int(row["item_id"]) for row in rows], type=pa.int64()),
+                "kind": pa.array([row["kind"] for row in rows], type=pa.string()),
+                "rating": pa.array([row.get("rating") for row in rows], type=pa.float32()),
+                "rank": pa.array([row.get("rank") for row in rows], type=pa.int32()),
+                "phi": _vector_column([_float32_vector(row["phi"], N_RANKING_TERMS, "phi") for row in rows],
+                                      N_RANKING_TERMS),
+            }))
+        return len(rows)
+
+    def library_feedback(self, profile: str) -> pd.DataFrame:
+        """A profile's feedback joined with the items' current attributes (deleted items keep NULL attributes)."""
+        return self._read_df(
+            "SELECT f.id, f.query_id, f.item_id, f.kind, f.rating, f.rank, f.phi, f.created_at, i.style, i.emotion, "
+            "i.character, i.intensity FROM library_feedback f LEFT JOIN library_items i ON i.id = f.item_id "
+            "WHERE f.profile = ? ORDER BY f.id", [profile])
+
+    def ranking_weights(self, profile: str) -> tuple[np.ndarray, int] | None:
+        """(weights float32 [5], pairs learned from) stored for a profile, or None."""
+        rows = self._read_rows("SELECT weights, pairs FROM ranking_weights WHERE profile = ?", [profile])
+        if not rows:
+            return None
+        return np.asarray(rows[0][0], np.float32), int(rows[0][1])
+
+    def set_ranking_weights(self, profile: str, weights: np.ndarray, pairs: int) -> None:
+        vector = _float32_vector(weights, N_RANKING_TERMS, "weights")
+        with self.transaction() as tx:
+            # delete + insert: DuckDB's ON CONFLICT DO UPDATE does not bind current_timestamp in its SET list
+            tx.execute("DELETE FROM ranking_weights WHERE profile = ?", [profile])
+            tx.execute(f"INSERT INTO ranking_weights (profile, weights, pairs) VALUES (?, ?::FLOAT[{N_RANKING_TERMS}], ?)",
+                       [profile, vector.tolist(), int(pairs)])
 
 @dataclass(frozen=True)
 class StoredAnalysis:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import numpy as np
 import pytest
 
@@ -378,3 +379,14 @@ def test_mappings_are_accepted_as_rows(db_path: Path) -> None:
     with open_store(db_path) as store:
         [row_id] = store.add_classifications([{**row.__dict__, "id": None, "created_at": None}])
         assert store.find_classification(row.content_sha256, row.model_name, row.model_version).id == row_id
+
+
+def test_a_failed_bulk_insert_reports_its_own_error(db_path: Path) -> None:
+    with open_store(db_path) as store:
+        with pytest.raises(duckdb.Error, match="(?i)duplicate key|constraint"):
+            with store.transaction() as tx:
+                table = pa.table({"content_sha256": ["a", "a"], "name": ["x", "x"], "size_bytes": [1, 1],
+                                  "duration_s": [1.0, 1.0], "width": [1, 1], "height": [1, 1], "fps": [1.0, 1.0],
+                                  "codec": ["h264", "h264"]})
+                tx.insert_arrow("clips", table)
+        assert store._read_rows("SELECT count(*) FROM clips") == [(0,)]

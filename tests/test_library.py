@@ -1,0 +1,270 @@
+"""The library's storage half without a model server: DuckDB rows (migration 3), the FAISS index checked against
+them, the ranking terms and the feedback learner. Vectors are random unit vectors; files are real DuckDB and FAISS
+files on disk. (Ingest and search through the served embedders: tests/test_search.py.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from facecast import feedback
+from facecast.library import LabelsError, Library, read_labels
+from facecast.ranking import DEFAULT_WEIGHTS, TERMS, RankingContext, phi_matrix, rerank
+from facecast.store import EMBEDDING_DIM, LibraryItem, StoreError, StoreLocked, open_store
+from facecast.vector_index import VectorIndex, index_paths, open_index
+from facecast.vocab import EMOTIONS, STYLES
+
+
+def _unit(rng: np.random.Generator, count: int) -> np.ndarray:
+    vectors = rng.normal(size=(count, EMBEDDING_DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _items(rng: np.random.Generator, count: int, start: int = 0, **fixed) -> list[LibraryItem]:
+    vectors = _unit(rng, count)
+    items = []
+    for i in range(count):
+        emotion = fixed.get("emotion", EMOTIONS[(start + i) % len(EMOTIONS)])
+        style = fixed.get("style", STYLES[(start + i) % len(STYLES)])
+        items.append(LibraryItem(
+            content_sha256=f"sha-{start + i}", source="test", source_path=f"faces/{start + i}.png", emotion=emotion,
+            style=style, emotion_probs=np.eye(7)[EMOTIONS.index(emotion)], style_probs=np.eye(4)[STYLES.index(style)],
+            embedding=vectors[i], thumbnail=b"\x89PNG fake bytes are fine for the store", labelled=True,
+            character=fixed.get("character", f"c{(start + i) % 5}"), intensity=0.3 + 0.6 * ((start + i) % 3) / 2,
+            params=np.full(4, 0.5, np.float32)))
+    return items
+
+
+@pytest.fixture
+def library(tmp_path) -> Library:
+    rng = np.random.default_rng(7)
+    lib = Library(open_store(tmp_path / "library.duckdb"))
+    lib.add_items(_items(rng, 300))
+    yield lib
+    lib.close()
+
+
+# ---- store -----------------------------------------------------------------------------------------------------------
+
+
+def test_migration_3_tables_and_duplicate_content_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    with open_store(tmp_path / "s.duckdb") as store:
+        assert store.schema_version >= 3
+        ids = store.add_library_items(_items(rng, 3))
+        assert store.library_ids_by_hash(["sha-1", "nope"]) == {"sha-1": ids[1]}
+        with pytest.raises(StoreError, match="already in the library"):
+            store.add_library_items(_items(rng, 1, start=1))  # same content hash as item 2
+        assert store.library_count() == 3  # the failed batch left nothing behind
+
+
+def test_sql_looking_values_are_parameters_not_sql(library):
+    hostile = "x' OR '1'='1'; DROP TABLE library_items; --"
+    rows = library.store.library_candidates(None, character=hostile)
+    assert len(rows["id"]) == 0
+    assert library.store.library_filtered_count(character=hostile) == 0
+    first = int(library.store.library_ids()[0])
+    assert library.update_labels(first, character='O\'Brien "the quoted"')
+    assert library.store.library_items([first])["character"].iloc[0] == 'O\'Brien "the quoted"'
+    assert library.store.library_count() == 300
+
+
+def test_update_labels_sets_one_hot_distributions(library):
+    first = int(library.store.library_ids()[0])
+    assert library.update_labels(first, emotion="fear", style="anime")
+    rows = library.store.library_candidates([first])
+    assert rows["emotion"][0] == "fear" and rows["style"][0] == "anime"
+    assert rows["emotion_probs"][0].argmax() == EMOTIONS.index("fear") and rows["style_probs"][0].max() == 1.0
+    assert not library.update_labels(10**9, emotion="fear")
+    with pytest.raises(ValueError, match="not one of"):
+        library.update_labels(first, emotion="smug")
+
+
+# ---- vector index ----------------------------------------------------------------------------------------------------
+
+
+def test_hnsw_recall_against_exact_search():
+    rng = np.random.default_rng(1)
+    # clustered like real embeddings (uniformly random 512-d vectors have no meaningful neighbours)
+    vectors = _unit(rng, 50)[rng.integers(0, 50, 5000)] + 0.04 * rng.normal(size=(5000, EMBEDDING_DIM))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    index = VectorIndex.build(np.arange(5000) + 1, vectors)
+    queries = vectors[rng.choice(5000, 50, replace=False)] + 0.02 * rng.normal(size=(50, EMBEDDING_DIM))
+    found, _ = index.search(queries.astype(np.float32), 10)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10] + 1
+    recall = np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+    assert recall >= 0.98
+
+
+def test_index_persists_and_removed_ids_never_come_back(library, tmp_path):
+    ids = library.store.library_ids()
+    _, vectors = library.store.library_embeddings(ids[:1].tolist())
+    removed, unknown = library.remove([int(ids[0]), 10**9])
+    assert removed == [int(ids[0])] and unknown == [10**9]
+    found, _ = library.index.search(vectors, 5)
+    assert int(ids[0]) not in found[0]
+    library.close()
+    reopened = Library(open_store(tmp_path / "library.duckdb"))
+    assert reopened.notes == []  # consistent pair on disk: nothing to repair
+    assert int(ids[0]) not in reopened.index.search(vectors, 5)[0][0]
+    assert len(reopened.index) == 299
+    reopened.close()
+
+
+def test_missing_index_is_rebuilt_and_said_so(library, tmp_path):
+    library.close()
+    index_file, _ = index_paths(tmp_path / "library.duckdb")
+    index_file.unlink()
+    reopened = Library(open_store(tmp_path / "library.duckdb"))
+    assert any("missing" in note and "rebuilt" in note for note in reopened.notes)
+    assert len(reopened.index) == 300
+    reopened.close()
+
+
+def test_corrupt_index_file_is_rebuilt(library, tmp_path):
+    library.close()
+    index_file, _ = index_paths(tmp_path / "library.duckdb")
+    index_file.write_bytes(b"\x00garbage" * 100)
+    reopened = Library(open_store(tmp_path / "library.duckdb"))
+    assert any("unreadable" in note and "rebuilt" in note for note in reopened.notes)
+    assert len(reopened.index) == 300
+    reopened.close()
+
+
+def test_stale_index_catches_up_with_rows_added_behind_its_back(library, tmp_path):
+    rng = np.random.default_rng(3)
+    new_ids = library.store.add_library_items(_items(rng, 20, start=1000))  # store only: the index did not see them
+    library.store.remove_library_items([int(library.store.library_ids()[0])])
+    notes: list[str] = []
+    paths = index_paths(library.store.path)
+    index = open_index(library.store, *paths, EMBEDDING_DIM, notes)
+    assert any("stale (20 items missing, 1 deleted" in note for note in notes)
+    assert set(index.live_ids().tolist()) == set(library.store.library_ids().tolist())
+    _, vectors = library.store.library_embeddings(new_ids[:1])
+    assert index.search(vectors, 1)[0][0][0] == new_ids[0]
+
+
+def test_vectors_that_disagree_with_duckdb_trigger_a_rebuild(tmp_path):
+    rng = np.random.default_rng(4)
+    with open_store(tmp_path / "small.duckdb") as store:
+        Library(store).add_items(_items(rng, 6))
+        other = _unit(rng, 1)[0]
+        with store.transaction() as tx:  # a vector changed without the index knowing
+            tx.execute(f"UPDATE library_items SET embedding = ?::FLOAT[{EMBEDDING_DIM}] WHERE id = ?",
+                       [other.tolist(), int(store.library_ids()[2])])
+        notes: list[str] = []
+        index = open_index(store, *index_paths(store.path), EMBEDDING_DIM, notes)
+        assert any("disagree" in note for note in notes)
+        assert np.allclose(index.reconstruct([int(store.library_ids()[2])])[0], other, atol=1e-6)
+
+
+def test_a_library_file_locked_by_another_process_says_so(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    open_store(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time, duckdb
+        connection = duckdb.connect({str(path)!r})
+        print("holding", flush=True)
+        time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(StoreLocked, match=f"locked by process {holder.pid}"):
+            Library.open(path)
+        cli = subprocess.run([sys.executable, "-m", "facecast", "library", "stats", "--db", str(path)],
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 1 and "is locked by process" in cli.stderr and "Traceback" not in cli.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# ---- labels ----------------------------------------------------------------------------------------------------------
+
+
+def test_labels_csv_errors_name_file_row_and_problem(tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("path,emotion\na.png,happiness\nb.png,smug\n")
+    with pytest.raises(LabelsError, match=r"labels.csv: row 3: emotion 'smug'"):
+        read_labels(bad)
+    bad.write_text("file,emotion\na.png,happiness\n")
+    with pytest.raises(LabelsError, match="needs a 'path' column"):
+        read_labels(bad)
+    bad.write_text("path,emotion,intensity\na.png,anger,1.7\n")
+    with pytest.raises(LabelsError, match="intensity='1.7'"):
+        read_labels(bad)
+    with pytest.raises(LabelsError, match="not found"):
+        read_labels(tmp_path / "absent.csv")
+
+
+# ---- ranking and feedback --------------------------------------------------------------------------------------------
+
+
+def _candidates(count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    emotions = rng.integers(0, 7, count)
+    styles = rng.integers(0, 4, count)
+    return {"id": np.arange(count), "emotion_probs": np.eye(7, dtype=np.float32)[emotions],
+            "style_probs": np.eye(4, dtype=np.float32)[styles], "character": np.array([f"c{i % 3}" for i in
+                                                                                       range(count)], object),
+            "style": np.array([STYLES[s] for s in styles], object), "intensity": rng.uniform(0, 1, count)}
+
+
+def test_phi_values_are_in_unit_range_and_neutral_terms_do_not_reorder():
+    rng = np.random.default_rng(5)
+    rows = _candidates(50, rng)
+    similarity = rng.uniform(-0.2, 0.9, 50)
+    context = RankingContext(vector=_unit(rng, 1)[0], emotion=np.eye(7)[2], style=None)
+    phi = phi_matrix(context, rows, similarity)
+    assert phi.shape == (50, len(TERMS)) and phi.min() >= 0 and phi.max() <= 1
+    assert np.all(phi[:, 1] == 0.5) and np.all(phi[:, 3] == 0.5) and np.all(phi[:, 4] == 0.5)
+    order, scores = rerank(phi, DEFAULT_WEIGHTS, similarity)
+    anger = rows["emotion_probs"][:, 2] == 1
+    assert anger[order[:anger.sum()]].all()  # every anger item first: emotional similarity dominates
+    assert np.all(np.diff(scores[order]) <= 1e-6)
+    with_character = phi_matrix(RankingContext(context.vector, character="c1"), rows, similarity)
+    assert set(with_character[:, 3]) == {0.0, 1.0}
+
+
+def test_weight_learner_moves_weight_to_the_term_that_separates_choices():
+    rng = np.random.default_rng(6)
+    differences = rng.normal(0, 0.05, size=(400, len(TERMS)))
+    differences[:, 4] = np.abs(differences[:, 4]) + 0.2  # chosen items always score higher on user preference
+    learned = feedback.learn_weights(differences)
+    assert learned[4] > 0.3 > DEFAULT_WEIGHTS[4]
+    assert abs(learned.sum() - 1) < 1e-5
+    assert np.all(learned >= feedback.MIN_WEIGHTS - 1e-6) and np.all(learned <= feedback.MAX_WEIGHTS + 1e-6)
+    assert np.allclose(feedback.learn_weights(np.zeros((0, len(TERMS)))), DEFAULT_WEIGHTS)
+
+
+def test_feedback_is_stored_and_preference_learned_per_profile(library):
+    store = library.store
+    rows = store.library_candidates(None)
+    ann_likes = rows["id"][rows["style"] == "anime"][:30].tolist()
+    other = rows["id"][rows["style"] != "anime"][:60].tolist()
+    for round_ in range(10):
+        shown = ann_likes[3 * round_:3 * round_ + 3] + other[6 * round_:6 * round_ + 6]
+        store.add_library_feedback("ann", f"q{round_}", [
+            {"item_id": i, "kind": "selected" if i in ann_likes else "skipped", "rank": r + 1,
+             "phi": [0.5] * len(TERMS)} for r, i in enumerate(shown)])
+    weights, preference = feedback.update_profile(store, "ann")
+    assert preference.rates["style"]["anime"] > 0.9
+    assert preference.rates["style"]["cartoon"] < 0.1
+    assert weights[TERMS.index("user_preference")] > DEFAULT_WEIGHTS[TERMS.index("user_preference")]
+    assert np.allclose(store.ranking_weights("ann")[0], weights)
+    assert store.ranking_weights("bob") is None
+    assert np.allclose(feedback.load_profile(store, "bob")[0], DEFAULT_WEIGHTS)
+    with pytest.raises(ValueError, match="kind"):
+        store.add_library_feedback("ann", "q", [{"item_id": 1, "kind": "liked", "phi": [0.5] * 5}])
+
+
+def test_remove_many_compacts_the_index(library):
+    ids = library.store.library_ids()
+    started = time.perf_counter()
+    library.remove(ids[:100].tolist())
+    assert library.index.tombstones == set() and len(library.index) == 200  # > 20 % removed: rebuilt
+    assert time.perf_counter() - started < 30
