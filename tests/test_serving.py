@@ -102,7 +102,10 @@ def test_concurrent_single_image_requests_are_batched(expression_server, client)
     assert all(r["emotion_logits"].shape == (1, 7) for r in results)
     inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == 96
-    assert executions < inferences / 2, f"{executions} executions for {inferences} requests: no batching happened"
+    # Without dynamic batching every request is its own execution (96). How MUCH the batcher merges (queue delay 0)
+    # depends on how fast 16 client threads can send on a shared 2-core machine: 2.5 requests per execution when
+    # quiet, 1.4 while other jobs load both cores; benchmarks/serving.py measures it. Here: batching is on.
+    assert executions <= 0.85 * inferences, f"{executions} executions for {inferences} requests: no batching happened"
 
 
 def test_recognizer_reads_size_from_the_served_config(client) -> None:
