@@ -11,6 +11,7 @@ and the stage breakdown of the median run. Writes the "analyze" section of docs/
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"[bench] run {repeat + 1}: {report.timings_s['total']:.2f} s "
                       f"({report.timings_s['realtime_factor']:.1f}× real time)", flush=True)
 
+    load = os.getloadavg()
     totals = [r.timings_s["total"] for r in runs]
     median_run = sorted(runs, key=lambda r: r.timings_s["total"])[len(runs) // 2]
     rows = "\n".join(f"| {stage} | {median_run.timings_s[stage]:.3f} | "
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
 `python -m benchmarks.analyze` (`make bench-analyze`): a {info.duration_s:.1f}-s {info.width}×{info.height}
 {info.codec} clip at {info.average_fps:.0f} fps (a synthetic scene with {len(median_run.characters)} tracked characters),
 analysed {args.repeats}× after one warm-up through a real Triton (face_detector, expression_encoder, engagement; CPU
-flavour) on the same 2 cores. Nothing is stored; hashing the file is included.
+flavour) on the same 2 cores. Nothing is stored; hashing the file is included. Load average when the runs ended:
+{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min; 2 would mean both cores busy before this benchmark's own work).
 
 | | value | target |
 |---|---|---|

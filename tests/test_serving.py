@@ -103,8 +103,8 @@ def test_concurrent_single_image_requests_are_batched(expression_server, client)
     inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == 96
     # Without dynamic batching every request is its own execution (96). How MUCH the batcher merges (queue delay 0)
-    # depends on how fast 16 client threads can send on a shared 2-core machine: 2.5 requests per execution when
-    # quiet, 1.4 while other jobs load both cores; benchmarks/serving.py measures it. Here: batching is on.
+    # depends on how fast 16 client threads can send on a shared 2-core machine: over 2 requests per execution when
+    # quiet (earlier CI runs), 1.4 in a run with other jobs on both cores; benchmarks/serving.py measures it.
     assert executions <= 0.85 * inferences, f"{executions} executions for {inferences} requests: no batching happened"
 
 
