@@ -67,6 +67,8 @@ demo: $(VENV)/.installed
 
 run: setup
 	$(FACECAST) serve --detach --reuse
+	@echo "==> demo content: analysed demo clips and a demo expression library (first run only)"
+	$(PY) -m training.data.demo --clips --library
 	@echo "==> facecast app on http://127.0.0.1:$(APP_PORT) (Ctrl-C stops the app; 'make stop' stops Triton)"
 	$(VENV)/bin/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(APP_PORT) \
 	    --server.headless true --browser.gatherUsageStats false

@@ -1,13 +1,21 @@
-"""Long-lived resources of the app, created once per server process (st.cache_resource), never per rerun."""
+"""Long-lived resources of the app, created once per server process (st.cache_resource), never per rerun.
+
+Clients are lazy (they read a model's config on first use), so creating them never fails when Triton is down; the
+pages call `triton_banner` on TritonUnavailable / ModelUnavailable and offer a retry instead of a traceback.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from facecast.analysis import ClipAnalyzer
 from facecast.config import Settings, load_settings
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
+from facecast.library import Embedders, Library
 from facecast.store import Store, open_store
 from facecast.triton_client import TritonModelClient
+
+DEFAULT_PROFILE = "app"  # the feedback profile the app's thumbs and "use this" teach
 
 
 @st.cache_resource
@@ -21,10 +29,31 @@ def recognizer() -> ExpressionRecognizer:
 
 
 @st.cache_resource
+def analyzer() -> ClipAnalyzer:
+    return ClipAnalyzer.for_urls([settings().triton_url])
+
+
+@st.cache_resource
 def store() -> Store:
     return open_store(settings().db_path)
 
 
+@st.cache_resource
+def library() -> Library:
+    """The expression library over the app's store (one DuckDB connection) and its FAISS index."""
+    return Library(store(), Embedders.for_urls([settings().triton_url]), use_gpu=False)
+
+
 def forget_triton() -> None:
-    """After Triton was down: drop the cached client so the next run re-reads the model's config."""
+    """After Triton was down: drop the cached clients so the next run re-reads the models' configs."""
     recognizer.clear()
+    analyzer.clear()
+    library.clear()
+
+
+def triton_banner(error: Exception, what: str = "The model server is not available.") -> None:
+    """The one way every page says Triton is down: a banner with the reason and a retry button."""
+    st.error(f"**{what}** {error}", icon=":material/cloud_off:")
+    if st.button("Retry", type="primary", key=f"retry-{what}"):
+        forget_triton()
+        st.rerun()

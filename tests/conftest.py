@@ -82,3 +82,42 @@ def analysis_server(analysis_repository, tmp_path_factory) -> Settings:
                                          db_path=state / "facecast.duckdb")
     with triton_server.running_server(settings, model_repository=analysis_repository):
         yield settings
+
+
+ALL_MODELS = ("face_detector", "expression_encoder", "engagement", "image_embedder", "text_embedder", "query_fuser")
+
+
+@pytest.fixture(scope="session")
+def full_repository(tmp_path_factory) -> Path:
+    """All six served models (what `make run` serves): a copy of model_repository/ when `make repository` built it
+    completely, otherwise exported from the shipped weights the same way."""
+    import shutil
+
+    built = PROJECT_ROOT / "model_repository"
+    repository = tmp_path_factory.mktemp("full_repository")
+    if all((built / name / "config.pbtxt").is_file() for name in ALL_MODELS):
+        for name in ALL_MODELS:
+            shutil.copytree(built / name, repository / name)
+        return repository
+    from export.triton_repository import write_repository
+    from training.export_text_embedder import write_embedder_models
+
+    weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ALL_MODELS if name != "text_embedder"]
+    missing = [str(w) for w in weights if not w.is_file()]
+    assert not missing, f"shipped weights missing: {missing} (`make models` rebuilds them)"
+    write_repository(repository, weights)
+    write_embedder_models(repository, WEIGHTS_DIR, models=("text_embedder",))
+    return repository
+
+
+@pytest.fixture(scope="session")
+def full_server(full_repository, tmp_path_factory) -> Settings:
+    """Settings of a running real Triton serving all six models (clip analysis and the expression library)."""
+    _require_triton()
+    http, grpc, metrics = triton_server.find_free_ports(3)
+    state = tmp_path_factory.mktemp("full_state")
+    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                         model_repository=full_repository, run_dir=state / "run",
+                                         db_path=state / "facecast.duckdb")
+    with triton_server.running_server(settings, model_repository=full_repository):
+        yield settings

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from app.report_html import report_html
 from facecast import triton_server
-from facecast.config import PROJECT_ROOT
+from facecast.config import PROJECT_ROOT, Settings
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
 from facecast.images import load_face
+from facecast.report import EngagementReport
 from facecast.triton_client import TritonModelClient
+from tests.clipmaker import emoji_over_photo
 from tests.conftest import settings_environment
 from training.data.demo import build_demo
 
@@ -21,51 +28,222 @@ APP = PROJECT_ROOT / "app"
 
 @pytest.fixture
 def app_env(monkeypatch, tmp_path):
-    """Point the app's settings somewhere and drop cached resources so each test sees its own settings."""
+    """Point the app's settings somewhere (a fresh DuckDB per test) and drop cached resources."""
 
-    def apply(settings) -> None:
+    def apply(settings: Settings, db=None) -> None:
         for key, value in settings_environment(settings).items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("FACECAST_DEMO_DIR", str(tmp_path / "demo"))
+        monkeypatch.setenv("FACECAST_DB", str(db or tmp_path / "app.duckdb"))
         st.cache_resource.clear()
 
     yield apply
     st.cache_resource.clear()
 
 
+@pytest.fixture
+def triton_down(tmp_path) -> Settings:
+    (port,) = triton_server.find_free_ports(1)
+    return Settings().with_overrides(http_port=port, run_dir=tmp_path / "run", db_path=tmp_path / "down.duckdb")
+
+
+@pytest.fixture(scope="module")
+def cuts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cuts")
+    return [emoji_over_photo(folder / "joy.mp4", [("grin|joy", "twemoji")], seconds=3, fps=8),
+            emoji_over_photo(folder / "tears.mp4", [("sob|cry", "twemoji"), ("rage", "noto")], seconds=3, fps=8)]
+
+
 def run_page(page: str) -> AppTest:
-    app = AppTest.from_file(str(APP / "pages" / f"{page}.py"), default_timeout=60)
+    app = AppTest.from_file(str(APP / "pages" / f"{page}.py"), default_timeout=120)
     app.run()
     return app
 
 
-def test_main_page_runs(app_env, expression_server) -> None:
-    app_env(expression_server)
+def upload_and_analyze(app: AppTest, files) -> AppTest:
+    app.get("file_uploader")[0].set_value(files)
+    app.button[0].click()  # the form's submit button
+    app.run()
+    return app
+
+
+def clip_file(path):
+    return (path.name, path.read_bytes(), "video/mp4")
+
+
+# ---- navigation ----------------------------------------------------------------------------------------------------
+
+
+def test_main_page_runs_with_every_section(app_env, full_server) -> None:
+    app_env(full_server)
     app = AppTest.from_file(str(APP / "main.py"), default_timeout=60)
     app.run()
     assert not app.exception
-    assert app.title[0].value == "Classify faces"
+    assert app.title[0].value == "Analyze clips"
 
 
-def test_classify_demo_faces_shows_the_served_prediction(app_env, expression_server, tmp_path) -> None:
-    app_env(expression_server)
+# ---- analyze clips, history, compare -------------------------------------------------------------------------------
+
+
+def test_analyze_stores_reopens_and_matches_the_cli(app_env, full_server, cuts, tmp_path) -> None:
+    app_env(full_server)
+    app = upload_and_analyze(run_page("analyze_clips"), [clip_file(p) for p in cuts])
+    assert not app.exception, app.exception
+    assert not app.error
+    assert [s.value for s in app.subheader] == [p.name for p in cuts]
+    done = subprocess.run([sys.executable, "-m", "facecast", "analyze", "--json", "--quiet", "--no-store", "--url",
+                           full_server.triton_url, str(cuts[0])], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    cli = json.loads(done.stdout)[0]
+    shown = {m.label: m.value for m in app.metric[:4]}
+    assert shown == {"Engagement": f"{cli['engagement']['value']:.2f}", "Class": cli["engagement_class"],
+                     "Resonance": f"{cli['resonance']['value']:.2f}",
+                     "Shareability": f"{cli['shareability']['value']:.2f}"}
+    table = app.table[0].value
+    assert table.loc["engagement", "low"] == f"{cli['engagement']['low']:.3f}"
+    assert table.loc["appeal: young adults", "value"] == f"{cli['appeal']['young_adults']['value']:.3f}"
+
+    # The same content again: reopened from DuckDB (same analysis ids), not recomputed.
+    from facecast.store import open_store
+
+    again = upload_and_analyze(run_page("analyze_clips"), [clip_file(cuts[0])])
+    assert not again.exception
+    assert again.subheader[0].value == cuts[0].name and again.metric[0].value == shown["Engagement"]
+    with open_store(tmp_path / "app.duckdb") as store:  # same process: shares the app's database instance
+        assert len(store.analyses()) == 2
+
+    history = run_page("history")
+    assert not history.exception
+    assert list(history.dataframe[0].value["name"]) == [cuts[1].name, cuts[0].name]
+    history.selectbox[0].select(int(history.dataframe[0].value["id"].iloc[1]))
+    history.run()
+    assert history.subheader[0].value == cuts[0].name
+    assert history.metric[0].value == f"{cli['engagement']['value']:.2f}"
+
+    compare = run_page("compare_cuts")
+    assert not compare.exception
+    engagement = {p.name: float(app.table[i].value.loc["engagement", "value"]) for i, p in enumerate(cuts)}
+    differences = compare.table[0].value
+    assert set(differences.index) >= {"engagement", "resonance", "shareability", "appeal: children"}
+    assert differences.loc["engagement", "best cut"] == max(engagement, key=engagement.get)
+    best = compare.table[1].value
+    assert best.loc["everyone (engagement)", "best cut"] == max(engagement, key=engagement.get)
+    assert compare.get("altair_chart") or compare.get("vega_lite_chart")
+
+
+def test_bad_upload_gets_a_clear_message(app_env, full_server) -> None:
+    app_env(full_server)
+    app = upload_and_analyze(run_page("analyze_clips"), [("notes.mp4", b"this is not a video", "video/mp4"),
+                                                         ("empty.mov", b"", "video/quicktime")])
+    assert not app.exception
+    messages = [e.value for e in app.error]
+    assert any("notes.mp4 cannot be analysed" in m and "not a video" in m for m in messages), messages
+    assert any("empty.mov cannot be analysed" in m for m in messages), messages
+    assert all("/tmp" not in m for m in messages)  # the temporary path is not the user's business
+
+
+def test_analyze_with_triton_down_shows_a_banner_and_retry(app_env, triton_down) -> None:
+    app_env(triton_down)
+    app = run_page("analyze_clips")
+    assert not app.exception
+    assert "model server is not available" in app.error[0].value
+    assert app.button[0].label == "Retry"
+
+
+def test_history_and_compare_when_nothing_was_analysed(app_env, triton_down) -> None:
+    app_env(triton_down)  # neither page needs Triton: they read stored reports
+    history = run_page("history")
+    assert not history.exception and "No clip has been analysed yet" in history.info[0].value
+    compare = run_page("compare_cuts")
+    assert not compare.exception and "at least two analysed cuts" in compare.info[0].value
+
+
+def test_html_report_is_self_contained(full_server, cuts) -> None:
+    from facecast.analysis import ClipAnalyzer
+
+    report = ClipAnalyzer.for_urls([full_server.triton_url]).analyze(cuts[1]).report
+    page = report_html(EngagementReport.from_dict(json.loads(json.dumps(report.as_dict()))))
+    assert page.startswith("<!doctype html>") and "<svg" in page and "data:image/png;base64," in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert f"{report.engagement.value:.2f}" in page
+
+
+# ---- expression library --------------------------------------------------------------------------------------------
+
+
+def test_empty_library_says_how_to_fill_it(app_env, full_server) -> None:
+    app_env(full_server)
+    app = run_page("expression_library")
+    assert not app.exception
+    assert "The library is empty" in app.info[-1].value
+
+
+def test_library_add_search_and_feedback(app_env, full_server, tmp_path) -> None:
+    app_env(full_server)
+    faces = build_demo(tmp_path / "demo")
+    app = run_page("expression_library")
+    app.get("file_uploader")[0].set_value(
+        [(p.name, p.read_bytes(), "image/png") for p in sorted(faces.glob("*.png"))]
+        + [("broken.png", b"not an image", "image/png")])
+    next(b for b in app.button if b.label == "Add images").click()
+    app.run()
+    assert not app.exception, app.exception
+    assert "Added 28 expression(s)" in app.success[0].value
+    assert any("broken.png" in e.value for e in app.error)
+
+    app = run_page("expression_library")
+    app.text_input[0].input("a happy face")
+    app.selectbox[1].select("cartoon")  # style filter
+    next(b for b in app.button if b.label == "Search").click()
+    app.run()
+    assert not app.exception, app.exception
+    assert app.subheader[0].value == "7 results for the text query"  # the 7 cartoon faces: one per emotion
+    cards = [m.value for m in app.markdown if m.value.startswith("**#")]
+    assert cards and all("cartoon" in card for card in cards)  # the filter is a hard constraint
+    use = next(b for b in app.button if b.label == "Use this")
+    use.click()
+    app.run()
+    assert not app.exception
+    assert "Using expression" in app.success[0].value
+
+    from facecast.store import open_store
+
+    st.cache_resource.clear()
+    with open_store(tmp_path / "app.duckdb") as store:
+        feedback = store.library_feedback("app")
+        assert (feedback["kind"] == "selected").sum() == 1 and (feedback["kind"] == "skipped").sum() == len(cards) - 1
+
+
+def test_library_search_with_triton_down(app_env, triton_down) -> None:
+    app_env(triton_down)
+    app = run_page("expression_library")
+    assert not app.exception
+    assert "The library is empty" in app.info[-1].value  # the page opens; searching needs the server
+
+
+# ---- classify faces ------------------------------------------------------------------------------------------------
+
+
+def test_classify_demo_faces_shows_the_served_prediction(app_env, full_server, tmp_path) -> None:
+    app_env(full_server)
     faces = build_demo(tmp_path / "demo")
     chosen = [faces / "cartoon-happiness.png", faces / "anime-sadness.png"]
     app = run_page("classify_faces")
     assert not app.exception and not app.error
     app.multiselect[0].set_value(chosen)
-    app.button[0].click()  # the form's submit button
+    app.button[0].click()
     app.run()
     assert not app.exception, app.exception
     assert "2 of 2 image(s) classified" in app.subheader[0].value
-    expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, expression_server.triton_url)).predict(
+    expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, full_server.triton_url)).predict(
         np.stack([load_face(p, 64) for p in chosen]))
     shown = [m.value for m in app.metric if m.label == "Emotion"]
     assert shown == [p.emotion for p in expected]
 
 
-def test_classify_without_input_asks_for_some(app_env, expression_server) -> None:
-    app_env(expression_server)
+def test_classify_without_input_asks_for_some(app_env, full_server) -> None:
+    app_env(full_server)
     app = run_page("classify_faces")
     app.button[0].click()
     app.run()
@@ -73,32 +251,41 @@ def test_classify_without_input_asks_for_some(app_env, expression_server) -> Non
     assert "Upload a face image" in app.info[0].value
 
 
-def test_classify_with_triton_down_shows_a_banner_and_retry(app_env, tmp_path) -> None:
-    from facecast.config import Settings
-
-    (port,) = triton_server.find_free_ports(1)
-    app_env(Settings().with_overrides(http_port=port, run_dir=tmp_path / "run", db_path=tmp_path / "db.duckdb"))
+def test_classify_with_triton_down_shows_a_banner_and_retry(app_env, triton_down) -> None:
+    app_env(triton_down)
     app = run_page("classify_faces")
     assert not app.exception
     assert "model server is not available" in app.error[0].value
     assert app.button[0].label == "Retry"
 
 
-def test_status_page_lists_the_model_and_its_batching(app_env, expression_server) -> None:
-    app_env(expression_server)
+# ---- ops -----------------------------------------------------------------------------------------------------------
+
+
+def test_status_page_lists_models_stats_and_runs_a_load_test(app_env, full_server) -> None:
+    app_env(full_server)
     app = run_page("triton_status")
     assert not app.exception
     assert [m.value for m in app.metric if m.label == "Server"] == ["ready"]
-    table = app.dataframe[0].value
-    row = table[table["model"] == EXPRESSION_MODEL].iloc[0]
+    models = app.dataframe[1].value
+    assert set(models["model"]) == {"face_detector", "expression_encoder", "engagement", "image_embedder",
+                                    "text_embedder", "query_fuser"}
+    row = models[models["model"] == EXPRESSION_MODEL].iloc[0]
     assert row["state"] == "READY" and row["dynamic batching"] == "on" and row["max batch"] > 0
+    app.slider[0].set_value(1.0)  # seconds
+    app.button[0].click()  # "Run load test"
+    app.run()
+    assert not app.exception, app.exception
+    shown = {m.label: m.value for m in app.metric}
+    assert float(shown["Throughput"].split()[0]) > 0
+    app.run()
+    stats = app.dataframe[2].value
+    served = stats[stats["model"] == EXPRESSION_MODEL].iloc[0]
+    assert served["requests"] > 0 and served["executions"] > 0
 
 
-def test_status_page_with_triton_down(app_env, tmp_path) -> None:
-    from facecast.config import Settings
-
-    (port,) = triton_server.find_free_ports(1)
-    app_env(Settings().with_overrides(http_port=port, run_dir=tmp_path / "run"))
+def test_status_page_with_triton_down(app_env, triton_down) -> None:
+    app_env(triton_down)
     app = run_page("triton_status")
     assert not app.exception
     assert "No Triton server answers" in app.error[0].value

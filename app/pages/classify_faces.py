@@ -103,7 +103,7 @@ def show_result(result: ClassifiedImage, data: bytes) -> None:
     numbers.caption(f"{prediction.style_probs[prediction.style]:.0%} confident")
     numbers.dataframe(pd.DataFrame({"parameter": list(prediction.action_params),
                                     "value": [round(v, 2) for v in prediction.action_params.values()]}),
-                      hide_index=True, use_container_width=True)
+                      hide_index=True, width="stretch")
     probabilities = pd.DataFrame({"emotion": EMOTIONS, "probability": [prediction.emotion_probs[e] for e in EMOTIONS]})
     chart.altair_chart(
         alt.Chart(probabilities).mark_bar().encode(
@@ -112,7 +112,7 @@ def show_result(result: ClassifiedImage, data: bytes) -> None:
             color=alt.condition(alt.datum.emotion == prediction.emotion, alt.value("#e4572e"), alt.value("#9aa5b1")),
             tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
         ).properties(height=230),
-        use_container_width=True,
+        width="stretch",
     )
 
 

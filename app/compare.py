@@ -1,0 +1,85 @@
+"""Comparing analysed cuts: differences per score and audience group, the best cut per group, and the seconds
+(with the key moments in them) where the cuts' curves part the most."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from facecast.report import EngagementReport
+from facecast.vocab import AUDIENCE_GROUPS
+
+SCORES = ("engagement", "resonance", "shareability")
+
+
+def score_rows(report: EngagementReport) -> dict[str, tuple[float, float, float]]:
+    """score name -> (value, low, high) for every headline score and audience group."""
+    rows = {name: getattr(report, name) for name in SCORES}
+    rows.update({f"appeal: {group.replace('_', ' ')}": report.appeal.get(group) for group in AUDIENCE_GROUPS})
+    return {name: (s.value, s.low, s.high) for name, s in rows.items() if s is not None}
+
+
+def differences(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
+    """One row per score: each cut's value, the best cut, its lead over the runner-up, and whether the 90 %
+    intervals of the best two overlap (then the lead is within the model's uncertainty)."""
+    rows = []
+    per_cut = {name: score_rows(report) for name, report in cuts.items()}
+    names = list(next(iter(per_cut.values())).keys()) if per_cut else []
+    for score in names:
+        values = {cut: rows_[score] for cut, rows_ in per_cut.items() if score in rows_}
+        if len(values) < 2:
+            continue
+        ordered = sorted(values.items(), key=lambda item: -item[1][0])
+        (best, (value, low, _)), (_, (second_value, _, second_high)) = ordered[0], ordered[1]
+        rows.append({"score": score, **{cut: round(v[0], 3) for cut, v in values.items()}, "best cut": best,
+                     "lead": round(value - second_value, 3),
+                     "clear?": "yes" if low > second_high else "within uncertainty"})
+    return pd.DataFrame(rows)
+
+
+def best_per_group(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
+    rows = [{"audience": "everyone (engagement)",
+             "best cut": max(cuts, key=lambda c: cuts[c].engagement.value)}]
+    rows += [{"audience": group.replace("_", " "), "best cut": max(cuts, key=lambda c: cuts[c].appeal[group].value)}
+             for group in AUDIENCE_GROUPS if all(group in r.appeal for r in cuts.values())]
+    return pd.DataFrame(rows)
+
+
+def overlaid_curves(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
+    return pd.DataFrame([{"cut": name, "second": p.t_s, "time": p.t_s + 0.5, "engagement": p.value, "low": p.low, "high": p.high}
+                         for name, report in cuts.items() for p in report.curve])
+
+
+@dataclass(frozen=True)
+class Divergence:
+    second: float
+    values: dict[str, float]  # cut -> engagement at that second
+    moments: list[str]  # what happened then, per cut (key moments within a second)
+
+
+def divergent_moments(cuts: dict[str, EngagementReport], top: int = 3) -> list[Divergence]:
+    """The seconds where the cuts' engagement curves are furthest apart (max − min over cuts, on the shared time
+    axis up to the shortest cut), with the key moments and on-screen emotions that explain them."""
+    curves = {name: {round(p.t_s): p.value for p in report.curve} for name, report in cuts.items()}
+    shared = sorted(set.intersection(*(set(c) for c in curves.values()))) if curves else []
+    if not shared:
+        return []
+    spread = np.array([max(c[s] for c in curves.values()) - min(c[s] for c in curves.values()) for s in shared])
+    found = []
+    for index in np.argsort(-spread, kind="stable")[:top]:
+        second = shared[int(index)]
+        found.append(Divergence(float(second), {name: round(curve[second], 3) for name, curve in curves.items()},
+                                [_what_happened(name, report, second) for name, report in cuts.items()]))
+    return found
+
+
+def _what_happened(name: str, report: EngagementReport, second: float) -> str:
+    moments = [m for m in report.key_moments if second - 1 <= m.t_s <= second + 2]
+    if moments:
+        return f"{name}: key moment at {moments[0].t_s:.1f} s, character {moments[0].track_id} shows " \
+               f"{moments[0].emotion}"
+    on_screen = [f"character {c.track_id} {s.emotion}" for c in report.characters for s in c.timeline
+                 if s.start_s <= second + 1 and s.end_s >= second]
+    return f"{name}: " + (", ".join(on_screen[:3]) if on_screen else "no face on screen")

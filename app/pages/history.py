@@ -1,0 +1,40 @@
+"""History: every stored analysis, newest first; reopening one reads the stored report (nothing is recomputed)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import services
+from app.clip_runs import load_report
+from app.report_view import show_report
+from facecast.store import StoreError
+
+st.title("History")
+try:
+    store = services.store()
+    past = store.analyses(limit=500)
+except StoreError as error:
+    st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
+    st.stop()
+
+if past.empty:
+    st.info("No clip has been analysed yet: analyse one on the **Analyze clips** page.", icon=":material/history:")
+    st.stop()
+
+table = past[["id", "name", "created_at", "engagement", "engagement_low", "engagement_high", "engagement_class",
+              "resonance", "shareability", "duration_s"]].rename(columns={
+                  "engagement_low": "low", "engagement_high": "high", "engagement_class": "class",
+                  "duration_s": "seconds", "created_at": "analysed (UTC)"})
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.2f")
+                            for c in ("engagement", "low", "high", "resonance", "shareability", "seconds")})
+
+labels = {int(row.id): f"{row.id} · {row.name} · {row.created_at:%Y-%m-%d %H:%M}" for row in past.itertuples()}
+chosen = st.selectbox("Open an analysis", options=list(labels), format_func=labels.get, index=None,
+                      placeholder="Pick an analysis to reopen")
+if chosen is not None:
+    report = load_report(store, chosen)
+    if report is None:
+        st.warning(f"Analysis {chosen} is no longer in the database.")
+    else:
+        show_report(report, chosen, key=f"history-{chosen}")
