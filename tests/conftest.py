@@ -1,8 +1,14 @@
-"""Shared fixtures: a real tritonserver serving the shipped expression_encoder weights, on free loopback ports."""
+"""Shared fixtures: real tritonservers on free loopback ports serving the shipped weights.
+
+`expression_server` serves expression_encoder alone (the serving tests count its executions); `full_server` serves
+all six models (what `make run` serves) and is shared by every test of clip analysis, detection, the embedders,
+the library and the app, so a test session starts two servers, not one per test file."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,13 +19,25 @@ from facecast.config import PROJECT_ROOT, Settings
 SHIPPED_WEIGHTS = Path(os.environ.get("FACECAST_TEST_WEIGHTS", PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt"))
 
 
-def _require_triton() -> None:
+def require_triton() -> None:
     try:
         triton_server.locate_triton_environment(Settings().triton_env)
     except triton_server.TritonEnvironmentMissing as error:
         if os.environ.get("FACECAST_REQUIRE_TRITON") == "1":
             raise
         pytest.skip(f"no Triton server environment: {error}")
+
+
+@contextmanager
+def serving(repository: Path, state: Path) -> Iterator[Settings]:
+    """A real Triton on free loopback ports serving `repository`; its run folder and DuckDB file live in `state`."""
+    require_triton()
+    http, grpc, metrics = triton_server.find_free_ports(3)
+    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                         model_repository=repository, run_dir=state / "run",
+                                         db_path=state / "facecast.duckdb")
+    with triton_server.running_server(settings, model_repository=repository):
+        yield settings
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +55,7 @@ def expression_repository(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def expression_server(expression_repository, tmp_path_factory) -> Settings:
     """Settings of a running real Triton with expression_encoder loaded; stopped at the end of the session."""
-    _require_triton()
-    http, grpc, metrics = triton_server.find_free_ports(3)
-    state = tmp_path_factory.mktemp("state")
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=expression_repository, run_dir=state / "run",
-                                         db_path=state / "facecast.duckdb")
-    with triton_server.running_server(settings, model_repository=expression_repository):
+    with serving(expression_repository, tmp_path_factory.mktemp("state")) as settings:
         yield settings
 
 
@@ -55,35 +67,6 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
-ANALYSIS_MODELS = ("face_detector", "expression_encoder", "engagement")
-
-
-@pytest.fixture(scope="session")
-def analysis_repository(tmp_path_factory) -> Path:
-    """The three models a clip analysis needs, exported from the shipped weights as `make repository` does."""
-    from export.triton_repository import write_repository
-
-    weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ANALYSIS_MODELS]
-    missing = [str(w) for w in weights if not w.is_file()]
-    assert not missing, f"shipped weights missing: {missing} (`make models` rebuilds them)"
-    repository = tmp_path_factory.mktemp("analysis_repository")
-    write_repository(repository, weights)
-    return repository
-
-
-@pytest.fixture(scope="session")
-def analysis_server(analysis_repository, tmp_path_factory) -> Settings:
-    """Settings of a running real Triton serving face_detector, expression_encoder and engagement."""
-    _require_triton()
-    http, grpc, metrics = triton_server.find_free_ports(3)
-    state = tmp_path_factory.mktemp("analysis_state")
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=analysis_repository, run_dir=state / "run",
-                                         db_path=state / "facecast.duckdb")
-    with triton_server.running_server(settings, model_repository=analysis_repository):
-        yield settings
-
-
 ALL_MODELS = ("face_detector", "expression_encoder", "engagement", "image_embedder", "text_embedder", "query_fuser")
 
 
@@ -113,11 +96,5 @@ def full_repository(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def full_server(full_repository, tmp_path_factory) -> Settings:
     """Settings of a running real Triton serving all six models (clip analysis and the expression library)."""
-    _require_triton()
-    http, grpc, metrics = triton_server.find_free_ports(3)
-    state = tmp_path_factory.mktemp("full_state")
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=full_repository, run_dir=state / "run",
-                                         db_path=state / "facecast.duckdb")
-    with triton_server.running_server(settings, model_repository=full_repository):
+    with serving(full_repository, tmp_path_factory.mktemp("full_state")) as settings:
         yield settings

@@ -49,9 +49,9 @@ def stored_count(db: Path) -> int:
         return len(store.analyses(limit=None))
 
 
-def test_analyze_a_clip_the_generator_did_not_make(analysis_server, emoji_clip, tmp_path):
+def test_analyze_a_clip_the_generator_did_not_make(full_server, emoji_clip, tmp_path):
     db = tmp_path / "facecast.duckdb"
-    result = run_cli(analysis_server, "analyze", str(emoji_clip), "--json", "--thumbnails", "--db", str(db))
+    result = run_cli(full_server, "analyze", str(emoji_clip), "--json", "--thumbnails", "--db", str(db))
     assert result.returncode == 0, result.stderr
     [document] = json.loads(result.stdout)
     report = EngagementReport.from_dict(document)
@@ -87,17 +87,17 @@ def test_analyze_a_clip_the_generator_did_not_make(analysis_server, emoji_clip, 
     assert set(faces["track_id"]) == {c.track_id for c in report.characters}
 
     # The same content is recognised by hash and not analysed twice unless asked.
-    again = run_cli(analysis_server, "analyze", str(emoji_clip), "--json", "--db", str(db))
+    again = run_cli(full_server, "analyze", str(emoji_clip), "--json", "--db", str(db))
     assert again.returncode == 0 and "already analysed" in again.stderr
     assert json.loads(again.stdout)[0]["engagement"] == document["engagement"]
     assert stored_count(db) == 1
-    forced = run_cli(analysis_server, "analyze", str(emoji_clip), "--force", "--quiet", "--db", str(db))
+    forced = run_cli(full_server, "analyze", str(emoji_clip), "--force", "--quiet", "--db", str(db))
     assert forced.returncode == 0, forced.stderr
     assert "engagement" in forced.stdout and stored_count(db) == 2
 
 
-def test_human_readable_report(analysis_server, emoji_clip, tmp_path):
-    result = run_cli(analysis_server, "analyze", str(emoji_clip), "--no-store", "--quiet")
+def test_human_readable_report(full_server, emoji_clip, tmp_path):
+    result = run_cli(full_server, "analyze", str(emoji_clip), "--no-store", "--quiet")
     assert result.returncode == 0, result.stderr
     for words in ("engagement", "resonance", "shareability", "appeal", "per second", "character", "key moment",
                   "real time"):
@@ -130,49 +130,49 @@ def make_bad_inputs(folder: Path, good_clip: Path) -> dict[str, Path]:
     return paths
 
 
-def test_bad_inputs_get_a_clear_message_and_store_nothing(analysis_server, emoji_clip, tmp_path):
+def test_bad_inputs_get_a_clear_message_and_store_nothing(full_server, emoji_clip, tmp_path):
     db = tmp_path / "facecast.duckdb"
     for name, path in make_bad_inputs(tmp_path, emoji_clip).items():
-        result = run_cli(analysis_server, "analyze", str(path), "--quiet", "--db", str(db))
+        result = run_cli(full_server, "analyze", str(path), "--quiet", "--db", str(db))
         assert result.returncode == 2, (name, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
         assert str(path) in result.stderr or path.name in result.stderr, (name, result.stderr)
     assert stored_count(db) == 0
-    missing = run_cli(analysis_server, "analyze", str(tmp_path / "nope.mp4"), "--db", str(db))
+    missing = run_cli(full_server, "analyze", str(tmp_path / "nope.mp4"), "--db", str(db))
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
-def test_a_clip_with_no_faces_says_so(analysis_server, tmp_path):
+def test_a_clip_with_no_faces_says_so(full_server, tmp_path):
     clip = photo_only(tmp_path / "coffee-pan.mp4")
-    result = run_cli(analysis_server, "analyze", str(clip), "--json", "--db", str(tmp_path / "db.duckdb"))
+    result = run_cli(full_server, "analyze", str(clip), "--json", "--db", str(tmp_path / "db.duckdb"))
     assert result.returncode == 0, result.stderr
     [report] = json.loads(result.stdout)
     assert report["faces_found"] is False and report["engagement"] is None
     assert any("no faces" in note for note in report["notes"])
 
 
-def test_a_one_frame_clip(analysis_server, tmp_path):
+def test_a_one_frame_clip(full_server, tmp_path):
     clip = emoji_over_photo(tmp_path / "one-frame.mp4", [("grin", "twemoji")], seconds=1 / 12, face_px=150)
-    result = run_cli(analysis_server, "analyze", str(clip), "--json", "--no-store")
+    result = run_cli(full_server, "analyze", str(clip), "--json", "--no-store")
     assert result.returncode == 0, result.stderr
     [report] = json.loads(result.stdout)
     assert report["counts"]["frames_sampled"] == 1
     assert report["faces_found"] and 0 <= report["engagement"]["value"] <= 1
 
 
-def test_a_clip_longer_than_one_window(analysis_server, tmp_path):
+def test_a_clip_longer_than_one_window(full_server, tmp_path):
     """70 s = three 32-s windows: tracks continue across windows and the curve covers every second."""
     clip = emoji_over_photo(tmp_path / "long.mp4", [("smile|fearful|smile", "twemoji")], seconds=70, fps=6,
                             size=(320, 180), face_px=70)
-    analyzer = ClipAnalyzer.for_urls([analysis_server.triton_url])
+    analyzer = ClipAnalyzer.for_urls([full_server.triton_url])
     report = analyzer.analyze(clip).report
     assert report.counts["windows"] == 3
     assert len(report.curve) == 70
     assert max(c.screen_time_s for c in report.characters) > 50
 
 
-def test_cancelling_stops_the_analysis(analysis_server, emoji_clip):
-    analyzer = ClipAnalyzer.for_urls([analysis_server.triton_url])
+def test_cancelling_stops_the_analysis(full_server, emoji_clip):
+    analyzer = ClipAnalyzer.for_urls([full_server.triton_url])
     cancel = threading.Event()
 
     def progress(_stage: str, fraction: float) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from facecast import triton_server
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 from facecast.detection import (
     DEFAULT_SCORE_THRESHOLD, Detection, DetectionInputError, FaceDetector, detections_from_outputs, letterbox,
     letterbox_geometry,
@@ -112,39 +109,16 @@ def test_shipped_detector_weights_are_small() -> None:
 # --- a real Triton serving face_detector ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def detector_server(tmp_path_factory):
-    from export.triton_repository import write_model
-    from training.checkpoints import load_checkpoint
-
-    try:
-        triton_server.locate_triton_environment(Settings().triton_env)
-    except triton_server.TritonEnvironmentMissing as error:
-        if os.environ.get("FACECAST_REQUIRE_TRITON") == "1":
-            raise
-        pytest.skip(f"no Triton server environment: {error}")
-    assert DETECTOR_WEIGHTS.is_file(), f"{DETECTOR_WEIGHTS} missing: python -m training.train_detector rebuilds it"
-    repository = tmp_path_factory.mktemp("detector_repository")
-    write_model(repository, load_checkpoint(DETECTOR_WEIGHTS), "cpu")
-    http, grpc, metrics = triton_server.find_free_ports(3)
-    state = tmp_path_factory.mktemp("detector_state")
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=repository, run_dir=state / "run",
-                                         db_path=state / "facecast.duckdb")
-    with triton_server.running_server(settings, model_repository=repository) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def detector(detector_server) -> FaceDetector:
+def detector(full_server) -> FaceDetector:
     from facecast.triton_client import TritonModelClient
 
-    return FaceDetector(TritonModelClient("face_detector", detector_server.url))
+    return FaceDetector(TritonModelClient("face_detector", full_server.triton_url))
 
 
 def held_out_scene(seed: int, width: int, height: int, count: int):
     """A synthetic frame with `count` characters the detector never saw (test character range)."""
     from training.data.build import SPLITS, character_ids
-    from training.data.synthetic import character_for_id, plan_still, render_frame
+    from training.data.synthetic import plan_still, render_frame
 
     rng = np.random.default_rng(seed)
     first, end, _ = SPLITS["test"]

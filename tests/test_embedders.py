@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 from facecast.text import MAX_TOKENS, QueryTextError, tokenize
 from facecast.vocab import EMOTIONS, STYLES
 from training.data.captions import (
@@ -148,29 +147,11 @@ def _stills(emotion: str, style: str, count: int, first_seed: int) -> np.ndarray
 
 
 @pytest.fixture(scope="module")
-def embedder_server(tmp_path_factory):
-    from facecast import triton_server
-    from tests.conftest import _require_triton
-    from training.export_text_embedder import write_embedder_models
-
-    _require_triton()
-    repository = tmp_path_factory.mktemp("embedder_repository")
-    write_embedder_models(repository, WEIGHTS, "cpu")
-    http, grpc, metrics = triton_server.find_free_ports(3)
-    state = tmp_path_factory.mktemp("embedder_state")
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=repository, run_dir=state / "run",
-                                         db_path=state / "facecast.duckdb")
-    with triton_server.running_server(settings, model_repository=repository):
-        yield settings
-
-
-@pytest.fixture(scope="module")
-def embedders(embedder_server):
+def embedders(full_server):
     from facecast import embedding
     from facecast.triton_client import TritonModelClient
 
-    urls = [embedder_server.triton_url]
+    urls = [full_server.triton_url]
     image = embedding.ImageEmbedder(TritonModelClient(embedding.IMAGE_EMBEDDER_MODEL, urls))
     text = embedding.TextEmbedder(TritonModelClient(embedding.TEXT_EMBEDDER_MODEL, urls))
     query = embedding.QueryEncoder(text, image, TritonModelClient(embedding.QUERY_FUSER_MODEL, urls))

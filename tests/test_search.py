@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 from facecast import triton_server
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 from facecast.library import Embedders, Filters, Library, LibraryError, Query, QueryError, add_from_analysis
 from facecast.ranking import TERMS
 from facecast.store import open_store
@@ -30,26 +29,9 @@ HELD_OUT = [f"c{i:05d}" for i in range(1300, 1500)]
 
 
 @pytest.fixture(scope="session")
-def embedder_url(tmp_path_factory) -> str:
-    """A running real Triton serving image_embedder, text_embedder and query_fuser exported from the weights."""
-    try:
-        triton_server.locate_triton_environment(Settings().triton_env)
-    except triton_server.TritonEnvironmentMissing as error:
-        if os.environ.get("FACECAST_REQUIRE_TRITON") == "1":
-            raise
-        pytest.skip(f"no Triton server environment: {error}")
-    from export.triton_repository import write_repository
-
-    for path in WEIGHTS:
-        assert path.is_file(), f"{path} missing: `python -m training.train_embedders train` builds it"
-    repository = tmp_path_factory.mktemp("embedder_repository")
-    write_repository(repository, WEIGHTS, "cpu")
-    http, grpc, metrics = triton_server.find_free_ports(3)
-    state = tmp_path_factory.mktemp("embedder_state")
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=repository, run_dir=state / "run")
-    with triton_server.running_server(settings, model_repository=repository):
-        yield settings.triton_url
+def embedder_url(full_server) -> str:
+    """The shared real Triton (tests/conftest.py) serving image_embedder, text_embedder and query_fuser."""
+    return full_server.triton_url
 
 
 @pytest.fixture(scope="session")

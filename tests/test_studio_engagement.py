@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from tests.test_analysis import run_cli
 from training.studio_engagement import StudioManifestError, metrics_to_targets, read_studio_manifest
 
 
-def write_manifest(folder, rows, clips=True) -> "Path":
+def write_manifest(folder: Path, rows: list[dict], clips: bool = True) -> Path:
     for row in rows:
         if clips:
             (folder / row["path"]).write_bytes(b"")  # existence is what read_studio_manifest checks
@@ -52,7 +54,7 @@ def test_missing_clip_files_are_named(tmp_path):
 
 @pytest.mark.triton
 @pytest.mark.slow
-def test_train_engagement_on_studio_clips(analysis_server, tmp_path):
+def test_train_engagement_on_studio_clips(full_server, tmp_path):
     faces = [("grin", "twemoji"), ("sob", "noto"), ("rage|joy", "twemoji"), ("neutral_face", "openmoji")]
     rows = []
     for index, face in enumerate(faces):
@@ -62,7 +64,7 @@ def test_train_engagement_on_studio_clips(analysis_server, tmp_path):
     manifest = tmp_path / "clips.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     out = tmp_path / "studio.pt"
-    result = run_cli(analysis_server, "train", "engagement", "--manifest", str(manifest), "--out", str(out),
+    result = run_cli(full_server, "train", "engagement", "--manifest", str(manifest), "--out", str(out),
                      "--max-epochs", "3", timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "base model's intervals are kept" in result.stdout  # 4 clips are too few to recalibrate
