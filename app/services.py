@@ -44,6 +44,19 @@ def library() -> Library:
     return Library(store(), Embedders.for_urls([settings().triton_url]), use_gpu=False)
 
 
+def store_and_past_analyses(limit: int = 500):
+    """The store and its stored analyses, newest first; a database that cannot be opened stops the page with a
+    clear message instead of a traceback."""
+    from facecast.store import StoreError
+
+    try:
+        opened = store()
+        return opened, opened.analyses(limit=limit)
+    except StoreError as error:
+        st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
+        st.stop()
+
+
 def forget_triton() -> None:
     """After Triton was down: drop the cached clients so the next run re-reads the models' configs."""
     recognizer.clear()

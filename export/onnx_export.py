@@ -1,7 +1,8 @@
 """torch → ONNX with a dynamic batch axis, for any registered network.
 
 A network says what it serves through two methods (training/networks/registry.py documents the contract):
-`serving_signature()` names the Triton inputs and outputs, and `serving_module()` is the nn.Module whose forward
+`serving_signature()` names the Triton inputs and outputs, and `serving_module()` (for image networks:
+training/networks/serving.py) is the nn.Module whose forward
 takes exactly those inputs (serving dtypes: e.g. raw UINT8 NHWC pixels, which the module normalises itself, so no
 client ever needs torch or model constants) and returns the outputs in signature order. That module is what is
 exported, and what the parity check compares ONNX Runtime against.
@@ -17,21 +18,8 @@ import onnx
 import torch
 from torch import nn
 
+
 NUMPY_DTYPES = {"UINT8": np.uint8, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
-
-
-class RawPixelServing(nn.Module):
-    """Wraps an image network whose forward takes float NCHW in [0, 1] and returns a dict; outputs in a fixed order."""
-
-    def __init__(self, network: nn.Module, output_names: tuple[str, ...]):
-        super().__init__()
-        self.network = network
-        self.output_names = output_names
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        floats = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        outputs = self.network(floats)
-        return tuple(outputs[name] for name in self.output_names)
 
 
 def example_serving_inputs(signature: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -8,16 +8,10 @@ import streamlit as st
 from app import services
 from app.clip_runs import load_report
 from app.compare import best_per_group, differences, divergent_moments, overlaid_curves
-from facecast.store import StoreError
 
 st.title("Compare cuts")
 st.caption("Pick two or more analysed cuts (analyse them on **Analyze clips** first). Nothing is recomputed.")
-try:
-    store = services.store()
-    past = store.analyses(limit=500)
-except StoreError as error:
-    st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
-    st.stop()
+store, past = services.store_and_past_analyses()
 
 past = past[past["faces_found"]] if not past.empty else past
 if len(past) < 2:

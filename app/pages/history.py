@@ -7,15 +7,9 @@ import streamlit as st
 from app import services
 from app.clip_runs import load_report
 from app.report_view import show_report
-from facecast.store import StoreError
 
 st.title("History")
-try:
-    store = services.store()
-    past = store.analyses(limit=500)
-except StoreError as error:
-    st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
-    st.stop()
+store, past = services.store_and_past_analyses()
 
 if past.empty:
     st.info("No clip has been analysed yet: analyse one on the **Analyze clips** page.", icon=":material/history:")

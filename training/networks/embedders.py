@@ -27,6 +27,7 @@ from facecast.vocab import EMOTIONS, STYLES
 from training.networks import expression_encoder as expression
 from training.networks.minilm import MINILM_L6, MiniLMConfig, MiniLMEncoder, load_minilm_state
 from training.networks.registry import register_network
+from training.networks.serving import SquareImageServing
 
 EMBEDDING_DIM = 512
 MAX_TOKENS = 32  # facecast.text.MAX_TOKENS: the served sequence length
@@ -53,7 +54,7 @@ class ImageEmbedderConfig:
         return self.backbone.image_size
 
 
-class ImageEmbedder(nn.Module):
+class ImageEmbedder(SquareImageServing, nn.Module):
     def __init__(self, config: ImageEmbedderConfig):
         super().__init__()
         self.config = config
@@ -83,15 +84,6 @@ class ImageEmbedder(nn.Module):
         out = self.backbone_features(images)
         return {"embedding": self.embed_features(out["features"]), "emotion_logits": out["emotion_logits"],
                 "style_logits": out["style_logits"]}
-
-    def serving_module(self) -> nn.Module:
-        from export.onnx_export import RawPixelServing
-
-        return RawPixelServing(self, tuple(name for name, _, _ in self.serving_signature()["outputs"]))
-
-    def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
-        size = self.config.image_size
-        return (torch.rand(batch, 3, size, size),)
 
     def serving_signature(self) -> dict:
         size = self.config.image_size

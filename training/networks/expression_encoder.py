@@ -27,6 +27,7 @@ from training.networks.layers import (
     SpatialAttentionPool,
 )
 from training.networks.registry import register_network
+from training.networks.serving import SquareImageServing
 
 EXPRESSION_DIM = 256
 
@@ -85,7 +86,7 @@ GPU = ExpressionEncoderConfig(
 _BLOCKS = {"basic": BasicSEBlock, "bottleneck": BottleneckSEBlock}
 
 
-class ExpressionEncoder(nn.Module):
+class ExpressionEncoder(SquareImageServing, nn.Module):
     OUTPUT_NAMES = ("emotion_logits", "style_logits", "expression", "action_params", "attention")
 
     def __init__(self, config: ExpressionEncoderConfig):
@@ -132,17 +133,6 @@ class ExpressionEncoder(nn.Module):
             "action_params": torch.sigmoid(self.action_head(expression)),
             "attention": attention,
         }
-
-    def serving_module(self) -> nn.Module:
-        """What Triton serves: raw uint8 NHWC pixels in, the signature's outputs in order."""
-        from export.onnx_export import RawPixelServing
-
-        return RawPixelServing(self, tuple(name for name, _, _ in self.serving_signature()["outputs"]))
-
-    def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
-        """Arguments of the training forward: float images in [0, 1]."""
-        size = self.config.image_size
-        return (torch.rand(batch, 3, size, size),)
 
     def serving_signature(self) -> dict:
         """Triton inputs and outputs (names, dtypes, dims without the batch axis): the serving contract."""
