@@ -358,12 +358,17 @@ def window_inputs(observations: list[Observation], duration_s: float
     return np.stack(features), np.stack(masks), np.array(steps, np.int64)
 
 
-def _track_arrays(observations: list[Observation]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _by_track(observations: list[Observation]) -> dict[int, list[Observation]]:
+    """Observations grouped by track id, each group in time order (as the pipeline produced them)."""
     grouped: dict[int, list[Observation]] = {}
     for observation in observations:
         grouped.setdefault(observation.track_id, []).append(observation)
+    return grouped
+
+
+def _track_arrays(observations: list[Observation]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return {tid: (np.array([o.t_s for o in obs]), np.stack([o.features() for o in obs]))
-            for tid, obs in grouped.items()}
+            for tid, obs in _by_track(observations).items()}
 
 
 def _per_second(curve: np.ndarray, halfwidth: float, duration: float) -> list[CurvePoint]:
@@ -380,11 +385,8 @@ def _per_second(curve: np.ndarray, halfwidth: float, duration: float) -> list[Cu
 
 
 def _characters(observations: list[Observation]) -> list[CharacterSummary]:
-    grouped: dict[int, list[Observation]] = {}
-    for observation in observations:
-        grouped.setdefault(observation.track_id, []).append(observation)
     summaries = []
-    for track_id, obs in sorted(grouped.items()):
+    for track_id, obs in sorted(_by_track(observations).items()):
         times = np.array([o.t_s for o in obs])
         emotion_probs = np.stack([o.emotion_probs for o in obs])
         style = STYLES[int(np.stack([o.style_probs for o in obs]).mean(0).argmax())]
