@@ -11,13 +11,14 @@ DATA ?= data
 RUNS ?= runs
 WEIGHTS := weights/expression_encoder-cpu.pt
 # Every network Triton serves, from its committed default weights (`make models` rebuilds them all).
-SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt weights/engagement-cpu.pt
+SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt weights/engagement-cpu.pt \
+	weights/style_mapper-cpu.pt
 EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
 .PHONY: setup run serve stop test data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector clips engagement-data engagement evaluate-engagement embedders \
-	evaluate-retrieval bench-analyze bench-retrieval
+	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
 
 ## Environments ###################################################################################################
 setup: $(VENV)/.installed $(TRITON_VENV)/.installed repository demo
@@ -137,12 +138,25 @@ embedders: $(VENV)/.installed
 evaluate-retrieval: $(VENV)/.installed
 	$(PY) -m training.evaluate_retrieval --stills 2000 --queries 140
 
+# style_mapper (issue 6): exact cross-style pairs, then the mapper, both baselines and the leave-one-style-out
+# mappers under one shared budget each (training/style_mapper_suite.py). The shipped weights were trained on an
+# H100 with MAPPER_ARGS="--parallel 8 --time-budget-s 480 --max-steps 6000" (all eight runs side by side, bf16);
+# the CPU default runs them one after another with a longer budget each.
+MAPPER_ARGS ?= --parallel 1 --time-budget-s 1800 --max-steps 6000
+mapper: $(VENV)/.installed
+	$(PY) -m training.style_mapper_suite --data $(DATA)/style_pairs --runs $(RUNS)/mapping $(MAPPER_ARGS)
+	cp $(RUNS)/mapping/style_mapper/best.pt weights/style_mapper-cpu.pt
+evaluate-mapping: $(VENV)/.installed repository
+	$(PY) -m training.evaluate_mapping --runs $(RUNS)/mapping --emoji $(DATA)/emoji/manifest.csv
+
 models: data train loso evaluate detector-data detector evaluate-detector clips engagement-data engagement \
-	evaluate-engagement embedders evaluate-retrieval repository
+	evaluate-engagement embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################
-bench: setup bench-analyze bench-retrieval
+bench: setup bench-analyze bench-retrieval bench-mapper
 	$(PY) -m benchmarks.serving
+bench-mapper: setup
+	$(PY) -m benchmarks.serving --weights weights/style_mapper-cpu.pt --concurrency 1 4 --seconds 5
 bench-analyze: setup
 	$(PY) -m benchmarks.analyze
 bench-retrieval: setup

@@ -100,9 +100,12 @@ def onnx_matches_torch(network: nn.Module, onnx_path: str | Path, inputs: dict[s
     output_names = [name for name, _, _ in signature["outputs"]]
     onnx_outputs = session.run(output_names, inputs)
     torch_outputs = run_serving_module(network, inputs)
-    differences = {name: float(np.abs(o - torch_outputs[name]).max()) if o.size else 0.0
-                   for name, o in zip(output_names, onnx_outputs)}
-    worst = max(differences.values())
-    if worst > atol:
-        raise AssertionError(f"ONNX Runtime differs from torch by {worst:.2e} (> {atol}): {differences}")
+    differences = {name: float(np.abs(o.astype(np.float64) - torch_outputs[name].astype(np.float64)).max())
+                   if o.size else 0.0 for name, o in zip(output_names, onnx_outputs)}
+    # A uint8 output (a picture) is rounded from floats, so a float difference far below atol can still flip a
+    # value that sits on a rounding boundary by one level.
+    tolerance = {name: max(atol, 1.0) if dtype == "UINT8" else atol for name, dtype, _ in signature["outputs"]}
+    failing = {name: d for name, d in differences.items() if d > tolerance[name]}
+    if failing:
+        raise AssertionError(f"ONNX Runtime differs from torch beyond tolerance {tolerance}: {differences}")
     return differences

@@ -37,7 +37,10 @@ class ServingSettings:
 # dynamic batching with no queue delay and one instance using both cores. Under load (concurrency 16) a 2 ms delay
 # formed the same batches (mean ≈ 8) at the same throughput, but cost a lone request 2.6 ms of p50 latency; two
 # single-thread instances halved the batch size and were slower.
-CPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1)}
+CPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
+               # docs/benchmarks.md "style_mapper serving settings": the app sends one request of four rows (all
+               # styles) or one row; dynamic batching without delay merges concurrent artists' requests.
+               "style_mapper": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1)}
 # Not measured: no GPU was available when this was written (docs/benchmarks.md says so). Starting point from Triton's
 # own guidance for small CNNs; `make bench` on a GPU host should replace it.
 GPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=128, max_queue_delay_us=500, instance_count=2)}

@@ -17,7 +17,9 @@ def save_checkpoint(model: torch.nn.Module, network: str, path: str | Path, **ex
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"network": network, "state_dict": model.state_dict(), **extra}, tmp)
+    # CPU tensors, so a checkpoint written on a GPU machine loads anywhere (the shipped weights are)
+    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    torch.save({"network": network, "state_dict": state, **extra}, tmp)
     tmp.replace(path)
     return path
 

@@ -44,6 +44,7 @@ def _load_network_modules() -> None:
     from training.networks import engagement, expression_encoder  # noqa: F401
     from training.networks import face_detector  # noqa: F401
     from training.networks import embedders  # noqa: F401
+    from training.networks import style_mapper  # noqa: F401
 
 
 def list_networks() -> list[str]:

@@ -1,0 +1,430 @@
+"""Train the style mapper (seed 003 §3.2–3.3) or one of its baselines on exact cross-style pairs.
+
+    python -m training.train_style_mapper --model style_mapper --train data/style_pairs/train \
+        --val data/style_pairs/val --out runs/style_mapper-cpu [--exclude-style anime] [--time-budget-s 600]
+    python -m training.train_style_mapper --model autoencoder ...   # plain autoencoder baseline
+    python -m training.train_style_mapper --model cyclegan ...      # CycleGAN-style baseline (unpaired)
+
+One step of the style mapper, for a batch of (source style s, target style t) pairs of the same face:
+  fake  = G(source, t, params)             the mapping (with the edited rendering as target for some rows:
+                                           a user's parameter override, whose ground truth we can draw)
+  cycle = G(fake, s, the source's params)  back again
+  L = λ_adv·L_adv + λ_style·L_style + λ_expr·L_expr + λ_cyc·L_cyc      (seed 003: 1.0 / 0.8 / 1.2 / 0.5)
+      + λ_rec·L1(fake, ground truth) + encoder supervision + λ_kl·KL
+where L_adv is LSGAN against a conditional PatchGAN discriminator (one patch map per style), L_style asks the
+discriminator's style classifier and the mapper's own encoder for the target style, and L_expr asks the
+discriminator's emotion classifier for the target's emotion and the re-encoded latent for the source's identity,
+expression and auxiliary parts (weighted as seed 003 Table 2). The discriminator's classifiers learn from real
+renderings only (StarGAN), so the mapper is never trained against the served expression_encoder that
+training/evaluate_mapping.py judges it with. λ_rec = 10 is ours: the seed had no exact pairs; pix2pix-style paired
+L1 is what exact pairs allow. Adam 2e-4, β (0.5, 0.999), weight decay 5e-5 (seed 003 §5.1); the learning rate
+drops ×0.1 for the last 20 % of the time budget (the seed's ×0.1 every 50 of 200 epochs, compressed into a
+budget). Generator weights are averaged (EMA 0.999) and the average is what is saved and evaluated.
+
+`--exclude-style X` leaves X out as source and as target (the leave-one-style-out models: they can still map *from*
+an unseen style, never into one, as its style embedding is never trained). Runs on CUDA when present (bf16
+autocast), else on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
+from training.checkpoints import save_checkpoint
+from training.data.style_pairs import EDITED, load_style_sets
+from training.networks import build_model
+from training.networks.style_baselines import BASELINE_CPU, ConcatStyleGenerator
+from training.networks.style_mapper import LATENT_WEIGHTS, StyleMapper
+
+LAMBDA = {"adv": 1.0, "style": 0.8, "expr": 1.2, "cyc": 0.5, "rec": 10.0, "encoder": 1.0, "kl": 0.01}
+# CycleGAN's own weights for its baseline (cycle 10, identity 0.5 × cycle).
+CYCLEGAN_LAMBDA = {"adv": 1.0, "style": 1.0, "cyc": 10.0, "identity": 5.0}
+EDITED_FRACTION = 0.3       # rows whose target is the edited rendering (a parameter override)
+SAME_STYLE_FRACTION = 0.1   # rows mapped into their own style (the mapping must then be the identity)
+MODELS = ("style_mapper", "autoencoder", "cyclegan")
+
+
+class StyleDiscriminator(nn.Module):
+    """Conditional PatchGAN (one real/fake map per style) with style and emotion classifiers on a shared trunk."""
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        c = channels
+        self.trunk = nn.Sequential(
+            sn(nn.Conv2d(3, c, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(c, 2 * c, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * c, 4 * c, 4, 2, 1)), nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(4 * c, 4 * c, 3, 1, 1)), nn.LeakyReLU(0.2))
+        self.patches = sn(nn.Conv2d(4 * c, len(STYLES), 3, 1, 1))
+        self.classes = nn.Linear(4 * c, len(STYLES) + len(EMOTIONS))
+
+    def forward(self, images: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """→ patch logits of `style` [B, h, w], style logits [B, 4], emotion logits [B, 7]."""
+        features = self.trunk(images * 2 - 1)
+        patches = self.patches(features)[torch.arange(len(style), device=style.device), style]
+        classes = self.classes(features.mean(dim=(2, 3)))
+        return patches, classes[:, :len(STYLES)], classes[:, len(STYLES):]
+
+
+@dataclass
+class PairBatch:
+    source: torch.Tensor        # float [B, 3, S, S] in [0, 1]
+    target: torch.Tensor
+    source_style: torch.Tensor  # int64 [B]
+    target_style: torch.Tensor
+    source_emotion: torch.Tensor
+    target_emotion: torch.Tensor
+    source_params: torch.Tensor  # float [B, 4] (ground truth, as drawn)
+    target_params: torch.Tensor
+    params_mask: torch.Tensor   # float [B, 4]: 1 where the target's parameter was set by an override
+
+    def one_hot(self, styles: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(styles, len(STYLES)).float()
+
+
+class PairSampler:
+    """Random (source, target) pairs from style sets, optionally without one style, on the training device.
+
+    The whole split is moved to the device as uint8 once (16k sets at 128 px: 3.9 GB), so batches are gathers."""
+
+    def __init__(self, sets: dict[str, np.ndarray], device: torch.device, exclude_style: str | None = None,
+                 edited_fraction: float = EDITED_FRACTION, seed: int = 0):
+        self.images = torch.from_numpy(np.ascontiguousarray(sets["images"])).to(device)
+        self.emotions = torch.from_numpy(np.asarray(sets["emotions"])).to(device)
+        self.params = torch.from_numpy(np.asarray(sets["params"])).to(device)
+        self.edited_style = torch.from_numpy(np.asarray(sets["edited_style"])).to(device)
+        self.edited_mask = torch.from_numpy(np.asarray(sets["edited_mask"])).to(device)
+        self.allowed = torch.tensor([i for i, s in enumerate(STYLES) if s != exclude_style], device=device)
+        self.edited_fraction = edited_fraction
+        self.device = device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _randint(self, high: int, n: int) -> torch.Tensor:
+        return torch.randint(high, (n,), device=self.device, generator=self.generator)
+
+    def sample(self, batch: int) -> PairBatch:
+        sets = self._randint(len(self), batch)
+        source = self.allowed[self._randint(len(self.allowed), batch)]
+        target = self.allowed[self._randint(len(self.allowed), batch)]
+        # mostly another style; SAME_STYLE_FRACTION keeps the identity mapping in the mix
+        same = torch.rand(batch, device=self.device, generator=self.generator) < SAME_STYLE_FRACTION
+        for _ in range(4):  # redraw the targets that collided with their source by chance
+            clash = (target == source) & ~same
+            if not clash.any():
+                break
+            target = torch.where(clash, self.allowed[self._randint(len(self.allowed), batch)], target)
+        target = torch.where(same, source, target)
+        edited_allowed = (self.edited_style[sets][:, None] == self.allowed[None]).any(dim=1)
+        edited = (torch.rand(batch, device=self.device, generator=self.generator) < self.edited_fraction)
+        edited &= edited_allowed
+        target_row = torch.where(edited, torch.full_like(target, EDITED), target)
+        target = torch.where(edited, self.edited_style[sets], target)
+        mask = self.edited_mask[sets] * edited[:, None].float()
+
+        def pixels(rows: torch.Tensor) -> torch.Tensor:
+            return self.images[sets, rows].permute(0, 3, 1, 2).float() / 255.0
+
+        return PairBatch(pixels(source), pixels(target_row), source, target, self.emotions[sets, source],
+                         self.emotions[sets, target_row], self.params[sets, source], self.params[sets, target_row],
+                         mask)
+
+    def fixed_pairs(self, count: int, seed: int = 1) -> list[tuple[int, int, int]]:
+        """(set, source style, target style) with source ≠ target, no edits: a fixed validation list."""
+        rng = np.random.default_rng(seed)
+        allowed = self.allowed.tolist()
+        pairs = []
+        while len(pairs) < count:
+            s, t = rng.choice(allowed, 2, replace=False)
+            pairs.append((int(rng.integers(len(self))), int(s), int(t)))
+        return pairs
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per image, for float images in [0, 1]."""
+    mse = (a - b).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+    return 10 * torch.log10(1.0 / mse)
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+
+
+class MapperTrainer:
+    """One optimisation step at a time for the style mapper or a baseline; `map` is what evaluation calls."""
+
+    def __init__(self, kind: str, network: str, device: torch.device, learning_rate: float = 2e-4):
+        self.kind, self.network, self.device = kind, network, device
+        self.generator = (build_model(network) if kind == "style_mapper" else ConcatStyleGenerator(BASELINE_CPU))
+        self.generator.to(device).train()
+        self.ema = copy.deepcopy(self.generator).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        adam = dict(lr=learning_rate, betas=(0.5, 0.999), weight_decay=5e-5)
+        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), **adam)
+        self.discriminator = StyleDiscriminator().to(device) if kind != "autoencoder" else None
+        self.d_optimizer = (torch.optim.Adam(self.discriminator.parameters(), **adam)
+                            if self.discriminator is not None else None)
+        self.updates = 0
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                         else torch.autocast("cpu", enabled=False))
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        for optimizer in (self.g_optimizer, self.d_optimizer):
+            if optimizer is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate
+
+    @torch.no_grad()
+    def update_ema(self, decay: float = 0.999) -> None:
+        # warm-up (as timm's ModelEmaV3): early on, the average follows the live weights closely
+        self.updates += 1
+        decay = min(decay, (1 + self.updates) / (10 + self.updates))
+        for ema, live in zip(self.ema.state_dict().values(), self.generator.state_dict().values()):
+            if ema.dtype.is_floating_point:
+                ema.mul_(decay).add_(live.detach(), alpha=1 - decay)
+            else:
+                ema.copy_(live)
+
+    def _discriminator_step(self, real: torch.Tensor, real_style: torch.Tensor, real_emotion: torch.Tensor,
+                            fake: torch.Tensor, fake_style: torch.Tensor) -> torch.Tensor:
+        """LSGAN real/fake on the patch map of each image's style; the classifiers learn from real images only."""
+        with self.autocast:
+            real_patches, style_logits, emotion_logits = self.discriminator(real, real_style)
+            fake_patches, _, _ = self.discriminator(fake.detach(), fake_style)
+            loss = (F.mse_loss(real_patches.float(), torch.ones_like(real_patches, dtype=torch.float32))
+                    + F.mse_loss(fake_patches.float(), torch.zeros_like(fake_patches, dtype=torch.float32))
+                    + F.cross_entropy(style_logits.float(), real_style)
+                    + F.cross_entropy(emotion_logits.float(), real_emotion))
+        self.d_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.d_optimizer.step()
+        return loss.detach()
+
+    def step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """One generator (and discriminator) update; losses come back as device tensors (no host sync)."""
+        if self.kind == "style_mapper":
+            return self._mapper_step(batch)
+        if self.kind == "autoencoder":
+            return self._autoencoder_step(batch)
+        return self._cyclegan_step(batch)
+
+    def _mapper_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        g: StyleMapper = self.generator
+        target_style, source_style = batch.one_hot(batch.target_style), batch.one_hot(batch.source_style)
+        with self.autocast:
+            encoding = g.encode(batch.source)
+            heads = g.heads(encoding)
+            applied = g.applied_params(encoding, target_style, batch.target_params, batch.params_mask)
+            fake = g.decode(encoding, target_style, applied)
+        d_loss = self._discriminator_step(batch.target, batch.target_style, batch.target_emotion, fake,
+                                          batch.target_style)
+        with self.autocast:
+            fake_patches, fake_style, fake_emotion = self.discriminator(fake, batch.target_style)
+            re_encoding = g.encode(fake)
+            re_heads = g.heads(re_encoding)
+            back = g.applied_params(re_encoding, source_style, batch.source_params, batch.params_mask)
+            cycle = g.decode(re_encoding, source_style, back)
+            fake32, cycle32 = fake.float(), cycle.float()
+            losses = {
+                "adv": F.mse_loss(fake_patches.float(), torch.ones_like(fake_patches, dtype=torch.float32)),
+                "style": F.cross_entropy(fake_style.float(), batch.target_style)
+                + F.cross_entropy(re_heads["source_style_logits"].float(), batch.target_style),
+                "expr": F.cross_entropy(fake_emotion.float(), batch.target_emotion)
+                + sum(LATENT_WEIGHTS[part] * F.l1_loss(re_encoding.part(part, "mean").float(),
+                                                       encoding.part(part, "mean").detach().float())
+                      for part in ("identity", "expression", "auxiliary")),
+                "cyc": F.l1_loss(cycle32, batch.source),
+                "rec": F.l1_loss(fake32, batch.target),
+                "encoder": F.cross_entropy(heads["source_style_logits"].float(), batch.source_style)
+                + F.cross_entropy(heads["emotion_logits"].float(), batch.source_emotion)
+                + F.l1_loss(heads["source_params"].float(), batch.source_params)
+                + 0.1 * F.cross_entropy(heads["expression_style_logits"].float(), batch.source_style),
+                "kl": kl_divergence(encoding.mean.float(), encoding.logvar.float()),
+            }
+            loss = sum(LAMBDA[name] * value for name, value in losses.items())
+        self.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optimizer.step()
+        self.update_ema()
+        return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
+
+    def _autoencoder_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        with self.autocast:
+            fake = self.generator(batch.source, batch.one_hot(batch.target_style))
+            loss = F.l1_loss(fake.float(), batch.target)
+        self.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optimizer.step()
+        self.update_ema()
+        return {"loss": loss.detach(), "rec": loss.detach()}
+
+    def _cyclegan_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        g = self.generator
+        target_style, source_style = batch.one_hot(batch.target_style), batch.one_hot(batch.source_style)
+        with self.autocast:
+            fake = g(batch.source, target_style)
+        # unpaired: the discriminator's real images are other faces' renderings (the batch rolled by one)
+        d_loss = self._discriminator_step(batch.target.roll(1, 0), batch.target_style.roll(1, 0),
+                                          batch.target_emotion.roll(1, 0), fake, batch.target_style)
+        with self.autocast:
+            fake_patches, fake_style, _ = self.discriminator(fake, batch.target_style)
+            losses = {
+                "adv": F.mse_loss(fake_patches.float(), torch.ones_like(fake_patches, dtype=torch.float32)),
+                "style": F.cross_entropy(fake_style.float(), batch.target_style),
+                "cyc": F.l1_loss(g(fake, source_style).float(), batch.source),
+                "identity": F.l1_loss(g(batch.source, source_style).float(), batch.source),
+            }
+            loss = sum(CYCLEGAN_LAMBDA[name] * value for name, value in losses.items())
+        self.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optimizer.step()
+        self.update_ema()
+        return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
+
+
+@torch.no_grad()
+def map_images(model: nn.Module, images: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor | None = None,
+               params_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """float [B, 3, S, S] → mapped float images, for the style mapper (mask 0: no overrides) or a baseline."""
+    target = F.one_hot(target_style, len(STYLES)).float()
+    if isinstance(model, StyleMapper):
+        params = params if params is not None else torch.zeros(len(images), len(ACTION_PARAMS), device=images.device)
+        params_mask = params_mask if params_mask is not None else torch.zeros_like(params)
+        return model(images, target, params, params_mask)["mapped"]
+    return model(images, target)
+
+
+@torch.no_grad()
+def validation_psnr(model: nn.Module, sampler: PairSampler, pairs: list[tuple[int, int, int]],
+                    batch: int = 64) -> float:
+    values = []
+    for start in range(0, len(pairs), batch):
+        chunk = torch.tensor(pairs[start:start + batch], device=sampler.device)
+        sets, source, target = chunk[:, 0], chunk[:, 1], chunk[:, 2]
+        src = sampler.images[sets, source].permute(0, 3, 1, 2).float() / 255
+        tgt = sampler.images[sets, target].permute(0, 3, 1, 2).float() / 255
+        values.append(psnr(map_images(model, src, target), tgt))
+    return float(torch.cat(values).mean())
+
+
+def save_generator(trainer: MapperTrainer, path: Path, **extra) -> Path:
+    if trainer.kind == "style_mapper":
+        return save_checkpoint(trainer.ema, trainer.network, path, **extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    state = {name: value.detach().cpu() for name, value in trainer.ema.state_dict().items()}
+    torch.save({"baseline": trainer.kind, "state_dict": state, **extra}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_generator(path: str | Path) -> nn.Module:
+    """A trained style mapper (registered checkpoint) or baseline, in eval mode on the CPU."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "baseline" in checkpoint:
+        model = ConcatStyleGenerator(BASELINE_CPU)
+    else:
+        model = build_model(checkpoint["network"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def train(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.benchmark = True
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    train_sampler = PairSampler(load_style_sets(args.train, mmap=False), device, args.exclude_style, seed=args.seed)
+    val_sampler = PairSampler(load_style_sets(args.val, mmap=False), device, args.exclude_style, seed=args.seed + 1)
+    val_pairs = val_sampler.fixed_pairs(args.val_pairs)
+    trainer = MapperTrainer(args.model, args.network, device, args.learning_rate)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = (args.out / "log.jsonl").open("w")
+    started = time.perf_counter()
+    best, step, next_eval, history = -math.inf, 0, args.eval_every_s, []
+    decayed = False
+    while True:
+        elapsed = time.perf_counter() - started
+        if elapsed >= args.time_budget_s or (args.max_steps and step >= args.max_steps):
+            break
+        progress = max(elapsed / args.time_budget_s, step / args.max_steps if args.max_steps else 0.0)
+        if not decayed and progress >= 0.8:
+            trainer.set_learning_rate(args.learning_rate * 0.1)
+            decayed = True
+        losses = trainer.step(train_sampler.sample(args.batch))
+        step += 1
+        if elapsed >= next_eval or step == 1:
+            next_eval = elapsed + args.eval_every_s
+            losses = {name: float(value) for name, value in losses.items()}
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise FloatingPointError(f"step {step}: non-finite loss {losses}")
+            value = validation_psnr(trainer.ema, val_sampler, val_pairs)
+            record = {"step": step, "elapsed_s": round(elapsed, 1), "val_psnr": round(value, 3),
+                      **{k: round(v, 5) for k, v in losses.items()}}
+            history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            print(f"[{args.model}] step {step} {elapsed:.0f}s val PSNR {value:.2f} dB "
+                  + " ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
+            if value > best:
+                best = value
+                save_generator(trainer, args.out / "best.pt", step=step, val_psnr=value,
+                               exclude_style=args.exclude_style)
+    final = validation_psnr(trainer.ema, val_sampler, val_pairs)
+    if final > best:
+        best = final
+        save_generator(trainer, args.out / "best.pt", step=step, val_psnr=final, exclude_style=args.exclude_style)
+    summary = {"model": args.model, "network": args.network, "device": str(device), "steps": step,
+               "samples": step * args.batch, "batch": args.batch, "wall_s": round(time.perf_counter() - started, 1),
+               "best_val_psnr": round(best, 3), "final_val_psnr": round(final, 3),
+               "exclude_style": args.exclude_style, "train_sets": len(train_sampler),
+               "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"[{args.model}] done: {summary}", flush=True)
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=MODELS, default="style_mapper")
+    parser.add_argument("--network", default="style_mapper-cpu", help="registered style_mapper config")
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--val", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--exclude-style", choices=STYLES)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--time-budget-s", type=float, default=600)
+    parser.add_argument("--max-steps", type=int, default=0)
+    parser.add_argument("--eval-every-s", type=float, default=60)
+    parser.add_argument("--val-pairs", type=int, default=512)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
