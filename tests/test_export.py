@@ -6,22 +6,29 @@ import re
 
 import pytest
 
-from export.triton_repository import CPU_SERVING, ServingSettings, config_pbtxt, write_model
-from training.networks import build_model
+from export.triton_repository import CPU_SERVING, GPU_SERVING, ServingSettings, config_pbtxt, write_model
+from training.networks import build_model, list_networks
 
 
 def io_section(config: str) -> str:
     return config[config.index("input ["):config.index("dynamic_batching")]
 
 
-def test_cpu_and_gpu_flavours_declare_identical_inputs_and_outputs() -> None:
-    network = build_model("expression_encoder-cpu")
+@pytest.mark.parametrize("name", [n for n in list_networks() if n.endswith("-cpu")])
+def test_cpu_and_gpu_flavours_declare_identical_inputs_and_outputs(name: str) -> None:
+    network = build_model(name)
     signature = network.serving_signature()
-    cpu = config_pbtxt("expression_encoder", signature, "cpu", ServingSettings())
-    gpu = config_pbtxt("expression_encoder", signature, "gpu", ServingSettings())
+    triton_name = network.config.triton_name
+    cpu = config_pbtxt(triton_name, signature, "cpu", CPU_SERVING.get(triton_name, ServingSettings()))
+    gpu = config_pbtxt(triton_name, signature, "gpu", GPU_SERVING.get(triton_name, ServingSettings()))
     assert 'backend: "python"' in cpu and "KIND_CPU" in cpu
     assert 'platform: "tensorrt_plan"' in gpu and "KIND_GPU" in gpu
     assert io_section(cpu) == io_section(gpu)
+
+
+def test_the_encoder_takes_raw_64_px_pixels() -> None:
+    signature = build_model("expression_encoder-cpu").serving_signature()
+    cpu = config_pbtxt("expression_encoder", signature, "cpu", ServingSettings())
     assert re.search(r"name: \"image\"\s+data_type: TYPE_UINT8\s+dims: \[ 64, 64, 3 \]", cpu)
 
 

@@ -6,7 +6,7 @@
 #
 # The plan must be built by the same TensorRT that serves it, so this runs trtexec in the Triton container of the
 # pinned version (TRITON_IMAGE; 24.10 is Triton 2.51, the server the CPU flavour runs from PyPI). fp16, one
-# optimisation profile over batch sizes 1..max_batch_size from config.pbtxt, optimised for OPT_BATCH.
+# optimisation profile over batch sizes 1..max_batch_size from config.pbtxt for every input, optimised for OPT_BATCH.
 # Needs a Docker engine with the NVIDIA container toolkit and a GPU; it does not run on the CPU dev machines.
 set -euo pipefail
 repo=$(realpath "${1:-model_repository_gpu}")
@@ -19,12 +19,21 @@ for config in "$repo"/*/config.pbtxt; do
   name=$(basename "$model_dir")
   grep -q 'platform: "tensorrt_plan"' "$config" || { echo "skip $name: not a tensorrt_plan model"; continue; }
   max_batch=$(sed -n 's/^max_batch_size: \([0-9]*\)/\1/p' "$config")
-  # input name and dims ([S, S, 3] etc.) from the first input of config.pbtxt
-  input=$(awk '/^input/{f=1} f&&/name:/{gsub(/"/,"",$2); print $2; exit}' "$config")
-  dims=$(awk '/^input/{f=1} f&&/dims:/{gsub(/[][ ]/,"",$0); sub("dims:","",$0); gsub(",","x",$0); print; exit}' "$config")
-  shapes="--minShapes=${input}:1x${dims} --optShapes=${input}:$((opt_batch < max_batch ? opt_batch : max_batch))x${dims} --maxShapes=${input}:${max_batch}x${dims}"
+  # one min/opt/max shape per input (every input has the dynamic batch axis first), from config.pbtxt's input block
+  opt=$((opt_batch < max_batch ? opt_batch : max_batch))
+  inputs=$(awk '/^input \[/{f=1; next} /^output \[/{f=0}
+                f && /name:/ {gsub(/"/, "", $2); name=$2}
+                f && /dims:/ {gsub(/[][ ]/, ""); sub("dims:", ""); gsub(",", "x"); print name ":" $0}' "$config")
+  min_shapes="" opt_shapes="" max_shapes=""
+  for entry in $inputs; do
+    input=${entry%%:*} dims=${entry#*:}
+    min_shapes+="${min_shapes:+,}${input}:1x${dims}"
+    opt_shapes+="${opt_shapes:+,}${input}:${opt}x${dims}"
+    max_shapes+="${max_shapes:+,}${input}:${max_batch}x${dims}"
+  done
+  shapes="--minShapes=$min_shapes --optShapes=$opt_shapes --maxShapes=$max_shapes"
   for version_dir in "$model_dir"/[0-9]*; do
-    echo "building $name/$(basename "$version_dir")/model.plan (fp16, batch 1..$max_batch, input ${input} ${dims})"
+    echo "building $name/$(basename "$version_dir")/model.plan (fp16, batch 1..$max_batch, inputs ${inputs//$'\n'/ })"
     args="--onnx=/models/$name/$(basename "$version_dir")/model.onnx --saveEngine=/models/$name/$(basename "$version_dir")/model.plan --fp16 $shapes"
     if [ -n "$trtexec" ]; then
       # Already inside the container (or a machine with the matching TensorRT): run trtexec directly.
