@@ -13,6 +13,7 @@ pages = {
     "Artists": [
         st.Page("pages/expression_library.py", title="Expression library", icon=":material/photo_library:"),
         st.Page("pages/classify_faces.py", title="Classify faces", icon=":material/face:"),
+        st.Page("pages/style_mapping.py", title="Style mapping", icon=":material/palette:"),
     ],
     "Ops": [st.Page("pages/triton_status.py", title="Triton status", icon=":material/monitor_heart:")],
 }

@@ -573,6 +573,88 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------------------- map
+
+
+def _map_arguments(parser: argparse.ArgumentParser) -> None:
+    from facecast.vocab import ACTION_PARAMS
+
+    parser.add_argument("image", type=Path, help="a face picture (PNG, JPEG, WebP, GIF, BMP), or a frame with a face")
+    # Validated by facecast.mapping (not argparse choices/float), so a bad value is one line and exit 2.
+    parser.add_argument("--to", required=True, metavar="STYLE", help=f"target style: {', '.join(_styles())}")
+    for param in ACTION_PARAMS:
+        parser.add_argument(f"--{param}", metavar="X", help=f"set {param} (0..1; clamped into the target style's "
+                            "range, and said so)")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the mapped face (.png)")
+    parser.add_argument("--no-detect", action="store_true",
+                        help="map the whole picture even if the face detector finds no face in it")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--url", action="append", help="Triton host:port (repeat for failover; default: local server)")
+    parser.add_argument("--http-port", type=int, help="port of the local Triton (default: FACECAST_HTTP_PORT or 8000)")
+
+
+def cmd_map(args: argparse.Namespace, settings: Settings) -> int:
+    from facecast.mapping import (
+        MappingInputError,
+        NotAFaceError,
+        StyleMapper,
+        validate_overrides,
+        validate_style,
+        write_png_atomically,
+    )
+    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.vocab import ACTION_PARAMS
+
+    def refuse(message: str) -> int:
+        print(f"facecast map: error: {message}", file=sys.stderr)
+        return EXIT_PARTIAL
+
+    overrides = {param: getattr(args, param) for param in ACTION_PARAMS if getattr(args, param) is not None}
+    try:  # everything that can be checked without the server, before it is asked anything
+        style = validate_style(args.to)
+        validate_overrides(overrides, style)
+    except MappingInputError as error:
+        return refuse(str(error))
+    if args.out.suffix.lower() != ".png":
+        return refuse(f"--out {args.out}: the mapped face is written as PNG; give a path ending in .png")
+    if args.out.is_dir():
+        return refuse(f"--out {args.out}: is a folder; give a file path ending in .png")
+    if not args.image.is_file():
+        return refuse(f"{args.image}: {'is a folder, not an image file' if args.image.is_dir() else 'no such file'}")
+
+    mapper = StyleMapper.for_urls(args.url or [settings.triton_url])
+    try:
+        result = mapper.map_expression(args.image, style, overrides, assume_face=args.no_detect)
+    except NotAFaceError as error:
+        return refuse(f"{error}; if it is a face, map it anyway with --no-detect")
+    except MappingInputError as error:
+        return refuse(str(error))
+    except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
+        print(f"facecast map: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        write_png_atomically(result.mapped, args.out)
+    except OSError as error:
+        print(f"facecast map: error: {args.out}: cannot write ({error.strerror or error})", file=sys.stderr)
+        return EXIT_ERROR
+
+    if args.json:
+        print(json.dumps({"image": str(args.image), "out": str(args.out), **result.as_dict()}, indent=2))
+        return EXIT_OK
+
+    def params(values: dict) -> str:
+        return " ".join(f"{k}={v:.2f}" for k, v in values.items())
+
+    print(f"{args.image} → {style}: {args.out}")
+    print(f"  source   {result.source_style} ({result.source_style_probs[result.source_style]:.0%}), "
+          f"{result.emotion} ({result.emotion_probs[result.emotion]:.0%}); {result.source.description}")
+    print(f"  read     {params(result.source_params)}")
+    print(f"  applied  {params(result.applied_params)}")
+    for notice in result.notices:
+        print(f"  note: {notice}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------------------------------- train
 
 
@@ -642,6 +724,8 @@ COMMANDS: tuple[Command, ...] = (
             _library_arguments, cmd_library),
     Command("search", "search the expression library by text, image, emotion and style (two-stage, re-ranked)",
             _search_arguments, cmd_search),
+    Command("map", "draw a face's expression in another style (realistic, cartoon, anime, stylized_3d) via Triton",
+            _map_arguments, cmd_map),
 )
 
 

@@ -1,7 +1,7 @@
 """Shared fixtures: real tritonservers on free loopback ports serving the shipped weights.
 
 `expression_server` serves expression_encoder alone (the serving tests count its executions); `full_server` serves
-all six models (what `make run` serves) and is shared by every test of clip analysis, detection, the embedders,
+all seven models (what `make run` serves) and is shared by every test of clip analysis, detection, the embedders,
 the library and the app, so a test session starts two servers, not one per test file."""
 
 from __future__ import annotations
@@ -67,12 +67,13 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
-ALL_MODELS = ("face_detector", "expression_encoder", "engagement", "image_embedder", "text_embedder", "query_fuser")
+ALL_MODELS = ("face_detector", "expression_encoder", "engagement", "image_embedder", "text_embedder", "query_fuser",
+              "style_mapper")
 
 
 @pytest.fixture(scope="session")
 def full_repository(tmp_path_factory) -> Path:
-    """All six served models (what `make run` serves): a copy of model_repository/ when `make repository` built it
+    """All seven served models (what `make run` serves): a copy of model_repository/ when `make repository` built it
     completely, otherwise exported from the shipped weights the same way."""
     import shutil
 
@@ -95,6 +96,7 @@ def full_repository(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def full_server(full_repository, tmp_path_factory) -> Settings:
-    """Settings of a running real Triton serving all six models (clip analysis and the expression library)."""
+    """Settings of a running real Triton serving all seven models (clip analysis, the expression library, style
+    mapping)."""
     with serving(full_repository, tmp_path_factory.mktemp("full_state")) as settings:
         yield settings

@@ -19,7 +19,7 @@ from facecast.images import load_face
 from facecast.report import EngagementReport
 from facecast.triton_client import TritonModelClient
 from tests.clipmaker import emoji_over_photo
-from tests.conftest import settings_environment
+from tests.conftest import ALL_MODELS, settings_environment
 from training.data.demo import build_demo
 
 pytestmark = pytest.mark.triton
@@ -259,6 +259,108 @@ def test_classify_with_triton_down_shows_a_banner_and_retry(app_env, triton_down
     assert app.button[0].label == "Retry"
 
 
+# ---- style mapping -------------------------------------------------------------------------------------------------
+
+
+def upload_face(app: AppTest, name: str, data: bytes) -> AppTest:
+    if app.radio[0].value != "An uploaded face":
+        app.radio[0].set_value("An uploaded face")
+        app.run()
+    app.get("file_uploader")[0].set_value((name, data, "image/png"))
+    app.run()
+    return app
+
+
+def test_style_mapping_upload_map_and_save(app_env, full_server, tmp_path) -> None:
+    from facecast.mapping import StyleMapper
+    from facecast.store import open_store
+    from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES
+
+    app_env(full_server)
+    faces = build_demo(tmp_path / "demo")
+    source = faces / "realistic-happiness.png"
+    app = run_page("style_mapping")
+    assert not app.exception
+    assert "The library is empty" in app.info[0].value  # the default source is a library item
+    app = upload_face(app, source.name, source.read_bytes())
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert "In all four styles" in [s.value for s in app.subheader]
+    images = app.get("image")
+    assert [i.captions[0] for i in images[:5]] == [f"source: {source.name}"] + [s.replace("_", " ") for s in STYLES]
+
+    app.selectbox[0].select("anime")
+    app.run()
+    sliders = {s.label: s for s in app.slider}
+    assert list(sliders) == list(ACTION_PARAMS)
+    for param, (low, high) in STYLE_PARAM_BOUNDS["anime"].items():  # the sliders run over the target's bounds
+        assert (sliders[param].min, sliders[param].max) == (pytest.approx(low), pytest.approx(high))
+        assert low <= sliders[param].value <= high
+    sliders["mouth"].set_value(0.3)
+    next(b for b in app.button if b.label == "Map").click()
+    app.run()
+    assert not app.exception, app.exception
+    table = app.dataframe[0].value.set_index("parameter")
+    expected = StyleMapper.for_urls(full_server.triton_url).map_expression(source, "anime", {"mouth": 0.3})
+    assert table.loc["mouth", "applied"] == pytest.approx(0.3)
+    for param in ACTION_PARAMS:  # the page shows what the served model drew
+        assert table.loc[param, "applied"] == pytest.approx(round(expected.applied_params[param], 3), abs=2e-3)
+
+    next(b for b in app.button if b.label == "Save to library").click()
+    app.run()
+    assert not app.exception, app.exception
+    saved = app.success[0].value
+    assert saved.startswith("Saved as library item") and f"mapped from upload {source.name}" in saved
+    item_id = int(saved.split("library item ")[1].split()[0])
+    with open_store(tmp_path / "app.duckdb") as store:  # same process: shares the app's database instance
+        row = store.library_items([item_id]).iloc[0]
+    assert row["style"] == "anime" and row["source"].startswith(f"mapped from upload {source.name} (")
+    assert np.asarray(row["params"])[0] == pytest.approx(0.3)
+
+    # The saved face is now a library item: pick it as the source.
+    app.radio[0].set_value("A library item")
+    app.run()
+    assert not app.exception and not app.error
+    assert app.selectbox[0].value == item_id
+    assert "In all four styles" in [s.value for s in app.subheader]
+
+
+def test_style_mapping_bad_uploads_get_clear_messages(app_env, full_server) -> None:
+    app_env(full_server)
+    app = upload_face(run_page("style_mapping"), "notes.png", b"this is not a picture")
+    assert not app.exception
+    assert "cannot be mapped" in app.error[0].value and "notes.png" in app.error[0].value
+    app = upload_face(app, "tiny.png", _png(np.full((12, 12, 3), 90, np.uint8)))
+    assert not app.exception and "too small" in app.error[0].value
+
+    blank = _png(np.full((200, 200, 3), 255, np.uint8))
+    app = upload_face(app, "blank.png", blank)
+    assert not app.exception
+    assert "No face found" in app.error[0].value and "Map even if no face is found" in app.error[0].value
+    app.checkbox[0].check()
+    app.run()
+    assert not app.exception and not app.error
+    assert "face detection skipped" in " ".join(c.value for c in app.caption)
+
+
+def test_style_mapping_with_triton_down_shows_a_banner_and_retry(app_env, triton_down) -> None:
+    app_env(triton_down)
+    app = run_page("style_mapping")
+    assert not app.exception
+    assert "model server is not available" in app.error[0].value
+    assert app.button[0].label == "Retry"
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 # ---- ops -----------------------------------------------------------------------------------------------------------
 
 
@@ -268,8 +370,7 @@ def test_status_page_lists_models_stats_and_runs_a_load_test(app_env, full_serve
     assert not app.exception
     assert [m.value for m in app.metric if m.label == "Server"] == ["ready"]
     models = app.dataframe[1].value
-    assert set(models["model"]) == {"face_detector", "expression_encoder", "engagement", "image_embedder",
-                                    "text_embedder", "query_fuser"}
+    assert set(models["model"]) == set(ALL_MODELS)
     row = models[models["model"] == EXPRESSION_MODEL].iloc[0]
     assert row["state"] == "READY" and row["dynamic batching"] == "on" and row["max batch"] > 0
     app.slider[0].set_value(1.0)  # seconds

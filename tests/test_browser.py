@@ -238,6 +238,24 @@ def test_classify_demo_faces_in_the_browser(browser, app_url, full_server) -> No
     page.close()
 
 
+def test_style_mapping_in_the_browser(browser, app_url) -> None:
+    url, faces = app_url
+    page = open_page(browser, url, "Style mapping")
+    page.get_by_text("An uploaded face").click()
+    upload(page, page.locator('[data-testid="stFileUploader"]'), faces / "cartoon-surprise.png")
+    page.get_by_role("heading", name="In all four styles").wait_for(timeout=WAIT_MS)
+    # the source and the face in each of the four styles
+    page.locator('[data-testid="stImage"] img').nth(4).wait_for(timeout=WAIT_MS)
+    page.get_by_role("button", name=re.compile(r"Map$")).click()
+    result = page.locator(".st-key-mapping-result")
+    result.locator('[data-testid="stImage"] img').first.wait_for(timeout=WAIT_MS)
+    result.get_by_role("button", name=re.compile(r"Save to library$")).click()
+    page.get_by_text("Saved as library item").wait_for(timeout=WAIT_MS)
+    screenshot(page, "style-mapping")
+    assert page.get_by_text("Traceback").count() == 0
+    page.close()
+
+
 def test_ops_page_and_load_test_in_the_browser(browser, app_url) -> None:
     url, _ = app_url
     page = open_page(browser, url, "Triton status")
