@@ -216,6 +216,12 @@ class MapperTrainer:
         self.d_optimizer.step()
         return loss.detach()
 
+    def _update_generator(self, loss: torch.Tensor) -> None:
+        self.g_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.g_optimizer.step()
+        self.update_ema()
+
     def step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """One generator (and discriminator) update; losses come back as device tensors (no host sync)."""
         if self.kind == "style_mapper":
@@ -258,20 +264,14 @@ class MapperTrainer:
                 "kl": kl_divergence(encoding.mean.float(), encoding.logvar.float()),
             }
             loss = sum(LAMBDA[name] * value for name, value in losses.items())
-        self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_optimizer.step()
-        self.update_ema()
+        self._update_generator(loss)
         return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
 
     def _autoencoder_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         with self.autocast:
             fake = self.generator(batch.source, batch.one_hot(batch.target_style))
             loss = F.l1_loss(fake.float(), batch.target)
-        self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_optimizer.step()
-        self.update_ema()
+        self._update_generator(loss)
         return {"loss": loss.detach(), "rec": loss.detach()}
 
     def _cyclegan_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
@@ -291,10 +291,7 @@ class MapperTrainer:
                 "identity": F.l1_loss(g(batch.source, source_style).float(), batch.source),
             }
             loss = sum(CYCLEGAN_LAMBDA[name] * value for name, value in losses.items())
-        self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.g_optimizer.step()
-        self.update_ema()
+        self._update_generator(loss)
         return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
 
 
