@@ -35,19 +35,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
-from training.evaluation import markdown_table
+from training.evaluation import markdown_table, served_weights
 
 SERVED_MODELS = ("style_mapper", "expression_encoder")
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
@@ -72,45 +70,12 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _built_is_current(name: str) -> bool:
-    """model_repository/<name> exists and was exported after its weights were last written."""
-    built = PROJECT_ROOT / "model_repository" / name
-    onnx = built / "1" / "model.onnx"
-    weights = WEIGHTS_DIR / f"{name}-cpu.pt"
-    return (built / "config.pbtxt").is_file() and onnx.is_file() and weights.is_file() \
-        and onnx.stat().st_mtime >= weights.stat().st_mtime
-
-
-@contextlib.contextmanager
-def served_models(url: str | None) -> Iterator[str]:
-    """A Triton URL serving style_mapper and expression_encoder: the given one, or a server started here."""
-    if url:
-        yield url
-        return
-    from export.triton_repository import write_repository
-    from facecast import triton_server
-
-    with tempfile.TemporaryDirectory(prefix="facecast-mapping-") as scratch:
-        repository = Path(scratch) / "model_repository"
-        repository.mkdir()
-        to_export = []
-        for name in SERVED_MODELS:
-            if _built_is_current(name):
-                shutil.copytree(PROJECT_ROOT / "model_repository" / name, repository / name)
-            else:
-                weights = WEIGHTS_DIR / f"{name}-cpu.pt"
-                if not weights.is_file():
-                    raise SystemExit(f"missing {weights}: `make models` trains it")
-                to_export.append(weights)
-        if to_export:
-            write_repository(repository, to_export, "cpu")
-        origin = ("exported from " + ", ".join(p.name for p in to_export)) if to_export else "model_repository/"
-        log(f"serving {', '.join(SERVED_MODELS)} ({origin})")
-        http, grpc, metrics = triton_server.find_free_ports(3)
-        settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                             model_repository=repository, run_dir=Path(scratch) / "run")
-        with triton_server.running_server(settings, model_repository=repository):
-            yield settings.triton_url
+def served_models(url: str | None) -> contextlib.AbstractContextManager[str]:
+    """A Triton URL serving style_mapper and expression_encoder (the shipped weights): the given one, or a real
+    server started here."""
+    log(f"serving {', '.join(SERVED_MODELS)} from weights/")
+    return served_weights([WEIGHTS_DIR / f"{name}-cpu.pt" for name in SERVED_MODELS], url,
+                          prefix="facecast-mapping-")
 
 
 def in_batches(count: int, run: Callable[[slice], dict[str, np.ndarray]], label: str,

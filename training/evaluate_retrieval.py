@@ -38,15 +38,15 @@ import argparse
 import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 from facecast.library import Embedders, Library, Query
 from facecast.vocab import EMOTIONS, STYLES
+from training.evaluation import served_weights
 
 EMBEDDER_WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in
                     ("image_embedder", "text_embedder", "query_fuser")]
@@ -62,27 +62,9 @@ RETRIEVE = 100
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def served_embedders(url: str | None) -> Iterator[str]:
+def served_embedders(url: str | None) -> contextlib.AbstractContextManager[str]:
     """A Triton URL serving the three embedders: the given one, or a server started here on free ports."""
-    if url:
-        yield url
-        return
-    from export.triton_repository import write_repository
-    from facecast import triton_server
-
-    missing = [str(p) for p in EMBEDDER_WEIGHTS if not p.is_file()]
-    if missing:
-        raise SystemExit(f"missing embedder weights {missing}: train them with `python -m training.train_embedders "
-                         "train`")
-    with tempfile.TemporaryDirectory(prefix="facecast-retrieval-") as scratch:
-        repository = Path(scratch) / "model_repository"
-        write_repository(repository, EMBEDDER_WEIGHTS, "cpu")
-        http, grpc, metrics = triton_server.find_free_ports(3)
-        settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                             model_repository=repository, run_dir=Path(scratch) / "run")
-        with triton_server.running_server(settings, model_repository=repository):
-            yield settings.triton_url
+    return served_weights(EMBEDDER_WEIGHTS, url, prefix="facecast-retrieval-")
 
 
 def render_synthetic(folder: Path, count: int, seed: int) -> Path:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -117,3 +121,27 @@ def format_interval(values, digits: int = 3) -> str:
     if np.isnan(mean):
         return "–"
     return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+@contextlib.contextmanager
+def served_weights(weights: list[Path], url: str | None = None, prefix: str = "facecast-eval-") -> Iterator[str]:
+    """A Triton URL serving these checkpoints: `url` as given, or a real server started here on free ports over a
+    scratch repository exported from the weights (so an evaluation judges exactly the weights it names)."""
+    if url:
+        yield url
+        return
+    from export.triton_repository import write_repository
+    from facecast import triton_server
+    from facecast.config import Settings
+
+    missing = [str(p) for p in weights if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"missing weights {missing}: `make models` trains them")
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        repository = Path(scratch) / "model_repository"
+        write_repository(repository, list(weights), "cpu")
+        http, grpc, metrics = triton_server.find_free_ports(3)
+        settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
+                                             model_repository=repository, run_dir=Path(scratch) / "run")
+        with triton_server.running_server(settings, model_repository=repository):
+            yield settings.triton_url
