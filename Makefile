@@ -140,7 +140,8 @@ evaluate-retrieval: $(VENV)/.installed
 
 # style_mapper (issue 6): exact cross-style pairs, then the mapper, both baselines and the leave-one-style-out
 # mappers under one shared budget each (training/style_mapper_suite.py). The shipped weights were trained on an
-# H100 with MAPPER_ARGS="--parallel 8 --time-budget-s 480 --max-steps 6000" (all eight runs side by side, bf16);
+# H100 with MAPPER_ARGS="--parallel 8 --time-budget-s 480 --max-steps 6000" (all eight runs side by side, bf16),
+# before the loss fix of training/train_style_mapper.py `latent_reconstruction` (a rebuild includes the fix);
 # the CPU default runs them one after another with a longer budget each.
 MAPPER_ARGS ?= --parallel 1 --time-budget-s 1800 --max-steps 6000
 mapper: $(VENV)/.installed

@@ -552,7 +552,11 @@ def params_section(sets: dict, read: dict, mapper: ServedMapper, judge: Judge, m
             f"Per overridden parameter ({int(masked.sum())} of them): the reading with the override is closer to the "
             f"request than the reading without it in {closer[masked].mean():.1%} of cases, and moved in the "
             f"requested direction in {moved[masked].mean():.1%}. `applied_params` equals the request (all requests "
-            f"here lie inside the style's bounds) to within {applied_error:.1e}.\n\n" + bounds_check(mapper, images))
+            f"here lie inside the style's bounds) to within {applied_error:.1e}. Why an override barely moves the "
+            "picture: the loss the shipped weights were trained with pulled an overridden face's re-encoded "
+            "expression back to the source's, which teaches the mapper to ignore overrides; "
+            "training/train_style_mapper.py `latent_reconstruction` no longer does, but the shipped weights "
+            "predate that fix.\n\n" + bounds_check(mapper, images))
 
 
 def sensitivity_section(sets: dict, read: dict, mapper: ServedMapper, judge: Judge, faces: int = 48) -> str:
