@@ -371,6 +371,10 @@ def write_png_atomically(image: np.ndarray, path: str | Path) -> Path:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+        # mkstemp creates the file 0600; the picture gets the permissions any new file of this user would get
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         try:

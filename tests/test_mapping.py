@@ -173,11 +173,14 @@ def test_unknown_parameter_and_style_in_overrides() -> None:
 def test_png_is_written_atomically(tmp_path, monkeypatch) -> None:
     target = tmp_path / "sub" / "face.png"
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    import os
+
     write_png_atomically(image, target)
     np.testing.assert_array_equal(np.asarray(Image.open(target)), image)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not the temporary file's 0600
     before = target.read_bytes()
-
-    import os
 
     def fail(*_args):
         raise OSError(28, "No space left on device")
