@@ -14,7 +14,8 @@ One step of the style mapper, for a batch of (source style s, target style t) pa
 where L_adv is LSGAN against a conditional PatchGAN discriminator (one patch map per style), L_style asks the
 discriminator's style classifier and the mapper's own encoder for the target style, and L_expr asks the
 discriminator's emotion classifier for the target's emotion and the re-encoded latent for the source's identity,
-expression and auxiliary parts (weighted as seed 003 Table 2). The discriminator's classifiers learn from real
+auxiliary and (where no parameter was overridden) expression parts (weighted as seed 003 Table 2; see
+`latent_reconstruction`). The discriminator's classifiers learn from real
 renderings only (StarGAN), so the mapper is never trained against the served expression_encoder that
 training/evaluate_mapping.py judges it with. λ_rec = 10 is ours: the seed had no exact pairs; pix2pix-style paired
 L1 is what exact pairs allow. Adam 2e-4, β (0.5, 0.999), weight decay 5e-5 (seed 003 §5.1); the learning rate
