@@ -120,8 +120,9 @@ def in_process_onnxruntime(onnx_path: Path, rows: dict[str, np.ndarray], batch: 
     return batch * len(timings) / sum(timings), 1000 * float(np.median(timings))
 
 
-def run(weights: Path, seconds: float, http_port: int, concurrencies: tuple[int, ...] = CONCURRENCY) -> str:
-    network = load_checkpoint(weights)
+def run(network, weights: Path, seconds: float, http_port: int,
+        concurrencies: tuple[int, ...] = CONCURRENCY) -> str:
+    """The benchmark section for `network` (loaded from `weights`, which the section names)."""
     model = network.config.triton_name
     requests_rows = example_serving_inputs(network.serving_signature(), 256)
     rows = []
@@ -184,10 +185,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(CONCURRENCY))
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
-    section = run(args.weights, args.seconds, args.http_port, tuple(args.concurrency))
+    network = load_checkpoint(args.weights)
+    section = run(network, args.weights, args.seconds, args.http_port, tuple(args.concurrency))
     print(section)
     if not args.no_write:
-        model = load_checkpoint(args.weights).config.triton_name
+        model = network.config.triton_name
         print(f"→ {write_section('serving' if model == 'expression_encoder' else f'serving-{model}', section)}")
 
 

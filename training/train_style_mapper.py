@@ -255,7 +255,7 @@ class MapperTrainer:
         with self.autocast:
             encoding = g.encode(batch.source)
             heads = g.heads(encoding)
-            applied = g.applied_params(encoding, target_style, batch.target_params, batch.params_mask)
+            applied = g.applied_params(heads["source_params"], target_style, batch.target_params, batch.params_mask)
             fake = g.decode(encoding, target_style, applied)
         d_loss = self._discriminator_step(batch.target, batch.target_style, batch.target_emotion, fake,
                                           batch.target_style)
@@ -263,7 +263,7 @@ class MapperTrainer:
             fake_patches, fake_style, fake_emotion = self.discriminator(fake, batch.target_style)
             re_encoding = g.encode(fake)
             re_heads = g.heads(re_encoding)
-            back = g.applied_params(re_encoding, source_style, batch.source_params, batch.params_mask)
+            back = g.applied_params(re_heads["source_params"], source_style, batch.source_params, batch.params_mask)
             cycle = g.decode(re_encoding, source_style, back)
             fake32, cycle32 = fake.float(), cycle.float()
             losses = {

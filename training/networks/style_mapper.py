@@ -235,14 +235,12 @@ class StyleMapper(nn.Module):
         latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
         return Encoding(content, skip, mean, logvar, latent)
 
-    def source_params(self, encoding: Encoding) -> torch.Tensor:
-        return torch.sigmoid(self.params_head(encoding.part("expression")))
-
-    def applied_params(self, encoding: Encoding, target_style: torch.Tensor, params: torch.Tensor,
+    def applied_params(self, source_params: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor,
                        params_mask: torch.Tensor) -> torch.Tensor:
-        """Overrides where the mask says so, the source's parameters elsewhere, clamped to the target's bounds."""
+        """Overrides where the mask says so, the source's parameters (`heads(...)["source_params"]`) elsewhere,
+        clamped to the target's bounds."""
         mask = params_mask.clamp(0.0, 1.0)
-        wanted = mask * params + (1 - mask) * self.source_params(encoding)
+        wanted = mask * params + (1 - mask) * source_params
         weights = style_weights(target_style)
         low, high = weights @ self.bounds[:, :, 0], weights @ self.bounds[:, :, 1]
         return torch.minimum(torch.maximum(wanted, low), high)
@@ -275,9 +273,10 @@ class StyleMapper(nn.Module):
     def forward(self, images: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor,
                 params_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         encoding = self.encode(images)
-        applied = self.applied_params(encoding, target_style, params, params_mask)
+        heads = self.heads(encoding)
+        applied = self.applied_params(heads["source_params"], target_style, params, params_mask)
         return {"mapped": self.decode(encoding, target_style, applied), "applied_params": applied,
-                **self.heads(encoding), "latent_mean": encoding.mean, "latent_logvar": encoding.logvar}
+                **heads, "latent_mean": encoding.mean, "latent_logvar": encoding.logvar}
 
     def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
         size = self.config.image_size
