@@ -38,8 +38,10 @@ class ServingSettings:
 # formed the same batches (mean ≈ 8) at the same throughput, but cost a lone request 2.6 ms of p50 latency; two
 # single-thread instances halved the batch size and were slower.
 CPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
-               # docs/benchmarks.md "style_mapper serving settings": the app sends one request of four rows (all
-               # styles) or one row; dynamic batching without delay merges concurrent artists' requests.
+               # docs/benchmarks.md "style_mapper serving settings" (`make bench-mapper`): the model is compute-bound
+               # (ONNX Runtime gains 1.03× from batch 2), so batching buys little: delay 0 ties no batching for a
+               # lone request (12.2 ms p50) and is 1.04× at 4 clients; a 2-ms delay costs a lone request 2.2 ms,
+               # two 1-thread instances double its latency.
                "style_mapper": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1)}
 # Not measured: no GPU was available when this was written (docs/benchmarks.md says so). Starting point from Triton's
 # own guidance for small CNNs; `make bench` on a GPU host should replace it.
