@@ -158,6 +158,7 @@ bench: setup bench-analyze bench-retrieval bench-mapper
 	$(PY) -m benchmarks.serving
 bench-mapper: setup
 	$(PY) -m benchmarks.serving --weights weights/style_mapper-cpu.pt --concurrency 1 4 --seconds 5
+	$(PY) -m benchmarks.face_check
 bench-analyze: setup
 	$(PY) -m benchmarks.analyze
 bench-retrieval: setup
