@@ -193,6 +193,8 @@ def test_expression_library_text_and_image_search_with_feedback(browser, app_url
         page.get_by_test_id("stBaseButton-primaryFormSubmit")).click()
     page.get_by_role("heading", name="12 results for the text query").wait_for(timeout=WAIT_MS)
     first_card = page.locator(".st-key-result-1")
+    # the heading can arrive before the cards are filled in (Streamlit streams the page): wait for the card's button
+    first_card.get_by_role("button", name="Good").wait_for(timeout=WAIT_MS)
     assert "anger" in first_card.inner_text()
     screenshot(page, "library-text-search")
     first_card.get_by_role("button", name="Good").click()
@@ -205,6 +207,7 @@ def test_expression_library_text_and_image_search_with_feedback(browser, app_url
         page.get_by_test_id("stBaseButton-primaryFormSubmit")).click()
     page.get_by_role("heading", name="12 results for the image query").wait_for(timeout=WAIT_MS)
     first_card = page.locator(".st-key-result-1")
+    first_card.get_by_role("button", name="Use this").wait_for(timeout=WAIT_MS)
     assert "realistic-happiness.png" in first_card.inner_text()  # the very face searched for ranks first
     first_card.get_by_role("button", name="Use this").click()
     page.get_by_text("Using expression").first.wait_for(timeout=WAIT_MS)
