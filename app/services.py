@@ -13,7 +13,7 @@ from facecast.config import Settings, load_settings
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
 from facecast.library import Embedders, Library
 from facecast.store import Store, open_store
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 
 DEFAULT_PROFILE = "app"  # the feedback profile the app's thumbs and "use this" teach
 

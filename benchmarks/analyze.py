@@ -22,7 +22,7 @@ from export.triton_repository import write_repository
 from facecast.analysis import STAGES, ClipAnalyzer
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.media import probe_video
-from facecast.triton_server import find_free_ports, running_server
+from facecast.serving.process import find_free_ports, running_server
 
 ANALYSIS_WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt"
                     for name in ("face_detector", "expression_encoder", "engagement")]

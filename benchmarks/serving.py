@@ -29,8 +29,8 @@ from benchmarks.report import write_section
 from export.onnx_export import example_serving_inputs
 from export.triton_repository import CPU_SERVING, ServingSettings, write_model
 from facecast.config import Settings
-from facecast.triton_client import TritonModelClient
-from facecast.triton_server import running_server
+from facecast.serving.client import TritonModelClient
+from facecast.serving.process import running_server
 from training.evaluation import markdown_table
 from training.checkpoints import load_checkpoint
 

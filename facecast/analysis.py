@@ -136,7 +136,7 @@ class ClipAnalyzer:
         from facecast.engagement import ENGAGEMENT_MODEL
         from facecast.detection import MODEL_NAME as FACE_DETECTOR_MODEL
         from facecast.expressions import EXPRESSION_MODEL
-        from facecast.triton_client import TritonModelClient
+        from facecast.serving.client import TritonModelClient
 
         return cls(FaceDetector(TritonModelClient(FACE_DETECTOR_MODEL, urls)),
                    ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, urls)),
@@ -149,7 +149,7 @@ class ClipAnalyzer:
     def analyze(self, path: str | Path, *, name: str | None = None, sha256: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None) -> Analysis:
         """Analyse one clip file. Raises media.MediaError for unusable files, media.AnalysisCancelled when cancelled,
-        and facecast.triton_client errors when Triton is down or a model is missing."""
+        and facecast.serving.client errors when Triton is down or a model is missing."""
         path = Path(path)
         started = time.perf_counter()
         info = media.probe_video(path)

@@ -4,7 +4,7 @@ Each subcommand is two functions, `_<name>_arguments(parser)` and `cmd_<name>(ar
 registered in COMMANDS below; adding one (e.g. `classify`) means writing those two and adding one line there.
 
 Errors the user can act on (server env missing, port in use, a model that fails to load, a timeout) are raised as
-facecast.triton_server.TritonServerError and printed as one line on stderr with a non-zero exit code, never as
+facecast.serving.errors.TritonServerError and printed as one line on stderr with a non-zero exit code, never as
 a traceback.
 """
 
@@ -70,17 +70,19 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast import triton_server
+    from facecast.serving import errors
+    from facecast.serving import health
+    from facecast.serving import process
 
-    timeout = args.timeout if args.timeout is not None else triton_server.DEFAULT_START_TIMEOUT_S
+    timeout = args.timeout if args.timeout is not None else health.DEFAULT_START_TIMEOUT_S
     if not args.detach:
-        return triton_server.serve_foreground(settings, timeout=timeout, reuse=args.reuse)
-    process = triton_server.start_server(settings, timeout=timeout, reuse=args.reuse)
-    already = "already running, reused" if process.reused else "ready"
-    print(f"tritonserver {already} at {process.http_url} (pid {process.pid})")
-    print(f"pid file: {process.pid_path}")
-    print(f"log: {process.log_path}")
-    print(f"stop it with: facecast stop --http-port {process.http_port}")
+        return process.serve_foreground(settings, timeout=timeout, reuse=args.reuse)
+    server = process.start_server(settings, timeout=timeout, reuse=args.reuse)
+    already = "already running, reused" if server.reused else "ready"
+    print(f"tritonserver {already} at {server.http_url} (pid {server.pid})")
+    print(f"pid file: {server.pid_path}")
+    print(f"log: {server.log_path}")
+    print(f"stop it with: facecast stop --http-port {server.http_port}")
     return EXIT_OK
 
 
@@ -92,9 +94,11 @@ def _stop_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast import triton_server
+    from facecast.serving import errors
+    from facecast.serving import health
+    from facecast.serving import process
 
-    result = triton_server.stop_server(settings)
+    result = process.stop_server(settings)
     if not result.was_running:
         print(f"tritonserver pid {result.pid} was not running; removed its stale pid file")
     else:
@@ -112,9 +116,11 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast import triton_server
+    from facecast.serving import errors
+    from facecast.serving import health
+    from facecast.serving import process
 
-    status = triton_server.server_status(settings)
+    status = process.server_status(settings)
     exit_code = EXIT_OK if status["ready"] else EXIT_NOT_READY
     if args.json:
         print(json.dumps(status, indent=2))
@@ -165,7 +171,8 @@ def _expand_images(paths: list[Path]) -> list[Path]:
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     from facecast.expressions import EXPRESSION_MODEL, ClassifiedImage, ExpressionRecognizer, classify_images, read_sources
-    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonModelClient, TritonUnavailable
+    from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.serving.client import TritonModelClient
 
     paths = _expand_images(args.images)
     if not paths:
@@ -235,7 +242,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from facecast.media import AnalysisCancelled, MediaError
     from facecast.report import EngagementReport
     from facecast.store import StoreError, open_store
-    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
     analyzer = ClipAnalyzer.for_urls(args.url or [settings.triton_url])
     try:
@@ -433,7 +440,7 @@ def _open_library(args: argparse.Namespace, settings: Settings, *, triton: bool,
 def _library_errors():
     from facecast.feedback import FeedbackError
     from facecast.library import LibraryError
-    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
     errors: tuple[type[BaseException], ...] = (LibraryError, FeedbackError, TritonUnavailable, ModelUnavailable,
                                                InferenceFailed)
@@ -602,7 +609,7 @@ def cmd_map(args: argparse.Namespace, settings: Settings) -> int:
         validate_style,
         write_png_atomically,
     )
-    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
     from facecast.vocab import ACTION_PARAMS
 
     def refuse(message: str) -> int:
@@ -679,7 +686,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
               f"({error})", file=sys.stderr)
         return EXIT_ERROR
     from facecast.media import MediaError
-    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
     base = args.base or settings.root / "weights" / "engagement-cpu.pt"
     try:
@@ -743,7 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported here, not at the top: `facecast --help` must not pay for anything heavy.
-    from facecast.triton_server import TritonServerError
+    from facecast.serving.errors import TritonServerError
 
     try:
         settings = _settings_from_args(load_settings(), args)

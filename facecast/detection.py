@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 
 MODEL_NAME = "face_detector"
 # The operating point: the highest threshold whose recall on the validation scenes is ≥ 0.90 (the target);

@@ -12,7 +12,7 @@ import numpy as np
 
 from facecast.expressions import softmax
 from facecast.text import QueryTextError, tokenize
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 from facecast.vocab import EMOTIONS, STYLES
 
 IMAGE_EMBEDDER_MODEL = "image_embedder"

@@ -14,7 +14,7 @@ import numpy as np
 
 from facecast.engagement_features import INTERVAL_ORDER, MAX_STEPS
 from facecast.expressions import softmax
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 from facecast.vocab import AUDIENCE_GROUPS, ENGAGEMENT_CLASSES
 
 ENGAGEMENT_MODEL = "engagement"

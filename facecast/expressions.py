@@ -10,7 +10,7 @@ import numpy as np
 
 from facecast.images import ImageDecodeError, fit_square, load_rgb
 from facecast.store import ImageClassification
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
 EXPRESSION_MODEL = "expression_encoder"

@@ -89,7 +89,7 @@ class Embedders:
     @classmethod
     def for_urls(cls, urls: str | list[str]) -> Embedders:
         from facecast import embedding
-        from facecast.triton_client import TritonModelClient
+        from facecast.serving.client import TritonModelClient
 
         image = embedding.ImageEmbedder(TritonModelClient(embedding.IMAGE_EMBEDDER_MODEL, urls))
         text = embedding.TextEmbedder(TritonModelClient(embedding.TEXT_EMBEDDER_MODEL, urls))

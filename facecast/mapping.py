@@ -52,7 +52,7 @@ from facecast.images import (
     fit_square,
     load_rgb,
 )
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 
 MODEL_NAME = "style_mapper"
@@ -393,7 +393,7 @@ def write_png_atomically(image: np.ndarray, path: str | Path) -> Path:
 
 class StyleMapper:
     """Batched style mapping on Triton. Clients are lazy: creating one never fails when Triton is down; the first
-    request raises facecast.triton_client.TritonUnavailable (or ModelUnavailable) with what to do."""
+    request raises facecast.serving.errors.TritonUnavailable (or ModelUnavailable) with what to do."""
 
     def __init__(self, client: TritonModelClient, detector: FaceDetector | None = None):
         if client.model_name != MODEL_NAME:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from facecast import triton_server
+from facecast.serving import environment
+from facecast.serving import errors
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
 
 SHIPPED_WEIGHTS = Path(os.environ.get("FACECAST_TEST_WEIGHTS", PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt"))
@@ -21,8 +23,8 @@ SHIPPED_WEIGHTS = Path(os.environ.get("FACECAST_TEST_WEIGHTS", PROJECT_ROOT / "w
 
 def require_triton() -> None:
     try:
-        triton_server.locate_triton_environment(Settings().triton_env)
-    except triton_server.TritonEnvironmentMissing as error:
+        environment.locate_triton_environment(Settings().triton_env)
+    except errors.TritonEnvironmentMissing as error:
         if os.environ.get("FACECAST_REQUIRE_TRITON") == "1":
             raise
         pytest.skip(f"no Triton server environment: {error}")
@@ -32,11 +34,11 @@ def require_triton() -> None:
 def serving(repository: Path, state: Path) -> Iterator[Settings]:
     """A real Triton on free loopback ports serving `repository`; its run folder and DuckDB file live in `state`."""
     require_triton()
-    http, grpc, metrics = triton_server.find_free_ports(3)
+    http, grpc, metrics = process.find_free_ports(3)
     settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
                                          model_repository=repository, run_dir=state / "run",
                                          db_path=state / "facecast.duckdb")
-    with triton_server.running_server(settings, model_repository=repository):
+    with process.running_server(settings, model_repository=repository):
         yield settings
 
 

@@ -185,7 +185,7 @@ def test_cancelling_stops_the_analysis(full_server, emoji_clip):
 
 def test_triton_down_is_one_clear_line(emoji_clip, tmp_path):
     from facecast.config import Settings
-    from facecast.triton_server import find_free_ports
+    from facecast.serving.process import find_free_ports
 
     [port] = find_free_ports(1)
     down = Settings().with_overrides(http_port=port, db_path=tmp_path / "db.duckdb")

@@ -12,12 +12,12 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from app.report_html import report_html
-from facecast import triton_server
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
 from facecast.images import load_face
 from facecast.report import EngagementReport
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import ALL_MODELS, settings_environment
 from training.data.demo import build_demo
@@ -43,7 +43,7 @@ def app_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def triton_down(tmp_path) -> Settings:
-    (port,) = triton_server.find_free_ports(1)
+    (port,) = process.find_free_ports(1)
     return Settings().with_overrides(http_port=port, run_dir=tmp_path / "run", db_path=tmp_path / "down.duckdb")
 
 

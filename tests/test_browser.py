@@ -19,11 +19,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-from facecast import triton_server
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
 from facecast.images import load_face
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 from facecast.vocab import AUDIENCE_GROUPS
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import settings_environment
@@ -79,7 +79,7 @@ def app_url(full_server, tmp_path_factory):
     prepared = subprocess.run([sys.executable, "-m", "training.data.demo", "--library"], cwd=PROJECT_ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    (port,) = triton_server.find_free_ports(1)
+    (port,) = process.find_free_ports(1)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

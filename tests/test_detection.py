@@ -110,7 +110,7 @@ def test_shipped_detector_weights_are_small() -> None:
 
 @pytest.fixture(scope="module")
 def detector(full_server) -> FaceDetector:
-    from facecast.triton_client import TritonModelClient
+    from facecast.serving.client import TritonModelClient
 
     return FaceDetector(TritonModelClient("face_detector", full_server.triton_url))
 

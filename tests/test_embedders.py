@@ -149,7 +149,7 @@ def _stills(emotion: str, style: str, count: int, first_seed: int) -> np.ndarray
 @pytest.fixture(scope="module")
 def embedders(full_server):
     from facecast import embedding
-    from facecast.triton_client import TritonModelClient
+    from facecast.serving.client import TritonModelClient
 
     urls = [full_server.triton_url]
     image = embedding.ImageEmbedder(TritonModelClient(embedding.IMAGE_EMBEDDER_MODEL, urls))

@@ -15,7 +15,7 @@ import pytest
 import tritonclient.http as triton_http
 from PIL import Image, ImageDraw
 
-from facecast import triton_server
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.mapping import (
     MAX_SIDE,
@@ -32,7 +32,7 @@ from facecast.mapping import (
     validate_style,
     write_png_atomically,
 )
-from facecast.triton_client import TritonUnavailable
+from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 from tests.clipmaker import photo
 
@@ -401,7 +401,7 @@ def test_save_to_library_ingests_the_mapped_face(full_server, mapper, style_sets
 
 
 def test_triton_down_says_how_to_start_it(tmp_path) -> None:
-    (port,) = triton_server.find_free_ports(1)
+    (port,) = process.find_free_ports(1)
     mapper = StyleMapper.for_urls(f"127.0.0.1:{port}")
     with pytest.raises(TritonUnavailable, match="facecast serve --detach"):
         mapper.map_expression(np.full((64, 64, 3), 200, np.uint8), "anime", assume_face=True)
@@ -472,7 +472,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(full_server, tmp_path) -> None:
 
 
 def test_cli_with_triton_down_exits_1(tmp_path) -> None:
-    (port,) = triton_server.find_free_ports(1)
+    (port,) = process.find_free_ports(1)
     face = tmp_path / "face.png"
     Image.new("RGB", (64, 64), "white").save(face)
     done = facecast("map", str(face), "--to", "anime", "--out", str(tmp_path / "out.png"), "--url",

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facecast import triton_server
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.library import Embedders, Filters, Library, LibraryError, Query, QueryError, add_from_analysis
 from facecast.ranking import TERMS
 from facecast.store import open_store
-from facecast.triton_client import TritonUnavailable
+from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import EMOTIONS, STYLES
 
 WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in ("image_embedder", "text_embedder", "query_fuser")]
@@ -268,7 +268,7 @@ def test_cli_library_and_search(tmp_path, faces, embedder_url):
 
 
 def test_triton_down_is_a_clear_message(tmp_path, faces):
-    port = triton_server.find_free_ports(1)[0]
+    port = process.find_free_ports(1)[0]
     db = str(tmp_path / "down.duckdb")
     for args in (("search", "--text", "a happy face"), ("library", "add", str(faces / "face_000.png"))):
         result = _cli(*args, "--db", db, "--url", f"127.0.0.1:{port}")

@@ -15,12 +15,13 @@ import pytest
 import requests
 import torch
 
-from facecast import triton_server
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
 from facecast.images import load_face
 from facecast.store import open_store
-from facecast.triton_client import TritonModelClient, TritonUnavailable
+from facecast.serving.client import TritonModelClient
+from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import EMOTIONS
 from tests.conftest import SHIPPED_WEIGHTS, settings_environment
 from training.data.synthetic import sample_still
@@ -123,7 +124,7 @@ def test_wrong_input_shape_is_refused_before_sending(client) -> None:
 
 
 def test_triton_down_gives_a_clear_error() -> None:
-    (port,) = triton_server.find_free_ports(1)
+    (port,) = process.find_free_ports(1)
     with pytest.raises(TritonUnavailable, match="facecast serve --detach"):
         TritonModelClient(EXPRESSION_MODEL, f"127.0.0.1:{port}").signature
 
@@ -184,7 +185,7 @@ def test_classify_reports_bad_files_and_keeps_going(expression_server, face_file
 def test_classify_with_triton_down_says_how_to_start_it(face_files, tmp_path) -> None:
     from facecast.config import Settings
 
-    (port,) = triton_server.find_free_ports(1)
+    (port,) = process.find_free_ports(1)
     down = Settings().with_overrides(http_port=port, db_path=tmp_path / "x.duckdb", run_dir=tmp_path)
     result = run_classify(down, str(face_files[0]))
     assert result.returncode == 1

@@ -1,4 +1,4 @@
-"""facecast.triton_server and the serve/stop/status CLI, against the REAL tritonserver from nvidia-pytriton.
+"""facecast.serving.process and the serve/stop/status CLI, against the REAL tritonserver from nvidia-pytriton.
 
 No mocks: each test builds a tiny python-backend model repository in tmp_path and starts the bundled tritonserver
 2.51 on free random ports (never 8000-8002, so a developer's own server can keep running). The CLI is run as
@@ -20,7 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facecast import triton_server
+from facecast.serving import environment
+from facecast.serving import errors
+from facecast.serving import health
+from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
 
 DOUBLE_MODEL_PY = """
@@ -73,8 +76,8 @@ def make_repository(root: Path, models: dict[str, str]) -> Path:
 
 def _server_env_problem() -> str | None:
     try:
-        triton_server.locate_triton_environment(Settings().triton_env)
-    except triton_server.TritonEnvironmentMissing as error:
+        environment.locate_triton_environment(Settings().triton_env)
+    except errors.TritonEnvironmentMissing as error:
         return str(error)
     return None
 
@@ -93,7 +96,7 @@ def needs_server(test):
 
 @pytest.fixture
 def ports() -> dict[str, int]:
-    http, grpc, metrics = triton_server.find_free_ports(3)
+    http, grpc, metrics = process.find_free_ports(3)
     return {"http_port": http, "grpc_port": grpc, "metrics_port": metrics}
 
 
@@ -156,7 +159,7 @@ def test_serve_detach_infer_status_stop(tmp_path, settings, ports):
         assert record["http_port"] == ports["http_port"] and record["grpc_port"] == ports["grpc_port"]
         assert record["model_repository"] == str(repository)
         assert Path(record["log_path"]).exists()
-        assert triton_server.is_ready(settings.triton_url)
+        assert health.is_ready(settings.triton_url)
 
         client = httpclient.InferenceServerClient(settings.triton_url)
         try:
@@ -193,30 +196,30 @@ def test_serve_detach_infer_status_stop(tmp_path, settings, ports):
         assert "stopped tritonserver" in stopped.stdout
         assert not pid_path.exists()
         for port in ports.values():
-            assert triton_server.port_is_free("127.0.0.1", port)
+            assert process.port_is_free("127.0.0.1", port)
         assert process_gone(record["pid"])
 
         after = run_cli("status", f"--http-port={ports['http_port']}", run_dir=run_dir)
         assert after.returncode != 0 and "not reachable" in after.stdout
     finally:
-        if triton_server.read_pid_file(settings):
-            triton_server.stop_server(settings)
+        if process.read_pid_file(settings):
+            process.stop_server(settings)
 
 
 @needs_server
 def test_running_server_context_manager(tmp_path, settings):
     repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
-    with triton_server.running_server(settings, model_repository=repository, timeout=60) as server:
+    with process.running_server(settings, model_repository=repository, timeout=60) as server:
         assert server.url == settings.triton_url
-        assert triton_server.is_ready(server.url)
-        triton_server.wait_until_ready(server.url, timeout=1)
-        assert triton_server.server_metadata(server.url)["version"] == "2.51.0"
-        assert triton_server.ready_models(server.url) == ["double"]
+        assert health.is_ready(server.url)
+        health.wait_until_ready(server.url, timeout=1)
+        assert health.server_metadata(server.url)["version"] == "2.51.0"
+        assert health.ready_models(server.url) == ["double"]
         assert server.pid_path.exists()
         pid = server.pid
     assert not server.pid_path.exists()
-    assert not triton_server.is_live(settings.triton_url)
-    assert triton_server.port_is_free(settings.host, settings.http_port)
+    assert not health.is_live(settings.triton_url)
+    assert process.port_is_free(settings.host, settings.http_port)
     assert process_gone(pid)
 
 
@@ -238,15 +241,15 @@ def test_port_in_use_is_a_clear_error(tmp_path, ports):
 def test_model_failing_at_initialize_reports_the_server_error(tmp_path, settings, ports):
     repository = make_repository(tmp_path / "repo", {"broken": FAILING_MODEL_PY})
 
-    with pytest.raises(triton_server.TritonStartError) as caught:
-        triton_server.start_server(settings, model_repository=repository, timeout=60)
+    with pytest.raises(errors.TritonStartError) as caught:
+        process.start_server(settings, model_repository=repository, timeout=60)
     message = str(caught.value)
     assert "failed to load 'broken' version 1" in message  # the server's own log line
     assert "deliberate failure in initialize of the broken test model" in message
     assert "| broken | 1" in message and "UNAVAILABLE" in message  # the server's model table row
     assert str(settings.run_dir / f"triton-{ports['http_port']}.log") in message
-    assert not triton_server.pid_file_path(settings).exists()
-    assert triton_server.port_is_free(settings.host, settings.http_port)
+    assert not process.pid_file_path(settings).exists()
+    assert process.port_is_free(settings.host, settings.http_port)
 
     # The CLI prints the same reason as one line.
     result = run_cli(
@@ -262,8 +265,8 @@ def test_missing_server_env_is_a_clear_error(tmp_path, ports):
     nowhere = tmp_path / "no-such-env"
     repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
     settings = Settings().with_overrides(triton_env=nowhere, run_dir=tmp_path / "run", **ports)
-    with pytest.raises(triton_server.TritonEnvironmentMissing, match="make triton-env"):
-        triton_server.start_server(settings, model_repository=repository)
+    with pytest.raises(errors.TritonEnvironmentMissing, match="make triton-env"):
+        process.start_server(settings, model_repository=repository)
 
     result = run_cli(
         "serve",
@@ -285,12 +288,12 @@ def test_stop_handles_stale_and_missing_pid_files(tmp_path, ports):
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs
     settings = Settings().with_overrides(run_dir=run_dir, **ports)
-    stale = triton_server.TritonProcess(
+    stale = process.TritonProcess(
         pid=gone.pid,
         host="127.0.0.1",
         model_repository=tmp_path,
         log_path=tmp_path / "x.log",
-        pid_path=triton_server.pid_file_path(settings),
+        pid_path=process.pid_file_path(settings),
         started_at=0.0,
         **ports,
     )

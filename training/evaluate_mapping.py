@@ -106,7 +106,7 @@ class Judge:
 
     def __init__(self, url: str):
         from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
-        from facecast.triton_client import TritonModelClient
+        from facecast.serving.client import TritonModelClient
 
         self.recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, url))
 
@@ -125,7 +125,7 @@ class ServedMapper:
     """The served style_mapper: one-hot target style, overrides only where a mask says so."""
 
     def __init__(self, url: str):
-        from facecast.triton_client import TritonModelClient
+        from facecast.serving.client import TritonModelClient
 
         self.client = TritonModelClient("style_mapper", url)
 

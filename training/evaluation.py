@@ -131,7 +131,7 @@ def served_weights(weights: list[Path], url: str | None = None, prefix: str = "f
         yield url
         return
     from export.triton_repository import write_repository
-    from facecast import triton_server
+    from facecast.serving import process
     from facecast.config import Settings
 
     missing = [str(p) for p in weights if not Path(p).is_file()]
@@ -140,8 +140,8 @@ def served_weights(weights: list[Path], url: str | None = None, prefix: str = "f
     with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         repository = Path(scratch) / "model_repository"
         write_repository(repository, list(weights), "cpu")
-        http, grpc, metrics = triton_server.find_free_ports(3)
+        http, grpc, metrics = process.find_free_ports(3)
         settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
                                              model_repository=repository, run_dir=Path(scratch) / "run")
-        with triton_server.running_server(settings, model_repository=repository):
+        with process.running_server(settings, model_repository=repository):
             yield settings.triton_url

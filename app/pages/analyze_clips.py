@@ -8,7 +8,7 @@ from app import services
 from app.clip_runs import CLIP_TYPES, analyse_upload, load_report
 from app.report_view import show_report
 from facecast.store import StoreError
-from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
 st.title("Analyze clips")
 st.caption("Predicted audience engagement of a clip from its characters' faces and expressions: scores with 90 % "

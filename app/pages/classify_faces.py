@@ -14,7 +14,7 @@ from app import services
 from facecast.expressions import ClassifiedImage, classify_images
 from facecast.images import ImageDecodeError, fit_square, load_rgb
 from facecast.store import StoreError
-from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.vocab import EMOTIONS
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]

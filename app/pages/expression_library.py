@@ -13,7 +13,7 @@ from facecast.embedding import QueryError as EmbeddingQueryError
 from facecast.feedback import FeedbackError
 from facecast.library import Filters, LibraryError, Query
 from facecast.store import StoreError
-from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.vocab import EMOTIONS, STYLES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]

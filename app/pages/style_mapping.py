@@ -20,7 +20,7 @@ from facecast.mapping import (
     save_to_library,
 )
 from facecast.store import StoreError
-from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import altair as alt
 import pandas as pd
-import requests
+import urllib.error
 import streamlit as st
 
 from app import services
-from app.ops import MAX_CONCURRENCY, MAX_LOAD_SECONDS, is_loopback, load_test, metrics, model_stats
-from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
-from facecast.triton_server import server_status
+from facecast.serving.load_test import MAX_CONCURRENCY, MAX_LOAD_SECONDS, is_loopback, load_test
+from facecast.serving.health import batching_settings, metrics, model_config, model_stats
+from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.serving.process import server_status
 
 st.title("Triton status")
 settings = services.settings()
@@ -35,21 +36,10 @@ st.caption(f"Endpoint {status['url']}" + (f" · pid {status['process']['pid']}" 
 
 
 def model_settings(name: str) -> dict:
-    """Batching and instance settings from the served config (the numbers behind them: docs/benchmarks.md)."""
     try:
-        config = requests.get(f"{status['url']}/v2/models/{name}/config", timeout=5).json()
-    except (requests.RequestException, ValueError):
+        return batching_settings(model_config(status["url"], name))
+    except (urllib.error.URLError, OSError, ValueError):
         return {}
-    batching = config.get("dynamic_batching")
-    return {
-        "max batch": config.get("max_batch_size"),
-        "dynamic batching": "on" if batching is not None else "off",
-        "preferred batch sizes": ", ".join(map(str, batching.get("preferred_batch_size", []))) if batching else "",
-        "queue delay µs": int(batching.get("max_queue_delay_microseconds", 0)) if batching else None,
-        "instances": sum(int(g.get("count", 1)) for g in config.get("instance_group", [])),
-        "instance kind": ", ".join(sorted({g.get("kind", "") for g in config.get("instance_group", [])})),
-        "backend": config.get("backend") or config.get("platform"),
-    }
 
 
 rows = [{"model": m["name"], "version": m.get("version", ""), "state": m.get("state", ""),
@@ -59,8 +49,10 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 st.subheader("Traffic")
 try:
-    per_model, per_batch = model_stats(status["url"])
-except (requests.RequestException, ValueError) as error:
+    model_rows, batch_rows = model_stats(status["url"])
+    per_model = pd.DataFrame(model_rows)
+    per_batch = pd.DataFrame(batch_rows, columns=["model", "batch size", "executions"])
+except (urllib.error.URLError, OSError, ValueError) as error:
     st.warning(f"Triton's statistics API did not answer: {error}")
     per_model, per_batch = pd.DataFrame(), pd.DataFrame()
 if not per_model.empty:
@@ -83,8 +75,9 @@ if not per_model.empty:
     if served.empty:
         st.caption("No requests served yet: run the load test below or analyse a clip.")
 try:
-    prometheus = metrics(settings)
-except requests.RequestException as error:
+    prometheus = pd.DataFrame(metrics(f"http://{settings.host}:{settings.metrics_port}/metrics"),
+                              columns=["metric", "model", "version", "value"])
+except (urllib.error.URLError, OSError) as error:
     st.caption(f"The metrics port {settings.metrics_port} did not answer ({error.__class__.__name__}).")
 else:
     counters = prometheus[prometheus["metric"].isin(["nv_inference_count", "nv_inference_exec_count",

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.clips or args.library):
         return 0
     from facecast.store import StoreError, open_store
-    from facecast.triton_client import InferenceFailed, ModelUnavailable, TritonUnavailable
+    from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
     urls = [settings.triton_url]
     try:

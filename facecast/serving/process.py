@@ -1,35 +1,10 @@
-"""Run a local Triton Inference Server: start, wait until ready, detach, stop, inspect.
-
-The server is the real `tritonserver` 2.51 binary that ships inside the PyPI wheel `nvidia-pytriton==0.7.0`, run
-straight from the server's own virtualenv (`Settings.triton_env`, built by `make triton-env`). That wheel is the only
-Triton that runs on our CPU machines (FACTS.md). It bundles the python backend but no onnxruntime/pytorch/tensorrt
-backend, so our CPU models are python-backend `model.py` files that call ONNX Runtime.
-
-Running the binary outside PyTriton has four traps; this module applies the fixes every time it starts a server:
-
-1. **The python backend cannot find its stub.** `libtriton_python.so` looks for `triton_python_backend_stub` next
-   to itself in `backends/python/`, but the wheel ships the stubs per Python version under
-   `python_backend_stubs/<X.Y>/`. Without a copy every model fails with "triton_python_backend_stub is not found".
-   We copy the stub matching the server env's Python version (PyTriton does the same in its workspace).
-2. **The stub loads the wrong libpython.** It links `libpython3.X.so` by name; the dynamic loader finds Debian's
-   system libpython (3.11.2) while the stdlib comes from pyenv's 3.11.7, and the stub dies with
-   `'_thread.RLock' object has no attribute '_recursion_count'`. We put that Python's `LIBDIR` first on
-   `LD_LIBRARY_PATH`.
-3. **The stub picks its Python by PATH.** It ignores the caller's interpreter and takes the first `python3` on
-   PATH to find its site-packages, so the server env's `bin/` must come first on PATH (and we drop PYTHONPATH /
-   PYTHONHOME so the app's packages cannot leak in).
-4. **numpy 2 in the stub's environment gives empty outputs** (`cannot reshape array of size 0`). That is why the
-   server has its own environment with numpy<2 while the app uses numpy 2; we refuse to start on a numpy-2 server
-   env instead of serving empty tensors.
+"""Start, watch and stop local tritonserver processes.
 
 Processes: every server we start writes `<run_dir>/triton-<http_port>.pid` (JSON: pid, ports, repository, log path,
 start time) and logs stdout+stderr to `<run_dir>/triton-<http_port>.log`. The pid file lets another process (`facecast
 stop`, `facecast status`) find it, lets a port clash be blamed on "our own server", and makes a stale file (server
 gone) easy to spot. The server runs in its own session, so Ctrl-C in a terminal reaches us, not it: we stop it
 ourselves (SIGTERM, then SIGKILL on its process group after a grace period so no python stubs are left behind).
-
-Everything here is stdlib only (urllib for HTTP): the runtime never imports torch, and the app's environment does
-not need tritonclient just to check health.
 """
 
 from __future__ import annotations
@@ -37,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -45,210 +19,33 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TextIO
 
 from facecast.config import Settings
+from facecast.serving.environment import TritonEnvironment, locate_triton_environment
+from facecast.serving.errors import (
+    ModelRepositoryMissing,
+    PortInUse,
+    ServerNotRunning,
+    TritonStartTimeout,
+)
+from facecast.serving.health import (
+    DEFAULT_START_TIMEOUT_S,
+    base_url,
+    is_live,
+    is_ready,
+    model_index,
+    server_metadata,
+)
+from facecast.serving.logs import LogFollower, start_error_from_log
 
-DEFAULT_START_TIMEOUT_S = 120.0
 # Triton waits this long for in-flight requests (and open client connections) before exiting on SIGTERM.
 EXIT_TIMEOUT_S = 5
 # After SIGTERM we allow the exit timeout plus this much before SIGKILL.
 STOP_GRACE_EXTRA_S = 5.0
-
-MAKE_TRITON_ENV_HINT = (
-    "run `make triton-env` (it creates the server's own virtualenv: "
-    "python3.11 -m venv .venv-triton && .venv-triton/bin/pip install nvidia-pytriton==0.7.0 onnxruntime 'numpy<2')"
-)
-
-
-# --------------------------------------------------------------------------------------------------- errors
-
-
-class TritonServerError(RuntimeError):
-    """Base of everything this module raises on purpose. `summary` is one line, fit for a CLI error message."""
-
-    @property
-    def summary(self) -> str:
-        return str(self).splitlines()[0] if str(self) else type(self).__name__
-
-
-class TritonEnvironmentMissing(TritonServerError):
-    """The server's virtualenv is missing or unusable (no tritonserver, no stub for its Python, numpy 2, ...)."""
-
-
-class PortInUse(TritonServerError):
-    """A port the server needs is already taken on the host it would bind."""
-
-    def __init__(self, message: str, *, port: int, owner_pid: int | None = None):
-        super().__init__(message)
-        self.port = port
-        self.owner_pid = owner_pid
-
-
-class TritonStartError(TritonServerError):
-    """The server exited, or a model failed to load, before it became ready.
-
-    The message holds the server's own error lines (`failed to load 'X' version 1: ...`, the UNAVAILABLE rows of
-    its model table, `failed to start ... service`) and the full path of its log.
-    """
-
-    def __init__(self, headline: str, *, log_path: Path, server_lines: list[str], returncode: int | None = None):
-        self.headline = headline
-        self.log_path = Path(log_path)
-        self.server_lines = list(server_lines)
-        self.returncode = returncode
-        body = "\n".join(f"  {line}" for line in self.server_lines)
-        super().__init__(f"{headline}\nserver log: {self.log_path}" + (f"\n{body}" if body else ""))
-
-    @property
-    def summary(self) -> str:
-        return f"{self.headline} (server log: {self.log_path})"
-
-
-class TritonStartTimeout(TritonStartError, TimeoutError):
-    """The server was still not ready after the timeout (it has been stopped)."""
-
-
-class ModelRepositoryMissing(TritonServerError):
-    """The model repository directory does not exist (nothing was started)."""
-
-
-class ServerNotRunning(TritonServerError):
-    """`stop` found no server of ours on that port."""
-
-
-# --------------------------------------------------------------------------------- the server's environment
-
-
-@dataclass(frozen=True)
-class TritonEnvironment:
-    """Paths inside the server's virtualenv, and the environment variables its processes need (traps 2 and 3)."""
-
-    root: Path
-    python: Path
-    python_version: str  # "3.11": selects the python backend stub (trap 1)
-    python_libdir: Path  # where this Python's libpython3.X.so lives (trap 2)
-    tritonserver: Path
-    backends_dir: Path
-    numpy_version: str | None
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.root / "bin"
-
-    @property
-    def python_backend_stub(self) -> Path:
-        return self.backends_dir / "python" / "triton_python_backend_stub"
-
-    def process_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
-        env = dict(os.environ if base is None else base)
-        # Trap 3: the stub runs the first python3 on PATH; it must be the server env's.
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")]).rstrip(os.pathsep)
-        env["VIRTUAL_ENV"] = str(self.root)
-        # The app's PYTHONPATH (numpy 2, ...) must never reach the stub's interpreter (trap 4).
-        env.pop("PYTHONPATH", None)
-        env.pop("PYTHONHOME", None)
-        # Trap 2: the stub must load the libpython that matches the server env's stdlib.
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([str(self.python_libdir), env.get("LD_LIBRARY_PATH", "")]).rstrip(
-            os.pathsep
-        )
-        return env
-
-
-_PROBE_SCRIPT = r"""
-import json, sys, sysconfig
-try:
-    from importlib.metadata import version
-    numpy_version = version("numpy")
-except Exception:
-    numpy_version = None
-print(json.dumps({
-    "version": "%d.%d" % sys.version_info[:2],
-    "libdir": sysconfig.get_config_var("LIBDIR"),
-    "purelib": sysconfig.get_paths()["purelib"],
-    "numpy": numpy_version,
-}))
-"""
-
-
-@lru_cache(maxsize=8)
-def _probe_python(python: Path) -> dict:
-    """Ask the server env's interpreter about itself (its version, LIBDIR and site-packages differ from ours)."""
-    try:
-        result = subprocess.run(
-            [str(python), "-c", _PROBE_SCRIPT], check=False, capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise TritonEnvironmentMissing(f"cannot run the server env's python {python}: {error}; {MAKE_TRITON_ENV_HINT}")
-    if result.returncode != 0:
-        raise TritonEnvironmentMissing(
-            f"the server env's python {python} fails: {result.stderr.strip()[-300:]}; {MAKE_TRITON_ENV_HINT}"
-        )
-    return json.loads(result.stdout)
-
-
-def locate_triton_environment(triton_env: Path, *, install_stub: bool = True) -> TritonEnvironment:
-    """Find tritonserver, its backends and the right Python inside `triton_env`; apply trap 1 (copy the stub)."""
-    root = Path(triton_env).expanduser()
-    python = root / "bin" / "python3"
-    if not python.exists():
-        raise TritonEnvironmentMissing(
-            f"Triton server environment not found at {root} (no bin/python3); {MAKE_TRITON_ENV_HINT}"
-        )
-    info = _probe_python(python)
-    pytriton_dir = Path(info["purelib"]) / "pytriton" / "tritonserver"
-    tritonserver = pytriton_dir / "bin" / "tritonserver"
-    if not tritonserver.exists():
-        raise TritonEnvironmentMissing(
-            f"{root} has no tritonserver binary ({tritonserver} is missing: nvidia-pytriton==0.7.0 is not installed "
-            f"there); {MAKE_TRITON_ENV_HINT}"
-        )
-    numpy_version = info.get("numpy")
-    if numpy_version and int(numpy_version.split(".")[0]) >= 2:
-        raise TritonEnvironmentMissing(
-            f"the server env {root} has numpy {numpy_version}: the python backend then returns empty outputs "
-            f"(FACTS.md trap 4); it needs numpy<2; {MAKE_TRITON_ENV_HINT}"
-        )
-    env = TritonEnvironment(
-        root=root,
-        python=python,
-        python_version=info["version"],
-        python_libdir=Path(info["libdir"]),
-        tritonserver=tritonserver,
-        backends_dir=pytriton_dir / "backends",
-        numpy_version=numpy_version,
-    )
-    if install_stub:
-        _install_python_backend_stub(env, pytriton_dir / "python_backend_stubs")
-    return env
-
-
-def _install_python_backend_stub(env: TritonEnvironment, stubs_dir: Path) -> None:
-    """Trap 1: put the stub for the env's Python version where libtriton_python.so looks for it."""
-    target = env.python_backend_stub
-    if target.exists():
-        return
-    source = stubs_dir / env.python_version / "triton_python_backend_stub"
-    if not source.exists():
-        available = sorted(p.name for p in stubs_dir.iterdir()) if stubs_dir.is_dir() else []
-        raise TritonEnvironmentMissing(
-            f"no python backend stub for Python {env.python_version} in {stubs_dir} (available: {available}); "
-            f"{MAKE_TRITON_ENV_HINT}"
-        )
-    # Copy under a temporary name and rename, so a concurrent start never sees half a binary.
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
-        partial.write_bytes(source.read_bytes())
-        partial.chmod(0o755)
-        os.replace(partial, target)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise TritonEnvironmentMissing(f"cannot install the python backend stub into {target}: {error}") from error
 
 
 # ----------------------------------------------------------------------------------------------------- ports
@@ -583,13 +380,13 @@ def start_server(
                     if on_log_line:
                         on_log_line(line)
                 process.stop()  # reaps it and removes the pid file
-                raise _start_error_from_log(process, process.returncode())
+                raise start_error_from_log(process.log_path, process.returncode())
             if is_ready(process.url, timeout=1.0):
                 process.log_position = follower.position
                 return process
             if time.monotonic() > deadline:
                 process.stop()
-                error = _start_error_from_log(process, None)
+                error = start_error_from_log(process.log_path, None)
                 raise TritonStartTimeout(
                     f"tritonserver at {process.http_url} was not ready after {timeout:g} s (it has been stopped)",
                     log_path=process.log_path,
@@ -621,7 +418,7 @@ def _reuse_running_server(settings: Settings, model_repository: Path | None, tim
     deadline = time.monotonic() + timeout
     while not is_ready(record.url, timeout=1.0):  # another `serve` may still be starting it
         if not record.is_running():
-            raise _start_error_from_log(record, None)
+            raise start_error_from_log(record.log_path, None)
         if time.monotonic() > deadline:
             raise TritonStartTimeout(
                 f"facecast's own tritonserver (pid {record.pid}) at {record.http_url} was not ready after {timeout:g} s",
@@ -737,174 +534,10 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-# ------------------------------------------------------------------------------------------------------ logs
-
-
-class LogFollower:
-    """Reads complete lines appended to a log file since the last call (like `tail -f`, without a thread)."""
-
-    def __init__(self, path: Path, *, start_at: int = 0):
-        self.path = Path(path)
-        self._offset = start_at
-        self._partial = b""
-
-    @property
-    def position(self) -> int:
-        """Bytes consumed as complete lines: a new follower started here misses and repeats nothing."""
-        return self._offset - len(self._partial)
-
-    def new_lines(self, *, final: bool = False) -> list[str]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return []
-        self._offset += len(chunk)
-        lines = (self._partial + chunk).split(b"\n")
-        # The last piece has no newline yet: keep it for the next call, unless the writer is gone (final).
-        self._partial = lines.pop()
-        if final and self._partial:
-            lines.append(self._partial)
-            self._partial = b""
-        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
-
-
-# A Triton log line: "E1122 13:02:32.278877 3824 model_lifecycle.cc:642] "failed to load 'x' version 1: ...""
-_FAILED_LOAD = re.compile(r"failed to load '(?P<model>[^']+)' version (?P<version>\d+): (?P<reason>.*?)\"?$")
-_SERVER_ERROR_MARKERS = ("failed to load '", "failed to start", "error: ", "Address already in use", "UNAVAILABLE")
-# Errors every CPU-only start prints; they are not why a start failed.
-_HARMLESS = ("CudaDriverHelper", "CUDA driver", "cuda_memory_manager", "pinned_memory_manager", "dcgm", "NVML")
-
-
-def _model_table_failures(lines: list[str]) -> list[str]:
-    """UNAVAILABLE rows of the "| Model | Version | Status |" table, with their continuation rows
-    (a multi-line reason continues in rows whose model cell is empty)."""
-    rows: list[str] = []
-    in_failed_row = False
-    for line in lines:
-        if not line.startswith("|"):
-            in_failed_row = False
-            continue
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and "UNAVAILABLE" in cells[2]:
-            rows.append(line.rstrip())
-            in_failed_row = True
-        elif in_failed_row and cells and cells[0] == "":
-            rows.append(line.rstrip())
-        else:
-            in_failed_row = False
-    return rows
-
-
-def extract_server_errors(log_text: str) -> tuple[list[str], list[str]]:
-    """(server error lines worth showing, one-line reasons for a headline) from a tritonserver log."""
-    lines = log_text.splitlines()
-    reasons: list[str] = []
-    picked: list[str] = []
-    for line in lines:
-        if line.startswith(("|", "+", "#")) or any(h in line for h in _HARMLESS):
-            continue
-        match = _FAILED_LOAD.search(line)
-        if match:
-            reason = match.group("reason").split("\\n")[0].strip()
-            reasons.append(f"model '{match.group('model')}' version {match.group('version')} failed to load: {reason}")
-            picked.append(line)
-        elif any(marker in line for marker in _SERVER_ERROR_MARKERS):
-            picked.append(line)
-            if "failed to start" in line:
-                reasons.append(line.split("] ", 1)[-1].strip().strip('"').strip())
-    picked.extend(_model_table_failures(lines))
-    if not reasons:
-        # Nothing we recognise: the last error lines ("E..." or "error: ...") are the best explanation.
-        errors = [l for l in lines if (l.startswith(("E", "error"))) and not any(h in l for h in _HARMLESS)]
-        if errors:
-            reasons.append(errors[-1].split("] ", 1)[-1].strip().strip('"'))
-            if errors[-1] not in picked:
-                picked.append(errors[-1])
-    if not picked:
-        picked = [l for l in lines if l.strip() and not l.startswith(("|", "+", "#"))][-15:]
-    return picked, reasons
-
-
-def _start_error_from_log(process: TritonProcess, returncode: int | None) -> TritonStartError:
-    try:
-        text = process.log_path.read_text(errors="replace")
-    except OSError:
-        text = ""
-    server_lines, reasons = extract_server_errors(text)
-    headline = "; ".join(dict.fromkeys(reasons)) or "tritonserver exited before it was ready"
-    if returncode is not None:
-        headline = f"tritonserver exited (code {returncode}) before it was ready: {headline}"
-    return TritonStartError(headline, log_path=process.log_path, server_lines=server_lines, returncode=returncode)
-
-
-# ---------------------------------------------------------------------------------------------------- HTTP API
-
-
-def _base_url(url: str) -> str:
-    """Accept "host:port" (tritonclient style) or "http://host:port"."""
-    url = url.rstrip("/")
-    return url if url.startswith(("http://", "https://")) else f"http://{url}"
-
-
-def _http(url: str, path: str, *, method: str = "GET", body: bytes | None = None, timeout: float = 5.0):
-    request = urllib.request.Request(_base_url(url) + path, data=body, method=method)
-    if body is not None:
-        request.add_header("Content-Type", "application/json")
-    # A fresh connection per call, closed at once: open keep-alive connections delay Triton's shutdown.
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.status, response.read()
-
-
-def _status_ok(url: str, path: str, timeout: float) -> bool:
-    try:
-        status, _ = _http(url, path, timeout=timeout)
-        return status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def is_ready(url: str, timeout: float = 2.0) -> bool:
-    """GET /v2/health/ready == 200 (with --strict-readiness: every model loaded)."""
-    return _status_ok(url, "/v2/health/ready", timeout)
-
-
-def is_live(url: str, timeout: float = 2.0) -> bool:
-    return _status_ok(url, "/v2/health/live", timeout)
-
-
-def wait_until_ready(url: str, timeout: float = DEFAULT_START_TIMEOUT_S, interval: float = 0.1) -> None:
-    """Poll /v2/health/ready until it answers 200; TimeoutError after `timeout` seconds.
-    (For a server we start ourselves, start_server also watches the process and its log.)"""
-    deadline = time.monotonic() + timeout
-    while not is_ready(url, timeout=min(2.0, max(0.1, timeout))):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Triton at {_base_url(url)} was not ready after {timeout:g} s")
-        time.sleep(interval)
-
-
-def server_metadata(url: str, timeout: float = 5.0) -> dict:
-    """GET /v2: {"name": "triton", "version": "2.51.0", "extensions": [...]}."""
-    _, body = _http(url, "/v2", timeout=timeout)
-    return json.loads(body)
-
-
-def model_index(url: str, timeout: float = 5.0) -> list[dict]:
-    """POST /v2/repository/index: [{"name", "version", "state" ("READY", "UNAVAILABLE", ...), "reason"?}, ...]."""
-    _, body = _http(url, "/v2/repository/index", method="POST", body=b"{}", timeout=timeout)
-    return json.loads(body)
-
-
-def ready_models(url: str, timeout: float = 5.0) -> list[str]:
-    """Names of the models whose state is READY."""
-    return sorted({entry["name"] for entry in model_index(url, timeout) if entry.get("state") == "READY"})
-
-
 def server_status(settings: Settings) -> dict:
     """What `facecast status` reports: reachability, readiness, version, models, and our pid file if any."""
     url = settings.triton_url
-    status: dict = {"url": _base_url(url), "live": is_live(url), "ready": False, "models": []}
+    status: dict = {"url": base_url(url), "live": is_live(url), "ready": False, "models": []}
     if status["live"]:
         status["ready"] = is_ready(url)
         with contextlib.suppress(urllib.error.URLError, OSError, ValueError):

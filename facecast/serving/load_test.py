@@ -1,71 +1,21 @@
-"""What the Ops page reads from Triton: the statistics API, the Prometheus /metrics text, and a bounded load test.
-
-All torch-free; HTTP with requests. The load test only ever targets a loopback server (it is a smoke test of the
-served path, not a benchmark: docs/benchmarks.md has those)."""
+"""A bounded load test of one served model, for the Ops page: a smoke test of the served path, not a benchmark
+(docs/benchmarks.md has those, measured with Triton's own perf_analyzer). It only ever targets a loopback server."""
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-import requests
 
 from facecast.config import Settings
-from facecast.triton_client import TritonModelClient
+from facecast.serving.client import TritonModelClient
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_LOAD_SECONDS = 5.0
 MAX_CONCURRENCY = 8
-_METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def model_stats(url: str, timeout: float = 5.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Triton's GET /v2/models/stats as two tables: per model and version (requests, executions, mean batch size,
-    mean queue / compute time per request) and per model and batch size (executions of that size)."""
-    body = requests.get(f"{_base(url)}/v2/models/stats", timeout=timeout).json()
-    per_model, per_batch = [], []
-    for entry in body.get("model_stats", []):
-        inference = entry.get("inference_stats", {})
-        success = inference.get("success", {})
-        count = int(success.get("count", 0))
-        executions = int(entry.get("execution_count", 0))
-
-        def mean_ms(key: str, count: int = count) -> float:
-            return round(int(inference.get(key, {}).get("ns", 0)) / max(count, 1) / 1e6, 3)
-
-        per_model.append({"model": entry["name"], "version": entry.get("version", ""), "requests": count,
-                          "executions": executions, "inferences": int(entry.get("inference_count", 0)),
-                          "mean batch": round(int(entry.get("inference_count", 0)) / max(executions, 1), 2),
-                          "queue ms/request": mean_ms("queue"), "compute ms/request": mean_ms("compute_infer"),
-                          "failed": int(inference.get("fail", {}).get("count", 0))})
-        for batch in entry.get("batch_stats", []):
-            per_batch.append({"model": entry["name"], "batch size": int(batch["batch_size"]),
-                              "executions": int(batch.get("compute_infer", {}).get("count", 0))})
-    return pd.DataFrame(per_model), pd.DataFrame(per_batch, columns=["model", "batch size", "executions"])
-
-
-def metrics(settings: Settings, timeout: float = 5.0) -> pd.DataFrame:
-    """The Prometheus text of Triton's metrics port as rows (metric, model, version, value); nv_* metrics only."""
-    text = requests.get(f"http://{settings.host}:{settings.metrics_port}/metrics", timeout=timeout).text
-    rows = []
-    for line in text.splitlines():
-        match = _METRIC_LINE.match(line.strip())
-        if not match or not match["name"].startswith("nv_"):
-            continue
-        labels = dict(_LABEL.findall(match["labels"] or ""))
-        try:
-            value = float(match["value"])
-        except ValueError:
-            continue
-        rows.append({"metric": match["name"], "model": labels.get("model", ""), "version": labels.get("version", ""),
-                     "value": value})
-    return pd.DataFrame(rows, columns=["metric", "model", "version", "value"])
 
 
 @dataclass(frozen=True)
@@ -135,8 +85,3 @@ def load_test(settings: Settings, model: str, seconds: float = 2.0, concurrency:
     return LoadTestResult(model, round(elapsed, 2), concurrency, len(latencies), len(errors),
                           round(len(latencies) / max(elapsed, 1e-9), 1), round(float(np.percentile(latency_ms, 50)), 2),
                           round(float(np.percentile(latency_ms, 95)), 2), errors[0] if errors else None)
-
-
-def _base(url: str) -> str:
-    url = url.rstrip("/")
-    return url if url.startswith(("http://", "https://")) else f"http://{url}"

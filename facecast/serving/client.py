@@ -14,17 +14,7 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-
-class TritonUnavailable(RuntimeError):
-    """No configured Triton endpoint answered; the message says which were tried and how to start one."""
-
-
-class ModelUnavailable(RuntimeError):
-    """Triton answers but the model is missing or not ready."""
-
-
-class InferenceFailed(RuntimeError):
-    """Triton took the request but the model returned an error (its message is kept)."""
+from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
 
 @dataclass(frozen=True)
