@@ -48,7 +48,7 @@ def load_report(store: Store, analysis_id: int) -> EngagementReport | None:
 def analyse_upload(upload, analyzer: ClipAnalyzer, store: Store, fingerprint: str) -> ClipResult:
     """One uploaded clip through the stages, each with its own progress bar. MediaError (a bad file) is returned as
     the result's error; Triton errors propagate so the page can show its banner."""
-    from facecast.media import MediaError
+    from facecast.media.video import MediaError
 
     result = ClipResult(upload.name)
     with st.status(f"{upload.name}", expanded=True) as status, tempfile.TemporaryDirectory(prefix="facecast-") as tmp:

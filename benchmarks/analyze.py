@@ -21,7 +21,7 @@ from benchmarks.report import write_section
 from export.triton_repository import write_repository
 from facecast.analysis import STAGES, ClipAnalyzer
 from facecast.config import PROJECT_ROOT, Settings
-from facecast.media import probe_video
+from facecast.media.video import probe_video
 from facecast.serving.process import find_free_ports, running_server
 
 ANALYSIS_WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt"

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from benchmarks.report import write_section
 from facecast.config import PROJECT_ROOT
-from facecast.images import load_rgb
+from facecast.media.images import load_rgb
 from facecast.mapping import FACE_SCORE_THRESHOLD, NotAFaceError, StyleMapper, locate_face
 from training.evaluation import served_weights
 

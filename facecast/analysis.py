@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from facecast import media
+from facecast.media import video
 from facecast.detection import FaceDetector
 from facecast.engagement import EngagementScorer, WindowScores, combine_windows
 from facecast.engagement_features import (
     MAX_STEPS, MODEL_RATE_HZ, build_window, frame_features, step_count)
 from facecast.expressions import ExpressionRecognizer
-from facecast.images import face_crop
+from facecast.media.images import face_crop
 from facecast.report import (
     CharacterSummary, ClipInfo, CurvePoint, EmotionSegment, EngagementReport, KeyMoment, Scored)
 from facecast.tracking import FaceTracker
@@ -148,11 +148,11 @@ class ClipAnalyzer:
 
     def analyze(self, path: str | Path, *, name: str | None = None, sha256: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None) -> Analysis:
-        """Analyse one clip file. Raises media.MediaError for unusable files, media.AnalysisCancelled when cancelled,
+        """Analyse one clip file. Raises facecast.media.video.MediaError for unusable files, AnalysisCancelled when cancelled,
         and facecast.serving.client errors when Triton is down or a model is missing."""
         path = Path(path)
         started = time.perf_counter()
-        info = media.probe_video(path)
+        info = video.probe_video(path)
         models = self.models()  # fails fast (Triton down, model missing) before any decoding
         clip = ClipInfo(name=name or path.name, sha256=sha256 or file_sha256(path), size_bytes=path.stat().st_size,
                         duration_s=round(float(info.duration_s), 3), width=int(info.width),
@@ -165,18 +165,18 @@ class ClipAnalyzer:
         windows: list[_ScoredWindow] = []
         seen: dict[int, int] = {}  # observations per track so far
         counts = dict.fromkeys(("frames_sampled", "faces_detected", "faces_encoded", "windows"), 0)
-        stats = media.SamplingStats()
+        stats = video.SamplingStats()
 
         def decode_progress(fraction: float) -> None:
             if progress:
                 progress("decode", fraction)
 
-        frames = media.sample_frames(path, base_rate_hz=self.options.base_rate_hz,
+        frames = video.sample_frames(path, base_rate_hz=self.options.base_rate_hz,
                                      max_rate_hz=self.options.max_rate_hz, max_long_side=self.options.max_long_side,
                                      progress=decode_progress, cancel=cancel, stats=stats)
         for window_start, window_frames in _windows(clock.frames(_prefetched(frames)), WINDOW_S):
             if cancel is not None and cancel.is_set():
-                raise media.AnalysisCancelled(f"analysis of {clip.name} was cancelled")
+                raise video.AnalysisCancelled(f"analysis of {clip.name} was cancelled")
             counts["frames_sampled"] += len(window_frames)
             window_observations, crops = self._observe(window_frames, tracker, clock, counts)
             observations += window_observations

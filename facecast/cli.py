@@ -239,7 +239,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
     from facecast.analysis import ClipAnalyzer, file_sha256
-    from facecast.media import AnalysisCancelled, MediaError
+    from facecast.media.video import AnalysisCancelled, MediaError
     from facecast.report import EngagementReport
     from facecast.store import StoreError, open_store
     from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
@@ -685,7 +685,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         print(f"facecast train: error: training needs the training extra (torch): pip install -e '.[training]' "
               f"({error})", file=sys.stderr)
         return EXIT_ERROR
-    from facecast.media import MediaError
+    from facecast.media.video import MediaError
     from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
     base = args.base or settings.root / "weights" / "engagement-cpu.pt"

@@ -45,7 +45,7 @@ class ImageEmbedder:
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
             raise QueryError(f"faces must be uint8 [N, {self.face_size}, {self.face_size}, 3], "
-                             f"got {faces.dtype} {list(faces.shape)} (facecast.images.fit_square makes them)")
+                             f"got {faces.dtype} {list(faces.shape)} (facecast.media.images.fit_square makes them)")
         outputs = self.client.infer({"image": faces})
         return (outputs["embedding"].astype(np.float32), softmax(outputs["emotion_logits"]).astype(np.float32),
                 softmax(outputs["style_logits"]).astype(np.float32))

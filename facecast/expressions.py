@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecast.images import ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import ImageDecodeError, fit_square, load_rgb
 from facecast.store import ImageClassification
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
@@ -55,7 +55,7 @@ class ExpressionRecognizer:
         return self.client.signature.inputs[0].dims[0]
 
     def predict(self, faces: np.ndarray) -> list[ExpressionPrediction]:
-        """faces: uint8 [N, S, S, 3] RGB crops (use facecast.images.fit_square to get there)."""
+        """faces: uint8 [N, S, S, 3] RGB crops (use facecast.media.images.fit_square to get there)."""
         outputs = self.client.infer({"image": faces})
         emotion_probs = softmax(outputs["emotion_logits"])
         style_probs = softmax(outputs["style_logits"])

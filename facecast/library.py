@@ -36,7 +36,7 @@ import pandas as pd
 from PIL import Image
 
 from facecast import feedback as feedback_module
-from facecast.images import ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import ImageDecodeError, fit_square, load_rgb
 from facecast.ranking import DEFAULT_WEIGHTS, TERMS, RankingContext, explain, phi_matrix, rerank
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store, open_store
 from facecast.vector_index import VectorIndex, index_paths, open_index

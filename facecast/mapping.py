@@ -3,7 +3,7 @@ another style out, with its action parameters kept inside the target style's bou
 
 What a caller hands in is checked here, once, for the CLI and the app alike:
 
-* **the picture** (a path, file bytes or a uint8 array) goes through facecast.images' one decoder, so transparency
+* **the picture** (a path, file bytes or a uint8 array) goes through facecast.media.images' one decoder, so transparency
   is composited on white and grayscale, palette, CMYK and 16-bit pictures become 8-bit RGB; an empty, corrupt or
   non-image file, a picture under :data:`MIN_SIDE` px on a side, or over :data:`MAX_PIXELS` pixels or
   :data:`MAX_SIDE` px on a side (a decompression bomb is refused from its header) raises :class:`MappingInputError`
@@ -45,13 +45,7 @@ from PIL import Image
 
 from facecast.detection import FaceDetector
 from facecast.expressions import softmax
-from facecast.images import (
-    ImageDecodeError,
-    border_colour,
-    face_crop,
-    fit_square,
-    load_rgb,
-)
+from facecast.media.images import ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 

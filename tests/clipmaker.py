@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from facecast.config import PROJECT_ROOT
-from facecast.media import write_video
+from facecast.media.video_writer import write_video
 
 EMOJI_MANIFEST = PROJECT_ROOT / "data" / "emoji" / "manifest.csv"
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from facecast.analysis import ClipAnalyzer
-from facecast.media import AnalysisCancelled
+from facecast.media.video import AnalysisCancelled
 from facecast.report import EngagementReport
 from facecast.store import open_store
 from facecast.vocab import AUDIENCE_GROUPS, ENGAGEMENT_CLASSES

@@ -15,7 +15,7 @@ from app.report_html import report_html
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.report import EngagementReport
 from facecast.serving.client import TritonModelClient
 from tests.clipmaker import emoji_over_photo

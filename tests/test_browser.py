@@ -22,7 +22,7 @@ import pytest
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import AUDIENCE_GROUPS
 from tests.clipmaker import emoji_over_photo

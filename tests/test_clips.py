@@ -250,7 +250,7 @@ def test_mixed_style_scenes_occur():
 
 
 def test_write_clip_encodes_a_real_video(tmp_path):
-    from facecast.media import probe_video
+    from facecast.media.video import probe_video
 
     script = _short(5)
     path = write_clip(script, tmp_path / "clip.mp4")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 from training.data.augment import augment_batch
 from training.data.dataset import FaceImageDataset, concat_frames

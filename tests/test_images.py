@@ -1,4 +1,4 @@
-"""facecast.images: the decoder shared by training and serving."""
+"""facecast.media.images: the decoder shared by training and serving."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecast.images import ImageDecodeError, border_colour, fit_square, load_face, load_rgb
+from facecast.media.images import ImageDecodeError, border_colour, fit_square, load_face, load_rgb
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

@@ -1,4 +1,4 @@
-"""facecast.media on real files: every file here is encoded by PyAV (through write_video or, for damaged and
+"""facecast.media.video on real files: every file here is encoded by PyAV (through write_video or, for damaged and
 audio-only files, directly) into tmp_path and decoded back."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecast import media
-from facecast.media import (
+from facecast.media import video
+from facecast.media.video import (
     AnalysisCancelled,
     EmptyMediaFile,
     MediaError,
@@ -25,8 +25,8 @@ from facecast.media import (
     UnsupportedCodec,
     probe_video,
     sample_frames,
-    write_video,
 )
+from facecast.media.video_writer import write_video
 
 CONTAINERS = [(".mp4", "h264"), (".mov", "h264"), (".mkv", "h264"), (".webm", "vp9"), (".gif", "gif")]
 
@@ -214,7 +214,7 @@ def test_sudden_changes_get_extra_samples_but_never_above_max_rate(tmp_path):
     assert len(extra) == len(cut_frames)
     for cut, s in zip(cut_frames, extra):
         assert cut / fps - 1e-6 <= s.t <= cut / fps + 1 / 8  # at the cut, or as soon as the max rate allows
-        assert s.change > media.DEFAULT_CHANGE_THRESHOLD
+        assert s.change > video.DEFAULT_CHANGE_THRESHOLD
         assert mean_abs_error(s.image, frames[cut]) < 6  # it shows the new shot
     assert np.diff(times).min() >= 1 / 8 - 1e-6
     # every 0.25-s interval still holds a sample, so the 4 Hz model steps are all covered
@@ -253,7 +253,7 @@ def test_expression_change_of_a_face_gets_an_extra_sample(tmp_path):
         sampled = list(sample_frames(write_video(tmp_path / f"{style}.mp4", frames, fps=30)))
         extra = [s for s in sampled if s.reason == "change"]
         assert [round(s.t, 3) for s in extra] == [0.667], style
-        assert max(s.change for s in sampled if s.reason == "base") < media.DEFAULT_CHANGE_THRESHOLD / 3, style
+        assert max(s.change for s in sampled if s.reason == "base") < video.DEFAULT_CHANGE_THRESHOLD / 3, style
 
 
 def test_one_frame_clip(tmp_path):

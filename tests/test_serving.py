@@ -18,7 +18,7 @@ import torch
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.store import open_store
 from facecast.serving.client import TritonModelClient
 from facecast.serving.errors import TritonUnavailable

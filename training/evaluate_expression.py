@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.vocab import EMOTIONS, STYLES
 from training.data.manifest import read_manifest
 from training.evaluation import classification_scores, confusion, markdown_table, predict_images

@@ -627,7 +627,7 @@ def emoji_section(manifest: Path, mapper: ServedMapper, judge: Judge, picture: P
     if not manifest.is_file():
         return (f"Not measured: {manifest} is missing (`make emoji` builds it from the npm packages of Twemoji, "
                 "Noto Emoji and OpenMoji). No emoji picture was written.")
-    from facecast.images import load_face
+    from facecast.media.images import load_face
     from training.data.manifest import read_manifest
 
     frame = read_manifest(manifest)

@@ -171,7 +171,7 @@ def backbone_features(image_model, images: np.ndarray, augment_seed: int | None 
 
 
 def load_emoji(size: int = 64) -> dict[str, np.ndarray] | None:
-    from facecast.images import load_face
+    from facecast.media.images import load_face
     from training.data.manifest import read_manifest
 
     manifest = PROJECT_ROOT / "data" / "emoji" / "manifest.csv"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from app import services
 from facecast.expressions import ClassifiedImage, classify_images
-from facecast.images import ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import ImageDecodeError, fit_square, load_rgb
 from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.vocab import EMOTIONS

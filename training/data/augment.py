@@ -160,7 +160,7 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, strength: fl
     plan = _sample_transforms(batch, generator, strength)
     device, dtype = images.device, images.dtype
 
-    # Geometry: one resampling; border padding extends the background like facecast.images.fit_square does.
+    # Geometry: one resampling; border padding extends the background like facecast.media.images.fit_square does.
     theta = torch.from_numpy(plan["theta"]).to(device=device, dtype=dtype)
     out = F.grid_sample(images, _affine_grid(theta, height, width), mode="bilinear", padding_mode="border",
                         align_corners=False)

@@ -15,7 +15,7 @@ From the script follow, without rendering:
 Rendering reuses synthetic.py's painter (`draw_face`, `_background`, `_grade`, 2x supersampling):
 `render_frames` draws full frames through the camera viewport; `character_crops` draws each character's 64-px
 face crop directly (the same picture as cutting the square crop with 15 % margin out of the full frame), which is
-the fast path the engagement model trains on; `write_clip` encodes frames with facecast.media.write_video.
+the fast path the engagement model trains on; `write_clip` encodes frames with facecast.media.video_writer.write_video.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facecast.engagement_features import MODEL_RATE_HZ, step_count, step_times
-from facecast.images import FACE_CROP_MARGIN, border_colour, square_around
+from facecast.media.images import FACE_CROP_MARGIN, border_colour, square_around
 from facecast.vocab import AUDIENCE_GROUPS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 from training.data.synthetic import (
     CUE_FIELDS,
@@ -48,7 +48,7 @@ from training.data.synthetic import (
 )
 
 _SUPERSAMPLE = 2
-CROP_MARGIN = FACE_CROP_MARGIN  # the analysis pipeline's crop (facecast.images)
+CROP_MARGIN = FACE_CROP_MARGIN  # the analysis pipeline's crop (facecast.media.images)
 _NEUTRAL = EMOTIONS.index("neutral")
 _FIELDS = GEOMETRY_FIELDS + CUE_FIELDS
 _STYLE_CLIPPED = {"mouth_open": "mouth", "eye_open": "eye", "brow_raise": "brow", "cheek_raise": "cheek"}
@@ -908,14 +908,14 @@ def render_frames(script: ClipScript, width: int | None = None, height: int | No
 
 def crop_rect(box: np.ndarray, width: int, height: int) -> tuple[float, float, float, float]:
     """The square crop (frame pixels) the analysis pipeline cuts around a normalised face box
-    (facecast.images.square_around: the box's long side plus CROP_MARGIN of it on each side)."""
+    (facecast.media.images.square_around: the box's long side plus CROP_MARGIN of it on each side)."""
     return square_around((box[0] * width, box[1] * height, box[2] * width, box[3] * height), CROP_MARGIN)
 
 
 def _pad_outside_frame(crop: np.ndarray, rect: tuple[float, float, float, float], width: int,
                        height: int) -> np.ndarray:
     """Where the crop square leaves the frame, paint the border colour of the part inside it, as
-    facecast.images.face_crop does when it cuts a face at the edge of a real frame."""
+    facecast.media.images.face_crop does when it cuts a face at the edge of a real frame."""
     size = crop.shape[0]
     side = rect[2] - rect[0]
     ix0, iy0 = (max(0.0, rect[0]) - rect[0]) / side * size, (max(0.0, rect[1]) - rect[1]) / side * size
@@ -958,8 +958,8 @@ def character_crops(script: ClipScript, size: int = 64, rate_hz: float = MODEL_R
 
 
 def write_clip(script: ClipScript, path: str | Path, width: int | None = None, height: int | None = None) -> Path:
-    """Render the clip and encode it (container from the suffix) with facecast.media.write_video."""
-    from facecast.media import write_video
+    """Render the clip and encode it (container from the suffix) with facecast.media.video_writer.write_video."""
+    from facecast.media.video_writer import write_video
 
     frames = (frame.image for frame in render_frames(script, width, height))
     return write_video(path, frames, script.fps)

@@ -2,7 +2,7 @@
 
 Why preload: the data sets are small (20-40k faces of 64x64x3 bytes = 0.25-0.5 GB), while decoding PNGs in every
 epoch would cost more CPU than the 2-core training loop can spare. So every image is decoded ONCE, with
-facecast.images.load_face — the same decoder and square-fitting the serving path uses, so the network is trained on
+facecast.media.images.load_face — the same decoder and square-fitting the serving path uses, so the network is trained on
 exactly the pixels it will be served — into one uint8 array. Items are then plain tensor slices, and the
 augmentation runs per batch in torch (training/data/augment.py).
 
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 from training.data.manifest import COLUMNS
 

@@ -20,7 +20,7 @@ sarcasm, mixed feelings) are excluded rather than guessed: a wrong label would c
 were checked by eye against all three sets on the contact sheet this build writes (contact_sheet.png).
 
 Each face is cropped to its drawing (the sets pad their canvases differently; a detector's face crop is tight),
-composited on white and fitted to 64x64 by facecast.images, the same decoder serving uses, and saved as RGB PNG.
+composited on white and fitted to 64x64 by facecast.media.images, the same decoder serving uses, and saved as RGB PNG.
 The output folder is written to a temporary folder and renamed into place, so an interrupted build leaves nothing
 half-written; a finished build is skipped when its versions and table have not changed.
 """
@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from facecast.images import load_face
+from facecast.media.images import load_face
 from facecast.vocab import EMOTIONS
 from training.data.manifest import read_manifest, write_manifest
 
@@ -464,7 +464,7 @@ def crop_to_drawing(rgba: Image.Image, margin: float = CROP_MARGIN) -> Image.Ima
 
 
 def face_pixels(face: Face, size: int = IMAGE_SIZE) -> np.ndarray:
-    """The face as the network will see it: cropped, composited on white and fitted by facecast.images."""
+    """The face as the network will see it: cropped, composited on white and fitted by facecast.media.images."""
     buffer = io.BytesIO()
     crop_to_drawing(face.rgba).save(buffer, format="PNG")
     return load_face(buffer.getvalue(), size)
