@@ -10,8 +10,10 @@ import streamlit as st
 
 from facecast.analysis import ClipAnalyzer
 from facecast.config import Settings, load_settings
-from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
-from facecast.library import Embedders, Library
+from facecast.vocab import EXPRESSION_ENCODER
+from facecast.clients.expression_encoder import ExpressionRecognizer
+from facecast.clients.embedders import Embedders
+from facecast.library import Library
 from facecast.store import Store, open_store
 from facecast.serving.client import TritonModelClient
 
@@ -25,7 +27,7 @@ def settings() -> Settings:
 
 @st.cache_resource
 def recognizer() -> ExpressionRecognizer:
-    return ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, settings().triton_url))
+    return ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, settings().triton_url))
 
 
 @st.cache_resource

@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.report import write_section
-from facecast.library import Embedders, Library, Query
+from facecast.clients.embedders import Embedders
+from facecast.library import Library, Query
 from facecast.store import EMBEDDING_DIM, LibraryItem, open_store
 from facecast.vector_index import DEFAULT_EF_SEARCH
 from facecast.vocab import EMOTIONS, STYLES

@@ -26,11 +26,12 @@ import numpy as np
 from PIL import Image
 
 from facecast.media import video
-from facecast.detection import FaceDetector
-from facecast.engagement import EngagementScorer, WindowScores, combine_windows
+from facecast.clients.face_detector import FaceDetector
+from facecast.clients.engagement import EngagementScorer, WindowScores
+from facecast.clips.scoring import combine_windows
 from facecast.engagement_features import (
     MAX_STEPS, MODEL_RATE_HZ, build_window, frame_features, step_count)
-from facecast.expressions import ExpressionRecognizer
+from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.media.images import face_crop
 from facecast.report import (
     CharacterSummary, ClipInfo, CurvePoint, EmotionSegment, EngagementReport, KeyMoment, Scored)
@@ -42,7 +43,7 @@ KEY_MOMENTS = 5
 # A face seen in a single sample was on screen for less than a quarter second: nothing an audience reads, and
 # most often a false detection. Such tracks are left out (unless the clip itself has a single sampled frame).
 MIN_TRACK_OBSERVATIONS = 2
-# The detector's operating threshold favours recall (facecast.detection), so weak detections may continue a track,
+# The detector's operating threshold favours recall (facecast.clients.face_detector), so weak detections may continue a track,
 # but a track only counts once one of its detections is confident (as ByteTrack does): textures in a photograph
 # make long, weak tracks (mean score ≈ 0.2) that a real face (≈ 0.5–0.7) never looks like. Only confirmed tracks'
 # faces are encoded, which also keeps the encoder's work proportional to the faces on screen.
@@ -133,14 +134,12 @@ class ClipAnalyzer:
 
     @classmethod
     def for_urls(cls, urls: list[str], options: AnalysisOptions | None = None) -> "ClipAnalyzer":
-        from facecast.engagement import ENGAGEMENT_MODEL
-        from facecast.detection import MODEL_NAME as FACE_DETECTOR_MODEL
-        from facecast.expressions import EXPRESSION_MODEL
         from facecast.serving.client import TritonModelClient
+        from facecast.vocab import ENGAGEMENT, EXPRESSION_ENCODER, FACE_DETECTOR
 
-        return cls(FaceDetector(TritonModelClient(FACE_DETECTOR_MODEL, urls)),
-                   ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, urls)),
-                   EngagementScorer(TritonModelClient(ENGAGEMENT_MODEL, urls)), options)
+        return cls(FaceDetector(TritonModelClient(FACE_DETECTOR, urls)),
+                   ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, urls)),
+                   EngagementScorer(TritonModelClient(ENGAGEMENT, urls)), options)
 
     def models(self) -> dict[str, str]:
         return {client.model_name: client.signature.version or "1"

@@ -170,7 +170,9 @@ def _expand_images(paths: list[Path]) -> list[Path]:
 
 
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast.expressions import EXPRESSION_MODEL, ClassifiedImage, ExpressionRecognizer, classify_images, read_sources
+    from facecast.vocab import EXPRESSION_ENCODER
+    from facecast.classify import ClassifiedImage, classify_images, read_sources
+    from facecast.clients.expression_encoder import ExpressionRecognizer
     from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
     from facecast.serving.client import TritonModelClient
 
@@ -181,7 +183,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     readable, unreadable = [], []
     for name, data, error in read_sources(paths):
         (readable.append((name, data)) if data is not None else unreadable.append(ClassifiedImage(name, None, None, error)))
-    recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, args.url or [settings.triton_url]))
+    recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, args.url or [settings.triton_url]))
     try:
         results = classify_images(readable, recognizer) if readable else []
     except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
@@ -417,7 +419,8 @@ def _styles() -> tuple[str, ...]:
 
 def _open_library(args: argparse.Namespace, settings: Settings, *, triton: bool, name: str):
     """(library, None) or (None, exit code) after printing why it cannot be opened."""
-    from facecast.library import Embedders, Library
+    from facecast.clients.embedders import Embedders
+    from facecast.library import Library
     from facecast.store import StoreError
 
     embedders = None
@@ -445,7 +448,7 @@ def _library_errors():
     errors: tuple[type[BaseException], ...] = (LibraryError, FeedbackError, TritonUnavailable, ModelUnavailable,
                                                InferenceFailed)
     try:
-        from facecast.embedding import QueryError as EmbeddingQueryError
+        from facecast.clients.embedders import QueryError as EmbeddingQueryError
         from facecast.text import QueryTextError, TokenizerMissing
 
         errors += (QueryTextError, TokenizerMissing, EmbeddingQueryError)

@@ -36,6 +36,7 @@ import pandas as pd
 from PIL import Image
 
 from facecast import feedback as feedback_module
+from facecast.clients.embedders import Embedders
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
 from facecast.ranking import DEFAULT_WEIGHTS, TERMS, RankingContext, explain, phi_matrix, rerank
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store, open_store
@@ -46,16 +47,9 @@ FACE_SIZE = 64  # the image_embedder's input (its Triton dims)
 CANDIDATES = 200  # first stage: approximate neighbours handed to the re-rank
 MAX_TOP = 500
 MAX_QUERY_CHARS = 1000  # the text model reads 32 tokens; longer input is cut here (and said so) before tokenising
-EMBED_BATCH = 128
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 QUERY_TYPES = ("text", "image", "emotion", "style", "mixed")
 
-# One phrase per emotion / style: the text side of "what does this query ask for" (ranking's query distributions).
-EMOTION_PROTOTYPES = {"happiness": "a happy face", "sadness": "a sad face", "anger": "an angry face",
-                      "surprise": "a surprised face", "fear": "a scared face", "disgust": "a disgusted face",
-                      "neutral": "a neutral expressionless face"}
-STYLE_PROTOTYPES = {"realistic": "a face in a realistic style", "cartoon": "a face in cartoon style",
-                    "anime": "a face in anime style", "stylized_3d": "a face rendered in stylized 3D"}
 PROTOTYPE_TEMPERATURE = 0.05
 PROTOTYPE_MARGIN = 0.2
 
@@ -75,55 +69,6 @@ class LabelsError(LibraryError):
 # --------------------------------------------------------------------------------------------------------------------
 # Models (the served embedders)
 # --------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Embedders:
-    """The served models the library needs: image_embedder (ingest, image queries), text_embedder and query_fuser."""
-
-    image: Any  # facecast.embedding.ImageEmbedder
-    text: Any  # facecast.embedding.TextEmbedder
-    query: Any  # facecast.embedding.QueryEncoder
-    _prototypes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-
-    @classmethod
-    def for_urls(cls, urls: str | list[str]) -> Embedders:
-        from facecast import embedding
-        from facecast.serving.client import TritonModelClient
-
-        image = embedding.ImageEmbedder(TritonModelClient(embedding.IMAGE_EMBEDDER_MODEL, urls))
-        text = embedding.TextEmbedder(TritonModelClient(embedding.TEXT_EMBEDDER_MODEL, urls))
-        fuser = TritonModelClient(embedding.QUERY_FUSER_MODEL, urls)
-        return cls(image, text, embedding.QueryEncoder(text, image, fuser))
-
-    def prototypes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Text embeddings of the emotion and style prototype phrases ([7, D], [4, D]), computed once."""
-        if self._prototypes is None:
-            vectors = self.text.embed([EMOTION_PROTOTYPES[e] for e in EMOTIONS] + [STYLE_PROTOTYPES[s] for s in STYLES])
-            self._prototypes = (vectors[:len(EMOTIONS)], vectors[len(EMOTIONS):])
-        return self._prototypes
-
-    def fuse(self, text_vector: np.ndarray | None, image_vector: np.ndarray | None, emotion: np.ndarray | None,
-             style: np.ndarray | None) -> np.ndarray:
-        """The query_fuser on vectors already computed. QueryEncoder.encode does the same from raw inputs, but the
-        re-rank needs the text and image vectors too, and embedding them twice would double the query latency."""
-        inputs = {"text_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
-                  "image_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
-                  "emotion": np.zeros((1, len(EMOTIONS)), np.float32), "style": np.zeros((1, len(STYLES)), np.float32),
-                  "present": np.zeros((1, 4), np.float32)}  # order of facecast.embedding.MODALITIES
-        for slot, (name, value) in enumerate((("text_embedding", text_vector), ("image_embedding", image_vector),
-                                              ("emotion", emotion), ("style", style))):
-            if value is not None:
-                inputs[name][0] = value
-                inputs["present"][0, slot] = 1.0
-        return self.query.fuser.infer(inputs)["embedding"][0].astype(np.float32)
-
-    def embed_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if len(faces) == 0:
-            return (np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros((0, len(EMOTIONS)), np.float32),
-                    np.zeros((0, len(STYLES)), np.float32))
-        parts = [self.image.embed(faces[i:i + EMBED_BATCH]) for i in range(0, len(faces), EMBED_BATCH)]
-        return tuple(np.concatenate([p[k] for p in parts]).astype(np.float32) for k in range(3))  # type: ignore
 
 
 def _text_view(similarities: np.ndarray) -> np.ndarray | None:

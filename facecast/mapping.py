@@ -22,9 +22,7 @@ What a caller hands in is checked here, once, for the CLI and the app alike:
   too; a source value it had to clamp (an expression read from the source that the target style cannot draw) is
   reported the same way.
 
-Serving contract (batch axis first): inputs image UINT8 [S, S, 3], target_style FP32 [4] (one-hot here),
-params FP32 [4], params_mask FP32 [4] (1 = use params[i], 0 = keep the source's own value); outputs mapped UINT8
-[S, S, 3], applied_params FP32 [4], source_params FP32 [4], source_style_logits FP32 [4], emotion_logits FP32 [7].
+The served model's contract: facecast.clients.style_mapper.
 """
 
 from __future__ import annotations
@@ -43,14 +41,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from facecast.detection import FaceDetector
-from facecast.expressions import softmax
+from facecast.clients.face_detector import FaceDetector
+from facecast.clients.style_mapper import MappedFaces, StyleMapperClient
 from facecast.media.images import ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
 from facecast.serving.client import TritonModelClient
-from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, FACE_DETECTOR, STYLE_MAPPER, STYLE_PARAM_BOUNDS, STYLES
 
-MODEL_NAME = "style_mapper"
-DETECTOR_MODEL = "face_detector"
 
 MIN_SIDE = 24  # px: below this there is no face left to read an expression from
 MAX_PIXELS = 40_000_000  # far above any face picture or 8K frame (33 MP); checked from the header, before decoding
@@ -390,23 +386,18 @@ class StyleMapper:
     request raises facecast.serving.errors.TritonUnavailable (or ModelUnavailable) with what to do."""
 
     def __init__(self, client: TritonModelClient, detector: FaceDetector | None = None):
-        if client.model_name != MODEL_NAME:
-            raise ValueError(f"StyleMapper needs a client for {MODEL_NAME!r}, not {client.model_name!r}")
-        self.client = client
+        self.model = StyleMapperClient(client)
         self.detector = detector
 
     @classmethod
     def for_urls(cls, urls: str | list[str]) -> StyleMapper:
         # The detector gets threshold 0: locate_face weighs every candidate itself.
-        return cls(TritonModelClient(MODEL_NAME, urls), FaceDetector(TritonModelClient(DETECTOR_MODEL, urls), 0.0))
+        return cls(TritonModelClient(STYLE_MAPPER, urls), FaceDetector(TritonModelClient(FACE_DETECTOR, urls), 0.0))
 
     @property
     def input_size(self) -> int:
         """S of the served model's image input [S, S, 3], from its Triton config."""
-        spec = next(s for s in self.client.signature.inputs if s.name == "image")
-        if len(spec.dims) != 3 or spec.dims[0] != spec.dims[1] or spec.dims[2] != 3:
-            raise ValueError(f"{MODEL_NAME} serves image {list(spec.dims)}; expected [S, S, 3]")
-        return int(spec.dims[0])
+        return self.model.input_size
 
     def prepare(self, source: str | Path | bytes | np.ndarray | PreparedFace, *, assume_face: bool = False,
                 name: str | None = None) -> PreparedFace:
@@ -430,7 +421,7 @@ class StyleMapper:
             return PreparedFace(fit_square(picture, size), how, score, box, label)
         return PreparedFace(face_crop(picture, box, size, margin=CROP_MARGIN), how, score, box, label)
 
-    def _run(self, prepared: PreparedFace, styles: list[str], overrides: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    def _run(self, prepared: PreparedFace, styles: list[str], overrides: list[dict[str, float]]) -> MappedFaces:
         count = len(styles)
         params = np.zeros((count, len(ACTION_PARAMS)), np.float32)
         mask = np.zeros((count, len(ACTION_PARAMS)), np.float32)
@@ -439,29 +430,25 @@ class StyleMapper:
                 column = ACTION_PARAMS.index(param)
                 params[row, column] = value
                 mask[row, column] = 1.0
-        return self.client.infer({
-            "image": np.repeat(prepared.face[None], count, axis=0),
-            "target_style": np.eye(len(STYLES), dtype=np.float32)[[STYLES.index(s) for s in styles]],
-            "params": params, "params_mask": mask})
+        return self.model.map(np.repeat(prepared.face[None], count, axis=0),
+                              np.eye(len(STYLES), dtype=np.float32)[[STYLES.index(s) for s in styles]], params, mask)
 
     def _results(self, prepared: PreparedFace, styles: list[str], overrides: list[dict[str, float]],
                  notices: list[list[ClampNotice]]) -> list[MappingResult]:
         outputs = self._run(prepared, styles, overrides)
-        style_probs = softmax(outputs["source_style_logits"].astype(np.float64))
-        emotion_probs = softmax(outputs["emotion_logits"].astype(np.float64))
         results = []
         for row, style in enumerate(styles):
-            applied = dict(zip(ACTION_PARAMS, map(float, outputs["applied_params"][row])))
-            source = dict(zip(ACTION_PARAMS, map(float, outputs["source_params"][row])))
+            applied = dict(zip(ACTION_PARAMS, map(float, outputs.applied_params[row])))
+            source = dict(zip(ACTION_PARAMS, map(float, outputs.source_params[row])))
             row_notices = list(notices[row])
             for param, (low, high) in STYLE_PARAM_BOUNDS[style].items():
                 value = source[param]
                 if param not in overrides[row] and not low - 1e-6 <= value <= high + 1e-6:
                     row_notices.append(ClampNotice(param, value, applied[param], low, high, style, "source"))
             results.append(MappingResult(
-                target_style=style, mapped=np.ascontiguousarray(outputs["mapped"][row]), applied_params=applied,
-                source_params=source, source_style_probs=dict(zip(STYLES, map(float, style_probs[row]))),
-                emotion_probs=dict(zip(EMOTIONS, map(float, emotion_probs[row]))), notices=tuple(row_notices),
+                target_style=style, mapped=np.ascontiguousarray(outputs.mapped[row]), applied_params=applied,
+                source_params=source, source_style_probs=dict(zip(STYLES, map(float, outputs.source_style_probs[row]))),
+                emotion_probs=dict(zip(EMOTIONS, map(float, outputs.emotion_probs[row]))), notices=tuple(row_notices),
                 overrides=dict(overrides[row]), source=prepared))
         return results
 

@@ -123,7 +123,7 @@ class _LiveTrack:
 
 
 def _detection_parts(detection) -> tuple[Box, float]:
-    """A facecast.detection.Detection, or a (box, score) pair."""
+    """A facecast.clients.face_detector.Detection, or a (box, score) pair."""
     if hasattr(detection, "box") and hasattr(detection, "score"):
         box, score = detection.box, detection.score
     else:

@@ -22,3 +22,15 @@ STYLE_PARAM_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
     "anime": {"mouth": (0.10, 0.90), "eye": (0.05, 0.95), "brow": (0.15, 0.85), "cheek": (0.20, 0.80)},
     "stylized_3d": {"mouth": (0.12, 0.88), "eye": (0.08, 0.92), "brow": (0.18, 0.82), "cheek": (0.22, 0.78)},
 }
+
+# The names Triton serves each network under: model repository folders, client model names, training registry
+# prefixes (training/networks/registry.py builds `<name>-cpu` / `<name>-gpu` configs for each).
+FACE_DETECTOR = "face_detector"
+EXPRESSION_ENCODER = "expression_encoder"
+ENGAGEMENT = "engagement"
+IMAGE_EMBEDDER = "image_embedder"
+TEXT_EMBEDDER = "text_embedder"
+QUERY_FUSER = "query_fuser"
+STYLE_MAPPER = "style_mapper"
+SERVED_MODELS: tuple[str, ...] = (FACE_DETECTOR, EXPRESSION_ENCODER, ENGAGEMENT, IMAGE_EMBEDDER, TEXT_EMBEDDER,
+                                  QUERY_FUSER, STYLE_MAPPER)

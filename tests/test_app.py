@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 from app.report_html import report_html
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
-from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
+from facecast.vocab import EXPRESSION_ENCODER
+from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.media.images import load_face
 from facecast.report import EngagementReport
 from facecast.serving.client import TritonModelClient
@@ -236,7 +237,7 @@ def test_classify_demo_faces_shows_the_served_prediction(app_env, full_server, t
     app.run()
     assert not app.exception, app.exception
     assert "2 of 2 image(s) classified" in app.subheader[0].value
-    expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, full_server.triton_url)).predict(
+    expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, full_server.triton_url)).predict(
         np.stack([load_face(p, 64) for p in chosen]))
     shown = [m.value for m in app.metric if m.label == "Emotion"]
     assert shown == [p.emotion for p in expected]
@@ -371,7 +372,7 @@ def test_status_page_lists_models_stats_and_runs_a_load_test(app_env, full_serve
     assert [m.value for m in app.metric if m.label == "Server"] == ["ready"]
     models = app.dataframe[1].value
     assert set(models["model"]) == set(ALL_MODELS)
-    row = models[models["model"] == EXPRESSION_MODEL].iloc[0]
+    row = models[models["model"] == EXPRESSION_ENCODER].iloc[0]
     assert row["state"] == "READY" and row["dynamic batching"] == "on" and row["max batch"] > 0
     app.slider[0].set_value(1.0)  # seconds
     app.button[0].click()  # "Run load test"
@@ -381,7 +382,7 @@ def test_status_page_lists_models_stats_and_runs_a_load_test(app_env, full_serve
     assert float(shown["Throughput"].split()[0]) > 0
     app.run()
     stats = app.dataframe[2].value
-    served = stats[stats["model"] == EXPRESSION_MODEL].iloc[0]
+    served = stats[stats["model"] == EXPRESSION_ENCODER].iloc[0]
     assert served["requests"] > 0 and served["executions"] > 0
 
 

@@ -21,7 +21,8 @@ import pytest
 
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT
-from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
+from facecast.vocab import EXPRESSION_ENCODER
+from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.media.images import load_face
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import AUDIENCE_GROUPS
@@ -232,7 +233,7 @@ def test_classify_demo_faces_in_the_browser(browser, app_url, full_server) -> No
     page.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=30_000)
     screenshot(page, "classify-faces")
 
-    expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, full_server.triton_url)).predict(
+    expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, full_server.triton_url)).predict(
         np.stack([load_face(faces / f"{name}.png", 64) for name in chosen]))
     shown = page.locator('[data-testid="stMetric"]').filter(has_text="Emotion").locator(
         '[data-testid="stMetricValue"]').all_inner_texts()

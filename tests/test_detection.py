@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from facecast.config import PROJECT_ROOT
-from facecast.detection import (
-    DEFAULT_SCORE_THRESHOLD, Detection, DetectionInputError, FaceDetector, detections_from_outputs, letterbox,
+from facecast.clients.face_detector import (
+    DEFAULT_SCORE_THRESHOLD,
+    Detection,
+    DetectionInputError,
+    FaceDetector,
+    detections_from_outputs,
+    letterbox,
     letterbox_geometry,
 )
 from facecast.tracking import box_iou

@@ -148,13 +148,14 @@ def _stills(emotion: str, style: str, count: int, first_seed: int) -> np.ndarray
 
 @pytest.fixture(scope="module")
 def embedders(full_server):
-    from facecast import embedding
+    from facecast.clients import embedders
+    from facecast import vocab
     from facecast.serving.client import TritonModelClient
 
     urls = [full_server.triton_url]
-    image = embedding.ImageEmbedder(TritonModelClient(embedding.IMAGE_EMBEDDER_MODEL, urls))
-    text = embedding.TextEmbedder(TritonModelClient(embedding.TEXT_EMBEDDER_MODEL, urls))
-    query = embedding.QueryEncoder(text, image, TritonModelClient(embedding.QUERY_FUSER_MODEL, urls))
+    image = embedders.ImageEmbedder(TritonModelClient(vocab.IMAGE_EMBEDDER, urls))
+    text = embedders.TextEmbedder(TritonModelClient(vocab.TEXT_EMBEDDER, urls))
+    query = embedders.QueryEncoder(text, image, TritonModelClient(vocab.QUERY_FUSER, urls))
     return image, text, query
 
 
@@ -208,7 +209,7 @@ def test_fused_queries_follow_emotion_and_style(embedders, cartoon_library) -> N
 
 @pytest.mark.triton
 def test_bad_queries_get_clear_errors(embedders) -> None:
-    from facecast.embedding import QueryError
+    from facecast.clients.embedders import QueryError
 
     image, text, query = embedders
     with pytest.raises(QueryError, match="empty query"):

@@ -20,7 +20,6 @@ from facecast.config import PROJECT_ROOT
 from facecast.mapping import (
     MAX_SIDE,
     MIN_SIDE,
-    MODEL_NAME,
     ClampNotice,
     MappingInputError,
     NotAFaceError,
@@ -32,6 +31,7 @@ from facecast.mapping import (
     validate_style,
     write_png_atomically,
 )
+from facecast.vocab import STYLE_MAPPER
 from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 from tests.clipmaker import photo
@@ -221,14 +221,14 @@ def inside_bounds(params: dict[str, float], style: str) -> bool:
 
 def inference_counts(url: str) -> tuple[int, int, int]:
     """(requests, rows inferred, executions) of the style_mapper so far."""
-    stats = triton_http.InferenceServerClient(url).get_inference_statistics(MODEL_NAME)["model_stats"][0]
+    stats = triton_http.InferenceServerClient(url).get_inference_statistics(STYLE_MAPPER)["model_stats"][0]
     return (int(stats["inference_stats"]["success"]["count"]), int(stats["inference_count"]),
             int(stats["execution_count"]))
 
 
 @pytest.mark.triton
 def test_input_size_comes_from_the_served_config(mapper, full_server) -> None:
-    config = triton_http.InferenceServerClient(full_server.triton_url).get_model_config(MODEL_NAME)
+    config = triton_http.InferenceServerClient(full_server.triton_url).get_model_config(STYLE_MAPPER)
     image = next(i for i in config["input"] if i["name"] == "image")
     assert mapper.input_size == int(image["dims"][0]) == int(image["dims"][1])
 

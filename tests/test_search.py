@@ -18,7 +18,8 @@ from PIL import Image
 
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT
-from facecast.library import Embedders, Filters, Library, LibraryError, Query, QueryError, add_from_analysis
+from facecast.clients.embedders import Embedders
+from facecast.library import Filters, Library, LibraryError, Query, QueryError, add_from_analysis
 from facecast.ranking import TERMS
 from facecast.store import open_store
 from facecast.serving.errors import TritonUnavailable

@@ -17,7 +17,8 @@ import torch
 
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT
-from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
+from facecast.vocab import EXPRESSION_ENCODER
+from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.media.images import load_face
 from facecast.store import open_store
 from facecast.serving.client import TritonModelClient
@@ -35,7 +36,7 @@ EMOJI_MANIFEST = PROJECT_ROOT / "data" / "emoji" / "manifest.csv"
 
 @pytest.fixture(scope="module")
 def client(expression_server) -> TritonModelClient:
-    return TritonModelClient(EXPRESSION_MODEL, expression_server.triton_url)
+    return TritonModelClient(EXPRESSION_ENCODER, expression_server.triton_url)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def synthetic_faces(count: int, size: int = 64) -> np.ndarray:
 
 
 def test_served_config_is_the_contract(expression_server) -> None:
-    config = requests.get(f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_MODEL}/config",
+    config = requests.get(f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/config",
                           timeout=10).json()
     assert config["max_batch_size"] > 0 and "dynamic_batching" in config
     (image,) = config["input"]
@@ -91,7 +92,7 @@ def test_large_requests_are_split_at_max_batch_size(client) -> None:
 
 def test_concurrent_single_image_requests_are_batched(expression_server, client) -> None:
     def counts() -> tuple[int, int]:
-        stats = requests.get(f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_MODEL}/stats",
+        stats = requests.get(f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/stats",
                              timeout=10).json()["model_stats"][0]
         return int(stats["inference_count"]), int(stats["execution_count"])
 
@@ -126,7 +127,7 @@ def test_wrong_input_shape_is_refused_before_sending(client) -> None:
 def test_triton_down_gives_a_clear_error() -> None:
     (port,) = process.find_free_ports(1)
     with pytest.raises(TritonUnavailable, match="facecast serve --detach"):
-        TritonModelClient(EXPRESSION_MODEL, f"127.0.0.1:{port}").signature
+        TritonModelClient(EXPRESSION_ENCODER, f"127.0.0.1:{port}").signature
 
 
 # ------------------------------------------------------------------------------------------- the CLI

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facecast.detection import Detection
+from facecast.clients.face_detector import Detection
 from facecast.tracking import FaceTracker, TrackerSettings, TrackingError, box_iou, track_faces
 
 RATE_HZ = 4.0

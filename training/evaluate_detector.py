@@ -5,7 +5,7 @@
 Predictions come from the exported ONNX model run by ONNX Runtime (what Triton serves), on scenes the detector
 never saw: synthetic scenes of held-out characters (test range of training/data/build.py) and emoji composites of
 held-out emoji identities (training/data/detection.py). A face counts as found when a detection with score ≥ the
-client's operating threshold (facecast.detection.DEFAULT_SCORE_THRESHOLD) overlaps it with IoU ≥ 0.5, matching
+client's operating threshold (facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD) overlaps it with IoU ≥ 0.5, matching
 greedily by score, each detection at most one face. AP50 is the area under the precision-recall curve over all
 thresholds (all-point interpolation). The threshold sweep on the validation split is what the operating threshold
 was chosen from. Also measured: ONNX Runtime time per frame at batch 8.
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facecast.detection import DEFAULT_SCORE_THRESHOLD
+from facecast.clients.face_detector import DEFAULT_SCORE_THRESHOLD
 from facecast.tracking import box_iou
 from training.data.detection import SIZE_BUCKETS, read_split, size_bucket
 from training.evaluation import markdown_table
@@ -179,7 +179,7 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     reaching = [row["threshold"] for row in sweep_rows if row["recall"] >= TARGET_RECALL]
     chosen = max(reaching) if reaching else max(sweep_rows, key=lambda row: row["F1"])["threshold"]
     agreement = ("which is the client's threshold" if chosen == threshold else
-                 f"**the client's threshold ({threshold}) differs: update facecast.detection.DEFAULT_SCORE_THRESHOLD**")
+                 f"**the client's threshold ({threshold}) differs: update facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD**")
 
     summary = pd.DataFrame([
         _summary_row("held-out synthetic characters", results["test"], len(split_data["test"][0])),
@@ -211,7 +211,7 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
         "c01300–c01499 only, the emoji test scenes only emoji identities held out of training in all three sets.",
         "",
         f"A face is found when a detection with score ≥ **{threshold}** (the client's operating threshold, "
-        "`facecast.detection.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates precision "
+        "`facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates precision "
         "over all thresholds. Face size = face height / the frame's short side.",
         "",
         "## Summary",

@@ -105,10 +105,11 @@ class Judge:
     """The served expression_encoder, read as arrays: emotion, style and action parameters per picture."""
 
     def __init__(self, url: str):
-        from facecast.expressions import EXPRESSION_MODEL, ExpressionRecognizer
+        from facecast.vocab import EXPRESSION_ENCODER
+        from facecast.clients.expression_encoder import ExpressionRecognizer
         from facecast.serving.client import TritonModelClient
 
-        self.recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_MODEL, url))
+        self.recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, url))
 
     def read(self, images: np.ndarray, label: str) -> dict[str, np.ndarray]:
         size = self.recognizer.face_size

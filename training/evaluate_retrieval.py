@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from facecast.config import PROJECT_ROOT
-from facecast.library import Embedders, Library, Query
+from facecast.clients.embedders import Embedders
+from facecast.library import Library, Query
 from facecast.vocab import EMOTIONS, STYLES
 from training.evaluation import served_weights
 

@@ -11,7 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from app import services
-from facecast.expressions import ClassifiedImage, classify_images
+from facecast.classify import ClassifiedImage, classify_images
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
 from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import services
-from facecast.embedding import QueryError as EmbeddingQueryError
+from facecast.clients.embedders import QueryError as EmbeddingQueryError
 from facecast.feedback import FeedbackError
 from facecast.library import Filters, LibraryError, Query
 from facecast.store import StoreError

@@ -12,13 +12,7 @@ import streamlit as st
 
 from app import services
 from facecast.library import LibraryError
-from facecast.mapping import (
-    MappingInputError,
-    MappingResult,
-    NotAFaceError,
-    StyleMapper,
-    save_to_library,
-)
+from facecast.mapping import MappingInputError, MappingResult, NotAFaceError, StyleMapper, save_to_library
 from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES

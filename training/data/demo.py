@@ -98,7 +98,8 @@ def analyse_demo_clips(paths: list[Path], store, urls: list[str], say=print) -> 
 
 def build_demo_library(faces: Path, analysis_ids: list[int], store, urls: list[str], say=print) -> dict:
     """Demo faces + licensed emoji (with their manifest labels) + the demo clips' key-moment faces."""
-    from facecast.library import Embedders, Library
+    from facecast.clients.embedders import Embedders
+    from facecast.library import Library
 
     library = Library(store, Embedders.for_urls(urls), use_gpu=False)
     added = duplicates = 0

@@ -3,7 +3,7 @@
     python -m training.data.detection --out data/detection [--train 6000] [--val 400] [--test 800] [--test-emoji 500]
 
 Every scene is rendered straight into the detector's letterboxed input (192×320 by default) through
-facecast.detection.letterbox's geometry, so training sees exactly what serving feeds the model: a 16:9, 4:3, 1:1 or
+facecast.clients.face_detector.letterbox's geometry, so training sees exactly what serving feeds the model: a 16:9, 4:3, 1:1 or
 9:16 frame scaled to fit, with black bars. Three kinds of scene:
 
 - `synthetic`: 0–5 characters from training/data/synthetic.py `render_frame` (all four styles, one style per scene
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from facecast.detection import letterbox_geometry
+from facecast.clients.face_detector import letterbox_geometry
 from facecast.vocab import STYLES
 from training.data.build import SPLITS, character_ids
 from training.data.emoji import (

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from facecast.expressions import softmax
-from facecast.text import QueryTextError, tokenize
-from facecast.serving.client import TritonModelClient
-from facecast.vocab import EMOTIONS, STYLES
+from dataclasses import dataclass, field
 
-IMAGE_EMBEDDER_MODEL = "image_embedder"
-TEXT_EMBEDDER_MODEL = "text_embedder"
-QUERY_FUSER_MODEL = "query_fuser"
+from facecast.clients._common import expect_client, softmax
+from facecast.serving.client import TritonModelClient
+from facecast.text import QueryTextError, tokenize
+from facecast.vocab import EMOTIONS, IMAGE_EMBEDDER, QUERY_FUSER, STYLES, TEXT_EMBEDDER
+
 EMBEDDING_DIM = 512
+EMBED_BATCH = 128
+# One phrase per emotion / style: the text side of "what does this query ask for" (ranking's query distributions).
+EMOTION_PROTOTYPES = {"happiness": "a happy face", "sadness": "a sad face", "anger": "an angry face",
+                      "surprise": "a surprised face", "fear": "a scared face", "disgust": "a disgusted face",
+                      "neutral": "a neutral expressionless face"}
+STYLE_PROTOTYPES = {"realistic": "a face in a realistic style", "cartoon": "a face in cartoon style",
+                    "anime": "a face in anime style", "stylized_3d": "a face rendered in stylized 3D"}
 MODALITIES = ("text", "image", "emotion", "style")  # order of query_fuser's `present` input
 
 
@@ -26,14 +32,9 @@ class QueryError(ValueError):
     """A query that cannot be encoded (nothing given, wrong shapes or labels); the message says what to fix."""
 
 
-def _expect_client(client: TritonModelClient, model: str, owner: str) -> None:
-    if client.model_name != model:
-        raise ValueError(f"{owner} needs a client for {model!r}, not {client.model_name!r}")
-
-
 class ImageEmbedder:
     def __init__(self, client: TritonModelClient):
-        _expect_client(client, IMAGE_EMBEDDER_MODEL, "ImageEmbedder")
+        expect_client(client, IMAGE_EMBEDDER, "ImageEmbedder")
         self.client = client
 
     @property
@@ -53,7 +54,7 @@ class ImageEmbedder:
 
 class TextEmbedder:
     def __init__(self, client: TritonModelClient):
-        _expect_client(client, TEXT_EMBEDDER_MODEL, "TextEmbedder")
+        expect_client(client, TEXT_EMBEDDER, "TextEmbedder")
         self.client = client
 
     @property
@@ -97,7 +98,7 @@ class QueryEncoder:
     """Any mix of text, a face image, an emotion and a style → one query vector in the image embedding space."""
 
     def __init__(self, text_embedder: TextEmbedder, image_embedder: ImageEmbedder, fuser: TritonModelClient):
-        _expect_client(fuser, QUERY_FUSER_MODEL, "QueryEncoder")
+        expect_client(fuser, QUERY_FUSER, "QueryEncoder")
         self.text_embedder = text_embedder
         self.image_embedder = image_embedder
         self.fuser = fuser
@@ -135,3 +136,48 @@ class QueryEncoder:
         outputs = self.fuser.infer({"text_embedding": text_vector, "image_embedding": image_vector,
                                     "emotion": emotion_vector, "style": style_vector, "present": present})
         return outputs["embedding"][0].astype(np.float32)
+
+
+@dataclass
+class Embedders:
+    """The served models the library needs: image_embedder (ingest, image queries), text_embedder and query_fuser."""
+
+    image: ImageEmbedder
+    text: TextEmbedder
+    query: QueryEncoder
+    _prototypes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    @classmethod
+    def for_urls(cls, urls: str | list[str]) -> Embedders:
+        image = ImageEmbedder(TritonModelClient(IMAGE_EMBEDDER, urls))
+        text = TextEmbedder(TritonModelClient(TEXT_EMBEDDER, urls))
+        return cls(image, text, QueryEncoder(text, image, TritonModelClient(QUERY_FUSER, urls)))
+
+    def prototypes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Text embeddings of the emotion and style prototype phrases ([7, D], [4, D]), computed once."""
+        if self._prototypes is None:
+            vectors = self.text.embed([EMOTION_PROTOTYPES[e] for e in EMOTIONS] + [STYLE_PROTOTYPES[s] for s in STYLES])
+            self._prototypes = (vectors[:len(EMOTIONS)], vectors[len(EMOTIONS):])
+        return self._prototypes
+
+    def fuse(self, text_vector: np.ndarray | None, image_vector: np.ndarray | None, emotion: np.ndarray | None,
+             style: np.ndarray | None) -> np.ndarray:
+        """The query_fuser on vectors already computed. QueryEncoder.encode does the same from raw inputs, but the
+        re-rank needs the text and image vectors too, and embedding them twice would double the query latency."""
+        inputs = {"text_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
+                  "image_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
+                  "emotion": np.zeros((1, len(EMOTIONS)), np.float32), "style": np.zeros((1, len(STYLES)), np.float32),
+                  "present": np.zeros((1, 4), np.float32)}  # order of MODALITIES
+        for slot, (name, value) in enumerate((("text_embedding", text_vector), ("image_embedding", image_vector),
+                                              ("emotion", emotion), ("style", style))):
+            if value is not None:
+                inputs[name][0] = value
+                inputs["present"][0, slot] = 1.0
+        return self.query.fuser.infer(inputs)["embedding"][0].astype(np.float32)
+
+    def embed_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(faces) == 0:
+            return (np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros((0, len(EMOTIONS)), np.float32),
+                    np.zeros((0, len(STYLES)), np.float32))
+        parts = [self.image.embed(faces[i:i + EMBED_BATCH]) for i in range(0, len(faces), EMBED_BATCH)]
+        return tuple(np.concatenate([p[k] for p in parts]).astype(np.float32) for k in range(3))  # type: ignore

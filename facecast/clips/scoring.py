@@ -1,4 +1,4 @@
-"""Engagement prediction through Triton's `engagement` model, and how window outputs become one clip's scores.
+"""How the engagement model's window outputs become one clip's scores.
 
 The model scores windows of MAX_STEPS steps (32 s). A clip longer than that is cut into consecutive windows;
 clip-level scores are the windows' scores weighted by how many character-steps each window observed (a window
@@ -12,51 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facecast.clients.engagement import WindowScores
 from facecast.engagement_features import INTERVAL_ORDER, MAX_STEPS
-from facecast.expressions import softmax
-from facecast.serving.client import TritonModelClient
 from facecast.vocab import AUDIENCE_GROUPS, ENGAGEMENT_CLASSES
-
-ENGAGEMENT_MODEL = "engagement"
-_HALFWIDTH = {name: index for index, name in enumerate(INTERVAL_ORDER)}
-
-
-@dataclass(frozen=True)
-class WindowScores:
-    """The engagement model's outputs for one window (arrays over its MAX_STEPS steps)."""
-
-    engagement: float
-    resonance: float
-    shareability: float
-    appeal: np.ndarray  # [len(AUDIENCE_GROUPS)]
-    class_probabilities: np.ndarray  # [len(ENGAGEMENT_CLASSES)]
-    curve: np.ndarray  # [MAX_STEPS]
-    moment_weights: np.ndarray  # [MAX_STEPS]
-    interval_halfwidth: np.ndarray  # [len(INTERVAL_ORDER)]
-
-    def halfwidth(self, name: str) -> float:
-        return float(self.interval_halfwidth[_HALFWIDTH[name]])
-
-
-class EngagementScorer:
-    def __init__(self, client: TritonModelClient):
-        if client.model_name != ENGAGEMENT_MODEL:
-            raise ValueError(f"EngagementScorer needs a client for {ENGAGEMENT_MODEL!r}")
-        self.client = client
-
-    def score(self, features: np.ndarray, mask: np.ndarray) -> list[WindowScores]:
-        """features float32 [W, MAX_CHARACTERS, MAX_STEPS, F], mask float32 [W, MAX_CHARACTERS, MAX_STEPS]."""
-        outputs = self.client.infer({"features": np.ascontiguousarray(features, np.float32),
-                                     "mask": np.ascontiguousarray(mask, np.float32)})
-        class_probabilities = softmax(outputs["class_logits"])
-        return [
-            WindowScores(
-                engagement=float(outputs["engagement"][i, 0]), resonance=float(outputs["resonance"][i, 0]),
-                shareability=float(outputs["shareability"][i, 0]), appeal=outputs["appeal"][i],
-                class_probabilities=class_probabilities[i], curve=outputs["curve"][i],
-                moment_weights=outputs["moment_weights"][i], interval_halfwidth=outputs["interval_halfwidth"][i])
-            for i in range(len(features))
-        ]
 
 
 @dataclass(frozen=True)

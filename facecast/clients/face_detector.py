@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from facecast.clients._common import expect_client
 from facecast.serving.client import TritonModelClient
+from facecast.vocab import FACE_DETECTOR
 
-MODEL_NAME = "face_detector"
 # The operating point: the highest threshold whose recall on the validation scenes is ≥ 0.90 (the target);
 # docs/results-detection.md (python -m training.evaluate_detector) shows the sweep and the test scenes at it.
-# Precision is lowish there; tracking (facecast/tracking.py) drops the isolated false detections.
+# Precision is lowish there; tracking (facecast/clips/tracking.py) drops the isolated false detections.
 DEFAULT_SCORE_THRESHOLD = 0.15
 # Boxes this small (in frame pixels) are artefacts at the image border, never a face the pipeline could crop.
 MIN_BOX_PIXELS = 2.0
@@ -154,6 +155,7 @@ class FaceDetector:
     def __init__(self, client: TritonModelClient, score_threshold: float = DEFAULT_SCORE_THRESHOLD):
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        expect_client(client, FACE_DETECTOR, "FaceDetector")
         self.client = client
         self.score_threshold = score_threshold
 
