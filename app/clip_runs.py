@@ -14,8 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from facecast.analysis import STAGES, ClipAnalyzer, file_sha256
-from facecast.report import EngagementReport
+from facecast.clips.pipeline import STAGES, ClipAnalyzer, file_sha256
+from facecast.clips.report import EngagementReport
 from facecast.store import Store
 
 CLIP_TYPES = ["mp4", "mov", "webm", "gif", "mkv"]

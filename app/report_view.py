@@ -12,8 +12,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.report_html import report_html
-from facecast.report import EngagementReport
+from facecast.clips.report_html import report_html
+from facecast.clips.report import EngagementReport
 from facecast.vocab import AUDIENCE_GROUPS, EMOTIONS
 
 EMOTION_COLORS = {"happiness": "#f2b705", "sadness": "#3b6fb6", "anger": "#d62828", "surprise": "#f77f00",

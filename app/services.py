@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from facecast.analysis import ClipAnalyzer
+from facecast.clips.pipeline import ClipAnalyzer
 from facecast.config import Settings, load_settings
 from facecast.vocab import EXPRESSION_ENCODER
 from facecast.clients.expression_encoder import ExpressionRecognizer

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.report import write_section
 from export.triton_repository import write_repository
-from facecast.analysis import STAGES, ClipAnalyzer
+from facecast.clips.pipeline import STAGES, ClipAnalyzer
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.media.video import probe_video
 from facecast.serving.process import find_free_ports, running_server

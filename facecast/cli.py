@@ -240,9 +240,9 @@ def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
-    from facecast.analysis import ClipAnalyzer, file_sha256
+    from facecast.clips.pipeline import ClipAnalyzer, file_sha256
     from facecast.media.video import AnalysisCancelled, MediaError
-    from facecast.report import EngagementReport
+    from facecast.clips.report import EngagementReport
     from facecast.store import StoreError, open_store
     from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 

@@ -156,7 +156,7 @@ _MIGRATION_2_CLIP_ANALYSES = f"""
     CREATE TABLE clip_analyses (
         id               BIGINT PRIMARY KEY DEFAULT nextval('clip_analyses_id_seq'),
         content_sha256   VARCHAR NOT NULL REFERENCES clips (content_sha256),
-        fingerprint      VARCHAR NOT NULL,  -- sampling settings + model versions (facecast.analysis)
+        fingerprint      VARCHAR NOT NULL,  -- sampling settings + model versions (facecast.clips.pipeline)
         name             VARCHAR NOT NULL,  -- the file name this analysis was asked for under
         faces_found      BOOLEAN NOT NULL,
         engagement       DOUBLE,            -- NULL when no faces were found
@@ -786,7 +786,7 @@ class Store:
     # ---- clip analyses ------------------------------------------------------------------------------------------
 
     def add_analysis(self, report: Any, observations: Sequence[Any], fingerprint: str) -> int:
-        """Store one clip analysis (a facecast.report.EngagementReport and its facecast.analysis.Observation rows)
+        """Store one clip analysis (a facecast.clips.report.EngagementReport and its facecast.clips.scoring.Observation rows)
         in one transaction; returns the analysis id. The clip row is created on first sight of its content."""
         import json
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecast.analysis import ClipAnalyzer
+from facecast.clips.pipeline import ClipAnalyzer
 from facecast.media.video import AnalysisCancelled
-from facecast.report import EngagementReport
+from facecast.clips.report import EngagementReport
 from facecast.store import open_store
 from facecast.vocab import AUDIENCE_GROUPS, ENGAGEMENT_CLASSES
 from tests.clipmaker import emoji_over_photo, photo_only
@@ -194,3 +194,48 @@ def test_triton_down_is_one_clear_line(emoji_clip, tmp_path):
     assert "Triton is not reachable" in result.stderr and "facecast serve" in result.stderr
     assert "Traceback" not in result.stderr
 
+
+
+def _comparable(report: EngagementReport) -> dict:
+    """A report without what depends on the run rather than the clip (timings)."""
+    document = report.as_dict(thumbnails=False)
+    document.pop("timings_s")
+    return document
+
+
+def test_two_clips_at_once_on_one_analyzer_give_their_solo_results(full_server, emoji_clip, tmp_path):
+    """The app shares one analyzer across browser sessions: a clip without faces analysed while a clip with faces is
+    in flight must still say "no faces", and the face clip must keep its own tracks (per-run state, not shared)."""
+    no_faces = photo_only(tmp_path / "coffee-pan.mp4", seconds=6.0)
+    analyzer = ClipAnalyzer.for_urls([full_server.triton_url])
+    solo = {path: _comparable(analyzer.analyze(path).report) for path in (emoji_clip, no_faces)}
+    assert solo[emoji_clip]["faces_found"] and not solo[no_faces]["faces_found"]
+
+    for _ in range(2):
+        start = threading.Barrier(2)
+        together: dict[Path, dict] = {}
+        failures: list[BaseException] = []
+
+        def analyse(path: Path) -> None:
+            try:
+                start.wait(timeout=30)
+                together[path] = _comparable(analyzer.analyze(path).report)
+            except BaseException as error:  # handed to the test's thread: an assert in a thread only warns
+                failures.append(error)
+
+        threads = [threading.Thread(target=analyse, args=(path,)) for path in (emoji_clip, no_faces)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=240)
+        assert not failures, failures
+        assert not any(thread.is_alive() for thread in threads)
+        for path in (emoji_clip, no_faces):
+            assert together[path]["faces_found"] == solo[path]["faces_found"], path.name
+            assert together[path]["counts"] == solo[path]["counts"], path.name
+            assert [c["track_id"] for c in together[path]["characters"]] == \
+                [c["track_id"] for c in solo[path]["characters"]], path.name
+            if solo[path]["engagement"] is not None:
+                # Triton may batch the two clips' requests together; scores agree to float precision.
+                assert together[path]["engagement"]["value"] == pytest.approx(solo[path]["engagement"]["value"],
+                                                                              abs=1e-4)

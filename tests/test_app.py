@@ -11,13 +11,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from app.report_html import report_html
+from facecast.clips.report_html import report_html
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.vocab import EXPRESSION_ENCODER
 from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.media.images import load_face
-from facecast.report import EngagementReport
+from facecast.clips.report import EngagementReport
 from facecast.serving.client import TritonModelClient
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import ALL_MODELS, settings_environment
@@ -161,7 +161,7 @@ def test_history_and_compare_when_nothing_was_analysed(app_env, triton_down) -> 
 
 
 def test_html_report_is_self_contained(full_server, cuts) -> None:
-    from facecast.analysis import ClipAnalyzer
+    from facecast.clips.pipeline import ClipAnalyzer
 
     report = ClipAnalyzer.for_urls([full_server.triton_url]).analyze(cuts[1]).report
     page = report_html(EngagementReport.from_dict(json.loads(json.dumps(report.as_dict()))))

@@ -16,7 +16,7 @@ from facecast.clients.face_detector import (
     letterbox,
     letterbox_geometry,
 )
-from facecast.tracking import box_iou
+from facecast.clips.tracking import box_iou
 
 DETECTOR_WEIGHTS = PROJECT_ROOT / "weights" / "face_detector-cpu.pt"
 

@@ -185,8 +185,8 @@ def test_feedback_changes_the_ranking_for_that_user_only(shared_library):
 
 
 def test_expressions_from_an_analysed_clip(tmp_path, faces, embedders):
-    from facecast.analysis import Observation
-    from facecast.report import CharacterSummary, ClipInfo, EngagementReport, KeyMoment, Scored
+    from facecast.clips.scoring import Observation
+    from facecast.clips.report import CharacterSummary, ClipInfo, EngagementReport, KeyMoment, Scored
 
     def thumbnail(name: str) -> str:
         return base64.b64encode((faces / name).read_bytes()).decode("ascii")

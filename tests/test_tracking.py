@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facecast.clients.face_detector import Detection
-from facecast.tracking import FaceTracker, TrackerSettings, TrackingError, box_iou, track_faces
+from facecast.clips.tracking import FaceTracker, TrackerSettings, TrackingError, box_iou, track_faces
 
 RATE_HZ = 4.0
 

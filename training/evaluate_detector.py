@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from facecast.clients.face_detector import DEFAULT_SCORE_THRESHOLD
-from facecast.tracking import box_iou
+from facecast.clips.tracking import box_iou
 from training.data.detection import SIZE_BUCKETS, read_split, size_bucket
 from training.evaluation import markdown_table
 

@@ -104,7 +104,7 @@ def calibration_rows(frame: pd.DataFrame) -> np.ndarray:
 
 def analyse_clips(frame: pd.DataFrame, urls: list[str], log=print):
     """Every clip through the serving pipeline: (features, mask, steps, clip index) per 32-s window."""
-    from facecast.analysis import ClipAnalyzer, window_inputs
+    from facecast.clips.pipeline import ClipAnalyzer, window_inputs
 
     analyzer = ClipAnalyzer.for_urls(urls)
     features, masks, steps, owner = [], [], [], []

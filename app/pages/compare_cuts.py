@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import services
 from app.clip_runs import load_report
-from app.compare import best_per_group, differences, divergent_moments, overlaid_curves
+from facecast.clips.compare import best_per_group, differences, divergent_moments, overlaid_curves
 
 st.title("Compare cuts")
 st.caption("Pick two or more analysed cuts (analyse them on **Analyze clips** first). Nothing is recomputed.")

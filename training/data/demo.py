@@ -76,7 +76,7 @@ def build_demo_clips(out: Path) -> list[Path]:
 
 def analyse_demo_clips(paths: list[Path], store, urls: list[str], say=print) -> list[int]:
     """Analyse and store each clip unless this content was analysed with the same pipeline; returns analysis ids."""
-    from facecast.analysis import ClipAnalyzer, file_sha256
+    from facecast.clips.pipeline import ClipAnalyzer, file_sha256
 
     analyzer = ClipAnalyzer.for_urls(urls)
     fingerprint = analyzer.options.fingerprint(analyzer.models())

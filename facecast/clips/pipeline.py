@@ -12,34 +12,28 @@ in one transaction (facecast.store), so a cancelled or failed analysis leaves no
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import threading
 import time
 from collections.abc import Callable, Iterator
-from queue import Full, Queue
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Full, Queue
 
 import numpy as np
-from PIL import Image
 
-from facecast.media import video
-from facecast.clients.face_detector import FaceDetector
-from facecast.clients.engagement import EngagementScorer, WindowScores
-from facecast.clips.scoring import combine_windows
-from facecast.engagement_features import (
-    MAX_STEPS, MODEL_RATE_HZ, build_window, frame_features, step_count)
+from facecast.clients.engagement import EngagementScorer
 from facecast.clients.expression_encoder import ExpressionRecognizer
+from facecast.clients.face_detector import Detection, FaceDetector
+from facecast.clips.report import ClipInfo, EngagementReport
+from facecast.clips.scoring import Observation, ScoredWindow, fill_scores, moment_candidates, track_arrays
+from facecast.clips.tracking import FaceTracker
+from facecast.engagement_features import MAX_STEPS, MODEL_RATE_HZ, build_window, step_count
+from facecast.media import video
 from facecast.media.images import face_crop
-from facecast.report import (
-    CharacterSummary, ClipInfo, CurvePoint, EmotionSegment, EngagementReport, KeyMoment, Scored)
-from facecast.tracking import FaceTracker
-from facecast.vocab import ACTION_PARAMS, AUDIENCE_GROUPS, EMOTIONS, STYLES
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
 WINDOW_S = MAX_STEPS / MODEL_RATE_HZ
-KEY_MOMENTS = 5
 # A face seen in a single sample was on screen for less than a quarter second: nothing an audience reads, and
 # most often a false detection. Such tracks are left out (unless the clip itself has a single sampled frame).
 MIN_TRACK_OBSERVATIONS = 2
@@ -70,32 +64,24 @@ class AnalysisOptions:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One face seen at one sampled frame, after tracking and expression encoding (a `clip_faces` row)."""
-
-    t_s: float
-    track_id: int
-    box: tuple[float, float, float, float]  # normalised to [0, 1] of the upright frame
-    detection_score: float
-    emotion_probs: np.ndarray
-    style_probs: np.ndarray
-    action_params: np.ndarray
-
-    @property
-    def emotion(self) -> str:
-        return EMOTIONS[int(np.argmax(self.emotion_probs))]
-
-    def features(self) -> np.ndarray:
-        return frame_features(self.emotion_probs, self.style_probs, self.action_params, self.box,
-                              self.detection_score)
-
-
 @dataclass
 class Analysis:
     report: EngagementReport
     observations: list[Observation]
     fingerprint: str
+
+
+@dataclass
+class _Run:
+    """Everything one analysis accumulates. It lives in analyze()'s frame, never on the analyzer: the app shares one
+    analyzer across browser sessions, and two analyses at once must not confirm or drop each other's tracks."""
+
+    clock: "_Clock"
+    tracker: FaceTracker = field(default_factory=FaceTracker)
+    best_score: dict[int, float] = field(default_factory=dict)  # strongest detection per track so far
+    seen: dict[int, int] = field(default_factory=dict)  # observations per track so far
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("frames_sampled", "faces_detected", "faces_encoded", "windows"), 0))
 
 
 @dataclass
@@ -133,7 +119,7 @@ class ClipAnalyzer:
         self.options = options or AnalysisOptions()
 
     @classmethod
-    def for_urls(cls, urls: list[str], options: AnalysisOptions | None = None) -> "ClipAnalyzer":
+    def for_urls(cls, urls: list[str], options: AnalysisOptions | None = None) -> ClipAnalyzer:
         from facecast.serving.client import TritonModelClient
         from facecast.vocab import ENGAGEMENT, EXPRESSION_ENCODER, FACE_DETECTOR
 
@@ -147,8 +133,8 @@ class ClipAnalyzer:
 
     def analyze(self, path: str | Path, *, name: str | None = None, sha256: str | None = None,
                 progress: Progress | None = None, cancel: threading.Event | None = None) -> Analysis:
-        """Analyse one clip file. Raises facecast.media.video.MediaError for unusable files, AnalysisCancelled when cancelled,
-        and facecast.serving.client errors when Triton is down or a model is missing."""
+        """Analyse one clip file. Raises facecast.media.video.MediaError for unusable files (AnalysisCancelled when
+        cancelled) and facecast.serving.errors.TritonError when Triton is down or a model is missing."""
         path = Path(path)
         started = time.perf_counter()
         info = video.probe_video(path)
@@ -157,13 +143,10 @@ class ClipAnalyzer:
                         duration_s=round(float(info.duration_s), 3), width=int(info.width),
                         height=int(info.height), fps=round(float(info.average_fps or 0.0), 3),
                         codec=str(info.codec), rotation=int(info.rotation_degrees))
-        clock = _Clock()
-        tracker = FaceTracker()
-        self._track_best_score: dict[int, float] = {}
+        run = _Run(_Clock())
+        clock, counts, seen = run.clock, run.counts, run.seen
         observations: list[Observation] = []
-        windows: list[_ScoredWindow] = []
-        seen: dict[int, int] = {}  # observations per track so far
-        counts = dict.fromkeys(("frames_sampled", "faces_detected", "faces_encoded", "windows"), 0)
+        windows: list[ScoredWindow] = []
         stats = video.SamplingStats()
 
         def decode_progress(fraction: float) -> None:
@@ -177,7 +160,7 @@ class ClipAnalyzer:
             if cancel is not None and cancel.is_set():
                 raise video.AnalysisCancelled(f"analysis of {clip.name} was cancelled")
             counts["frames_sampled"] += len(window_frames)
-            window_observations, crops = self._observe(window_frames, tracker, clock, counts)
+            window_observations, crops = self._observe(window_frames, run)
             observations += window_observations
             for observation in window_observations:
                 seen[observation.track_id] = seen.get(observation.track_id, 0) + 1
@@ -201,7 +184,7 @@ class ClipAnalyzer:
             report.notes.append("the file ends early (truncated); the analysis covers the part that decodes")
         if observations:
             duration = max(clip.duration_s, observations[-1].t_s)
-            _fill_scores(report, windows, observations, duration)
+            fill_scores(report, windows, observations, duration)
         else:
             report.notes.append("no faces were found in the clip, so there is no engagement prediction")
         report.timings_s = {stage: round(seconds, 4) for stage, seconds in clock.seconds.items()}
@@ -211,16 +194,16 @@ class ClipAnalyzer:
 
     # ---- stages -------------------------------------------------------------------------------------------------
 
-    def _observe(self, frames: list, tracker: FaceTracker, clock: _Clock, counts: dict):
+    def _observe(self, frames: list, run: _Run) -> tuple[list[Observation], list[np.ndarray]]:
         """Detect, track and encode the faces of one window's frames."""
+        clock, counts, best = run.clock, run.counts, run.best_score
         detections = clock.timed("detect", self.detector.detect, [frame.image for frame in frames])
         faces = []  # (frame, detection, track id)
-        best = self._track_best_score
         for frame, frame_detections in zip(frames, detections):
             counts["faces_detected"] += len(frame_detections)
-            track_ids = clock.timed("track", tracker.update, frame.t, frame_detections)
+            track_ids = clock.timed("track", run.tracker.update, frame.t, frame_detections)
             # The tracker gives a duplicate box the id of the stronger detection: one face per track per frame.
-            strongest: dict[int, object] = {}
+            strongest: dict[int, Detection] = {}
             for detection, track_id in zip(frame_detections, track_ids):
                 if track_id not in strongest or detection.score > strongest[track_id].score:
                     strongest[track_id] = detection
@@ -247,25 +230,15 @@ class ClipAnalyzer:
         return observations, list(crops)
 
     def _score_window(self, start: float, observations: list[Observation], crops: list[np.ndarray],
-                      clock: _Clock, readable: set[int]) -> "_ScoredWindow":
-        tracks = {tid: arrays for tid, arrays in _track_arrays(observations).items() if tid in readable}
+                      clock: _Clock, readable: set[int]) -> ScoredWindow:
+        tracks = {tid: arrays for tid, arrays in track_arrays(observations).items() if tid in readable}
         features, mask, slots = build_window(tracks, start)
         if not mask.any():
-            return _ScoredWindow(start, None, 0.0, slots, [], 0)
+            return ScoredWindow(start, None, 0.0, slots, [], 0)
         scores = clock.timed("engagement", self.scorer.score, features[None], mask[None])[0]
-        return _ScoredWindow(start, scores, float(mask.sum()), slots,
-                             _moment_candidates(scores, start, mask, slots, observations, crops),
+        return ScoredWindow(start, scores, float(mask.sum()), slots,
+                             moment_candidates(scores, start, mask, slots, observations, crops),
                              len(tracks) - len(slots))
-
-
-@dataclass(frozen=True)
-class _ScoredWindow:
-    start: float
-    scores: WindowScores | None  # None: no face in this window
-    observed_steps: float
-    slots: list[int]  # the track in each character slot of the model's input
-    moments: list[KeyMoment]
-    tracks_left_out: int  # tracks seen in the window beyond the model's MAX_CHARACTERS
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -344,7 +317,7 @@ def window_inputs(observations: list[Observation], duration_s: float
     number of clip steps in each window [W] (training on a studio's own clips uses exactly these)."""
     from facecast.engagement_features import window_starts
 
-    tracks = _track_arrays(observations)
+    tracks = track_arrays(observations)
     total_steps = step_count(duration_s)
     features, masks, steps = [], [], []
     for start in window_starts(duration_s):
@@ -355,128 +328,3 @@ def window_inputs(observations: list[Observation], duration_s: float
         masks.append(mask)
         steps.append(window_steps)
     return np.stack(features), np.stack(masks), np.array(steps, np.int64)
-
-
-def _by_track(observations: list[Observation]) -> dict[int, list[Observation]]:
-    """Observations grouped by track id, each group in time order (as the pipeline produced them)."""
-    grouped: dict[int, list[Observation]] = {}
-    for observation in observations:
-        grouped.setdefault(observation.track_id, []).append(observation)
-    return grouped
-
-
-def _track_arrays(observations: list[Observation]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    return {tid: (np.array([o.t_s for o in obs]), np.stack([o.features() for o in obs]))
-            for tid, obs in _by_track(observations).items()}
-
-
-def _per_second(curve: np.ndarray, halfwidth: float, duration: float) -> list[CurvePoint]:
-    seconds = max(1, int(np.ceil(duration - 1e-9)))
-    points = []
-    for second in range(seconds):
-        part = curve[second * MODEL_RATE_HZ:(second + 1) * MODEL_RATE_HZ]
-        if part.size == 0:
-            break
-        value = float(part.mean())
-        scored = Scored.around(value, halfwidth)
-        points.append(CurvePoint(float(second), scored.value, scored.low, scored.high))
-    return points
-
-
-def _characters(observations: list[Observation]) -> list[CharacterSummary]:
-    summaries = []
-    for track_id, obs in sorted(_by_track(observations).items()):
-        times = np.array([o.t_s for o in obs])
-        emotion_probs = np.stack([o.emotion_probs for o in obs])
-        style = STYLES[int(np.stack([o.style_probs for o in obs]).mean(0).argmax())]
-        steps = np.unique(np.floor(times * MODEL_RATE_HZ))
-        summaries.append(CharacterSummary(
-            track_id=track_id, first_s=round(float(times[0]), 3), last_s=round(float(times[-1]), 3),
-            observations=len(obs), screen_time_s=round(len(steps) / MODEL_RATE_HZ, 2),
-            dominant_emotion=EMOTIONS[int(emotion_probs.mean(0).argmax())], style=style,
-            mean_face_height=round(float(np.mean([o.box[3] - o.box[1] for o in obs])), 4),
-            timeline=_segments(times, emotion_probs)))
-    return summaries
-
-
-def _segments(times: np.ndarray, emotion_probs: np.ndarray, max_gap_s: float = 1.0) -> list[EmotionSegment]:
-    """Consecutive observations with the same top emotion (and no gap over max_gap_s) become one segment."""
-    labels = emotion_probs.argmax(1)
-    segments, begin = [], 0
-    for i in range(1, len(times) + 1):
-        if i == len(times) or labels[i] != labels[begin] or times[i] - times[i - 1] > max_gap_s:
-            emotion = int(labels[begin])
-            end = times[i - 1] + 1.0 / MODEL_RATE_HZ
-            segments.append(EmotionSegment(round(float(times[begin]), 3), round(float(end), 3), EMOTIONS[emotion],
-                                           round(float(emotion_probs[begin:i, emotion].mean()), 4)))
-            begin = i
-    return segments
-
-
-def _fill_scores(report: EngagementReport, windows: list[_ScoredWindow], observations: list[Observation],
-                 duration: float) -> None:
-    """Clip-level scores, curve, characters and key moments from the scored windows."""
-    scored = [w for w in windows if w.scores is not None]
-    total_steps = step_count(duration)
-    steps = [max(0, min(MAX_STEPS, total_steps - int(round(w.start * MODEL_RATE_HZ)))) for w in scored]
-    clip_scores = combine_windows([w.scores for w in scored], [w.observed_steps for w in scored], steps)
-    values, widths = clip_scores.values, clip_scores.halfwidths
-    report.engagement = Scored.around(values["engagement"], widths["engagement"])
-    report.resonance = Scored.around(values["resonance"], widths["resonance"])
-    report.shareability = Scored.around(values["shareability"], widths["shareability"])
-    report.appeal = {g: Scored.around(values[f"appeal_{g}"], widths[f"appeal_{g}"]) for g in AUDIENCE_GROUPS}
-    report.class_probabilities = {k: round(v, 4) for k, v in clip_scores.class_probabilities.items()}
-    report.engagement_class = clip_scores.engagement_class
-
-    # The clip's per-step curve: each scored window's curve in place; windows without faces stay at 0 (no
-    # character on screen, nothing for the audience to read from faces).
-    curve = np.zeros(total_steps, np.float32)
-    for window in scored:
-        first = int(round(window.start * MODEL_RATE_HZ))
-        part = window.scores.curve[:max(0, min(MAX_STEPS, total_steps - first))]
-        curve[first:first + part.size] = part
-    report.curve = _per_second(curve, clip_scores.curve_halfwidth, duration)
-    empty = [w.start for w in windows if w.scores is None]
-    if empty:
-        report.notes.append("no faces in the 32-s window(s) starting at " + ", ".join(f"{t:.0f} s" for t in empty)
-                            + "; the curve is 0 there")
-    if any(w.tracks_left_out for w in scored):
-        report.notes.append("more than 4 characters were tracked; each 32-s window scores the 4 with the most "
-                            "screen time in it")
-    report.characters = _characters(observations)
-    candidates = [m for w in scored for m in w.moments]
-    total_observed = sum(w.observed_steps for w in scored)
-    weight_of = {id(m): m.weight * w.observed_steps / total_observed for w in scored for m in w.moments}
-    report.key_moments = sorted(sorted(candidates, key=lambda m: weight_of[id(m)], reverse=True)[:KEY_MOMENTS],
-                                key=lambda m: m.t_s)
-
-
-def _moment_candidates(scores: WindowScores, start: float, mask: np.ndarray, slots: list[int],
-                       observations: list[Observation], crops: list[np.ndarray]) -> list[KeyMoment]:
-    """This window's most heavily weighted steps, each shown by its most expressive face (with a thumbnail)."""
-    moments = []
-    for step in np.argsort(scores.moment_weights)[::-1]:
-        if len(moments) == KEY_MOMENTS:
-            break
-        if not mask[:, step].any():
-            continue
-        t_step = start + step / MODEL_RATE_HZ
-        in_step = [(i, o) for i, o in enumerate(observations)
-                   if o.track_id in slots and t_step - 0.5 / MODEL_RATE_HZ <= o.t_s < t_step + 1.5 / MODEL_RATE_HZ]
-        if not in_step:
-            continue
-        neutral = EMOTIONS.index("neutral")
-        index, best = max(in_step, key=lambda item: (1 - item[1].emotion_probs[neutral]) * (item[1].box[3] - item[1].box[1]))
-        if any(abs(m.t_s - best.t_s) < 1.0 for m in moments):  # one moment per second is enough
-            continue
-        moments.append(KeyMoment(t_s=round(best.t_s, 3), weight=round(float(scores.moment_weights[step]), 4),
-                                 track_id=best.track_id, emotion=best.emotion,
-                                 confidence=round(float(best.emotion_probs.max()), 4),
-                                 thumbnail_png_b64=_png_b64(crops[index])))
-    return moments
-
-
-def _png_b64(crop: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(crop).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from facecast.report import EngagementReport
+from facecast.clips.report import EngagementReport
 from facecast.vocab import AUDIENCE_GROUPS
 
 STYLE = """

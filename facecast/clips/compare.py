@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from facecast.report import EngagementReport
+from facecast.clips.report import EngagementReport
 from facecast.vocab import AUDIENCE_GROUPS
 
 SCORES = ("engagement", "resonance", "shareability")
