@@ -41,7 +41,7 @@ def save_upload(upload, folder: Path) -> Path:
 
 
 def load_report(store: Store, analysis_id: int) -> EngagementReport | None:
-    stored = store.get_analysis(analysis_id)
+    stored = store.analyses.get(analysis_id)
     return EngagementReport.from_dict(json.loads(stored.report_json)) if stored else None
 
 
@@ -57,7 +57,7 @@ def analyse_upload(upload, analyzer: ClipAnalyzer, store: Store, fingerprint: st
         saving.progress(1.0, text=f"Saved {path.stat().st_size / 1e6:.1f} MB to disk")
         hashing = st.progress(0.0, text="Checking whether this content was analysed before")
         digest = file_sha256(path)
-        stored = store.find_analysis(digest, fingerprint)
+        stored = store.analyses.find(digest, fingerprint)
         if stored is not None:
             hashing.progress(1.0, text=f"Already analysed (analysis {stored.id}): reopened, not recomputed")
             status.update(label=f"{upload.name}: reopened analysis {stored.id}", state="complete", expanded=False)
@@ -88,7 +88,7 @@ def analyse_upload(upload, analyzer: ClipAnalyzer, store: Store, fingerprint: st
         for stage, bar in bars.items():
             bar.progress(1.0, text=f"{stage_text[stage]}: done in {analysis.report.timings_s[stage]:.2f} s")
         storing = st.progress(0.0, text="Storing the report")
-        result.analysis_id = store.add_analysis(analysis.report, analysis.observations, analysis.fingerprint)
+        result.analysis_id = store.analyses.add(analysis.record())
         storing.progress(1.0, text=f"Stored as analysis {result.analysis_id}")
         status.update(label=f"{upload.name}: analysed", state="complete", expanded=False)
     return result

@@ -53,7 +53,7 @@ def store_and_past_analyses(limit: int = 500):
 
     try:
         opened = store()
-        return opened, opened.analyses(limit=limit)
+        return opened, opened.analyses.newest(limit=limit)
     except StoreError as error:
         st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
         st.stop()

@@ -75,7 +75,7 @@ def fill(db_path: Path, size: int, vectors: np.ndarray, labels: list[dict], rng:
                     style_probs=np.eye(4)[STYLES.index(label["style"])], embedding=noisy[j], thumbnail=thumbnail,
                     labelled=True, character=f"f{int(rng.integers(5000)):04d}", intensity=label["intensity"],
                     params=np.asarray([label[k] for k in ("mouth", "eye", "brow", "cheek")], np.float32)))
-            store.add_library_items(items)
+            store.library.add(items)
 
 
 def query_sets(count: int, rng: np.random.Generator) -> dict[str, list[Query]]:
@@ -102,7 +102,7 @@ EF_SWEEP = (256, 512, 1024)
 def recall_at_10(library: Library, vectors: np.ndarray) -> dict[str, float]:
     """Recall@10 of the first stage (200 candidates, top 10 of them) against exact search, and the HNSW time per
     query, at the library's efSearch and at larger ones."""
-    ids, stored = library.store.library_embeddings()
+    ids, stored = library.store.library.embeddings()
     exact = ids[np.argsort(-(vectors @ stored.T), axis=1)[:, :10]]
     measured = {}
     for ef in EF_SWEEP:

@@ -11,7 +11,7 @@ import numpy as np
 
 from facecast.clients.expression_encoder import ExpressionPrediction, ExpressionRecognizer
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
-from facecast.store import ImageClassification
+from facecast.store.rows import ImageClassification
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, EXPRESSION_ENCODER, STYLES
 
 

@@ -131,12 +131,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     else:
         version = status.get("server_version", "?")
         print(f"tritonserver {version} at {status['url']}: {'ready' if status['ready'] else 'live, NOT ready'}")
-    process = status.get("process")
-    if process:
-        state = "running" if process["running"] else "not running (stale pid file)"
-        print(f"pid {process['pid']}: {state}; started {process['started_at_iso']}; pid file {status['pid_file']}")
-        print(f"log: {process['log_path']}")
-        print(f"model repository: {process['model_repository']}")
+    record = status.get("process")
+    if record:
+        state = "running" if record["running"] else "not running (stale pid file)"
+        print(f"pid {record['pid']}: {state}; started {record['started_at_iso']}; pid file {status['pid_file']}")
+        print(f"log: {record['log_path']}")
+        print(f"model repository: {record['model_repository']}")
     if status["live"]:
         print("models:" if status["models"] else "models: none")
         for model in status["models"]:
@@ -217,7 +217,7 @@ def _record_classifications(results, db_path: Path) -> None:
         return
     try:
         with open_store(db_path) as store:
-            store.add_classifications(rows)
+            store.classifications.add(rows)
     except StoreError as error:  # results are still printed; only the record is missing
         print(f"facecast classify: warning: results not recorded: {error}", file=sys.stderr)
 
@@ -268,7 +268,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                 failed += 1
                 continue
             digest = file_sha256(path)
-            stored = store.find_analysis(digest, fingerprint) if store and not args.force else None
+            stored = store.analyses.find(digest, fingerprint) if store and not args.force else None
             if stored is not None:
                 report = EngagementReport.from_dict(json.loads(stored.report_json))
                 print(f"{path}: already analysed (analysis {stored.id}, {stored.created_at:%Y-%m-%d %H:%M} UTC); "
@@ -287,7 +287,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                     continue
                 report = analysis.report
                 if store is not None:
-                    store.add_analysis(report, analysis.observations, analysis.fingerprint)
+                    store.analyses.add(analysis.record())
             reports.append(report)
             if not args.json:
                 _print_report(report)
@@ -528,7 +528,7 @@ def _library_add(library, args: argparse.Namespace, name: str) -> int:
         for note in total.notes:
             print(f"note: {note}")
         print(f"added {len(total.added)} item(s), {len(total.duplicates)} duplicate(s), {len(total.failed)} "
-              f"failed; the library has {library.store.library_count()} items")
+              f"failed; the library has {library.store.library.count()} items")
     return EXIT_OK if not total.failed else EXIT_PARTIAL
 
 

@@ -190,7 +190,7 @@ def record_selection(store, profile: str, results: Any, selected_ids: Iterable[i
         raise FeedbackError(f"items {sorted(unknown)} were not among the shown results")
     rows = [{"item_id": r.id, "kind": "selected" if r.id in selected else "skipped", "rating": None,
              "rank": r.rank, "phi": r.phi_vector} for r in results.results]
-    return store.add_library_feedback(profile, results.query_id, rows)
+    return store.feedback.add(profile, results.query_id, rows)
 
 
 def record_rating(store, profile: str, results: Any, item_id: int, rating: float) -> int:
@@ -200,18 +200,18 @@ def record_rating(store, profile: str, results: Any, item_id: int, rating: float
     result = next((r for r in results.results if r.id == int(item_id)), None)
     if result is None:
         raise FeedbackError(f"item {item_id} was not among the shown results")
-    return store.add_library_feedback(profile, results.query_id, [
+    return store.feedback.add(profile, results.query_id, [
         {"item_id": result.id, "kind": "rating", "rating": float(rating), "rank": result.rank,
          "phi": result.phi_vector}])
 
 
 def update_profile(store, profile: str) -> tuple[np.ndarray, Preference]:
     """Re-learn the profile's preference and weights from all its feedback; stores the weights."""
-    feedback = store.library_feedback(profile)
+    feedback = store.feedback.for_profile(profile)
     preference = preference_from_feedback(feedback)
     differences = training_pairs(feedback, preference)
     weights = learn_weights(differences)
-    store.set_ranking_weights(profile, weights, len(differences))
+    store.feedback.set_weights(profile, weights, len(differences))
     return weights, preference
 
 
@@ -219,7 +219,7 @@ def load_profile(store, profile: str | None) -> tuple[np.ndarray, Preference | N
     """(weights, preference) for ranking: the defaults and no preference without a profile or feedback."""
     if not profile:
         return DEFAULT_WEIGHTS.copy(), None
-    stored = store.ranking_weights(profile)
+    stored = store.feedback.weights(profile)
     weights = stored[0] if stored is not None else DEFAULT_WEIGHTS.copy()
-    feedback = store.library_feedback(profile)
+    feedback = store.feedback.for_profile(profile)
     return weights, (preference_from_feedback(feedback) if not feedback.empty else None)

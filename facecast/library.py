@@ -376,14 +376,14 @@ class Library:
             chunk = fresh[start:start + 1024]
             vectors, emotion_probs, style_probs = embedders.embed_faces(np.stack([p.face for p in chunk]))
             items = [_library_item(p, v, e, s) for p, v, e, s in zip(chunk, vectors, emotion_probs, style_probs)]
-            ids = self.store.add_library_items(items)
+            ids = self.store.library.add(items)
             self.index.add(ids, np.stack([item.embedding for item in items]))
             report.added += [(i, p.source_path) for i, p in zip(ids, chunk)]
         self.index.save(self.index_path, self.sidecar_path)
 
     def add_items(self, items: Sequence[LibraryItem]) -> list[int]:
         """Store ready-made items (embedding already computed) and index them; for bulk loads and benchmarks."""
-        ids = self.store.add_library_items(items)
+        ids = self.store.library.add(items)
         self.index.add(ids, np.stack([item.embedding for item in items]) if items else np.zeros((0, EMBEDDING_DIM)))
         self.index.save(self.index_path, self.sidecar_path)
         return ids
@@ -393,7 +393,7 @@ class Library:
     def remove(self, ids: Iterable[int]) -> tuple[list[int], list[int]]:
         """Delete items: (removed ids, ids that were not in the library)."""
         wanted = sorted({int(i) for i in ids})
-        removed = self.store.remove_library_items(wanted)
+        removed = self.store.library.remove(wanted)
         self.index.remove(removed)
         if self.index.needs_compaction():
             self.notes.append(f"{len(self.index.tombstones)} removed items in the vector index: rebuilt it")
@@ -405,10 +405,10 @@ class Library:
 
     def update_labels(self, item_id: int, *, emotion: str | None = None, style: str | None = None,
                       character: str | None = None) -> bool:
-        return self.store.update_library_labels(item_id, emotion=emotion, style=style, character=character)
+        return self.store.library.update_labels(item_id, emotion=emotion, style=style, character=character)
 
     def stats(self) -> dict[str, Any]:
-        stats = self.store.library_stats()
+        stats = self.store.library.stats()
         stats["index"] = {"path": str(self.index_path), "vectors": len(self.index), "removed_in_graph":
                           len(self.index.tombstones), "device": self.index.device}
         return stats
@@ -487,7 +487,7 @@ class Library:
         if previous_item is not None or character_context is not None:
             previous = None
             if previous_item is not None:
-                _, found = self.store.library_embeddings([previous_item])
+                _, found = self.store.library.embeddings([previous_item])
                 if not len(found):
                     raise QueryError(f"previous item {previous_item} is not in the library")
                 previous = found[0]
@@ -502,17 +502,17 @@ class Library:
 
         mark = time.perf_counter()
         need_embeddings = context.previous is not None
-        rows = self.store.library_candidates(ids.tolist(), emotion=filters.emotion, style=filters.style,
+        rows = self.store.library.search_candidates(ids.tolist(), emotion=filters.emotion, style=filters.style,
                                              character=filters.character, with_embeddings=need_embeddings)
         exact = False
         if len(rows["id"]) < top_k:
-            matching = self.store.library_filtered_count(emotion=filters.emotion, style=filters.style,
+            matching = self.store.library.filtered_count(emotion=filters.emotion, style=filters.style,
                                                          character=filters.character)
             if matching > len(rows["id"]):
                 exact = True
-                ids, scores = self.store.library_exact_search(vector, wanted, emotion=filters.emotion,
+                ids, scores = self.store.library.exact_search(vector, wanted, emotion=filters.emotion,
                                                               style=filters.style, character=filters.character)
-                rows = self.store.library_candidates(ids.tolist(), emotion=filters.emotion, style=filters.style,
+                rows = self.store.library.search_candidates(ids.tolist(), emotion=filters.emotion, style=filters.style,
                                                      character=filters.character, with_embeddings=need_embeddings)
                 notes.append(f"the filters kept {len(rows['id'])} of the approximate candidates; searched all "
                              f"{matching} matching items exactly")
@@ -568,7 +568,7 @@ class Library:
 
 def _without_duplicates(store: Store, pending: list[_Pending], report: IngestReport) -> list[_Pending]:
     """The pending faces whose content is neither in the library nor earlier in the batch; the rest are reported."""
-    existing = store.library_ids_by_hash([p.digest for p in pending])
+    existing = store.library.ids_by_hash([p.digest for p in pending])
     seen: dict[str, str] = {}
     fresh = []
     for item in pending:
@@ -613,7 +613,7 @@ def add_from_analysis(store: Store, analysis_id: int, library: Library | None = 
     catches up when a library next opens the store (the check at open adds them)."""
     import base64
 
-    stored = store.get_analysis(int(analysis_id))
+    stored = store.analyses.get(int(analysis_id))
     if stored is None:
         raise LibraryError(f"there is no clip analysis {analysis_id} in {store.path}")
     report = json.loads(stored.report_json)
@@ -623,7 +623,7 @@ def add_from_analysis(store: Store, analysis_id: int, library: Library | None = 
         result.notes.append(f"analysis {analysis_id} ({stored.name}) has no key-moment faces to add")
         return result
     styles = {c["track_id"]: c["style"] for c in report.get("characters", [])}
-    faces = store.analysis_faces(int(analysis_id))
+    faces = store.analyses.faces(int(analysis_id))
     pending = []
     for moment in moments:
         label = f"{stored.name}@{moment['t_s']:.2f}s#track{moment['track_id']}"
@@ -652,7 +652,7 @@ def add_from_analysis(store: Store, analysis_id: int, library: Library | None = 
     fresh = _without_duplicates(store, pending, result)
     if fresh:
         vectors, emotion_probs, style_probs = embedders.embed_faces(np.stack([p.face for p in fresh]))
-        ids = store.add_library_items([_library_item(p, v, e, s) for p, v, e, s in
+        ids = store.library.add([_library_item(p, v, e, s) for p, v, e, s in
                                        zip(fresh, vectors, emotion_probs, style_probs)])
         result.added += [(i, p.source_path) for i, p in zip(ids, fresh)]
         result.notes.append("stored without updating the vector index: it is brought up to date when the library "

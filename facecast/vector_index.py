@@ -210,7 +210,7 @@ class VectorIndex:
 
 def rebuild_from_store(store, dim: int) -> VectorIndex:
     """A fresh index holding every item's embedding as DuckDB has it."""
-    ids, vectors = store.library_embeddings()
+    ids, vectors = store.library.embeddings()
     return VectorIndex.build(ids, vectors, dim)
 
 
@@ -230,15 +230,15 @@ def open_index(store, index_path: Path, sidecar_path: Path, dim: int, notes: lis
     try:
         index = VectorIndex.load(index_path, sidecar_path, dim)
     except IndexFileError as error:
-        if store.library_count() == 0 and not Path(index_path).exists():
+        if store.library.count() == 0 and not Path(index_path).exists():
             index = VectorIndex.empty(dim)  # a new library: nothing to rebuild or to say
             index.save(index_path, sidecar_path)
             return index
         return rebuilt(str(error))
 
     changed = False
-    if id_summary(index.live_ids()) != store.library_id_summary():
-        db_ids = store.library_ids()
+    if id_summary(index.live_ids()) != store.library.id_summary():
+        db_ids = store.library.ids()
         live = index.live_ids()
         missing = np.setdiff1d(db_ids, live)
         extra = np.setdiff1d(live, db_ids)
@@ -247,7 +247,7 @@ def open_index(store, index_path: Path, sidecar_path: Path, dim: int, notes: lis
         if len(extra):
             index.remove(extra.tolist())
         if len(missing):
-            ids, vectors = store.library_embeddings(missing.tolist())
+            ids, vectors = store.library.embeddings(missing.tolist())
             index.add(ids, vectors)
         notes.append(f"the vector index was stale ({len(missing)} items missing, {len(extra)} deleted items still "
                      "in it): brought up to date from the library database")
@@ -257,7 +257,7 @@ def open_index(store, index_path: Path, sidecar_path: Path, dim: int, notes: lis
     if len(live):
         rng = rng or np.random.default_rng()
         sample = rng.choice(live, size=min(SPOT_CHECKS, len(live)), replace=False)
-        ids, stored = store.library_embeddings(sample.tolist())
+        ids, stored = store.library.embeddings(sample.tolist())
         if not np.allclose(index.reconstruct(ids), stored, atol=1e-5):
             return rebuilt("vectors in the index disagree with the library database")
     if index.needs_compaction():

@@ -46,7 +46,7 @@ def stored_count(db: Path) -> int:
     if not db.exists():
         return 0
     with open_store(db) as store:
-        return len(store.analyses(limit=None))
+        return len(store.analyses.newest(limit=None))
 
 
 def test_analyze_a_clip_the_generator_did_not_make(full_server, emoji_clip, tmp_path):
@@ -79,10 +79,10 @@ def test_analyze_a_clip_the_generator_did_not_make(full_server, emoji_clip, tmp_
 
     # The stored report reads back as the same document, with its per-face rows.
     with open_store(db) as store:
-        [row] = store.analyses(limit=None).itertuples()
-        stored = store.get_analysis(row.id)
+        [row] = store.analyses.newest(limit=None).itertuples()
+        stored = store.analyses.get(row.id)
         assert EngagementReport.from_dict(json.loads(stored.report_json)) == report
-        faces = store.analysis_faces(row.id)
+        faces = store.analyses.faces(row.id)
     assert len(faces) == sum(c.observations for c in report.characters) <= report.counts["faces_encoded"]
     assert set(faces["track_id"]) == {c.track_id for c in report.characters}
 

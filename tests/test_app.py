@@ -112,7 +112,7 @@ def test_analyze_stores_reopens_and_matches_the_cli(app_env, full_server, cuts, 
     assert not again.exception
     assert again.subheader[0].value == cuts[0].name and again.metric[0].value == shown["Engagement"]
     with open_store(tmp_path / "app.duckdb") as store:  # same process: shares the app's database instance
-        assert len(store.analyses()) == 2
+        assert len(store.analyses.newest()) == 2
 
     history = run_page("history")
     assert not history.exception
@@ -212,7 +212,7 @@ def test_library_add_search_and_feedback(app_env, full_server, tmp_path) -> None
 
     st.cache_resource.clear()
     with open_store(tmp_path / "app.duckdb") as store:
-        feedback = store.library_feedback("app")
+        feedback = store.feedback.for_profile("app")
         assert (feedback["kind"] == "selected").sum() == 1 and (feedback["kind"] == "skipped").sum() == len(cards) - 1
 
 
@@ -314,7 +314,7 @@ def test_style_mapping_upload_map_and_save(app_env, full_server, tmp_path) -> No
     assert saved.startswith("Saved as library item") and f"mapped from upload {source.name}" in saved
     item_id = int(saved.split("library item ")[1].split()[0])
     with open_store(tmp_path / "app.duckdb") as store:  # same process: shares the app's database instance
-        row = store.library_items([item_id]).iloc[0]
+        row = store.library.items([item_id]).iloc[0]
     assert row["style"] == "anime" and row["source"].startswith(f"mapped from upload {source.name} (")
     assert np.asarray(row["params"])[0] == pytest.approx(0.3)
 

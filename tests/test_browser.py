@@ -19,7 +19,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from facecast.serving import process
+from facecast.serving.process import find_free_ports
 from facecast.config import PROJECT_ROOT
 from facecast.vocab import EXPRESSION_ENCODER
 from facecast.clients.expression_encoder import ExpressionRecognizer
@@ -80,7 +80,7 @@ def app_url(full_server, tmp_path_factory):
     prepared = subprocess.run([sys.executable, "-m", "training.data.demo", "--library"], cwd=PROJECT_ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    (port,) = process.find_free_ports(1)
+    (port,) = find_free_ports(1)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

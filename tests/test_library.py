@@ -56,28 +56,28 @@ def test_migration_3_tables_and_duplicate_content_is_refused(tmp_path):
     rng = np.random.default_rng(0)
     with open_store(tmp_path / "s.duckdb") as store:
         assert store.schema_version >= 3
-        ids = store.add_library_items(_items(rng, 3))
-        assert store.library_ids_by_hash(["sha-1", "nope"]) == {"sha-1": ids[1]}
+        ids = store.library.add(_items(rng, 3))
+        assert store.library.ids_by_hash(["sha-1", "nope"]) == {"sha-1": ids[1]}
         with pytest.raises(StoreError, match="already in the library"):
-            store.add_library_items(_items(rng, 1, start=1))  # same content hash as item 2
-        assert store.library_count() == 3  # the failed batch left nothing behind
+            store.library.add(_items(rng, 1, start=1))  # same content hash as item 2
+        assert store.library.count() == 3  # the failed batch left nothing behind
 
 
 def test_sql_looking_values_are_parameters_not_sql(library):
     hostile = "x' OR '1'='1'; DROP TABLE library_items; --"
-    rows = library.store.library_candidates(None, character=hostile)
+    rows = library.store.library.search_candidates(None, character=hostile)
     assert len(rows["id"]) == 0
-    assert library.store.library_filtered_count(character=hostile) == 0
-    first = int(library.store.library_ids()[0])
+    assert library.store.library.filtered_count(character=hostile) == 0
+    first = int(library.store.library.ids()[0])
     assert library.update_labels(first, character='O\'Brien "the quoted"')
-    assert library.store.library_items([first])["character"].iloc[0] == 'O\'Brien "the quoted"'
-    assert library.store.library_count() == 300
+    assert library.store.library.items([first])["character"].iloc[0] == 'O\'Brien "the quoted"'
+    assert library.store.library.count() == 300
 
 
 def test_update_labels_sets_one_hot_distributions(library):
-    first = int(library.store.library_ids()[0])
+    first = int(library.store.library.ids()[0])
     assert library.update_labels(first, emotion="fear", style="anime")
-    rows = library.store.library_candidates([first])
+    rows = library.store.library.search_candidates([first])
     assert rows["emotion"][0] == "fear" and rows["style"][0] == "anime"
     assert rows["emotion_probs"][0].argmax() == EMOTIONS.index("fear") and rows["style_probs"][0].max() == 1.0
     assert not library.update_labels(10**9, emotion="fear")
@@ -102,8 +102,8 @@ def test_hnsw_recall_against_exact_search():
 
 
 def test_index_persists_and_removed_ids_never_come_back(library, tmp_path):
-    ids = library.store.library_ids()
-    _, vectors = library.store.library_embeddings(ids[:1].tolist())
+    ids = library.store.library.ids()
+    _, vectors = library.store.library.embeddings(ids[:1].tolist())
     removed, unknown = library.remove([int(ids[0]), 10**9])
     assert removed == [int(ids[0])] and unknown == [10**9]
     found, _ = library.index.search(vectors, 5)
@@ -138,14 +138,14 @@ def test_corrupt_index_file_is_rebuilt(library, tmp_path):
 
 def test_stale_index_catches_up_with_rows_added_behind_its_back(library, tmp_path):
     rng = np.random.default_rng(3)
-    new_ids = library.store.add_library_items(_items(rng, 20, start=1000))  # store only: the index did not see them
-    library.store.remove_library_items([int(library.store.library_ids()[0])])
+    new_ids = library.store.library.add(_items(rng, 20, start=1000))  # store only: the index did not see them
+    library.store.library.remove([int(library.store.library.ids()[0])])
     notes: list[str] = []
     paths = index_paths(library.store.path)
     index = open_index(library.store, *paths, EMBEDDING_DIM, notes)
     assert any("stale (20 items missing, 1 deleted" in note for note in notes)
-    assert set(index.live_ids().tolist()) == set(library.store.library_ids().tolist())
-    _, vectors = library.store.library_embeddings(new_ids[:1])
+    assert set(index.live_ids().tolist()) == set(library.store.library.ids().tolist())
+    _, vectors = library.store.library.embeddings(new_ids[:1])
     assert index.search(vectors, 1)[0][0][0] == new_ids[0]
 
 
@@ -156,11 +156,11 @@ def test_vectors_that_disagree_with_duckdb_trigger_a_rebuild(tmp_path):
         other = _unit(rng, 1)[0]
         with store.transaction() as tx:  # a vector changed without the index knowing
             tx.execute(f"UPDATE library_items SET embedding = ?::FLOAT[{EMBEDDING_DIM}] WHERE id = ?",
-                       [other.tolist(), int(store.library_ids()[2])])
+                       [other.tolist(), int(store.library.ids()[2])])
         notes: list[str] = []
         index = open_index(store, *index_paths(store.path), EMBEDDING_DIM, notes)
         assert any("disagree" in note for note in notes)
-        assert np.allclose(index.reconstruct([int(store.library_ids()[2])])[0], other, atol=1e-6)
+        assert np.allclose(index.reconstruct([int(store.library.ids()[2])])[0], other, atol=1e-6)
 
 
 def test_a_library_file_locked_by_another_process_says_so(tmp_path):
@@ -243,27 +243,27 @@ def test_weight_learner_moves_weight_to_the_term_that_separates_choices():
 
 def test_feedback_is_stored_and_preference_learned_per_profile(library):
     store = library.store
-    rows = store.library_candidates(None)
+    rows = store.library.search_candidates(None)
     ann_likes = rows["id"][rows["style"] == "anime"][:30].tolist()
     other = rows["id"][rows["style"] != "anime"][:60].tolist()
     for round_ in range(10):
         shown = ann_likes[3 * round_:3 * round_ + 3] + other[6 * round_:6 * round_ + 6]
-        store.add_library_feedback("ann", f"q{round_}", [
+        store.feedback.add("ann", f"q{round_}", [
             {"item_id": i, "kind": "selected" if i in ann_likes else "skipped", "rank": r + 1,
              "phi": [0.5] * len(TERMS)} for r, i in enumerate(shown)])
     weights, preference = feedback.update_profile(store, "ann")
     assert preference.rates["style"]["anime"] > 0.9
     assert preference.rates["style"]["cartoon"] < 0.1
     assert weights[TERMS.index("user_preference")] > DEFAULT_WEIGHTS[TERMS.index("user_preference")]
-    assert np.allclose(store.ranking_weights("ann")[0], weights)
-    assert store.ranking_weights("bob") is None
+    assert np.allclose(store.feedback.weights("ann")[0], weights)
+    assert store.feedback.weights("bob") is None
     assert np.allclose(feedback.load_profile(store, "bob")[0], DEFAULT_WEIGHTS)
     with pytest.raises(ValueError, match="kind"):
-        store.add_library_feedback("ann", "q", [{"item_id": 1, "kind": "liked", "phi": [0.5] * 5}])
+        store.feedback.add("ann", "q", [{"item_id": 1, "kind": "liked", "phi": [0.5] * 5}])
 
 
 def test_remove_many_compacts_the_index(library):
-    ids = library.store.library_ids()
+    ids = library.store.library.ids()
     started = time.perf_counter()
     library.remove(ids[:100].tolist())
     assert library.index.tombstones == set() and len(library.index) == 200  # > 20 % removed: rebuilt

@@ -388,7 +388,7 @@ def test_save_to_library_ingests_the_mapped_face(full_server, mapper, style_sets
         report = save_to_library(library, result, "item 7", character="c01301")
         assert len(report.added) == 1, report.as_dict()
         item_id, path = report.added[0]
-        row = library.store.library_items([item_id]).iloc[0]
+        row = library.store.library.items([item_id]).iloc[0]
         assert row["style"] == "anime" and row["character"] == "c01301"
         assert row["source"] == f"mapped from item 7 ({result.source_style} to anime)"
         assert np.asarray(row["params"])[0] == pytest.approx(0.4)

@@ -88,17 +88,17 @@ def test_ingest_reports_bad_files_by_name_and_stores_the_rest_once(tmp_path, fac
         again = library.add_images([folder / "face_001.png"])
         assert again.added == [] and again.duplicates[0][1] == report.added[[Path(p).name for _, p in
                                                                               report.added].index("face_001.png")][0]
-        assert library.store.library_count() == 3 and len(library.index) == 3
-        items = library.store.library_items(limit=None)
+        assert library.store.library.count() == 3 and len(library.index) == 3
+        items = library.store.library.items(limit=None)
         assert not items["labelled"].any()  # no labels: the embedder's heads named emotion and style
         assert set(items["emotion"]) <= set(EMOTIONS) and set(items["style"]) <= set(STYLES)
-        thumbnail = Image.open(io.BytesIO(library.store.library_thumbnail(int(items["id"].iloc[0]))))
+        thumbnail = Image.open(io.BytesIO(library.store.library.thumbnail(int(items["id"].iloc[0]))))
         assert thumbnail.format == "PNG" and thumbnail.size == (64, 64)
 
 
 def test_labels_override_the_heads(shared_library, faces):
     labels = pd.read_csv(faces / "labels.csv")
-    items = shared_library.store.library_items(limit=None)
+    items = shared_library.store.library.items(limit=None)
     items["name"] = [Path(p).name for p in items["source_path"]]
     merged = items.merge(labels, left_on="name", right_on="path", suffixes=("", "_label"))
     assert len(merged) == 160 and merged["labelled"].all()
@@ -138,7 +138,7 @@ def test_image_emotion_style_and_mixed_queries(shared_library, faces):
 
 def test_selective_filters_fall_back_to_exact_search(shared_library):
     character = HELD_OUT[3]
-    wanted = shared_library.store.library_filtered_count(character=character, emotion="fear")
+    wanted = shared_library.store.library.filtered_count(character=character, emotion="fear")
     assert 0 < wanted < 10
     results = shared_library.search(Query(text="a happy cartoon face"), top_k=10,
                                     filters=Filters(character=character, emotion="fear"), candidates=20)
@@ -158,10 +158,10 @@ def test_bad_queries_get_clear_errors_or_notes(shared_library):
         shared_library.search(Query(image=b"definitely not a picture"))
     long = shared_library.search(Query(text="a sad anime face " * 600), top_k=5)  # about 10 kB
     assert any("only the first 1000" in note for note in long.notes) and len(long.results) == 5
-    before = shared_library.store.library_count()
+    before = shared_library.store.library.count()
     hostile = "'; DROP TABLE library_items; -- \" OR 1=1 /*"
     odd = shared_library.search(Query(text=hostile), top_k=5, filters=Filters(character=hostile))
-    assert odd.results == [] and shared_library.store.library_count() == before
+    assert odd.results == [] and shared_library.store.library.count() == before
     assert len(shared_library.search(Query(text=hostile), top_k=5).results) == 5
 
 
@@ -180,11 +180,12 @@ def test_feedback_changes_the_ranking_for_that_user_only(shared_library):
     liked_after = sum(r.style == "stylized_3d" for r in after.results)
     assert liked_after > sum(r.style == "stylized_3d" for r in default.results)
     assert after.weights["user_preference"] > default.weights["user_preference"]
-    rows = shared_library.store.library_feedback(profile)
+    rows = shared_library.store.feedback.for_profile(profile)
     assert set(rows["kind"]) == {"selected", "skipped"} and len(rows) == 120
 
 
 def test_expressions_from_an_analysed_clip(tmp_path, faces, embedders):
+    from facecast.clips.pipeline import analysis_record
     from facecast.clips.scoring import Observation
     from facecast.clips.report import CharacterSummary, ClipInfo, EngagementReport, KeyMoment, Scored
 
@@ -205,12 +206,12 @@ def test_expressions_from_an_analysed_clip(tmp_path, faces, embedders):
                                 np.array([0.2, 0.3, 0.4, 0.5 + t / 10], np.float32))
                     for t in (0.5, 1.0, 2.5, 3.0) for track in (1, 2)]
     with open_store(tmp_path / "lib.duckdb") as store:
-        analysis_id = store.add_analysis(report, observations, "fingerprint")
+        analysis_id = store.analyses.add(analysis_record(report, observations, "fingerprint"))
         with pytest.raises(LibraryError, match="no clip analysis 999"):
             add_from_analysis(store, 999, embedders=embedders)
         result = add_from_analysis(store, analysis_id, embedders=embedders)
         assert len(result.added) == 2 and len(result.duplicates) == 1  # the third moment repeats a thumbnail
-        items = store.library_items(limit=None).sort_values("id")
+        items = store.library.items(limit=None).sort_values("id")
         assert list(items["emotion"]) == ["anger", "happiness"] and list(items["style"]) == ["anime", "cartoon"]
         assert list(items["character"]) == ["scene.mp4#1", "scene.mp4#2"]
         assert np.allclose(items["params"].iloc[0], [0.2, 0.3, 0.4, 0.6])

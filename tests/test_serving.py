@@ -161,7 +161,7 @@ def test_classify_json_matches_the_client_and_is_recorded(expression_server, cli
         assert row["emotion"] == prediction.emotion
         assert row["emotion_probs"][row["emotion"]] == pytest.approx(prediction.confidence, abs=1e-3)
     with open_store(expression_server.db_path, read_only=True) as store:
-        recorded = store.classifications(limit=None)
+        recorded = store.classifications.newest(limit=None)
     assert set(recorded["content_sha256"]) >= {r["sha256"] for r in report}
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import numpy as np
 import pytest
 
-from facecast import store as store_module
+from facecast.store import migrations as store_module
 from facecast.store import (
     ImageClassification,
     Migration,
@@ -63,7 +63,7 @@ def test_fresh_store_is_created_at_the_latest_version(db_path: Path) -> None:
         migrations = store.applied_migrations()
         assert migrations["version"].tolist() == list(range(1, LATEST + 1))
         assert "images_classified" in migrations["description"][0]
-        assert store.classifications().empty
+        assert store.classifications.newest().empty
 
 
 def test_default_path_comes_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,12 +74,12 @@ def test_default_path_comes_from_settings(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_reopen_is_idempotent_and_keeps_data(db_path: Path) -> None:
     with open_store(db_path) as store:
-        store.add_classifications([make_row(1)])
+        store.classifications.add([make_row(1)])
     for _ in range(2):
         with open_store(db_path) as store:
             assert store.schema_version == LATEST
             assert store.applied_migrations()["version"].tolist() == list(range(1, LATEST + 1))
-            assert len(store.classifications()) == 1
+            assert len(store.classifications.newest()) == 1
 
 
 def test_newer_schema_version_is_refused_and_file_untouched(db_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_newer_schema_version_is_refused_and_file_untouched(db_path: Path) -> No
 
 def test_new_migrations_apply_forward_and_keep_data(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with open_store(db_path) as store:
-        [row_id] = store.add_classifications([make_row(1)])
+        [row_id] = store.classifications.add([make_row(1)])
 
     def add_review_column(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute("ALTER TABLE images_classified ADD COLUMN reviewed BOOLEAN DEFAULT false")
@@ -116,10 +116,10 @@ def test_new_migrations_apply_forward_and_keep_data(db_path: Path, monkeypatch: 
     with open_store(db_path) as store:
         assert store.schema_version == LATEST + 2
         assert store.applied_migrations()["version"].tolist() == list(range(1, LATEST + 3))
-        assert store._read_rows("SELECT id, reviewed FROM images_classified") == [(row_id, True)]
-        assert store._read_rows("SELECT body FROM notes") == [("x",)]
-        assert store.find_classification(make_row(1).content_sha256, "emotion_cnn", "1") == make_row(1)
-        store.add_classifications([make_row(2)])  # the typed writer still works on the migrated schema
+        assert store.read_rows("SELECT id, reviewed FROM images_classified") == [(row_id, True)]
+        assert store.read_rows("SELECT body FROM notes") == [("x",)]
+        assert store.classifications.find(make_row(1).content_sha256, "emotion_cnn", "1") == make_row(1)
+        store.classifications.add([make_row(2)])  # the typed writer still works on the migrated schema
 
 
 def test_failed_migration_rolls_back_completely(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +133,7 @@ def test_failed_migration_rolls_back_completely(db_path: Path, monkeypatch: pyte
     monkeypatch.undo()
     with open_store(db_path) as store:
         assert store.schema_version == LATEST
-        assert store._read_rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half'") == [(0,)]
+        assert store.read_rows("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half'") == [(0,)]
 
 
 def test_migration_list_with_a_gap_is_rejected(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,11 +158,11 @@ def test_rollback_on_exception_leaves_no_rows(db_path: Path) -> None:
     with open_store(db_path) as store:
         with pytest.raises(RuntimeError, match="boom"):
             with store.transaction() as tx:
-                store.add_classifications([make_row(1), make_row(2)])
+                store.classifications.add([make_row(1), make_row(2)])
                 tx.execute("INSERT INTO schema_version (version, description) VALUES (50, 'inside the tx')")
-                assert len(store.classifications()) == 2  # the owning thread sees its own uncommitted rows
+                assert len(store.classifications.newest()) == 2  # the owning thread sees its own uncommitted rows
                 raise RuntimeError("boom")
-        assert store.classifications().empty
+        assert store.classifications.newest().empty
         assert store.applied_migrations()["version"].tolist() == list(range(1, LATEST + 1))
 
 
@@ -170,24 +170,24 @@ def test_caught_failure_in_a_nested_block_still_rolls_back_everything(db_path: P
     with open_store(db_path) as store:
         with pytest.raises(StoreError, match="nested transaction block failed"):
             with store.transaction():
-                store.add_classifications([make_row(1)])
+                store.classifications.add([make_row(1)])
                 try:
                     with store.transaction():
-                        store.add_classifications([make_row(2)])
+                        store.classifications.add([make_row(2)])
                         raise ValueError("inner")
                 except ValueError:
                     pass
-        assert store.classifications().empty
+        assert store.classifications.newest().empty
 
 
 def test_invalid_row_stores_nothing(db_path: Path) -> None:
     with open_store(db_path) as store:
         good = make_row(1)
         with pytest.raises(ValueError, match="emotion_probs must have 7 values"):
-            store.add_classifications([good, {**good.__dict__, "emotion_probs": [0.5, 0.5]}])
+            store.classifications.add([good, {**good.__dict__, "emotion_probs": [0.5, 0.5]}])
         with pytest.raises(ValueError, match="emotion 'joy' is not one of"):
-            store.add_classifications([{**good.__dict__, "emotion": "joy"}])
-        assert store.classifications().empty
+            store.classifications.add([{**good.__dict__, "emotion": "joy"}])
+        assert store.classifications.newest().empty
 
 
 def test_threads_writing_through_one_store(db_path: Path) -> None:
@@ -201,8 +201,8 @@ def test_threads_writing_through_one_store(db_path: Path) -> None:
             try:
                 ids: list[int] = []
                 for row_index in range(rows_per_thread):
-                    ids += store.add_classifications([make_row(thread_index * 1000 + row_index)])
-                    store.classifications(limit=5)  # reads interleaved with other threads' writes
+                    ids += store.classifications.add([make_row(thread_index * 1000 + row_index)])
+                    store.classifications.newest(limit=5)  # reads interleaved with other threads' writes
                 ids_by_thread[thread_index] = ids
             except BaseException as error:  # noqa: BLE001 - surfaced by the assert below
                 errors.append(error)
@@ -216,7 +216,7 @@ def test_threads_writing_through_one_store(db_path: Path) -> None:
         assert errors == []
         all_ids = [row_id for ids in ids_by_thread.values() for row_id in ids]
         assert len(set(all_ids)) == threads_count * rows_per_thread
-        stored = store.classifications(limit=None)
+        stored = store.classifications.newest(limit=None)
         assert sorted(stored["id"].tolist()) == sorted(all_ids)
         # every id landed on the row its thread wrote
         for thread_index, ids in ids_by_thread.items():
@@ -235,7 +235,7 @@ def test_a_failing_transaction_in_one_thread_does_not_take_another_threads_write
         def thread_a() -> None:
             try:
                 with store.transaction():
-                    store.add_classifications([make_row(1)])
+                    store.classifications.add([make_row(1)])
                     a_inside.set()
                     b_done.wait(timeout=0.5)  # B is blocked on the lock meanwhile, so this times out
                     raise RuntimeError("A fails")
@@ -244,8 +244,8 @@ def test_a_failing_transaction_in_one_thread_does_not_take_another_threads_write
 
         def thread_b() -> None:
             a_inside.wait(timeout=5)
-            assert store.classifications().empty  # A's uncommitted row is invisible to other threads
-            store.add_classifications([make_row(2)])
+            assert store.classifications.newest().empty  # A's uncommitted row is invisible to other threads
+            store.classifications.add([make_row(2)])
             b_done.set()
 
         a, b = threading.Thread(target=thread_a), threading.Thread(target=thread_b)
@@ -253,7 +253,7 @@ def test_a_failing_transaction_in_one_thread_does_not_take_another_threads_write
         b.start()
         a.join()
         b.join()
-        assert store.classifications()["content_sha256"].tolist() == [make_row(2).content_sha256]
+        assert store.classifications.newest()["content_sha256"].tolist() == [make_row(2).content_sha256]
 
 
 # ---- files held, corrupt, read-only ----------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_not_a_duckdb_file_raises_store_error_and_is_left_alone(db_path: Path, c
 
 def test_damaged_duckdb_file_raises_store_error(db_path: Path) -> None:
     with open_store(db_path) as store:
-        store.add_classifications([make_row(index) for index in range(200)])
+        store.classifications.add([make_row(index) for index in range(200)])
     with db_path.open("r+b") as file:  # scribble over the first data block, after DuckDB's headers
         file.seek(3 * 4096 + 64)
         file.write(b"\xff" * 256)
@@ -320,11 +320,11 @@ def test_read_only_store_reads_but_refuses_writes(db_path: Path) -> None:
     with pytest.raises(StoreError, match="never creates"):
         open_store(db_path, read_only=True)
     with open_store(db_path) as store:
-        store.add_classifications([make_row(1)])
+        store.classifications.add([make_row(1)])
     with open_store(db_path, read_only=True) as store:
-        assert len(store.classifications()) == 1
+        assert len(store.classifications.newest()) == 1
         with pytest.raises(StoreError, match="read-only"):
-            store.add_classifications([make_row(2)])
+            store.classifications.add([make_row(2)])
 
 
 def test_closed_store_refuses_work(db_path: Path) -> None:
@@ -332,9 +332,9 @@ def test_closed_store_refuses_work(db_path: Path) -> None:
     store.close()
     store.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
-        store.classifications()
+        store.classifications.newest()
     with pytest.raises(StoreError, match="closed"):
-        store.add_classifications([make_row(1)])
+        store.classifications.add([make_row(1)])
 
 
 # ---- typed rows ------------------------------------------------------------------------------------------------------
@@ -343,10 +343,10 @@ def test_closed_store_refuses_work(db_path: Path) -> None:
 def test_vectors_round_trip_as_float32(db_path: Path) -> None:
     rows = [make_row(index) for index in range(3)]
     with open_store(db_path) as store:
-        ids = store.add_classifications(rows)
+        ids = store.classifications.add(rows)
         assert ids == sorted(ids) and len(set(ids)) == 3
 
-        frame = store.classifications()
+        frame = store.classifications.newest()
         assert frame["id"].tolist() == ids[::-1]  # newest first
         for column, length in (("emotion_probs", 7), ("style_probs", 4), ("action_params", 4)):
             for value in frame[column]:
@@ -355,7 +355,7 @@ def test_vectors_round_trip_as_float32(db_path: Path) -> None:
         np.testing.assert_array_equal(newest["emotion_probs"], rows[2].emotion_probs)  # exact: float32 both ways
         np.testing.assert_array_equal(newest["action_params"], rows[2].action_params)
 
-        found = store.find_classification(rows[1].content_sha256, "emotion_cnn", "1")
+        found = store.classifications.find(rows[1].content_sha256, "emotion_cnn", "1")
         assert found is not None and found == rows[1] and found.id == ids[1]
         assert found.emotion_probs.dtype == np.float32
         np.testing.assert_array_equal(found.style_probs, rows[1].style_probs)
@@ -365,20 +365,20 @@ def test_vectors_round_trip_as_float32(db_path: Path) -> None:
 def test_find_classification_matches_model_version_and_prefers_newest(db_path: Path) -> None:
     sha = "ab" * 32
     with open_store(db_path) as store:
-        assert store.find_classification(sha, "emotion_cnn", "1") is None
-        old_id, new_id = store.add_classifications([make_row(1, sha=sha), make_row(2, sha=sha)])
-        [other_version_id] = store.add_classifications([make_row(3, sha=sha, model_version="2")])
-        assert store.find_classification(sha, "emotion_cnn", "1").id == new_id
-        assert store.find_classification(sha, "emotion_cnn", "2").id == other_version_id
-        assert store.find_classification(sha, "other_model", "1") is None
-        assert store.classifications(limit=2)["id"].tolist() == [other_version_id, new_id]
+        assert store.classifications.find(sha, "emotion_cnn", "1") is None
+        old_id, new_id = store.classifications.add([make_row(1, sha=sha), make_row(2, sha=sha)])
+        [other_version_id] = store.classifications.add([make_row(3, sha=sha, model_version="2")])
+        assert store.classifications.find(sha, "emotion_cnn", "1").id == new_id
+        assert store.classifications.find(sha, "emotion_cnn", "2").id == other_version_id
+        assert store.classifications.find(sha, "other_model", "1") is None
+        assert store.classifications.newest(limit=2)["id"].tolist() == [other_version_id, new_id]
 
 
 def test_mappings_are_accepted_as_rows(db_path: Path) -> None:
     row = make_row(7)
     with open_store(db_path) as store:
-        [row_id] = store.add_classifications([{**row.__dict__, "id": None, "created_at": None}])
-        assert store.find_classification(row.content_sha256, row.model_name, row.model_version).id == row_id
+        [row_id] = store.classifications.add([{**row.__dict__, "id": None, "created_at": None}])
+        assert store.classifications.find(row.content_sha256, row.model_name, row.model_version).id == row_id
 
 
 def test_a_failed_bulk_insert_reports_its_own_error(db_path: Path) -> None:
@@ -389,4 +389,74 @@ def test_a_failed_bulk_insert_reports_its_own_error(db_path: Path) -> None:
                                   "duration_s": [1.0, 1.0], "width": [1, 1], "height": [1, 1], "fps": [1.0, 1.0],
                                   "codec": ["h264", "h264"]})
                 tx.insert_arrow("clips", table)
-        assert store._read_rows("SELECT count(*) FROM clips") == [(0,)]
+        assert store.read_rows("SELECT count(*) FROM clips") == [(0,)]
+
+
+# The shipped migrations, byte for byte: a store in the wild is at one of these versions, so none may ever change
+# (add the next file instead). A new migration adds its line here.
+SHIPPED_MIGRATIONS = {
+    "001_images_classified.sql": "60d1ec440244ddb59cbb673da3e6b3e96ee2d716067e5508582164aad437480a",
+    "002_clip_analyses.sql": "562cbb8f9724a584f2f3960afd15e1f28c441a7cc1afc81e04566518eecf01fa",
+    "003_library.sql": "3734643c7275c5856ef1088e537abb1947d9eb006203a5bfe9bb3cfdcec6dd4d",
+}
+
+
+def test_shipped_migrations_never_change() -> None:
+    from facecast.store.migrations import MIGRATIONS_DIR
+
+    found = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in MIGRATIONS_DIR.glob("*.sql")}
+    for name, digest in SHIPPED_MIGRATIONS.items():
+        assert found.get(name) == digest, f"{name} changed or went missing: shipped migrations are frozen"
+
+
+def _schema(path: Path) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return {
+            "columns": connection.execute(
+                "SELECT table_name, column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
+                "WHERE database_name = current_database() ORDER BY ALL").fetchall(),
+            "constraints": connection.execute(
+                "SELECT table_name, constraint_type, constraint_column_names::VARCHAR FROM duckdb_constraints() "
+                "WHERE database_name = current_database() ORDER BY ALL").fetchall(),
+            "indexes": connection.execute(
+                "SELECT index_name, table_name, expressions FROM duckdb_indexes() "
+                "WHERE database_name = current_database() ORDER BY ALL").fetchall(),
+            "sequences": connection.execute(
+                "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = current_database() "
+                "ORDER BY ALL").fetchall(),
+        }
+
+
+def test_a_store_written_before_the_package_opens_upgrades_and_loses_nothing(tmp_path: Path) -> None:
+    from tests.legacy_store import MIGRATIONS_AT_4282C63, build_legacy_store
+
+    legacy = build_legacy_store(tmp_path / "legacy.duckdb")
+    with open_store(tmp_path / "fresh.duckdb"):
+        pass
+    fresh_schema = _schema(tmp_path / "fresh.duckdb")
+    if LATEST == len(MIGRATIONS_AT_4282C63):
+        assert _schema(legacy) == fresh_schema, "the shipped migrations no longer build the schema main wrote"
+
+    with open_store(legacy) as store:
+        assert store.schema_version == LATEST
+        versions = store.applied_migrations()
+        assert versions["version"].tolist() == list(range(1, LATEST + 1))
+        [classified] = store.classifications.newest().to_dict("records")
+        assert (classified["source_path"], classified["emotion"]) == ("/faces/grin.png", "happiness")
+        assert np.allclose(classified["action_params"], [0.8, 0.6, 0.5, 0.9])
+        analysis = store.analyses.find("c1", "fp1")
+        assert analysis is not None and analysis.report_json == '{"clip": {"name": "cut-a.mp4"}}'
+        faces = store.analyses.faces(analysis.id)
+        assert len(faces) == 1 and np.allclose(faces["box"].iloc[0], [0.1, 0.1, 0.4, 0.5])
+        assert store.library.count() == 2
+        candidates = store.library.search_candidates([1, 2])
+        assert candidates["character"].tolist() == ["Rin", None]
+        assert np.isnan(candidates["params"][1]).all() and np.allclose(candidates["params"][0], [0.6, 0.7, 0.1, 0.2])
+        ids, vectors = store.library.embeddings()
+        assert ids.tolist() == [1, 2] and np.allclose(vectors[0, :8], [i % 7 / 7 for i in range(8)])
+        assert store.feedback.for_profile("ana")["kind"].tolist() == ["selected", "skipped"]
+        weights, pairs = store.feedback.weights("ana")
+        assert pairs == 1 and np.allclose(weights, [0.3, 0.2, 0.2, 0.2, 0.1])
+        # and it takes new rows after the upgrade, with ids after the old ones
+        [new_id] = store.classifications.add([make_row(1)])
+        assert new_id == 2

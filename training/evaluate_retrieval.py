@@ -103,7 +103,7 @@ def truth_of(library: Library, manifest: Path) -> pd.DataFrame:
     """True labels per library item id (joined on the file path)."""
     labels = pd.read_csv(manifest)
     labels["path"] = [str((manifest.parent / p).resolve()) for p in labels["path"]]
-    items = library.store.library_items(limit=None)[["id", "source_path"]]
+    items = library.store.library.items(limit=None)[["id", "source_path"]]
     items["path"] = [str(Path(p).resolve()) for p in items["source_path"]]
     return items.merge(labels, on="path", how="inner", suffixes=("", "_label")).set_index("id")
 

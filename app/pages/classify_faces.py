@@ -70,7 +70,7 @@ if submitted:
             st.rerun()
         st.stop()
     try:
-        services.store().add_classifications(r.as_record() for r in st.session_state["results"]
+        services.store().classifications.add(r.as_record() for r in st.session_state["results"]
                                              if r.prediction is not None)
     except StoreError as error:
         st.warning(f"Results shown but not saved: {error}")

@@ -47,7 +47,7 @@ def add_section() -> None:
                     paths.append(path)
                 report = library.add_images(paths, source="upload")
             show_ingest(report)
-        analyses = library.store.analyses(limit=200)
+        analyses = library.store.analyses.newest(limit=200)
         analyses = analyses[analyses["faces_found"]] if not analyses.empty else analyses
         if analyses.empty:
             st.caption("Analysed clips' key-moment faces can be added here once a clip is analysed.")
@@ -149,7 +149,7 @@ rows = [results.results[i:i + COLUMNS] for i in range(0, len(results.results), C
 for row in rows:
     for cell, result in zip(st.columns(COLUMNS), row):
         with cell.container(border=True, key=f"result-{result.rank}"):
-            thumbnail = library.store.library_thumbnail(result.id)
+            thumbnail = library.store.library.thumbnail(result.id)
             if thumbnail:
                 st.image(thumbnail, width=96)
             st.markdown(f"**#{result.rank}** · score **{result.score:.3f}**  \n{result.emotion} · "

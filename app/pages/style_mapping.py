@@ -61,7 +61,7 @@ def library_source() -> tuple[bytes, str, str, str | None]:
     """(picture bytes, name, origin for the saved item, character) of a library item the user picks."""
     try:
         library = services.library()
-        items = library.store.library_items(limit=LIBRARY_CHOICES)
+        items = library.store.library.items(limit=LIBRARY_CHOICES)
     except StoreError as error:
         st.error(f"**The library cannot be opened.** {error}", icon=":material/database:")
         st.stop()
@@ -84,7 +84,7 @@ def library_source() -> tuple[bytes, str, str, str | None]:
         except OSError:
             data = None
     if data is None:
-        data = library.store.library_thumbnail(chosen)
+        data = library.store.library.thumbnail(chosen)
     if data is None:
         st.error(f"Library item {chosen} is gone (removed meanwhile); pick another.", icon=":material/database:")
         st.stop()

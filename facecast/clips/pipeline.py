@@ -13,6 +13,7 @@ in one transaction (facecast.store), so a cancelled or failed analysis leaves no
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from facecast.clips.tracking import FaceTracker
 from facecast.engagement_features import MAX_STEPS, MODEL_RATE_HZ, build_window, step_count
 from facecast.media import video
 from facecast.media.images import face_crop
+from facecast.store.rows import AnalysisRecord, ClipRow, FaceRow, ScoreRow, TrackRow
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
 WINDOW_S = MAX_STEPS / MODEL_RATE_HZ
@@ -69,6 +71,27 @@ class Analysis:
     report: EngagementReport
     observations: list[Observation]
     fingerprint: str
+
+    def record(self) -> AnalysisRecord:
+        """What the store keeps of this analysis (facecast.store.analyses), in one transaction."""
+        return analysis_record(self.report, self.observations, self.fingerprint)
+
+
+def analysis_record(report: EngagementReport, observations: list[Observation], fingerprint: str) -> AnalysisRecord:
+    clip, engagement = report.clip, report.engagement
+    return AnalysisRecord(
+        clip=ClipRow(clip.sha256, clip.name, clip.size_bytes, clip.duration_s, clip.width, clip.height, clip.fps,
+                     clip.codec),
+        fingerprint=fingerprint, name=clip.name, faces_found=report.faces_found,
+        engagement=ScoreRow(engagement.value, engagement.low, engagement.high) if engagement else None,
+        engagement_class=report.engagement_class,
+        resonance=report.resonance.value if report.resonance else None,
+        shareability=report.shareability.value if report.shareability else None,
+        report_json=json.dumps(report.as_dict(), separators=(",", ":")),
+        tracks=[TrackRow(c.track_id, c.first_s, c.last_s, c.observations, c.screen_time_s, c.dominant_emotion, c.style)
+                for c in report.characters],
+        faces=[FaceRow(o.track_id, o.t_s, o.box, o.detection_score, o.emotion, o.emotion_probs, o.style_probs,
+                       o.action_params) for o in observations])
 
 
 @dataclass

@@ -83,14 +83,14 @@ def analyse_demo_clips(paths: list[Path], store, urls: list[str], say=print) -> 
     ids = []
     for path in paths:
         digest = file_sha256(path)
-        stored = store.find_analysis(digest, fingerprint)
+        stored = store.analyses.find(digest, fingerprint)
         if stored is not None:
             say(f"[demo] {path.name}: already analysed (analysis {stored.id})")
             ids.append(stored.id)
             continue
         started = time.perf_counter()
         analysis = analyzer.analyze(path, sha256=digest)
-        ids.append(store.add_analysis(analysis.report, analysis.observations, analysis.fingerprint))
+        ids.append(store.analyses.add(analysis.record()))
         say(f"[demo] {path.name}: analysed in {time.perf_counter() - started:.1f} s → analysis {ids[-1]}: "
             f"{analysis.report.message}")
     return ids

@@ -1,0 +1,305 @@
+"""The DuckDB store: the one place facecast keeps what it has computed (docs/architecture.md, "Storage").
+
+Design
+------
+* One file, found through ``Settings.db_path`` (``FACECAST_DB``), opened with :func:`open_store`. Everything else
+  facecast persists (the FAISS index, caches) is derived from this file and can be rebuilt from it.
+* The schema is versioned: literal SQL files under ``migrations/``, applied in order when a store opens
+  (facecast.store.migrations says how, and how to add one).
+* The tables are reached by domain: ``store.classifications``, ``store.analyses``, ``store.library`` and
+  ``store.feedback`` (one small module each); this module holds what they share: opening, transactions, reads.
+* One writer, with transactions. All writes go through :meth:`Store.transaction` (BEGIN ... COMMIT, ROLLBACK on any
+  exception), serialised by a process-wide lock per database file, so two Streamlit sessions (threads) never
+  interleave statements inside one transaction. Reads run on their own short-lived cursors and do not wait for
+  writers (see :meth:`Store._reading` for why).
+* DuckDB lets one process at a time open a file for writing. A second process gets :class:`StoreLocked`, naming the
+  file and the process holding it. Anything DuckDB cannot open (corrupt, truncated, not a DuckDB file) is a
+  :class:`StoreError`; the file is left exactly as it was.
+* Timestamps are naive ``TIMESTAMP`` values in UTC. Vectors are fixed-size ``FLOAT[N]`` arrays and come back as
+  ``numpy.float32`` arrays.
+
+duckdb 2.x behaviours this module relies on
+-------------------------------------------
+* ``execute()`` streams: a result not read to its end blocks ``register()``/``sql()`` on that connection
+  ("unfinished result from execute()"), so every result here is drained with ``fetchall()``/``df()``.
+* A connection used from two threads at once refuses ("connection is busy with another call") rather than waiting:
+  hence the write lock, and a cursor per read.
+* Every statement costs about a millisecond, so rows go in as one Arrow table, not one INSERT each.
+* Reading a ``TIMESTAMPTZ`` into Python needs ``pytz`` (not installed): columns are UTC ``TIMESTAMP`` instead.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from facecast.config import load_settings
+from facecast.store.analyses import Analyses
+from facecast.store.classifications import Classifications
+from facecast.store.errors import StoreError, StoreLocked
+from facecast.store.feedback import Feedback
+from facecast.store.library import LibraryItems
+from facecast.store.migrations import migrate, rollback_quietly
+
+# One lock per database file for the whole process. DuckDB's instance cache makes every connection to one file in a
+# process share one database, so the lock must be per file, not per Store object. RLock: a thread that already holds
+# it (a transaction, a migration) may take it again instead of deadlocking on itself.
+_WRITE_LOCKS: dict[Path, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock_for(path: Path) -> threading.RLock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(path, threading.RLock())
+
+
+_LOCK_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Open the file, turning DuckDB's errors into StoreLocked / StoreError with the file named."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as error:
+        detail = str(error)
+        if "Could not set lock" in detail or "Conflicting lock" in detail:
+            pid = _LOCK_HOLDER_PID.search(detail)
+            raise StoreLocked(path, int(pid.group(1)) if pid else None, detail) from error
+        raise StoreError(_unreadable_message(path, detail)) from error
+    except duckdb.ConnectionException as error:
+        # DuckDB shares one database per file within a process; it must be opened with one configuration.
+        raise StoreError(
+            f"facecast store {path} is already open in this process with a different mode (read-only vs "
+            f"read-write); use the Store that is already open. DuckDB said: {error}"
+        ) from error
+    except duckdb.Error as error:
+        raise StoreError(_unreadable_message(path, str(error))) from error
+
+
+def _unreadable_message(path: Path, detail: str) -> str:
+    return (
+        f"cannot open facecast store {path}: it is corrupt, truncated or not a DuckDB database file (or cannot be "
+        f"read). The file was not modified; move it aside to start a fresh store. DuckDB said: {detail}"
+    )
+
+
+def open_store(path: str | Path | None = None, *, read_only: bool = False) -> Store:
+    """Open (creating and migrating if needed) the facecast store at ``path`` (default: ``Settings.db_path``).
+
+    Raises StoreLocked when another process holds the file and StoreError when it cannot be used (corrupt, newer
+    schema, not a facecast store, a read-only open of a missing or outdated file).
+    """
+    db_path = Path(path if path is not None else load_settings().db_path).expanduser().resolve()
+    if read_only:
+        if not db_path.is_file():
+            raise StoreError(f"no facecast store at {db_path} (a read-only open never creates one)")
+    else:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+    write_lock = _write_lock_for(db_path)
+    connection = _connect(db_path, read_only)
+    try:
+        # Under the write lock: two threads opening the same new file at once must not both run migration 1.
+        with write_lock:
+            version = migrate(connection, db_path, read_only)
+        return Store(db_path, connection, write_lock, read_only=read_only, schema_version=version)
+    except BaseException:
+        connection.close()
+        raise
+
+
+class Transaction:
+    """The handle ``Store.transaction()`` yields: runs SQL inside the open transaction, only in its own thread."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
+        self._connection = connection
+        self.thread_id = threading.get_ident()
+        self.active = True
+        # Set when an inner (joined) transaction block failed: the outer block must not commit a partial result
+        # even if its code caught the exception.
+        self.rollback_only = False
+
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple]:
+        """Run one statement (or several, without parameters) and return all its rows."""
+        self._check_usable()
+        return self._connection.execute(sql, parameters).fetchall()
+
+    def insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+        """Insert an Arrow table into ``table_name``, matching columns by name (bulk path for vectors)."""
+        self._check_usable()
+        view_name = f"incoming_{uuid.uuid4().hex}"
+        self._connection.register(view_name, rows)
+        try:
+            columns = ", ".join(rows.column_names)
+            self._connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM {view_name}")
+        except duckdb.Error:
+            # After a failed INSERT the transaction is aborted and unregister() fails too ("transaction aborted"):
+            # that second error must not hide the first (e.g. which constraint the rows violated).
+            try:
+                self._connection.unregister(view_name)
+            except duckdb.Error:
+                pass
+            raise
+        self._connection.unregister(view_name)
+
+    def _check_usable(self) -> None:
+        if not self.active:
+            raise StoreError("this transaction has ended; open a new one with store.transaction()")
+        if threading.get_ident() != self.thread_id:
+            raise StoreError("a transaction can only be used by the thread that opened it")
+
+
+class Store:
+    """An open facecast store. Create with :func:`open_store`; close with :meth:`close` or a ``with`` block."""
+
+    def __init__(
+        self,
+        path: Path,
+        connection: duckdb.DuckDBPyConnection,
+        write_lock: threading.RLock,
+        *,
+        read_only: bool,
+        schema_version: int,
+    ) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.schema_version = schema_version
+        self._connection = connection  # the writer: used only while holding _write_lock
+        self._write_lock = write_lock
+        # Parent of the per-read cursors. Created now, while only this thread knows the Store; cursor() on it is
+        # guarded by _cursor_lock so concurrent reads never touch one connection object at the same time.
+        self._cursor_parent = connection.cursor()
+        self._cursor_lock = threading.Lock()
+        self._transaction: Transaction | None = None
+        self._closed = False
+        # The tables by domain: store.analyses.add(...), store.library.search_candidates(...), ...
+        self.classifications = Classifications(self)
+        self.analyses = Analyses(self)
+        self.library = LibraryItems(self)
+        self.feedback = Feedback(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("read-only" if self.read_only else "read-write")
+        return f"Store({str(self.path)!r}, {state}, schema_version={self.schema_version})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the store; waits for a running transaction (in another thread) to finish. Idempotent."""
+        if self._in_own_transaction():
+            raise StoreError("close() called inside a transaction; leave the `with store.transaction()` block first")
+        with self._write_lock, self._cursor_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._cursor_parent.close()
+            self._connection.close()
+
+    # ---- transactions -------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """``with store.transaction() as tx:`` — all or nothing: COMMIT at the end, ROLLBACK on any exception.
+
+        Holds the file's process-wide write lock for the whole block, so other threads' writes wait and never
+        interleave with it. Nested blocks in the same thread join the outer transaction (DuckDB has no savepoints):
+        if an inner block raises, the whole transaction is rolled back even if the exception is caught.
+        """
+        if self._in_own_transaction():
+            outer = self._transaction
+            assert outer is not None
+            try:
+                yield outer
+            except BaseException:
+                outer.rollback_only = True
+                raise
+            return
+
+        if self.read_only:
+            raise StoreError(f"facecast store {self.path} is open read-only; writes need open_store(read_only=False)")
+        with self._write_lock:
+            self._check_open()
+            self._connection.execute("BEGIN TRANSACTION")
+            transaction = Transaction(self._connection)
+            self._transaction = transaction
+            try:
+                yield transaction
+                if transaction.rollback_only:
+                    raise StoreError("a nested transaction block failed; the whole transaction was rolled back")
+            except BaseException:
+                self._end_transaction(transaction)
+                rollback_quietly(self._connection)
+                raise
+            self._end_transaction(transaction)
+            try:
+                self._connection.execute("COMMIT")
+            except duckdb.Error as error:
+                rollback_quietly(self._connection)  # a failed COMMIT may leave the transaction open
+                raise StoreError(f"commit failed on {self.path}; nothing was stored: {error}") from error
+
+    def _end_transaction(self, transaction: Transaction) -> None:
+        transaction.active = False
+        self._transaction = None
+
+    def _in_own_transaction(self) -> bool:
+        # Safe to read without the lock: only the owning thread can have set it to a transaction with its own id.
+        transaction = self._transaction
+        return transaction is not None and transaction.thread_id == threading.get_ident()
+
+    # ---- reads --------------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to read with.
+
+        A DuckDB connection object is not safe to use from two threads at once. Two ways out: share the writer
+        connection under the write lock, or give each read its own cursor (a new connection to the same database).
+        Cursors win: a Streamlit page reading the history should not wait for a long ingest in another session,
+        and DuckDB's MVCC gives each cursor a consistent snapshot of committed data. Inside a transaction the
+        owning thread reads on the writer connection instead, so it sees its own uncommitted rows.
+        """
+        if self._in_own_transaction():
+            yield self._connection
+            return
+        with self._cursor_lock:
+            self._check_open()
+            cursor = self._cursor_parent.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    def read_df(self, sql: str, parameters: Sequence[Any] | None = None) -> pd.DataFrame:
+        with self._reading() as connection:
+            return connection.execute(sql, parameters).df()
+
+    def read_rows(self, sql: str, parameters: Sequence[Any] | None = None) -> list[tuple]:
+        with self._reading() as connection:
+            return connection.execute(sql, parameters).fetchall()
+
+    def read_arrow(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        with self._reading() as connection, warnings.catch_warnings():
+            # duckdb warns that a DB-API result makes one extra copy for Arrow; for a few hundred rows that is cheap
+            warnings.simplefilter("ignore", UserWarning)
+            return connection.execute(sql, parameters).to_arrow_table()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"facecast store {self.path} is closed")
+
+    def applied_migrations(self) -> pd.DataFrame:
+        """The ``schema_version`` table: version, applied_at, description, oldest first."""
+        return self.read_df("SELECT version, applied_at, description FROM schema_version ORDER BY version")
