@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -587,7 +588,9 @@ def main(argv=None) -> int:
     ours = HPASpec(2, 8, WAITING_REQUESTS.target, FACECAST_CPU_SCALE_UP, FACECAST_CPU_SCALE_DOWN)
     if args.replay:
         _, recorded = load_recording(args.replay)
-        rows = replay(recorded, NVIDIA_CHART, chart, 1) + replay(recorded, WAITING_REQUESTS, ours, 1)
+        one_pod = dict(min_replicas=1)  # the recording is one pod: let both HPAs start from it
+        rows = (replay(recorded, NVIDIA_CHART, dataclasses.replace(chart, **one_pod), 1)
+                + replay(recorded, WAITING_REQUESTS, dataclasses.replace(ours, **one_pod), 1))
     else:
         load = step_load(args.base_rps, args.peak_rps, 300.0, 900.0)
         rows = (simulate(load, NVIDIA_CHART, chart, args.duration)

@@ -32,7 +32,7 @@ from benchmarks.report import write_section
 from facecast.clients.embedders import Embedders
 from facecast.library import Library, Query
 from facecast.store import EMBEDDING_DIM, LibraryItem, open_store
-from facecast.vector_index import DEFAULT_EF_SEARCH
+from facecast.library.vector_index import DEFAULT_EF_SEARCH
 from facecast.vocab import EMOTIONS, STYLES
 from training.evaluate_retrieval import QUERY_SEED, TEST_CHARACTERS, caption_queries, served_embedders
 

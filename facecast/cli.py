@@ -441,7 +441,7 @@ def _open_library(args: argparse.Namespace, settings: Settings, *, triton: bool,
 
 
 def _library_errors():
-    from facecast.feedback import FeedbackError
+    from facecast.library.feedback import FeedbackError
     from facecast.library import LibraryError
     from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 

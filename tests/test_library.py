@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from facecast import feedback
+from facecast.library import feedback
 from facecast.library import LabelsError, Library, read_labels
-from facecast.ranking import DEFAULT_WEIGHTS, TERMS, RankingContext, phi_matrix, rerank
+from facecast.library.ranking import DEFAULT_WEIGHTS, TERMS, RankingContext, phi_matrix, rerank
 from facecast.store import EMBEDDING_DIM, LibraryItem, StoreError, StoreLocked, open_store
-from facecast.vector_index import VectorIndex, index_paths, open_index
+from facecast.library.vector_index import VectorIndex, index_paths, open_index
 from facecast.vocab import EMOTIONS, STYLES
 
 

@@ -19,8 +19,9 @@ from PIL import Image
 from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.clients.embedders import Embedders
-from facecast.library import Filters, Library, LibraryError, Query, QueryError, add_from_analysis
-from facecast.ranking import TERMS
+from facecast.library import Filters, Library, LibraryError, Query, QueryError
+from facecast.library.ingest import add_from_analysis
+from facecast.library.ranking import TERMS
 from facecast.store import open_store
 from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import EMOTIONS, STYLES

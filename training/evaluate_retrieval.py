@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
 Written by `python -m training.evaluate_retrieval --stills {args.stills} --queries {args.queries}` in
 {elapsed / 60:.1f} min (it starts its own Triton with the three embedders). Everything goes through the product
 path: images ingested by `facecast.library` (image_embedder on Triton → DuckDB + FAISS HNSW), queries encoded by the
-served text_embedder / image_embedder / query_fuser, HNSW candidates (200) re-ranked by `facecast.ranking` with the
+served text_embedder / image_embedder / query_fuser, HNSW candidates (200) re-ranked by `facecast.library.ranking` with the
 seed's default weights (0.45 / 0.25 / 0.15 / 0.10 / 0.05).
 
 "Labelled": the library was ingested with its manifest (emotion, style, character, intensity are a person's labels).
@@ -399,7 +399,7 @@ measurement on a shared 2-core machine with one query at a time (see docs/benchm
 Held-out protocol on the labelled synthetic library: each simulated user runs {args.feedback_train} training
 queries (emotion-only held-out captions), sees the top 10 ranked with their profile, selects up to 3 shown items
 that have the asked emotion and that they like (the rest count as skipped); the profile re-learns after each query
-(facecast.feedback: Beta-smoothed selection rates for style / character / intensity band, pairwise-logistic
+(facecast.library.feedback: Beta-smoothed selection rates for style / character / intensity band, pairwise-logistic
 weights). Then {args.feedback_test} different held-out queries are ranked with the default weights ("before") and
 with the learned profile ("after"). "P@10 liked": right emotion AND liked by the user; "P@10 emotion": right emotion.
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import services
 from facecast.clients.embedders import QueryError as EmbeddingQueryError
-from facecast.feedback import FeedbackError
+from facecast.library.feedback import FeedbackError
 from facecast.library import Filters, LibraryError, Query
 from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facecast.ranking import DEFAULT_WEIGHTS, NEUTRAL, TERMS, normalised_weights
+from facecast.library.ranking import DEFAULT_WEIGHTS, NEUTRAL, TERMS, normalised_weights
+from facecast.library.search import SearchResults
+from facecast.store import Store
 
 # Bounds per term (TERMS order). Feedback re-balances the terms but cannot switch off what the query asks for: pairs
 # come from one shown list, whose items all match the query about equally, so they say little about the query terms
@@ -180,8 +182,8 @@ def profile_name(user: str | None = None, team: str | None = None) -> str:
     return user.strip()
 
 
-def record_selection(store, profile: str, results: Any, selected_ids: Iterable[int]) -> int:
-    """Implicit feedback on one shown list (a facecast.library.SearchResults): the selected items and every other
+def record_selection(store: Store, profile: str, results: SearchResults, selected_ids: Iterable[int]) -> int:
+    """Implicit feedback on one shown list : the selected items and every other
     shown item as skipped. Returns the number of rows stored."""
     selected = {int(i) for i in selected_ids}
     shown = {r.id for r in results.results}
@@ -193,7 +195,7 @@ def record_selection(store, profile: str, results: Any, selected_ids: Iterable[i
     return store.feedback.add(profile, results.query_id, rows)
 
 
-def record_rating(store, profile: str, results: Any, item_id: int, rating: float) -> int:
+def record_rating(store: Store, profile: str, results: SearchResults, item_id: int, rating: float) -> int:
     """Explicit feedback: a 1–5 rating of one shown item."""
     if not 1 <= float(rating) <= 5:
         raise FeedbackError(f"a rating is 1 to 5, got {rating}")
@@ -205,7 +207,7 @@ def record_rating(store, profile: str, results: Any, item_id: int, rating: float
          "phi": result.phi_vector}])
 
 
-def update_profile(store, profile: str) -> tuple[np.ndarray, Preference]:
+def update_profile(store: Store, profile: str) -> tuple[np.ndarray, Preference]:
     """Re-learn the profile's preference and weights from all its feedback; stores the weights."""
     feedback = store.feedback.for_profile(profile)
     preference = preference_from_feedback(feedback)
@@ -215,7 +217,7 @@ def update_profile(store, profile: str) -> tuple[np.ndarray, Preference]:
     return weights, preference
 
 
-def load_profile(store, profile: str | None) -> tuple[np.ndarray, Preference | None]:
+def load_profile(store: Store, profile: str | None) -> tuple[np.ndarray, Preference | None]:
     """(weights, preference) for ranking: the defaults and no preference without a profile or feedback."""
     if not profile:
         return DEFAULT_WEIGHTS.copy(), None
