@@ -34,11 +34,11 @@ RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin facecast \
     && mkdir -p /var/lib/facecast \
     && chown facecast:facecast /var/lib/facecast
 # FACECAST_DB: the store on the volume. DEMO_DIR / RUN_DIR: the defaults point into the installed package, which is
-# read-only here. FACECAST_TRITON_URLS: where Triton is (compose points it at the balancer).
+# read-only here. Where Triton is has no sensible default inside a container (127.0.0.1 is the container itself):
+# give FACECAST_TRITON_URLS=host:port[,host:port] at run time (compose points it at the balancer).
 ENV FACECAST_DB=/var/lib/facecast/facecast.duckdb \
     FACECAST_DEMO_DIR=/var/lib/facecast/demo \
-    FACECAST_RUN_DIR=/var/lib/facecast/run \
-    FACECAST_TRITON_URLS=127.0.0.1:8000
+    FACECAST_RUN_DIR=/var/lib/facecast/run
 # facecast (uid 10001), numerically: Kubernetes' runAsNonRoot can only verify a numeric user
 USER 10001
 EXPOSE 8501
