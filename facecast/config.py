@@ -14,6 +14,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_ROOT.parent
 
 
+class ConfigError(ValueError):
+    """A FACECAST_* setting that cannot be used; the message names the variable and its value."""
+
+
 def _path(name: str, default: Path) -> Path:
     value = os.environ.get(f"FACECAST_{name}")
     return Path(value).expanduser().resolve() if value else default
@@ -26,7 +30,7 @@ def _int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError as error:
-        raise ValueError(f"FACECAST_{name}={value!r} is not an integer") from error
+        raise ConfigError(f"FACECAST_{name}={value!r} is not an integer") from error
 
 
 @dataclass(frozen=True)

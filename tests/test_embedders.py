@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from facecast.config import PROJECT_ROOT
-from facecast.text import MAX_TOKENS, QueryTextError, tokenize
+from facecast.tokenizer import MAX_TOKENS, QueryTextError, tokenize
 from facecast.vocab import EMOTIONS, STYLES
 from training.data.captions import (
     EMOTION_WORDS,

@@ -240,7 +240,7 @@ def test_cli_library_and_search(tmp_path, faces, embedder_url):
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     added = _cli("library", "add", str(folder), "--labels", str(faces / "labels.csv"), "--db", db, "--url",
                  embedder_url)
-    assert added.returncode == 2, added.stderr  # partial: one file failed
+    assert added.returncode == 4, added.stderr  # partial: one file failed
     assert "broken.png: error:" in added.stdout and "added 80 item(s)" in added.stdout
     again = _cli("library", "add", str(folder / "face_000.png"), "--db", db, "--url", embedder_url)
     assert again.returncode == 0 and "already in the library" in again.stdout
@@ -256,18 +256,18 @@ def test_cli_library_and_search(tmp_path, faces, embedder_url):
     assert set(document["results"][0]["explanation"]) == set(TERMS)
     table = _cli("search", "--emotion", "fear", "--db", db, "--url", embedder_url, "--user", "kim", "--select",
                  str(document["results"][0]["id"]))
-    assert table.returncode == 1 and "were not among the shown results" in table.stderr  # it was an anger result
+    assert table.returncode == 2 and "were not among the shown results" in table.stderr  # it was an anger result
     plain = _cli("search", "--emotion", "fear", "--top", "3", "--db", db, "--url", embedder_url)
     assert plain.returncode == 0 and plain.stdout.count("fear") >= 3
 
     first = str(document["results"][0]["id"])
     removed = _cli("library", "remove", first, "999999", "--db", db)
-    assert removed.returncode == 2 and "removed 1 item(s)" in removed.stdout and "no item 999999" in removed.stderr
+    assert removed.returncode == 4 and "removed 1 item(s)" in removed.stdout and "no item 999999" in removed.stderr
     Path(db + ".faiss").unlink()
     rebuilt = _cli("library", "stats", "--db", db)
     assert rebuilt.returncode == 0 and "rebuilt the vector index" in rebuilt.stderr and "79 items" in rebuilt.stdout
     empty = _cli("search", "--text", "", "--db", db, "--url", embedder_url)
-    assert empty.returncode == 1 and "empty" in empty.stderr and "Traceback" not in empty.stderr
+    assert empty.returncode == 2 and "empty" in empty.stderr and "Traceback" not in empty.stderr
 
 
 def test_triton_down_is_a_clear_message(tmp_path, faces):

@@ -1,7 +1,7 @@
 """Retrieval embeddings through Triton: faces, texts and mixed queries → vectors in one 512-d space (torch-free).
 
 Three served models (training/networks/embedders.py): `image_embedder` (face crop → embedding + emotion/style
-logits), `text_embedder` (MiniLM token ids → embedding; tokenised here with facecast.text) and `query_fuser` (text
+logits), `text_embedder` (MiniLM token ids → embedding; tokenised here with facecast.tokenizer) and `query_fuser` (text
 and image embeddings, emotion and style distributions, a presence flag per modality → one query vector). Every
 vector is L2-normalised, so inner product is cosine similarity.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from facecast.clients._common import expect_client, softmax
 from facecast.serving.client import TritonModelClient
-from facecast.text import QueryTextError, tokenize
+from facecast.tokenizer import QueryTextError, tokenize
 from facecast.vocab import EMOTIONS, IMAGE_EMBEDDER, QUERY_FUSER, STYLES, TEXT_EMBEDDER
 
 EMBEDDING_DIM = 512

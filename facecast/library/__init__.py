@@ -25,14 +25,14 @@ from facecast.library import feedback as feedback_module
 from facecast.library import ingest, search
 from facecast.library.errors import LabelsError, LibraryError, QueryError
 from facecast.library.feedback import Preference
-from facecast.library.ingest import IngestReport, expand_paths, read_labels
+from facecast.library.ingest import IngestReport, read_labels
 from facecast.library.ranking import DEFAULT_WEIGHTS, RankingContext
 from facecast.library.search import Filters, Query, SearchResult, SearchResults
 from facecast.library.vector_index import VectorIndex, index_paths, open_index, rebuild_from_store
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store, open_store
 
 __all__ = ["Filters", "IngestReport", "LabelsError", "Library", "LibraryError", "Query", "QueryError", "SearchResult",
-           "SearchResults", "expand_paths", "read_labels"]
+           "SearchResults", "read_labels"]
 
 
 class Library:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from facecast.clients.embedders import Embedders
 from facecast.library.errors import LabelsError, LibraryError
-from facecast.media.images import ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import ImageDecodeError, fit_square, image_files, load_rgb
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from facecast.library import Library
 
 FACE_SIZE = 64  # the image_embedder's input (its Triton dims)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"}
 STORE_CHUNK = 1024  # faces embedded and committed together
 
 
@@ -116,17 +115,6 @@ def _labels_for(row: pd.Series | None) -> dict[str, Any]:
     return labels
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; folders become their image files (recursively, sorted)."""
-    expanded = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            expanded += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        else:
-            expanded.append(path)
-    return expanded
-
-
 def add_images(library: Library, paths: Iterable[str | Path], labels: str | Path | pd.DataFrame | None = None,
                source: str = "folder") -> IngestReport:
     """Ingest image files and folders into `library`; `labels` (a CSV path or read_labels frame) supplies emotion, style, etc."""
@@ -137,7 +125,7 @@ def add_images(library: Library, paths: Iterable[str | Path], labels: str | Path
             by_name.setdefault(Path(key).name, []).append(key)
     report = IngestReport()
     pending: list[_Pending] = []
-    for path in expand_paths(paths):
+    for path in image_files(paths, recursive=True):
         name = str(path)
         try:
             data = path.read_bytes()

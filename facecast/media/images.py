@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # 50 megapixels: far above any real face crop or frame (8K is 33 MP), far below what fills memory when decoded.
 DEFAULT_MAX_PIXELS = 50_000_000
 SUPPORTED_FORMATS = "PNG, JPEG, WebP, GIF, BMP"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 WHITE = (255, 255, 255)
 
 
@@ -203,3 +205,16 @@ def face_crop(frame: np.ndarray, box_xyxy, size: int, margin: float = FACE_CROP_
         inside = canvas
     resample = Image.Resampling.BILINEAR if side > size else Image.Resampling.BICUBIC
     return np.asarray(Image.fromarray(np.ascontiguousarray(inside)).resize((size, size), resample), dtype=np.uint8)
+
+
+def image_files(paths: Iterable[str | Path], *, recursive: bool = True) -> list[Path]:
+    """Files as given (whatever their suffix: the decoder says what is wrong with them); folders become the image
+    files in them (by suffix, sorted; with `recursive`, in subfolders too)."""
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = path.rglob("*") if recursive else path.iterdir()
+            expanded += sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        else:
+            expanded.append(path)
+    return expanded
