@@ -27,7 +27,7 @@ def probe_inputs(network) -> dict[str, np.ndarray]:
     from export.onnx_export import example_serving_inputs
 
     if network.config.triton_name == "text_embedder":
-        from facecast.text import tokenize
+        from facecast.tokenizer import tokenize
 
         ids, mask = tokenize(PROBE_SENTENCES, network.config.max_tokens)
         return {"input_ids": ids, "attention_mask": mask}

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from facecast.config import PROJECT_ROOT
-from facecast.text import tokenize
+from facecast.tokenizer import tokenize
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 from training.data.captions import BANDS, TRAIN_TEMPLATES, Caption, intensity_band, make_caption
 from training.networks import build_model
@@ -129,7 +129,7 @@ def cached_sentence_vectors(texts: list[str]) -> np.ndarray:
 
 @torch.no_grad()
 def sentence_vectors(encoder, texts: list[str], batch_size: int = 256) -> np.ndarray:
-    """MiniLM mean-pooled vectors, tokenised exactly as the client does (facecast.text); padding beyond a batch's
+    """MiniLM mean-pooled vectors, tokenised exactly as the client does (facecast.tokenizer); padding beyond a batch's
     longest text is cut, which changes nothing (masked positions never enter the mean)."""
     order = np.argsort([len(t) for t in texts])
     out = np.empty((len(texts), encoder.config.hidden), np.float32)

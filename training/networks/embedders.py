@@ -30,7 +30,7 @@ from training.networks.registry import register_network
 from training.networks.serving import SquareImageServing
 
 EMBEDDING_DIM = 512
-MAX_TOKENS = 32  # facecast.text.MAX_TOKENS: the served sequence length
+MAX_TOKENS = 32  # facecast.tokenizer.MAX_TOKENS: the served sequence length
 MODALITIES = ("text", "image", "emotion", "style")  # order of the fuser's `present` input
 
 
