@@ -1,7 +1,7 @@
 """Long-lived resources of the app, created once per server process (st.cache_resource), never per rerun.
 
 Clients are lazy (they read a model's config on first use), so creating them never fails when Triton is down; the
-pages call `triton_banner` on TritonUnavailable / ModelUnavailable and offer a retry instead of a traceback.
+pages show app.components.banners on TritonError / StoreError and offer a retry instead of a traceback.
 """
 
 from __future__ import annotations
@@ -47,16 +47,16 @@ def library() -> Library:
 
 
 def store_and_past_analyses(limit: int = 500):
-    """The store and its stored analyses, newest first; a database that cannot be opened stops the page with a
-    clear message instead of a traceback."""
+    """The store and its stored analyses, newest first; a database that cannot be opened stops the page with the
+    store banner."""
+    from app.components.banners import store_unavailable
     from facecast.store import StoreError
 
     try:
         opened = store()
         return opened, opened.analyses.newest(limit=limit)
     except StoreError as error:
-        st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
-        st.stop()
+        store_unavailable(error)
 
 
 def forget_triton() -> None:
@@ -64,11 +64,3 @@ def forget_triton() -> None:
     recognizer.clear()
     analyzer.clear()
     library.clear()
-
-
-def triton_banner(error: Exception, what: str = "The model server is not available.") -> None:
-    """The one way every page says Triton is down: a banner with the reason and a retry button."""
-    st.error(f"**{what}** {error}", icon=":material/cloud_off:")
-    if st.button("Retry", type="primary", key=f"retry-{what}"):
-        forget_triton()
-        st.rerun()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services
-from app.clip_runs import CLIP_TYPES, analyse_upload, load_report
-from app.report_view import show_report
+from app.components.banners import store_unavailable, triton_down
+from app.components.clip_upload import CLIP_TYPES, analyse_upload, load_report
+from app.components.report_view import show_report
 from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
@@ -19,11 +20,9 @@ try:
     fingerprint = analyzer.options.fingerprint(analyzer.models())
     store = services.store()
 except (TritonUnavailable, ModelUnavailable) as error:
-    services.triton_banner(error)
-    st.stop()
+    triton_down(error)
 except StoreError as error:
-    st.error(f"**The database cannot be opened.** {error}", icon=":material/database:")
-    st.stop()
+    store_unavailable(error)
 
 limit_mb = st.get_option("server.maxUploadSize")
 with st.form("clips", border=False):
@@ -42,7 +41,7 @@ if submitted:
                 result = analyse_upload(upload, analyzer, store, fingerprint)
                 (problems if result.error else shown).append(result)
         except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
-            services.triton_banner(error, "The analysis stopped: the model server is not available.")
+            triton_down(error, "The analysis stopped: the model server is not available.")
             st.stop()
         except StoreError as error:
             st.error(f"**The report could not be stored.** {error}", icon=":material/database:")

@@ -11,6 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from app import services
+from app.components.banners import triton_down
 from facecast.classify import ClassifiedImage, classify_images
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
 from facecast.store import StoreError
@@ -28,11 +29,7 @@ recognizer = services.recognizer()
 try:
     face_size = recognizer.face_size
 except (TritonUnavailable, ModelUnavailable) as error:
-    st.error(f"**The model server is not available.** {error}", icon=":material/cloud_off:")
-    if st.button("Retry", type="primary"):
-        services.forget_triton()
-        st.rerun()
-    st.stop()
+    triton_down(error)
 
 
 def demo_faces() -> list[Path]:
@@ -64,11 +61,7 @@ if submitted:
             st.session_state["results"] = classify_images(sources, recognizer)
             st.session_state["source_bytes"] = [data for _, data in sources]
     except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
-        st.error(f"**Classification failed.** {error}", icon=":material/error:")
-        if st.button("Retry"):
-            services.forget_triton()
-            st.rerun()
-        st.stop()
+        triton_down(error, "Classification failed.")
     try:
         services.store().classifications.add(r.as_record() for r in st.session_state["results"]
                                              if r.prediction is not None)

@@ -6,7 +6,7 @@ import altair as alt
 import streamlit as st
 
 from app import services
-from app.clip_runs import load_report
+from app.components.clip_upload import load_report
 from facecast.clips.compare import best_per_group, differences, divergent_moments, overlaid_curves
 
 st.title("Compare cuts")

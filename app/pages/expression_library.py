@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import services
+from app.components.banners import store_unavailable, triton_down
 from facecast.clients.embedders import QueryError as EmbeddingQueryError
 from facecast.library.feedback import FeedbackError
 from facecast.library import Filters, LibraryError, Query
@@ -26,8 +27,7 @@ try:
     library = services.library()
     stats = library.stats()
 except StoreError as error:
-    st.error(f"**The library cannot be opened.** {error}", icon=":material/database:")
-    st.stop()
+    store_unavailable(error, "The library cannot be opened.")
 
 st.caption(f"{stats['items']} expressions · {stats['characters']} characters · {stats['feedback']} feedback signals. "
            "Search by words, a reference face, or both; filters are hard constraints.")
@@ -79,7 +79,7 @@ def show_ingest(report) -> None:
 try:
     add_section()
 except TRITON_ERRORS as error:
-    services.triton_banner(error)
+    triton_down(error)
     st.stop()
 except (LibraryError, StoreError) as error:
     st.error(str(error))
@@ -109,7 +109,7 @@ if searched:
         st.session_state["library.results"] = library.search(query, top_k=top_k, filters=filters, profile=PROFILE)
         st.session_state["library.reference"] = reference.getvalue() if reference else None
     except TRITON_ERRORS as error:
-        services.triton_banner(error, "The search needs the model server, which is not available.")
+        triton_down(error, "The search needs the model server, which is not available.")
         st.stop()
     except (LibraryError, EmbeddingQueryError) as error:
         st.warning(f"**The search cannot run.** {error}", icon=":material/search_off:")

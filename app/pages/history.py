@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services
-from app.clip_runs import load_report
-from app.report_view import show_report
+from app.components.clip_upload import load_report
+from app.components.report_view import show_report
 
 st.title("History")
 store, past = services.store_and_past_analyses()

@@ -10,7 +10,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from typing import NoReturn
+
 from app import services
+from app.components.banners import TRITON_DOWN, store_unavailable, triton_down
 from facecast.library import LibraryError
 from facecast.mapping import MappingInputError, MappingResult, NotAFaceError, StyleMapper, save_to_library
 from facecast.store import StoreError
@@ -32,14 +35,8 @@ def pretty(style: str) -> str:
     return style.replace("_", " ")
 
 
-def server_down(error: Exception, what: str = "The model server is not available.") -> None:
-    """Triton is down: say so, offer a retry that also drops this page's cached client; never a traceback."""
-    st.error(f"**{what}** {error}", icon=":material/cloud_off:")
-    if st.button("Retry", type="primary", key=f"mapping-retry-{what}"):
-        style_mapper.clear()
-        services.forget_triton()
-        st.rerun()
-    st.stop()
+def server_down(error: Exception, what: str = TRITON_DOWN) -> NoReturn:
+    triton_down(error, what, forget=style_mapper.clear)
 
 
 st.title("Style mapping")
@@ -63,8 +60,7 @@ def library_source() -> tuple[bytes, str, str, str | None]:
         library = services.library()
         items = library.store.library.items(limit=LIBRARY_CHOICES)
     except StoreError as error:
-        st.error(f"**The library cannot be opened.** {error}", icon=":material/database:")
-        st.stop()
+        store_unavailable(error, "The library cannot be opened.")
     if items.empty:
         st.info("The library is empty: upload a face instead, or add faces on the Expression library page.",
                 icon=":material/photo_library:")
