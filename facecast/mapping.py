@@ -44,8 +44,7 @@ from PIL import Image
 from facecast.clients.face_detector import FaceDetector
 from facecast.clients.style_mapper import MappedFaces, StyleMapperClient
 from facecast.media.images import ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
-from facecast.serving.client import TritonModelClient
-from facecast.vocab import ACTION_PARAMS, EMOTIONS, FACE_DETECTOR, STYLE_MAPPER, STYLE_PARAM_BOUNDS, STYLES
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 
 
 MIN_SIDE = 24  # px: below this there is no face left to read an expression from
@@ -385,14 +384,14 @@ class StyleMapper:
     """Batched style mapping on Triton. Clients are lazy: creating one never fails when Triton is down; the first
     request raises facecast.serving.errors.TritonUnavailable (or ModelUnavailable) with what to do."""
 
-    def __init__(self, client: TritonModelClient, detector: FaceDetector | None = None):
-        self.model = StyleMapperClient(client)
+    def __init__(self, model: StyleMapperClient, detector: FaceDetector | None = None):
+        self.model = model
         self.detector = detector
 
     @classmethod
     def for_urls(cls, urls: str | list[str]) -> StyleMapper:
         # The detector gets threshold 0: locate_face weighs every candidate itself.
-        return cls(TritonModelClient(STYLE_MAPPER, urls), FaceDetector(TritonModelClient(FACE_DETECTOR, urls), 0.0))
+        return cls(StyleMapperClient.for_urls(urls), FaceDetector.for_urls(urls, 0.0))
 
     @property
     def input_size(self) -> int:

@@ -13,9 +13,8 @@ from facecast.clients.face_detector import (
     DetectionInputError,
     FaceDetector,
     detections_from_outputs,
-    letterbox,
-    letterbox_geometry,
 )
+from facecast.media.letterbox import letterbox, letterbox_geometry
 from facecast.clips.tracking import box_iou
 
 DETECTOR_WEIGHTS = PROJECT_ROOT / "weights" / "face_detector-cpu.pt"

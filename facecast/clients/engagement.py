@@ -37,6 +37,10 @@ class EngagementScorer:
         expect_client(client, ENGAGEMENT, "EngagementScorer")
         self.client = client
 
+    @classmethod
+    def for_urls(cls, urls: str | list[str]) -> EngagementScorer:
+        return cls(TritonModelClient(ENGAGEMENT, urls))
+
     def score(self, features: np.ndarray, mask: np.ndarray) -> list[WindowScores]:
         """features float32 [W, MAX_CHARACTERS, MAX_STEPS, F], mask float32 [W, MAX_CHARACTERS, MAX_STEPS]."""
         outputs = self.client.infer({"features": np.ascontiguousarray(features, np.float32),

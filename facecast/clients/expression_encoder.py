@@ -39,6 +39,10 @@ class ExpressionRecognizer:
         expect_client(client, EXPRESSION_ENCODER, "ExpressionRecognizer")
         self.client = client
 
+    @classmethod
+    def for_urls(cls, urls: str | list[str]) -> ExpressionRecognizer:
+        return cls(TritonModelClient(EXPRESSION_ENCODER, urls))
+
     @property
     def face_size(self) -> int:
         return self.client.signature.inputs[0].dims[0]

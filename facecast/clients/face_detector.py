@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from facecast.clients._common import expect_client
+from facecast.media.letterbox import DetectionInputError, Letterbox, letterbox
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import FACE_DETECTOR
 
@@ -24,11 +24,6 @@ from facecast.vocab import FACE_DETECTOR
 DEFAULT_SCORE_THRESHOLD = 0.15
 # Boxes this small (in frame pixels) are artefacts at the image border, never a face the pipeline could crop.
 MIN_BOX_PIXELS = 2.0
-PAD_VALUE = 0  # letterbox bars are black, as in video
-
-
-class DetectionInputError(ValueError):
-    """A frame that cannot be analysed; the message says what is wrong with it."""
 
 
 @dataclass(frozen=True)
@@ -43,68 +38,6 @@ class Detection:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How a frame was placed in the model input: input = frame * scale + (pad_x, pad_y)."""
-
-    scale: float
-    pad_x: int
-    pad_y: int
-    frame_width: int
-    frame_height: int
-    input_width: int
-    input_height: int
-
-    def to_frame(self, boxes_normalised: np.ndarray) -> np.ndarray:
-        """Boxes [N, 4] xyxy in [0, 1] of the model input → pixels of the original frame (clipped to it)."""
-        boxes = np.asarray(boxes_normalised, dtype=np.float64).reshape(-1, 4) * [
-            self.input_width, self.input_height, self.input_width, self.input_height]
-        boxes = (boxes - [self.pad_x, self.pad_y, self.pad_x, self.pad_y]) / self.scale
-        return np.clip(boxes, 0, [self.frame_width, self.frame_height, self.frame_width, self.frame_height])
-
-    def to_input(self, boxes_pixels: np.ndarray) -> np.ndarray:
-        """Boxes [N, 4] in frame pixels → pixels of the model input (the inverse of to_frame before normalising)."""
-        boxes = np.asarray(boxes_pixels, dtype=np.float64).reshape(-1, 4) * self.scale
-        return boxes + [self.pad_x, self.pad_y, self.pad_x, self.pad_y]
-
-
-def letterbox_geometry(frame_height: int, frame_width: int, input_height: int, input_width: int) -> Letterbox:
-    if frame_height < 1 or frame_width < 1:
-        raise DetectionInputError(f"a frame has no pixels ({frame_width}x{frame_height})")
-    scale = min(input_width / frame_width, input_height / frame_height)
-    width = min(input_width, max(1, round(frame_width * scale)))
-    height = min(input_height, max(1, round(frame_height * scale)))
-    return Letterbox(scale, (input_width - width) // 2, (input_height - height) // 2, frame_width, frame_height,
-                     input_width, input_height)
-
-
-def letterbox(frame: np.ndarray, input_height: int, input_width: int) -> tuple[np.ndarray, Letterbox]:
-    """Fit a uint8 RGB frame [H, W, 3] into [input_height, input_width, 3] keeping its aspect ratio, black bars."""
-    _check_frame(frame)
-    geometry = letterbox_geometry(frame.shape[0], frame.shape[1], input_height, input_width)
-    width = min(input_width, max(1, round(frame.shape[1] * geometry.scale)))
-    height = min(input_height, max(1, round(frame.shape[0] * geometry.scale)))
-    if (height, width) == frame.shape[:2]:
-        resized = frame
-    else:
-        # Shrinking averages areas (box filter): antialiased, the fastest Pillow filter here, and the same filter the
-        # training scenes were reduced with. A decoder that already scales frames down saves this step entirely.
-        resample = Image.Resampling.BOX if geometry.scale < 1 else Image.Resampling.BILINEAR
-        resized = np.asarray(Image.fromarray(frame).resize((width, height), resample))
-    canvas = np.full((input_height, input_width, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[geometry.pad_y:geometry.pad_y + height, geometry.pad_x:geometry.pad_x + width] = resized
-    return canvas, geometry
-
-
-def _check_frame(frame) -> None:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        shape = list(frame.shape) if isinstance(frame, np.ndarray) else type(frame).__name__
-        dtype = frame.dtype if isinstance(frame, np.ndarray) else ""
-        raise DetectionInputError(f"a frame must be a uint8 RGB array [H, W, 3], got {dtype} {shape}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise DetectionInputError(f"a frame has no pixels ({frame.shape[1]}x{frame.shape[0]})")
 
 
 # The model's 3×3 peak filter lets two neighbouring heatmap peaks through for one face (a face box and a slightly
@@ -158,6 +91,10 @@ class FaceDetector:
         expect_client(client, FACE_DETECTOR, "FaceDetector")
         self.client = client
         self.score_threshold = score_threshold
+
+    @classmethod
+    def for_urls(cls, urls: str | list[str], score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> FaceDetector:
+        return cls(TritonModelClient(FACE_DETECTOR, urls), score_threshold)
 
     @property
     def input_size(self) -> tuple[int, int]:

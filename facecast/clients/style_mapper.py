@@ -37,6 +37,10 @@ class StyleMapperClient:
         expect_client(client, STYLE_MAPPER, "StyleMapperClient")
         self.client = client
 
+    @classmethod
+    def for_urls(cls, urls: str | list[str]) -> StyleMapperClient:
+        return cls(TritonModelClient(STYLE_MAPPER, urls))
+
     @property
     def input_size(self) -> int:
         """S of the served model's image input [S, S, 3]."""

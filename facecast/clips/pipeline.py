@@ -143,12 +143,8 @@ class ClipAnalyzer:
 
     @classmethod
     def for_urls(cls, urls: list[str], options: AnalysisOptions | None = None) -> ClipAnalyzer:
-        from facecast.serving.client import TritonModelClient
-        from facecast.vocab import ENGAGEMENT, EXPRESSION_ENCODER, FACE_DETECTOR
-
-        return cls(FaceDetector(TritonModelClient(FACE_DETECTOR, urls)),
-                   ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, urls)),
-                   EngagementScorer(TritonModelClient(ENGAGEMENT, urls)), options)
+        return cls(FaceDetector.for_urls(urls), ExpressionRecognizer.for_urls(urls), EngagementScorer.for_urls(urls),
+                   options)
 
     def models(self) -> dict[str, str]:
         return {client.model_name: client.signature.version or "1"

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from facecast.clients.face_detector import letterbox_geometry
+from facecast.media.letterbox import letterbox_geometry
 from facecast.vocab import STYLES
 from training.data.build import SPLITS, character_ids
 from training.data.emoji import (
