@@ -11,7 +11,7 @@
 #
 # Build context: the repository root, filtered by docker/app.Dockerfile.dockerignore (an allowlist).
 
-# 3.11: pyproject's requires-python; 3.11.7: the patch level the CI machines test on (shared/FACTS.md)
+# 3.11: pyproject's requires-python; 3.11.7: the patch level the CI machines test on (docs/platform.md)
 ARG PYTHON_VERSION=3.11.7
 FROM python:${PYTHON_VERSION}-slim-bookworm
 # fail a piped RUN when any command in the pipe fails, not only the last

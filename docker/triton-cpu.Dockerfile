@@ -9,7 +9,7 @@
 # Build context: the repository root, filtered by docker/triton-cpu.Dockerfile.dockerignore (an allowlist).
 
 # One Python for both stages: 3.11 is what the project pins (pyproject requires-python) and the python-backend stub
-# is chosen by minor version; 3.11.7 is the patch level the CI machines run (shared/FACTS.md).
+# is chosen by minor version; 3.11.7 is the patch level the CI machines run (docs/platform.md).
 ARG PYTHON_VERSION=3.11.7
 
 # ---- export: weights/*.pt → model_repository/ (CPU flavour), with the Makefile's own recipe ----------------------
@@ -21,7 +21,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # torch first, CPU wheel, exact pin, into the venv the Makefile uses (.venv): its `pip install torch==2.13.0` then finds
-# it satisfied; from PyPI that pin would resolve to the CUDA build and pull several GB of CUDA wheels (FACTS.md).
+# it satisfied; from PyPI that pin would resolve to the CUDA build and pull several GB of CUDA wheels (docs/platform.md).
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -m venv .venv \
     && .venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0

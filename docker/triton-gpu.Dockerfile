@@ -31,7 +31,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # torch first, CPU wheel, exact pin, into the venv the Makefile uses (.venv): the export runs on CPU, and from PyPI the
-# pin would resolve to the CUDA build (several GB) that this stage has no use for (FACTS.md).
+# pin would resolve to the CUDA build (several GB) that this stage has no use for (docs/platform.md).
 RUN --mount=type=cache,target=/root/.cache/pip \
     python -m venv .venv \
     && .venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0

@@ -54,7 +54,7 @@ def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17) -> Pat
     module = network.eval().serving_module().eval()
     example = tuple(torch.from_numpy(value) for value in example_serving_inputs(signature, batch=2).values())
     tmp = path.with_suffix(".tmp.onnx")
-    # dynamo=False: the TorchScript exporter needs no onnxscript and matches ONNX Runtime to ~1e-7 (FACTS.md).
+    # dynamo=False: the TorchScript exporter needs no onnxscript and matches ONNX Runtime to ~1e-7 (docs/platform.md).
     with warnings.catch_warnings():
         # Instance norm always normalises with the input's own statistics, in eval too; the exporter warns about it.
         warnings.filterwarnings("ignore", message="ONNX export mode is set to TrainingMode.EVAL")

@@ -1,5 +1,5 @@
 """Write the Triton model repository from trained weights: CPU flavour (python backend + ONNX Runtime) or GPU
-flavour (TensorRT plan), with identical names, shapes and dtypes (DESIGN.md serving contract).
+flavour (TensorRT plan), with identical names, shapes and dtypes (docs/architecture.md, serving contract).
 
     python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository
     python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository_gpu --flavour gpu

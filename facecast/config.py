@@ -38,7 +38,7 @@ class Settings:
     root: Path = PROJECT_ROOT
     # Triton model repository the local server loads (built by `make models` / `make repository`).
     model_repository: Path = field(default_factory=lambda: _path("MODEL_REPOSITORY", PROJECT_ROOT / "model_repository"))
-    # The server's own Python environment (nvidia-pytriton + onnxruntime, numpy<2): see FACTS.md trap 4.
+    # The server's own Python environment (nvidia-pytriton + onnxruntime, numpy<2): see docs/platform.md, trap 4.
     triton_env: Path = field(default_factory=lambda: _path("TRITON_ENV", PROJECT_ROOT / ".venv-triton"))
     # DuckDB file: the source of truth for everything facecast stores.
     db_path: Path = field(default_factory=lambda: _path("DB", PROJECT_ROOT / "var" / "facecast.duckdb"))

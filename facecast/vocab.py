@@ -1,4 +1,4 @@
-"""Vocabularies shared by the runtime, training and export (DESIGN.md: fixed order, used everywhere).
+"""Vocabularies shared by the runtime, training and export (docs/architecture.md: fixed order, used everywhere).
 
 The order of each tuple is part of the serving contract: logits come back from Triton in this order.
 """

@@ -106,7 +106,7 @@ def locate_triton_environment(triton_env: Path, *, install_stub: bool = True) ->
     if numpy_version and int(numpy_version.split(".")[0]) >= 2:
         raise TritonEnvironmentMissing(
             f"the server env {root} has numpy {numpy_version}: the python backend then returns empty outputs "
-            f"(FACTS.md trap 4); it needs numpy<2; {MAKE_TRITON_ENV_HINT}"
+            f"(docs/platform.md, trap 4); it needs numpy<2; {MAKE_TRITON_ENV_HINT}"
         )
     env = TritonEnvironment(
         root=root,

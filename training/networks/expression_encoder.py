@@ -9,7 +9,7 @@ vector, so that vector is pushed to carry expression rather than style: the enga
 consume it as a style-independent description of the expression.
 
 Normalisation of raw pixels happens inside `forward` (and the serving wrapper adds the uint8 NHWC → float NCHW
-step), so Triton clients send raw RGB pixels and never need model constants (DESIGN.md serving contract).
+step), so Triton clients send raw RGB pixels and never need model constants (docs/architecture.md, serving contract).
 """
 
 from __future__ import annotations
