@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from facecast.clients.embedders import Embedders
+from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.clips.pipeline import ClipAnalyzer
 from facecast.config import Settings, load_settings
-from facecast.vocab import EXPRESSION_ENCODER
-from facecast.clients.expression_encoder import ExpressionRecognizer
-from facecast.clients.embedders import Embedders
 from facecast.library import Library
-from facecast.store import Store, open_store
 from facecast.serving.client import TritonModelClient
+from facecast.store import Store, open_store
+from facecast.vocab import EXPRESSION_ENCODER
 
 DEFAULT_PROFILE = "app"  # the feedback profile the app's thumbs and "use this" teach
 

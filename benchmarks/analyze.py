@@ -24,8 +24,9 @@ from facecast.config import PROJECT_ROOT, Settings
 from facecast.media.video import probe_video
 from facecast.serving.process import find_free_ports, running_server
 
-ANALYSIS_WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt"
-                    for name in ("face_detector", "expression_encoder", "engagement")]
+ANALYSIS_WEIGHTS = [
+    PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in ("face_detector", "expression_encoder", "engagement")
+]
 
 
 def benchmark_clip(seconds: float) -> Path:
@@ -55,8 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         repository = Path(folder) / "model_repository"
         write_repository(repository, ANALYSIS_WEIGHTS)
         http, grpc, metrics = find_free_ports(3)
-        settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                             model_repository=repository, run_dir=Path(folder) / "run")
+        settings = Settings().with_overrides(
+            http_port=http,
+            grpc_port=grpc,
+            metrics_port=metrics,
+            model_repository=repository,
+            run_dir=Path(folder) / "run",
+        )
         with running_server(settings, model_repository=repository):
             analyzer = ClipAnalyzer.for_urls([settings.triton_url])
             analyzer.analyze(clip)  # warm-up: model load, first-request allocations
@@ -64,14 +70,20 @@ def main(argv: list[str] | None = None) -> None:
             for repeat in range(args.repeats):
                 report = analyzer.analyze(clip).report
                 runs.append(report)
-                print(f"[bench] run {repeat + 1}: {report.timings_s['total']:.2f} s "
-                      f"({report.timings_s['realtime_factor']:.1f}× real time)", flush=True)
+                print(
+                    f"[bench] run {repeat + 1}: {report.timings_s['total']:.2f} s "
+                    f"({report.timings_s['realtime_factor']:.1f}× real time)",
+                    flush=True,
+                )
 
     load = os.getloadavg()
     totals = [r.timings_s["total"] for r in runs]
     median_run = sorted(runs, key=lambda r: r.timings_s["total"])[len(runs) // 2]
-    rows = "\n".join(f"| {stage} | {median_run.timings_s[stage]:.3f} | "
-                     f"{100 * median_run.timings_s[stage] / median_run.timings_s['total']:.0f} % |" for stage in STAGES)
+    rows = "\n".join(
+        f"| {stage} | {median_run.timings_s[stage]:.3f} | "
+        f"{100 * median_run.timings_s[stage] / median_run.timings_s['total']:.0f} % |"
+        for stage in STAGES
+    )
     other = median_run.timings_s["total"] - sum(median_run.timings_s[s] for s in STAGES)
     counts = median_run.counts
     markdown = f"""## End-to-end analysis of a 30-s 720p clip
@@ -86,8 +98,8 @@ flavour) on the same 2 cores. Nothing is stored; hashing the file is included. L
 |---|---|---|
 | total, median of {args.repeats} (min–max) | {statistics.median(totals):.2f} s ({min(totals):.2f}–{max(totals):.2f}) | ≤ 3 s |
 | real-time factor (median) | {info.duration_s / statistics.median(totals):.1f}× | ≥ 10× |
-| frames decoded / sampled | {counts.get('frames_decoded', 0)} / {counts.get('frames_sampled', 0)} | |
-| faces detected / encoded | {counts.get('faces_detected', 0)} / {counts.get('faces_encoded', 0)} | |
+| frames decoded / sampled | {counts.get("frames_decoded", 0)} / {counts.get("frames_sampled", 0)} | |
+| faces detected / encoded | {counts.get("faces_detected", 0)} / {counts.get("faces_encoded", 0)} | |
 
 Stage breakdown of the median run (decode = waiting for the next sampled frame, which includes PyAV decoding,
 change detection and RGB conversion of kept frames):
@@ -95,7 +107,7 @@ change detection and RGB conversion of kept frames):
 | stage | seconds | share |
 |---|---|---|
 {rows}
-| other (probe, hashing, windows, report) | {other:.3f} | {100 * other / median_run.timings_s['total']:.0f} % |
+| other (probe, hashing, windows, report) | {other:.3f} | {100 * other / median_run.timings_s["total"]:.0f} % |
 """
     print(markdown)
     write_section("analyze", markdown)

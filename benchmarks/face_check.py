@@ -20,20 +20,37 @@ from PIL import Image, ImageDraw
 
 from benchmarks.report import write_section
 from facecast.config import PROJECT_ROOT
-from facecast.media.images import load_rgb
 from facecast.mapping import FACE_SCORE_THRESHOLD, NotAFaceError, StyleMapper, locate_face
+from facecast.media.images import load_rgb
 from training.evaluation import served_weights
 
-PHOTOGRAPHS = ("coffee", "brick", "grass", "gravel", "horse", "coins", "page", "text", "moon", "logo",
-               "motorcycle_left", "chessboard_RGB", "chelsea", "color", "cell", "ihc")
+PHOTOGRAPHS = (
+    "coffee",
+    "brick",
+    "grass",
+    "gravel",
+    "horse",
+    "coins",
+    "page",
+    "text",
+    "moon",
+    "logo",
+    "motorcycle_left",
+    "chessboard_RGB",
+    "chelsea",
+    "color",
+    "cell",
+    "ihc",
+)
 
 
 def face_pictures() -> list[tuple[str, np.ndarray]]:
     from training.data.style_pairs import build_style_sets
 
     faces = [(f"demo:{p.name}", load_rgb(p)) for p in sorted((PROJECT_ROOT / "var/demo/faces").glob("*.png"))]
-    faces += [(f"emoji:{p.parent.name}/{p.name}", load_rgb(p))
-              for p in sorted((PROJECT_ROOT / "data/emoji").glob("*/*.png"))]
+    faces += [
+        (f"emoji:{p.parent.name}/{p.name}", load_rgb(p)) for p in sorted((PROJECT_ROOT / "data/emoji").glob("*/*.png"))
+    ]
     sets = build_style_sets("test", 30, 128, workers=2)
     faces += [(f"synthetic {i}/{j}", sets["images"][i, j]) for i in range(30) for j in range(5)]
     return faces
@@ -51,18 +68,22 @@ def pictures_without_a_face(rng: np.random.Generator) -> list[tuple[str, np.ndar
             h, w = photo.shape[:2]
             side = int(min(h, w) * rng.uniform(0.3, 0.8))
             y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-            pictures.append((f"{name} crop {k}", photo[y:y + side, x:x + side]))
-    pictures += [("noise", rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)),
-                 ("white", np.full((200, 200, 3), 255, np.uint8)), ("gray", np.full((200, 200, 3), 128, np.uint8)),
-                 ("gradient", np.repeat(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], 200, 0).repeat(3, 2))]
+            pictures.append((f"{name} crop {k}", photo[y : y + side, x : x + side]))
+    pictures += [
+        ("noise", rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)),
+        ("white", np.full((200, 200, 3), 255, np.uint8)),
+        ("gray", np.full((200, 200, 3), 128, np.uint8)),
+        ("gradient", np.repeat(np.linspace(0, 255, 200, dtype=np.uint8)[None, :, None], 200, 0).repeat(3, 2)),
+    ]
     for k in range(10):
         image = Image.new("RGB", (256, 256), tuple(int(v) for v in rng.integers(0, 256, 3)))
         draw = ImageDraw.Draw(image)
         for _ in range(6):
             a = rng.integers(0, 256, 4)
             box = (min(a[0], a[2]), min(a[1], a[3]), max(a[0], a[2]), max(a[1], a[3]))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=tuple(int(v) for v in
-                                                                                   rng.integers(0, 256, 3)))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(
+                box, fill=tuple(int(v) for v in rng.integers(0, 256, 3))
+            )
         pictures.append((f"shapes {k}", np.asarray(image)))
     return pictures
 
@@ -91,8 +112,9 @@ def scenes_cropped(detector, limit: int = 150) -> tuple[int, int] | None:
         return None
     images = np.load(folder / "images.npy", mmap_mode="r")
     scenes = [json.loads(line) for line in (folder / "scenes.jsonl").open()]
-    chosen = [i for i, s in enumerate(scenes)
-              if s["faces"] and max(f["relative_height"] for f in s["faces"]) >= 0.2][:limit]
+    chosen = [i for i, s in enumerate(scenes) if s["faces"] and max(f["relative_height"] for f in s["faces"]) >= 0.2][
+        :limit
+    ]
     good = 0
     for i in chosen:
         try:
@@ -109,25 +131,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     faces, others = face_pictures(), pictures_without_a_face(np.random.default_rng(0))
-    with served_weights([PROJECT_ROOT / "weights/face_detector-cpu.pt", PROJECT_ROOT / "weights/style_mapper-cpu.pt"],
-                        args.url, prefix="facecast-face-check-") as url:
+    with served_weights(
+        [PROJECT_ROOT / "weights/face_detector-cpu.pt", PROJECT_ROOT / "weights/style_mapper-cpu.pt"],
+        args.url,
+        prefix="facecast-face-check-",
+    ) as url:
         detector = StyleMapper.for_urls(url).detector
         faces_refused, others_refused = refused(faces, detector), refused(others, detector)
         cropped = scenes_cropped(detector)
     lines = [
-        "## face check of the style mapper (`facecast.mapping.locate_face`)", "",
-        f"`python -m benchmarks.face_check`: the served face_detector, threshold {FACE_SCORE_THRESHOLD}.", "",
-        "| pictures | count | refused as not a face |", "|---|---|---|",
+        "## face check of the style mapper (`facecast.mapping.locate_face`)",
+        "",
+        f"`python -m benchmarks.face_check`: the served face_detector, threshold {FACE_SCORE_THRESHOLD}.",
+        "",
+        "| pictures | count | refused as not a face |",
+        "|---|---|---|",
         f"| one face (demo faces, licensed emoji if fetched, held-out synthetic renderings) | {len(faces)} | "
         f"{len(faces_refused)} |",
         f"| no face (photographs and crops of them, noise, flat, gradient, shapes) | {len(others)} | "
-        f"{len(others_refused)} |", "",
+        f"{len(others_refused)} |",
+        "",
         f"Faces refused: {', '.join(faces_refused) or 'none'}. Pictures without a face that pass: "
         f"{', '.join(n for n, _ in others if n not in others_refused) or 'none'}.",
     ]
     if cropped:
-        lines += ["", f"Detector test scenes with a face of ≥ 20 % of the frame: {cropped[0]} of {cropped[1]} "
-                      "cropped to a true face (IoU ≥ 0.4)."]
+        lines += [
+            "",
+            f"Detector test scenes with a face of ≥ 20 % of the frame: {cropped[0]} of {cropped[1]} "
+            "cropped to a true face (IoU ≥ 0.4).",
+        ]
     section = "\n".join(lines)
     print(section)
     if not args.no_write:

@@ -49,11 +49,20 @@ def main(argv: list[str] | None = None) -> None:
     subprocess.run(["git", "clone", "-q", str(PROJECT_ROOT), str(args.dir)], check=True)
     cloned = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACECAST_") and k != "VIRTUAL_ENV"}
-    env.update(FACECAST_HTTP_PORT=str(args.triton_port), FACECAST_GRPC_PORT=str(args.triton_port + 1),
-               FACECAST_METRICS_PORT=str(args.triton_port + 2))
+    env.update(
+        FACECAST_HTTP_PORT=str(args.triton_port),
+        FACECAST_GRPC_PORT=str(args.triton_port + 1),
+        FACECAST_METRICS_PORT=str(args.triton_port + 2),
+    )
     log = (args.dir.parent / f"{args.dir.name}.log").open("w")
-    run = subprocess.Popen(["make", "run", f"APP_PORT={args.app_port}"], cwd=args.dir, env=env, stdout=log,
-                           stderr=subprocess.STDOUT, start_new_session=True)
+    run = subprocess.Popen(
+        ["make", "run", f"APP_PORT={args.app_port}"],
+        cwd=args.dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     triton_ready_at = app_ready_at = None
     try:
         while time.monotonic() - started < args.timeout and run.poll() is None:
@@ -70,22 +79,33 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         os.killpg(run.pid, signal.SIGTERM)
         run.wait(timeout=30)
-        subprocess.run([str(args.dir / ".venv" / "bin" / "facecast"), "stop"], cwd=args.dir, env=env,
-                       capture_output=True, check=False)
+        subprocess.run(
+            [str(args.dir / ".venv" / "bin" / "facecast"), "stop"],
+            cwd=args.dir,
+            env=env,
+            capture_output=True,
+            check=False,
+        )
     size = {name: folder_size_mb(args.dir / name) for name in (".venv", ".venv-triton", "model_repository")}
     total = folder_size_mb(args.dir)
-    section = "\n".join([
-        "## Fresh clone → app open", "",
-        "`python -m benchmarks.fresh_clone`: `git clone` into an empty folder, then the README's first command "
-        "(`make run`) until the app answers on its port and Triton is ready. pip's local cache is warm, as on a "
-        "machine that has installed Python packages before; a cold cache adds the download time of the wheels.", "",
-        "| stage | seconds after start |", "|---|---|",
-        f"| clone done | {cloned - started:.1f} |",
-        f"| Triton ready | {triton_ready_at - started:.0f} |",
-        f"| app answering | {app_ready_at - started:.0f} |", "",
-        f"Disk: {total / 1024:.2f} GB in all — `.venv` {size['.venv'] / 1024:.2f} GB, `.venv-triton` "
-        f"{size['.venv-triton'] / 1024:.2f} GB, model repository {size['model_repository']:.0f} MB.",
-    ])
+    section = "\n".join(
+        [
+            "## Fresh clone → app open",
+            "",
+            "`python -m benchmarks.fresh_clone`: `git clone` into an empty folder, then the README's first command "
+            "(`make run`) until the app answers on its port and Triton is ready. pip's local cache is warm, as on a "
+            "machine that has installed Python packages before; a cold cache adds the download time of the wheels.",
+            "",
+            "| stage | seconds after start |",
+            "|---|---|",
+            f"| clone done | {cloned - started:.1f} |",
+            f"| Triton ready | {triton_ready_at - started:.0f} |",
+            f"| app answering | {app_ready_at - started:.0f} |",
+            "",
+            f"Disk: {total / 1024:.2f} GB in all — `.venv` {size['.venv'] / 1024:.2f} GB, `.venv-triton` "
+            f"{size['.venv-triton'] / 1024:.2f} GB, model repository {size['model_repository']:.0f} MB.",
+        ]
+    )
     print(section)
     print(f"→ {write_section('fresh-clone', section)}")
 

@@ -49,8 +49,15 @@ QUEUE_US = "nv_inference_queue_duration_us"
 SUCCESS = "nv_inference_request_success"
 COMPUTE_US = "nv_inference_compute_infer_duration_us"
 PENDING = "nv_inference_pending_request_count"
-FACECAST_MODELS = ("face_detector", "expression_encoder", "engagement", "image_embedder", "text_embedder",
-                   "query_fuser", "style_mapper")
+FACECAST_MODELS = (
+    "face_detector",
+    "expression_encoder",
+    "engagement",
+    "image_embedder",
+    "text_embedder",
+    "query_fuser",
+    "style_mapper",
+)
 
 
 # --------------------------------------------------------------------------------------------------- PromQL subset
@@ -318,8 +325,11 @@ class HorizontalPodAutoscaler:
             return current
         pick, result = (min, math.inf) if rules.select_policy == "Min" else (max, -math.inf)
         for policy in rules.policies:
-            start = (current - self._changed_in_period(self.scale_up_events, now, policy.period_seconds)
-                     + self._changed_in_period(self.scale_down_events, now, policy.period_seconds))
+            start = (
+                current
+                - self._changed_in_period(self.scale_up_events, now, policy.period_seconds)
+                + self._changed_in_period(self.scale_down_events, now, policy.period_seconds)
+            )
             if policy.type == "Pods":
                 proposed = start + policy.value
             else:
@@ -333,8 +343,11 @@ class HorizontalPodAutoscaler:
             return current
         pick, result = (max, -math.inf) if rules.select_policy == "Min" else (min, math.inf)
         for policy in rules.policies:
-            start = (current - self._changed_in_period(self.scale_up_events, now, policy.period_seconds)
-                     + self._changed_in_period(self.scale_down_events, now, policy.period_seconds))
+            start = (
+                current
+                - self._changed_in_period(self.scale_up_events, now, policy.period_seconds)
+                + self._changed_in_period(self.scale_down_events, now, policy.period_seconds)
+            )
             if policy.type == "Pods":
                 proposed = start - policy.value
             else:
@@ -387,7 +400,9 @@ class HorizontalPodAutoscaler:
 
 
 # --------------------------------------------------------------------------------------------------- replay
-def load_recording(path: Path | str, pod: str = "facecast-triton-0") -> tuple[dict, dict[str, list[tuple[float, dict]]]]:
+def load_recording(
+    path: Path | str, pod: str = "facecast-triton-0"
+) -> tuple[dict, dict[str, list[tuple[float, dict]]]]:
     """docker/k8s/testdata/*.jsonl → (meta, {pod: [(t, values[metric][model]), ...]})."""
     lines = Path(path).read_text().splitlines()
     meta = json.loads(lines[0]).get("meta", {})
@@ -395,8 +410,12 @@ def load_recording(path: Path | str, pod: str = "facecast-triton-0") -> tuple[di
     return meta, {pod: [(s["t"], s["values"]) for s in scrapes]}
 
 
-def replay(recorded: dict[str, list[tuple[float, dict]]], metric: MetricDefinition, spec: HPASpec,
-           start_replicas: int | None = None) -> list[dict]:
+def replay(
+    recorded: dict[str, list[tuple[float, dict]]],
+    metric: MetricDefinition,
+    spec: HPASpec,
+    start_replicas: int | None = None,
+) -> list[dict]:
     """The HPA over recorded pods (all Running), every sync period, open loop. Returns one row per evaluation."""
     pods = {name: PodSeries(name) for name in recorded}
     times = sorted({t for scrapes in recorded.values() for t, _ in scrapes})
@@ -414,11 +433,20 @@ def replay(recorded: dict[str, list[tuple[float, dict]]], metric: MetricDefiniti
             values = {name: metric.value(pod, t) for name, pod in pods.items()}
             decision = hpa.reconcile(float(t), current, [PodView(n) for n in pods], values)
             true_q = [true_mean_queue_us(p, t) for p in pods.values()]
-            rows.append({"t": round(float(t), 3), "metric": metric.name, "target": metric.target,
-                         "pod_values": {n: v for n, v in values.items()}, "average": decision.average,
-                         "true_mean_queue_us": None if None in true_q else float(np.mean(true_q)),
-                         "current": decision.current, "proposal": decision.proposal,
-                         "desired": decision.desired, "reason": decision.reason})
+            rows.append(
+                {
+                    "t": round(float(t), 3),
+                    "metric": metric.name,
+                    "target": metric.target,
+                    "pod_values": {n: v for n, v in values.items()},
+                    "average": decision.average,
+                    "true_mean_queue_us": None if None in true_q else float(np.mean(true_q)),
+                    "current": decision.current,
+                    "proposal": decision.proposal,
+                    "desired": decision.desired,
+                    "reason": decision.reason,
+                }
+            )
             current = decision.desired
     return rows
 
@@ -434,9 +462,12 @@ class ModelProfile:
 # Capacities in the order of what one CPU pod served in the recording (expression_encoder: ~100 requests of 8
 # images per second; face_detector: ~30 of 4 frames), the rest scaled by the models' cost. Illustrative only.
 FACECAST_CPU_PROFILE = (
-    ModelProfile("face_detector", 30.0, 0.35), ModelProfile("expression_encoder", 100.0, 0.45),
-    ModelProfile("engagement", 60.0, 0.05), ModelProfile("image_embedder", 90.0, 0.05),
-    ModelProfile("text_embedder", 200.0, 0.04), ModelProfile("query_fuser", 400.0, 0.04),
+    ModelProfile("face_detector", 30.0, 0.35),
+    ModelProfile("expression_encoder", 100.0, 0.45),
+    ModelProfile("engagement", 60.0, 0.05),
+    ModelProfile("image_embedder", 90.0, 0.05),
+    ModelProfile("text_embedder", 200.0, 0.04),
+    ModelProfile("query_fuser", 400.0, 0.04),
     ModelProfile("style_mapper", 8.0, 0.02),
 )
 
@@ -486,16 +517,23 @@ def _serve(pod: _Pod, offered_rps: float, profile, dt: float, cap: float) -> Non
         c[COMPUTE_US][model.name] += served / mu * 1e6
 
 
-def simulate(offered_rps: Callable[[float], float], metric: MetricDefinition, spec: HPASpec, duration_s: float,
-             cluster: ClusterModel = ClusterModel(), start_replicas: int | None = None) -> list[dict]:
+def simulate(
+    offered_rps: Callable[[float], float],
+    metric: MetricDefinition,
+    spec: HPASpec,
+    duration_s: float,
+    cluster: ClusterModel = ClusterModel(),
+    start_replicas: int | None = None,
+) -> list[dict]:
     """Closed loop: the HPA's decisions create and delete pods, which changes every pod's share of the load."""
     pods: list[_Pod] = []
     serial = 0
 
     def add_pod(t: float) -> None:
         nonlocal serial
-        pods.append(_Pod(f"facecast-triton-{serial}", t, t + cluster.pending_s + cluster.startup_s,
-                         t + cluster.pending_s))
+        pods.append(
+            _Pod(f"facecast-triton-{serial}", t, t + cluster.pending_s + cluster.startup_s, t + cluster.pending_s)
+        )
         serial += 1
 
     for _ in range(start_replicas or spec.min_replicas):
@@ -531,10 +569,21 @@ def simulate(offered_rps: Callable[[float], float], metric: MetricDefinition, sp
             views = [PodView(p.name, p.phase(t)) for p in pods]
             decision = hpa.reconcile(t, replicas, views, values)
             waiting = [sum(p.pending_now.values()) for p in ready]
-            rows.append({"t": t, "metric": metric.name, "target": metric.target, "offered_rps": load,
-                         "ready": len(ready), "replicas": replicas, "average": decision.average,
-                         "proposal": decision.proposal, "desired": decision.desired, "reason": decision.reason,
-                         "waiting_per_ready_pod": float(np.mean(waiting)) if waiting else None})
+            rows.append(
+                {
+                    "t": t,
+                    "metric": metric.name,
+                    "target": metric.target,
+                    "offered_rps": load,
+                    "ready": len(ready),
+                    "replicas": replicas,
+                    "average": decision.average,
+                    "proposal": decision.proposal,
+                    "desired": decision.desired,
+                    "reason": decision.reason,
+                    "waiting_per_ready_pod": float(np.mean(waiting)) if waiting else None,
+                }
+            )
             if decision.desired > replicas:
                 for _ in range(decision.desired - replicas):
                     add_pod(t)
@@ -553,8 +602,9 @@ def step_load(base_rps: float, peak_rps: float, start_s: float, end_s: float) ->
 
 
 # --------------------------------------------------------------------------------------------------- output
-def write_outputs(rows: list[dict], out_json: Path | None = None, out_csv: Path | None = None,
-                  vega_lite: Path | None = None) -> None:
+def write_outputs(
+    rows: list[dict], out_json: Path | None = None, out_csv: Path | None = None, vega_lite: Path | None = None
+) -> None:
     flat = [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in row.items()} for row in rows]
     if out_json:
         Path(out_json).write_text(json.dumps(rows, indent=1, default=float))
@@ -565,18 +615,25 @@ def write_outputs(rows: list[dict], out_json: Path | None = None, out_csv: Path 
             writer.writeheader()
             writer.writerows(flat)
     if vega_lite:
-        spec = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-                "title": "Desired Triton replicas per HPA metric", "data": {"values": flat},
-                "mark": {"type": "line", "interpolate": "step-after"},
-                "encoding": {"x": {"field": "t", "type": "quantitative", "title": "seconds"},
-                             "y": {"field": "desired", "type": "quantitative", "title": "desired replicas"},
-                             "color": {"field": "metric", "type": "nominal"}}}
+        spec = {
+            "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+            "title": "Desired Triton replicas per HPA metric",
+            "data": {"values": flat},
+            "mark": {"type": "line", "interpolate": "step-after"},
+            "encoding": {
+                "x": {"field": "t", "type": "quantitative", "title": "seconds"},
+                "y": {"field": "desired", "type": "quantitative", "title": "desired replicas"},
+                "color": {"field": "metric", "type": "nominal"},
+            },
+        }
         Path(vega_lite).write_text(json.dumps(spec, indent=1, default=float))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--replay", type=Path, help="recorded scrapes (docker/k8s/testdata/*.jsonl) instead of the model")
+    parser.add_argument(
+        "--replay", type=Path, help="recorded scrapes (docker/k8s/testdata/*.jsonl) instead of the model"
+    )
     parser.add_argument("--duration", type=float, default=1800.0)
     parser.add_argument("--base-rps", type=float, default=20.0)
     parser.add_argument("--peak-rps", type=float, default=150.0)
@@ -589,12 +646,14 @@ def main(argv=None) -> int:
     if args.replay:
         _, recorded = load_recording(args.replay)
         one_pod = dict(min_replicas=1)  # the recording is one pod: let both HPAs start from it
-        rows = (replay(recorded, NVIDIA_CHART, dataclasses.replace(chart, **one_pod), 1)
-                + replay(recorded, WAITING_REQUESTS, dataclasses.replace(ours, **one_pod), 1))
+        rows = replay(recorded, NVIDIA_CHART, dataclasses.replace(chart, **one_pod), 1) + replay(
+            recorded, WAITING_REQUESTS, dataclasses.replace(ours, **one_pod), 1
+        )
     else:
         load = step_load(args.base_rps, args.peak_rps, 300.0, 900.0)
-        rows = (simulate(load, NVIDIA_CHART, chart, args.duration)
-                + simulate(load, WAITING_REQUESTS, ours, args.duration))
+        rows = simulate(load, NVIDIA_CHART, chart, args.duration) + simulate(
+            load, WAITING_REQUESTS, ours, args.duration
+        )
     write_outputs(rows, args.out_json, args.out_csv, args.vega_lite)
     for row in rows:
         average = "-" if row["average"] is None else f"{row['average']:.3f}"

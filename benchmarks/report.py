@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -18,17 +18,27 @@ These machines are shared and noisy, so comparisons are ratios measured side by 
 
 def machine_line() -> str:
     try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor() or "unknown CPU"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=BENCHMARKS_MD.parent.parent, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=BENCHMARKS_MD.parent.parent,
+            check=False,
+        ).stdout.strip()
     except OSError:
         commit = "?"
-    return (f"_{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} × {model}, "
-            f"Python {platform.python_version()}, commit {commit or '?'}._")
+    return (
+        f"_{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} × {model}, "
+        f"Python {platform.python_version()}, commit {commit or '?'}._"
+    )
 
 
 def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> Path:

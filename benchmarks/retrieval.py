@@ -31,8 +31,8 @@ from PIL import Image
 from benchmarks.report import write_section
 from facecast.clients.embedders import Embedders
 from facecast.library import Library, Query
-from facecast.store import EMBEDDING_DIM, LibraryItem, open_store
 from facecast.library.vector_index import DEFAULT_EF_SEARCH
+from facecast.store import EMBEDDING_DIM, LibraryItem, open_store
 from facecast.vocab import EMOTIONS, STYLES
 from training.evaluate_retrieval import QUERY_SEED, TEST_CHARACTERS, caption_queries, served_embedders
 
@@ -63,18 +63,29 @@ def fill(db_path: Path, size: int, vectors: np.ndarray, labels: list[dict], rng:
             count = min(20_000, size - start)
             source = rng.integers(0, len(vectors), count)
             noisy = vectors[source] + rng.normal(size=(count, EMBEDDING_DIM)).astype(np.float32) * (
-                NOISE_NORM / np.sqrt(EMBEDDING_DIM))
+                NOISE_NORM / np.sqrt(EMBEDDING_DIM)
+            )
             noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
             items = []
             for j in range(count):
                 label = labels[source[j]]
-                items.append(LibraryItem(
-                    content_sha256=f"bench-{size}-{start + j}", source="benchmark", source_path=f"filler/{start + j}",
-                    emotion=label["emotion"], style=label["style"],
-                    emotion_probs=np.eye(7)[EMOTIONS.index(label["emotion"])],
-                    style_probs=np.eye(4)[STYLES.index(label["style"])], embedding=noisy[j], thumbnail=thumbnail,
-                    labelled=True, character=f"f{int(rng.integers(5000)):04d}", intensity=label["intensity"],
-                    params=np.asarray([label[k] for k in ("mouth", "eye", "brow", "cheek")], np.float32)))
+                items.append(
+                    LibraryItem(
+                        content_sha256=f"bench-{size}-{start + j}",
+                        source="benchmark",
+                        source_path=f"filler/{start + j}",
+                        emotion=label["emotion"],
+                        style=label["style"],
+                        emotion_probs=np.eye(7)[EMOTIONS.index(label["emotion"])],
+                        style_probs=np.eye(4)[STYLES.index(label["style"])],
+                        embedding=noisy[j],
+                        thumbnail=thumbnail,
+                        labelled=True,
+                        character=f"f{int(rng.integers(5000)):04d}",
+                        intensity=label["intensity"],
+                        params=np.asarray([label[k] for k in ("mouth", "eye", "brow", "cheek")], np.float32),
+                    )
+                )
             store.library.add(items)
 
 
@@ -141,13 +152,30 @@ def main(argv: list[str] | None = None) -> None:
                 library.search(batch[0], top_k=10)  # warm: prototypes, connections
                 timings = [library.search(q, top_k=10).timings_ms for q in batch]
                 total = np.array([t["total"] for t in timings])
-                rows.append({"items": size, "query": kind, "p50 ms": np.percentile(total, 50),
-                             "p95 ms": np.percentile(total, 95),
-                             **{f"{stage} p50": np.median([t[stage] for t in timings])
-                                for stage in ("encode", "ann", "fetch", "rerank")}})
+                rows.append(
+                    {
+                        "items": size,
+                        "query": kind,
+                        "p50 ms": np.percentile(total, 50),
+                        "p95 ms": np.percentile(total, 95),
+                        **{
+                            f"{stage} p50": np.median([t[stage] for t in timings])
+                            for stage in ("encode", "ann", "fetch", "rerank")
+                        },
+                    }
+                )
             query_vectors = np.stack([library.encode_query(q, [])[0] for q in queries["text"] + queries["image"]])
-            rows.append({"items": size, "query": "recall@10 vs exact", "p50 ms": np.nan, "p95 ms": np.nan,
-                         **recall_at_10(library, query_vectors), "fill s": filled, "index build s": built})
+            rows.append(
+                {
+                    "items": size,
+                    "query": "recall@10 vs exact",
+                    "p50 ms": np.nan,
+                    "p95 ms": np.nan,
+                    **recall_at_10(library, query_vectors),
+                    "fill s": filled,
+                    "index build s": built,
+                }
+            )
             print(rows[-1], flush=True)
             library.close()
     import pandas as pd
@@ -155,13 +183,19 @@ def main(argv: list[str] | None = None) -> None:
     from training.evaluation import markdown_table
 
     frame = pd.DataFrame(rows)
-    latency = frame[frame["query"] != "recall@10 vs exact"][["items", "query", "p50 ms", "p95 ms", "encode p50",
-                                                             "ann p50", "fetch p50", "rerank p50"]]
+    latency = frame[frame["query"] != "recall@10 vs exact"][
+        ["items", "query", "p50 ms", "p95 ms", "encode p50", "ann p50", "fetch p50", "rerank p50"]
+    ]
     recall = frame[frame["query"] == "recall@10 vs exact"][
-        ["items", *[f"{kind} ef {ef}" for ef in EF_SWEEP for kind in ("recall@10", "ann ms")], "fill s",
-         "index build s"]]
+        [
+            "items",
+            *[f"{kind} ef {ef}" for ef in EF_SWEEP for kind in ("recall@10", "ann ms")],
+            "fill s",
+            "index build s",
+        ]
+    ]
     text_100k = latency[(latency["query"] == "text") & (latency["items"] == max(args.sizes))]["p50 ms"]
-    markdown = f"""## Library search at scale (`python -m benchmarks.retrieval --sizes {' '.join(map(str, args.sizes))} --queries {args.queries}`)
+    markdown = f"""## Library search at scale (`python -m benchmarks.retrieval --sizes {" ".join(map(str, args.sizes))} --queries {args.queries}`)
 
 Items are perturbed copies (cosine ≈ 0.95) of {args.base} real image_embedder vectors of held-out synthetic
 characters, with those stills' labels and synthetic character ids (tiny shared thumbnails): a stand-in for a large
@@ -170,15 +204,15 @@ top 10, {args.queries} queries per type, FAISS on {args.threads} thread(s), Trit
 the same 2 shared cores. Stage columns are medians in ms: encode = query through Triton (embedder(s) + query_fuser),
 ann = HNSW (M=16, efSearch {DEFAULT_EF_SEARCH}, 200 candidates), fetch = DuckDB rows of the candidates, rerank = φ and R.
 
-{markdown_table(latency, index=False, floatfmt='.2f')}
+{markdown_table(latency, index=False, floatfmt=".2f")}
 
-Text query end to end at {max(args.sizes)} items: p50 {float(text_100k.iloc[0]) if len(text_100k) else float('nan'):.2f} ms (target ≤ 15 ms).
+Text query end to end at {max(args.sizes)} items: p50 {float(text_100k.iloc[0]) if len(text_100k) else float("nan"):.2f} ms (target ≤ 15 ms).
 
 HNSW recall@10 against exact inner-product search over the same vectors ({2 * args.queries} text + image query
 vectors), for the first stage as the library runs it (200 candidates, top 10 compared) at efSearch 256, 512 and
 1024 (the library uses {DEFAULT_EF_SEARCH}), with the HNSW time per query:
 
-{markdown_table(recall, index=False, floatfmt='.3f')}
+{markdown_table(recall, index=False, floatfmt=".3f")}
 
 Total benchmark time {(time.perf_counter() - started) / 60:.1f} min.
 """

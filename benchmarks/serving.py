@@ -31,15 +31,16 @@ from export.triton_repository import CPU_SERVING, ServingSettings, write_model
 from facecast.config import Settings
 from facecast.serving.client import TritonModelClient
 from facecast.serving.process import running_server
-from training.evaluation import markdown_table
 from training.checkpoints import load_checkpoint
+from training.evaluation import markdown_table
 
 VARIANTS = {
     "no batching": ServingSettings(dynamic_batching=False, instance_count=1),
     "dynamic, delay 0": ServingSettings(max_queue_delay_us=0, instance_count=1),
     "dynamic, delay 2 ms": ServingSettings(max_queue_delay_us=2000, instance_count=1),
-    "dynamic, delay 2 ms, 2 instances × 1 thread": ServingSettings(max_queue_delay_us=2000, instance_count=2,
-                                                                    intra_op_threads=1),
+    "dynamic, delay 2 ms, 2 instances × 1 thread": ServingSettings(
+        max_queue_delay_us=2000, instance_count=2, intra_op_threads=1
+    ),
 }
 CONCURRENCY = (1, 4, 16)
 
@@ -62,8 +63,9 @@ def model_counts(url: str, model: str) -> tuple[int, int]:
     return int(stats["inference_count"]), int(stats["execution_count"])
 
 
-def drive_load(url: str, model: str, rows: dict[str, np.ndarray], concurrency: int, seconds: float,
-               max_requests: int = 200_000) -> LoadResult:
+def drive_load(
+    url: str, model: str, rows: dict[str, np.ndarray], concurrency: int, seconds: float, max_requests: int = 200_000
+) -> LoadResult:
     """`concurrency` threads, each sending one-row requests back to back for `seconds` (bounded in count too)."""
     client = TritonModelClient(model, url)
     client.signature  # fetch the config once, outside the timed window
@@ -78,7 +80,7 @@ def drive_load(url: str, model: str, rows: dict[str, np.ndarray], concurrency: i
         while not stop.is_set() and len(latencies[slot]) < max_requests // concurrency:
             index = int(rng.integers(count))
             start = time.perf_counter()
-            client.infer({name: value[index:index + 1] for name, value in rows.items()})
+            client.infer({name: value[index : index + 1] for name, value in rows.items()})
             latencies[slot].append((time.perf_counter() - start) * 1000)
 
     before = model_counts(url, model)
@@ -100,8 +102,9 @@ def drive_load(url: str, model: str, rows: dict[str, np.ndarray], concurrency: i
     return LoadResult(len(all_latencies), elapsed, all_latencies, inferences / max(executions, 1), client_cpu)
 
 
-def in_process_onnxruntime(onnx_path: Path, rows: dict[str, np.ndarray], batch: int,
-                           seconds: float) -> tuple[float, float]:
+def in_process_onnxruntime(
+    onnx_path: Path, rows: dict[str, np.ndarray], batch: int, seconds: float
+) -> tuple[float, float]:
     """Rows/s and p50 ms per batch of ONNX Runtime called directly (all cores), the ceiling Triton is held to."""
     import onnxruntime as ort
 
@@ -120,8 +123,7 @@ def in_process_onnxruntime(onnx_path: Path, rows: dict[str, np.ndarray], batch: 
     return batch * len(timings) / sum(timings), 1000 * float(np.median(timings))
 
 
-def run(network, weights: Path, seconds: float, http_port: int,
-        concurrencies: tuple[int, ...] = CONCURRENCY) -> str:
+def run(network, weights: Path, seconds: float, http_port: int, concurrencies: tuple[int, ...] = CONCURRENCY) -> str:
     """The benchmark section for `network` (loaded from `weights`, which the section names)."""
     model = network.config.triton_name
     requests_rows = example_serving_inputs(network.serving_signature(), 256)
@@ -131,19 +133,28 @@ def run(network, weights: Path, seconds: float, http_port: int,
         for variant, serving in VARIANTS.items():
             repository = Path(scratch) / variant.replace(" ", "_").replace(",", "").replace("×", "x")
             onnx_path = write_model(repository, network, "cpu", serving)
-            settings = Settings().with_overrides(http_port=http_port, grpc_port=http_port + 1,
-                                                 metrics_port=http_port + 2, model_repository=repository)
+            settings = Settings().with_overrides(
+                http_port=http_port, grpc_port=http_port + 1, metrics_port=http_port + 2, model_repository=repository
+            )
             with running_server(settings, model_repository=repository):
                 for concurrency in concurrencies:
                     result = drive_load(settings.triton_url, model, requests_rows, concurrency, seconds)
-                    rows.append({"setting": variant, "concurrency": concurrency,
-                                 "images/s": result.throughput,
-                                 "p50 ms": float(np.percentile(result.latencies_ms, 50)),
-                                 "p95 ms": float(np.percentile(result.latencies_ms, 95)),
-                                 "mean batch": result.mean_batch,
-                                 "client CPU %": 100 * result.client_cpu_seconds / result.seconds})
-                    print(f"[bench] {variant:45s} c={concurrency:2d}: {result.throughput:7.1f} img/s "
-                          f"p50 {rows[-1]['p50 ms']:.1f} ms, mean batch {result.mean_batch:.1f}", flush=True)
+                    rows.append(
+                        {
+                            "setting": variant,
+                            "concurrency": concurrency,
+                            "images/s": result.throughput,
+                            "p50 ms": float(np.percentile(result.latencies_ms, 50)),
+                            "p95 ms": float(np.percentile(result.latencies_ms, 95)),
+                            "mean batch": result.mean_batch,
+                            "client CPU %": 100 * result.client_cpu_seconds / result.seconds,
+                        }
+                    )
+                    print(
+                        f"[bench] {variant:45s} c={concurrency:2d}: {result.throughput:7.1f} img/s "
+                        f"p50 {rows[-1]['p50 ms']:.1f} ms, mean batch {result.mean_batch:.1f}",
+                        flush=True,
+                    )
         table = pd.DataFrame(rows)
         chosen_name = next(name for name, value in VARIANTS.items() if value == CPU_SERVING[model])
         top = max(concurrencies)
@@ -157,20 +168,26 @@ def run(network, weights: Path, seconds: float, http_port: int,
     targets = ("≥ 3×", "≥ 0.8") if model == "expression_encoder" else ("—", "—")
     what = "64-px faces" if model == "expression_encoder" else "inputs of the model's serving signature"
     lines = [
-        f"## {model} serving settings", "",
+        f"## {model} serving settings",
+        "",
         f"`python -m benchmarks.serving --weights {weights}`: one-row requests from Python client threads on the "
         f"same 2 cores as the server, {seconds:.0f} s per cell, random {what}. 'mean batch' is Triton's own count "
         "(inferences / executions) over the cell; 'client CPU %' is the load generator's own CPU time over the "
-        "cell's wall time (100 % = one of the two cores taken from the server). 'images/s' counts rows.", "",
-        markdown_table(table, index=False, floatfmt=".1f"), "",
+        "cell's wall time (100 % = one of the two cores taken from the server). 'images/s' counts rows.",
+        "",
+        markdown_table(table, index=False, floatfmt=".1f"),
+        "",
         f"In-process ONNX Runtime, same ONNX file, all cores: batch {batch16} (Triton's mean batch for the chosen "
         f"setting at concurrency {top}) {ort_same_batch:.1f} rows/s ({ort_same_batch_ms:.1f} ms per batch); "
         f"batch 1 {ort_one:.1f} rows/s ({ort_one_ms:.2f} ms): batching itself is worth "
-        f"{ort_same_batch / ort_one:.2f}× to ONNX Runtime on this CPU.", "",
+        f"{ort_same_batch / ort_one:.2f}× to ONNX Runtime on this CPU.",
+        "",
         # the targets are issue 2's, set for the expression encoder
-        f"| ratio at concurrency {top} | value | target |", "|---|---|---|",
+        f"| ratio at concurrency {top} | value | target |",
+        "|---|---|---|",
         f"| chosen setting (`{chosen_name}`) ÷ no batching | {dynamic_gain:.2f}× | {targets[0]} |",
-        f"| chosen setting ÷ in-process ONNX Runtime at batch {batch16} | {triton_vs_ort:.2f} | {targets[1]} |", "",
+        f"| chosen setting ÷ in-process ONNX Runtime at batch {batch16} | {triton_vs_ort:.2f} | {targets[1]} |",
+        "",
         f"The served config (export/triton_repository.py `CPU_SERVING`) is `{chosen_name}`; the fastest setting "
         f"at concurrency {top} in this run was `{at16['images/s'].idxmax()}`.",
     ]

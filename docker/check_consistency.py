@@ -120,12 +120,17 @@ def _names(path: Path) -> set[str]:
 
 
 def check_dashboard_metrics() -> list[str]:
-    known = {"nv_": ("tritonserver 2.51", _names(DOCKER / "grafana" / "triton-2.51-metrics.txt")),
-             "haproxy_": ("HAProxy 2.6", _names(DOCKER / "grafana" / "haproxy-2.6-metrics.txt"))}
+    known = {
+        "nv_": ("tritonserver 2.51", _names(DOCKER / "grafana" / "triton-2.51-metrics.txt")),
+        "haproxy_": ("HAProxy 2.6", _names(DOCKER / "grafana" / "haproxy-2.6-metrics.txt")),
+    }
     problems = []
     for dashboard in sorted((DOCKER / "grafana" / "dashboards").glob("*.json")):
-        exprs = [target.get("expr", "") for panel in json.loads(dashboard.read_text()).get("panels", [])
-                 for target in panel.get("targets", [])]
+        exprs = [
+            target.get("expr", "")
+            for panel in json.loads(dashboard.read_text()).get("panels", [])
+            for target in panel.get("targets", [])
+        ]
         if not exprs:
             problems.append(f"{dashboard.name}: no queries")
         for name in sorted(set(re.findall(r"\b(?:nv|haproxy)_[a-z0-9_]+\b", " ".join(exprs)))):
@@ -141,15 +146,24 @@ def check_dashboard_datasources() -> list[str]:
         provisioned |= set(re.findall(r"^\s*uid:\s*(\S+)\s*$", path.read_text(), re.MULTILINE))
     problems = []
     for dashboard in sorted((DOCKER / "grafana" / "dashboards").glob("*.json")):
-        used = set(re.findall(r'"uid":\s*"([^"]+)"', dashboard.read_text())) - {json.loads(dashboard.read_text())["uid"]}
-        problems += [f"{dashboard.name}: datasource uid {uid!r} is not provisioned" for uid in sorted(used - provisioned)]
+        used = set(re.findall(r'"uid":\s*"([^"]+)"', dashboard.read_text())) - {
+            json.loads(dashboard.read_text())["uid"]
+        }
+        problems += [
+            f"{dashboard.name}: datasource uid {uid!r} is not provisioned" for uid in sorted(used - provisioned)
+        ]
     return problems
 
 
 def main() -> int:
     failed = False
-    for check in (check_server_flags, check_models, check_triton_image, check_dashboard_metrics,
-                  check_dashboard_datasources):
+    for check in (
+        check_server_flags,
+        check_models,
+        check_triton_image,
+        check_dashboard_metrics,
+        check_dashboard_datasources,
+    ):
         try:
             problems = check()
         except Exception as error:  # a check that cannot run is a failure, with the reason

@@ -45,8 +45,10 @@ from check_consistency import dockerfile_cmd  # noqa: E402
 from loopback_balancer import Replica, render  # noqa: E402
 
 HOST = "127.0.0.1"
-PROBE = ("import json, sys, sysconfig; print(json.dumps({'purelib': sysconfig.get_paths()['purelib'], "
-         "'libdir': sysconfig.get_config_var('LIBDIR'), 'minor': '%d.%d' % sys.version_info[:2]}))")
+PROBE = (
+    "import json, sys, sysconfig; print(json.dumps({'purelib': sysconfig.get_paths()['purelib'], "
+    "'libdir': sysconfig.get_config_var('LIBDIR'), 'minor': '%d.%d' % sys.version_info[:2]}))"
+)
 
 
 @dataclass
@@ -96,17 +98,26 @@ def server_environment(triton_env: Path) -> tuple[dict[str, str], Path]:
     if not stub.exists():  # trap 1, as the image's RUN does it
         shutil.copy2(server_dir / "python_backend_stubs" / info["minor"] / stub.name, stub)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    env.update(VIRTUAL_ENV=str(triton_env), PATH=f"{triton_env / 'bin'}:{env.get('PATH', '')}",
-               LD_LIBRARY_PATH=f"{info['libdir']}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":"))
+    env.update(
+        VIRTUAL_ENV=str(triton_env),
+        PATH=f"{triton_env / 'bin'}:{env.get('PATH', '')}",
+        LD_LIBRARY_PATH=f"{info['libdir']}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":"),
+    )
     return env, server_dir
 
 
 def replica_command(server_dir: Path, repository: Path, replica: Replica, metrics_port: int) -> list[str]:
     command = dockerfile_cmd(DOCKER / "triton-cpu.Dockerfile")
-    values = {"--model-repository": str(repository), "--backend-directory": str(server_dir / "backends"),
-              "--http-address": HOST, "--grpc-address": HOST, "--metrics-address": HOST,
-              "--http-port": str(replica.http_port), "--grpc-port": str(replica.grpc_port),
-              "--metrics-port": str(metrics_port)}
+    values = {
+        "--model-repository": str(repository),
+        "--backend-directory": str(server_dir / "backends"),
+        "--http-address": HOST,
+        "--grpc-address": HOST,
+        "--metrics-address": HOST,
+        "--http-port": str(replica.http_port),
+        "--grpc-port": str(replica.grpc_port),
+        "--metrics-port": str(metrics_port),
+    }
     out = [str(server_dir / "bin" / "tritonserver")]
     for word in command[1:]:
         name, _, value = word.partition("=")
@@ -136,23 +147,36 @@ def haproxy_servers(stats_port: int) -> dict[tuple[str, str], dict]:
 
 def infer_body(seed: int) -> bytes:
     pixels = [(seed * 7 + i) % 256 for i in range(64 * 64 * 3)]
-    return json.dumps({"inputs": [{"name": "image", "shape": [1, 64, 64, 3], "datatype": "UINT8", "data": pixels}],
-                       "outputs": [{"name": "emotion_logits"}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [{"name": "image", "shape": [1, 64, 64, 3], "datatype": "UINT8", "data": pixels}],
+            "outputs": [{"name": "emotion_logits"}],
+        }
+    ).encode()
 
 
 def text_body() -> bytes:
     """A small request (~0.5 KB): MiniLM ids of "[CLS] hello [SEP]" padded to 32 (random ids would break its Gather)."""
     ids = [101, 7592, 102] + [0] * 29
     mask = [1, 1, 1] + [0] * 29
-    return json.dumps({"inputs": [{"name": "input_ids", "shape": [1, 32], "datatype": "INT64", "data": ids},
-                                  {"name": "attention_mask", "shape": [1, 32], "datatype": "INT64", "data": mask}],
-                       "outputs": [{"name": "embedding"}]}).encode()
+    return json.dumps(
+        {
+            "inputs": [
+                {"name": "input_ids", "shape": [1, 32], "datatype": "INT64", "data": ids},
+                {"name": "attention_mask", "shape": [1, 32], "datatype": "INT64", "data": mask},
+            ],
+            "outputs": [{"name": "embedding"}],
+        }
+    ).encode()
 
 
 def infer(url: str, seed: int, small: bool = False) -> tuple[bool, str]:
     """One inference, expression_encoder (a ~50 KB JSON request) or text_embedder (small): (ok, "200" or the error)."""
-    model, body, output, size = (("text_embedder", text_body(), "embedding", 512) if small else
-                                 ("expression_encoder", infer_body(seed), "emotion_logits", 7))
+    model, body, output, size = (
+        ("text_embedder", text_body(), "embedding", 512)
+        if small
+        else ("expression_encoder", infer_body(seed), "emotion_logits", 7)
+    )
     status, answer = http(f"{url}/v2/models/{model}/infer", body, timeout=60)
     if status != 200:
         return False, f"{status} {answer[:60].decode(errors='replace')}"
@@ -167,12 +191,33 @@ def infer_ok(url: str, seed: int) -> bool:
 def grpc_server_ready(port: int) -> bool:
     """inference.GRPCInferenceService/ServerReady over h2c: an empty request frame; `ready: true` is bytes 08 01."""
     result = subprocess.run(
-        ["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-o", "-", "-D", "/dev/stderr",
-         "-H", "content-type: application/grpc", "-H", "te: trailers", "--data-binary", "@-",
-         f"http://{HOST}:{port}/inference.GRPCInferenceService/ServerReady"],
-        input=b"\x00\x00\x00\x00\x00", capture_output=True, timeout=20)
-    return result.returncode == 0 and result.stdout == b"\x00\x00\x00\x00\x02\x08\x01" and \
-        b"grpc-status: 0" in result.stderr
+        [
+            "curl",
+            "-sS",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-D",
+            "/dev/stderr",
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "--data-binary",
+            "@-",
+            f"http://{HOST}:{port}/inference.GRPCInferenceService/ServerReady",
+        ],
+        input=b"\x00\x00\x00\x00\x00",
+        capture_output=True,
+        timeout=20,
+    )
+    return (
+        result.returncode == 0
+        and result.stdout == b"\x00\x00\x00\x00\x02\x08\x01"
+        and b"grpc-status: 0" in result.stderr
+    )
 
 
 def successful_requests(url: str, model: str) -> int:
@@ -215,34 +260,64 @@ def main(argv: list[str] | None = None) -> int:
         for number, replica in enumerate(replicas, start=1):
             log = work / f"triton-{number}.log"
             command = replica_command(server_dir, args.model_repository.resolve(), replica, replica.http_port + 2)
-            popen = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=work)
+            popen = subprocess.Popen(
+                command,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=work,
+            )
             processes.append(Process(f"triton-{number}", popen, log, {"replica": replica, "started": time.monotonic()}))
         for process in processes:
             url = f"http://{HOST}:{process.extra['replica'].http_port}"
-            wait_until(lambda: process.popen.poll() is None and http(f"{url}/v2/health/ready", timeout=2)[0] == 200
-                       or process.popen.poll() is not None, 180, f"{process.name} ready")
+            wait_until(
+                lambda: (
+                    process.popen.poll() is None
+                    and http(f"{url}/v2/health/ready", timeout=2)[0] == 200
+                    or process.popen.poll() is not None
+                ),
+                180,
+                f"{process.name} ready",
+            )
             if process.popen.poll() is not None:
                 raise RuntimeError(f"{process.name} exited ({process.popen.returncode}); log: {process.log}")
             ready_s = time.monotonic() - process.extra["started"]
-            check(True, f"{process.name} ready after {ready_s:.1f} s (all replicas started together on "
-                        f"{os.cpu_count()} cores), RSS with stubs {group_rss_mb(process.popen.pid):.0f} MiB")
+            check(
+                True,
+                f"{process.name} ready after {ready_s:.1f} s (all replicas started together on "
+                f"{os.cpu_count()} cores), RSS with stubs {group_rss_mb(process.popen.pid):.0f} MiB",
+            )
 
         config = work / "haproxy.cfg"
         config.write_text(render(replicas, lb))
-        popen = subprocess.Popen([args.haproxy, "-f", str(config), "-db"], stdout=(work / "haproxy.log").open("wb"),
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        popen = subprocess.Popen(
+            [args.haproxy, "-f", str(config), "-db"],
+            stdout=(work / "haproxy.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         processes.append(Process("haproxy", popen, work / "haproxy.log"))
-        took = wait_until(lambda: all(s["status"] == "UP" for s in haproxy_servers(lb["stats"]).values())
-                          and len(haproxy_servers(lb["stats"])) == 2 * len(replicas), 30, "every balancer slot UP")
+        took = wait_until(
+            lambda: (
+                all(s["status"] == "UP" for s in haproxy_servers(lb["stats"]).values())
+                and len(haproxy_servers(lb["stats"])) == 2 * len(replicas)
+            ),
+            30,
+            "every balancer slot UP",
+        )
         check(True, f"balancer: all {2 * len(replicas)} server slots UP {took:.1f} s after start (rise 2, inter 2s)")
         check(http(f"{lb_url}/v2/health/ready")[0] == 200, "balancer answers /v2/health/ready 200")
 
         before = [successful_requests(f"http://{HOST}:{r.http_port}", "expression_encoder") for r in replicas]
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(lambda seed: infer_ok(lb_url, seed), range(32)))
-        check(all(results), f"32 HTTP inferences (expression_encoder, 8 at a time) through the balancer: "
-                            f"{sum(results)} ok")
+        check(
+            all(results),
+            f"32 HTTP inferences (expression_encoder, 8 at a time) through the balancer: {sum(results)} ok",
+        )
         after = [successful_requests(f"http://{HOST}:{r.http_port}", "expression_encoder") for r in replicas]
         spread = [a - b for a, b in zip(after, before)]
         check(all(n > 0 for n in spread), f"leastconn spread the HTTP inferences over every replica: {spread}")
@@ -256,8 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.save_metric_names:
             status, body = http(f"http://{HOST}:{replicas[-1].http_port + 2}/metrics")
-            names = sorted({line.split()[2] for line in body.decode().splitlines()
-                            if line.startswith("# TYPE nv_")})
+            names = sorted({line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE nv_")})
             args.save_metric_names.write_text("\n".join(names) + "\n")
             check(status == 200 and bool(names), f"{len(names)} nv_* metric names written to {args.save_metric_names}")
 
@@ -280,10 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         down = [k for k, state in states.items() if k[1].endswith("1") and state.startswith("DOWN")]
         check(len(down) == 2, f"replica 1 marked DOWN in both backends after SIGTERM: {sorted(states.items())}")
         failed = {kind: sum(n for key, n in errors.items() if key.startswith(kind)) for kind in sent}
-        print(f"  info in the 8 s after SIGTERM, failed: {failed['small']} of {sent['small']} small requests "
-              f"(fit HAProxy's 16 KB buffer: retried on another replica), {failed['large']} of {sent['large']} "
-              f"~50 KB requests (too large to retry){': ' if errors else ''}"
-              + "; ".join(f"{count}x {what}" for what, count in errors.items()))
+        print(
+            f"  info in the 8 s after SIGTERM, failed: {failed['small']} of {sent['small']} small requests "
+            f"(fit HAProxy's 16 KB buffer: retried on another replica), {failed['large']} of {sent['large']} "
+            f"~50 KB requests (too large to retry){': ' if errors else ''}"
+            + "; ".join(f"{count}x {what}" for what, count in errors.items())
+        )
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(lambda seed: infer_ok(lb_url, seed), range(16)))
         check(all(results), f"after failover, 16 HTTP inferences through the balancer: {sum(results)} ok")

@@ -19,8 +19,12 @@ import numpy as np
 from facecast.config import PROJECT_ROOT
 
 MODELS = ("image_embedder", "text_embedder", "query_fuser")
-PROBE_SENTENCES = ["a furious face in cartoon style", "beaming anime girl", "teary realistic portrait",
-                   "wide-eyed 3D character, mouth wide open"]
+PROBE_SENTENCES = [
+    "a furious face in cartoon style",
+    "beaming anime girl",
+    "teary realistic portrait",
+    "wide-eyed 3D character, mouth wide open",
+]
 
 
 def probe_inputs(network) -> dict[str, np.ndarray]:
@@ -34,8 +38,9 @@ def probe_inputs(network) -> dict[str, np.ndarray]:
     return example_serving_inputs(network.serving_signature(), batch=4, seed=3)
 
 
-def write_embedder_models(repository: Path, weights_dir: Path = PROJECT_ROOT / "weights", flavour: str = "cpu",
-                          models=MODELS) -> dict[str, Path]:
+def write_embedder_models(
+    repository: Path, weights_dir: Path = PROJECT_ROOT / "weights", flavour: str = "cpu", models=MODELS
+) -> dict[str, Path]:
     """Export the named retrieval models from `<weights_dir>/<model>-cpu.pt` into `repository`; returns ONNX paths."""
     from export.onnx_export import onnx_matches_torch
     from export.triton_repository import write_model
@@ -52,8 +57,11 @@ def write_embedder_models(repository: Path, weights_dir: Path = PROJECT_ROOT / "
         onnx_path = write_model(Path(repository), network, flavour)
         worst = max(onnx_matches_torch(network, onnx_path, probe_inputs(network), atol=1e-3).values())
         size_mb = onnx_path.stat().st_size / 1e6
-        print(f"[export] {name} → {onnx_path.parent.parent} ({flavour}, {size_mb:.1f} MB); "
-              f"ONNX Runtime vs torch max |Δ| {worst:.1e}", flush=True)
+        print(
+            f"[export] {name} → {onnx_path.parent.parent} ({flavour}, {size_mb:.1f} MB); "
+            f"ONNX Runtime vs torch max |Δ| {worst:.1e}",
+            flush=True,
+        )
         written[name] = onnx_path
     return written
 

@@ -18,7 +18,6 @@ import onnx
 import torch
 from torch import nn
 
-
 NUMPY_DTYPES = {"UINT8": np.uint8, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 
 
@@ -63,8 +62,13 @@ def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17) -> Pat
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx|export")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
         torch.onnx.export(
-            module, example, str(tmp), dynamo=False, opset_version=opset,
-            input_names=input_names, output_names=output_names,
+            module,
+            example,
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=input_names,
+            output_names=output_names,
             dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
         )
     try:
@@ -80,13 +84,17 @@ def run_serving_module(network: nn.Module, inputs: dict[str, np.ndarray]) -> dic
     """The torch reference for what Triton serves: `serving_module()` on serving inputs, outputs by name."""
     signature = network.serving_signature()
     with torch.no_grad():
-        outputs = network.eval().serving_module().eval()(
-            *(torch.from_numpy(inputs[name]) for name, _, _ in signature["inputs"]))
+        outputs = (
+            network.eval()
+            .serving_module()
+            .eval()(*(torch.from_numpy(inputs[name]) for name, _, _ in signature["inputs"]))
+        )
     return {name: value.numpy() for (name, _, _), value in zip(signature["outputs"], outputs)}
 
 
-def onnx_matches_torch(network: nn.Module, onnx_path: str | Path, inputs: dict[str, np.ndarray] | np.ndarray,
-                       atol: float = 1e-4) -> dict[str, float]:
+def onnx_matches_torch(
+    network: nn.Module, onnx_path: str | Path, inputs: dict[str, np.ndarray] | np.ndarray, atol: float = 1e-4
+) -> dict[str, float]:
     """Largest absolute difference per output between ONNX Runtime and torch on the same serving inputs.
 
     `inputs` maps input names to arrays; a bare array is taken as the network's single input (e.g. uint8 images)."""
@@ -94,14 +102,16 @@ def onnx_matches_torch(network: nn.Module, onnx_path: str | Path, inputs: dict[s
 
     signature = network.serving_signature()
     if isinstance(inputs, np.ndarray):
-        (input_name, _, _), = signature["inputs"]
+        ((input_name, _, _),) = signature["inputs"]
         inputs = {input_name: inputs}
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     output_names = [name for name, _, _ in signature["outputs"]]
     onnx_outputs = session.run(output_names, inputs)
     torch_outputs = run_serving_module(network, inputs)
-    differences = {name: float(np.abs(o.astype(np.float64) - torch_outputs[name].astype(np.float64)).max())
-                   if o.size else 0.0 for name, o in zip(output_names, onnx_outputs)}
+    differences = {
+        name: float(np.abs(o.astype(np.float64) - torch_outputs[name].astype(np.float64)).max()) if o.size else 0.0
+        for name, o in zip(output_names, onnx_outputs)
+    }
     # A uint8 output (a picture) is rounded from floats, so a float difference far below atol can still flip a
     # value that sits on a rounding boundary by one level.
     tolerance = {name: max(atol, 1.0) if dtype == "UINT8" else atol for name, dtype, _ in signature["outputs"]}

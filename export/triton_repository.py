@@ -37,12 +37,14 @@ class ServingSettings:
 # dynamic batching with no queue delay and one instance using both cores. Under load (concurrency 16) a 2 ms delay
 # formed the same batches (mean ≈ 8) at the same throughput, but cost a lone request 2.6 ms of p50 latency; two
 # single-thread instances halved the batch size and were slower.
-CPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
-               # docs/benchmarks.md "style_mapper serving settings" (`make bench-mapper`): the model is compute-bound
-               # (ONNX Runtime gains 1.03× from batch 2), so batching buys little: delay 0 ties no batching for a
-               # lone request (12.2 ms p50) and is 1.04× at 4 clients; a 2-ms delay costs a lone request 2.2 ms,
-               # two 1-thread instances double its latency.
-               "style_mapper": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1)}
+CPU_SERVING = {
+    "expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
+    # docs/benchmarks.md "style_mapper serving settings" (`make bench-mapper`): the model is compute-bound
+    # (ONNX Runtime gains 1.03× from batch 2), so batching buys little: delay 0 ties no batching for a
+    # lone request (12.2 ms p50) and is 1.04× at 4 clients; a 2-ms delay costs a lone request 2.2 ms,
+    # two 1-thread instances double its latency.
+    "style_mapper": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
+}
 # Not measured: no GPU was available when this was written (docs/benchmarks.md says so). Starting point from Triton's
 # own guidance for small CNNs; `make bench` on a GPU host should replace it.
 GPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=128, max_queue_delay_us=500, instance_count=2)}
@@ -52,8 +54,10 @@ def config_pbtxt(name: str, signature: dict, flavour: str, settings: ServingSett
     def tensors(kind: str) -> str:
         entries = []
         for tensor_name, dtype, dims in signature[kind]:
-            entries.append(f'  {{\n    name: "{tensor_name}"\n    data_type: {TRITON_DTYPES[dtype]}\n'
-                           f'    dims: [ {", ".join(str(d) for d in dims)} ]\n  }}')
+            entries.append(
+                f'  {{\n    name: "{tensor_name}"\n    data_type: {TRITON_DTYPES[dtype]}\n'
+                f"    dims: [ {', '.join(str(d) for d in dims)} ]\n  }}"
+            )
         return "[\n" + ",\n".join(entries) + "\n]"
 
     if flavour == "cpu":
@@ -64,18 +68,24 @@ def config_pbtxt(name: str, signature: dict, flavour: str, settings: ServingSett
         kind = "KIND_GPU"
     else:
         raise ValueError(f"flavour must be cpu or gpu, not {flavour!r}")
-    lines += [f"max_batch_size: {settings.max_batch_size}", f"input {tensors('inputs')}", f"output {tensors('outputs')}"]
+    lines += [
+        f"max_batch_size: {settings.max_batch_size}",
+        f"input {tensors('inputs')}",
+        f"output {tensors('outputs')}",
+    ]
     if settings.dynamic_batching:
         lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.max_queue_delay_us}\n}}")
     lines.append(f"instance_group [\n  {{\n    count: {settings.instance_count}\n    kind: {kind}\n  }}\n]")
     if flavour == "cpu":
-        lines.append('parameters: {\n  key: "intra_op_threads"\n  value: { string_value: "%d" }\n}'
-                     % settings.intra_op_threads)
+        lines.append(
+            'parameters: {\n  key: "intra_op_threads"\n  value: { string_value: "%d" }\n}' % settings.intra_op_threads
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_model(repository: Path, network, flavour: str = "cpu", settings: ServingSettings | None = None,
-                version: int = 1) -> Path:
+def write_model(
+    repository: Path, network, flavour: str = "cpu", settings: ServingSettings | None = None, version: int = 1
+) -> Path:
     """Export `network` into repository/<triton_name>/ atomically (a half-written model never appears)."""
     name = network.config.triton_name
     settings = settings or (CPU_SERVING if flavour == "cpu" else GPU_SERVING).get(name, ServingSettings())
@@ -114,10 +124,10 @@ def write_repository(repository: Path, weights: list[Path], flavour: str = "cpu"
         differences = onnx_matches_torch(network, onnx_path, probe)
         pictures = {name for name, dtype, _ in network.serving_signature()["outputs"] if dtype == "UINT8"}
         worst = max((d for name, d in differences.items() if name not in pictures), default=0.0)
-        note = (f"; uint8 pictures within {max(differences[name] for name in pictures):.0f} level"
-                if pictures else "")
-        print(f"[export] {path} → {onnx_path.parent.parent} ({flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}"
-              + note)
+        note = f"; uint8 pictures within {max(differences[name] for name in pictures):.0f} level" if pictures else ""
+        print(
+            f"[export] {path} → {onnx_path.parent.parent} ({flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}" + note
+        )
         written.append(onnx_path)
     return written
 

@@ -28,11 +28,16 @@ class ClassifiedImage:
         if p is None:
             raise ValueError(f"{self.source} was not classified: {self.error}")
         return ImageClassification(
-            content_sha256=self.content_sha256, source_path=self.source, model_name=EXPRESSION_ENCODER,
-            model_version=model_version, emotion=p.emotion,
-            emotion_probs=np.array([p.emotion_probs[e] for e in EMOTIONS], np.float32), style=p.style,
+            content_sha256=self.content_sha256,
+            source_path=self.source,
+            model_name=EXPRESSION_ENCODER,
+            model_version=model_version,
+            emotion=p.emotion,
+            emotion_probs=np.array([p.emotion_probs[e] for e in EMOTIONS], np.float32),
+            style=p.style,
             style_probs=np.array([p.style_probs[s] for s in STYLES], np.float32),
-            action_params=np.array([p.action_params[a] for a in ACTION_PARAMS], np.float32))
+            action_params=np.array([p.action_params[a] for a in ACTION_PARAMS], np.float32),
+        )
 
     def as_dict(self) -> dict:
         if self.prediction is None:

@@ -56,7 +56,7 @@ class Settings:
         """host:port of Triton's HTTP endpoint, as tritonclient.http expects it."""
         return f"{self.host}:{self.http_port}"
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes) -> Settings:
         """A copy with some fields replaced (None values are ignored), e.g. from CLI flags."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

@@ -20,28 +20,45 @@ MAX_CHARACTERS = 4  # tracks beyond this (by screen time) are left out of the en
 
 BOX_FEATURES: tuple[str, ...] = ("box_cx", "box_cy", "box_w", "box_h")
 FEATURE_NAMES: tuple[str, ...] = (
-    *(f"p_{e}" for e in EMOTIONS), *(f"p_{s}" for s in STYLES), *ACTION_PARAMS, *BOX_FEATURES, "detection_score")
+    *(f"p_{e}" for e in EMOTIONS),
+    *(f"p_{s}" for s in STYLES),
+    *ACTION_PARAMS,
+    *BOX_FEATURES,
+    "detection_score",
+)
 FRAME_FEATURE_DIM = len(FEATURE_NAMES)
 assert FRAME_FEATURE_DIM == 20
 
 # The engagement model's scalar outputs and the order of its conformal half-widths (`interval_halfwidth`).
 INTERVAL_ORDER: tuple[str, ...] = (
-    "engagement", "resonance", "shareability", *(f"appeal_{g}" for g in AUDIENCE_GROUPS), "curve")
+    "engagement",
+    "resonance",
+    "shareability",
+    *(f"appeal_{g}" for g in AUDIENCE_GROUPS),
+    "curve",
+)
 
 
-def frame_features(emotion_probs: np.ndarray, style_probs: np.ndarray, action_params: np.ndarray,
-                   box_xyxy: np.ndarray, detection_score: float) -> np.ndarray:
+def frame_features(
+    emotion_probs: np.ndarray,
+    style_probs: np.ndarray,
+    action_params: np.ndarray,
+    box_xyxy: np.ndarray,
+    detection_score: float,
+) -> np.ndarray:
     """One step's row: emotion probs | style probs | action params | box centre and size | detection score.
 
     box_xyxy is (x0, y0, x1, y1) normalised to [0, 1] of the frame; the model reads where the face is and how big
     it is on screen (a readable close-up lands differently from a face in the crowd)."""
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    row = np.concatenate([
-        np.asarray(emotion_probs, np.float32).reshape(len(EMOTIONS)),
-        np.asarray(style_probs, np.float32).reshape(len(STYLES)),
-        np.asarray(action_params, np.float32).reshape(len(ACTION_PARAMS)),
-        np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, detection_score], np.float32),
-    ])
+    row = np.concatenate(
+        [
+            np.asarray(emotion_probs, np.float32).reshape(len(EMOTIONS)),
+            np.asarray(style_probs, np.float32).reshape(len(STYLES)),
+            np.asarray(action_params, np.float32).reshape(len(ACTION_PARAMS)),
+            np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, detection_score], np.float32),
+        ]
+    )
     return np.clip(row, 0.0, 1.0)
 
 
@@ -55,8 +72,9 @@ def step_times(n_steps: int) -> np.ndarray:
     return (np.arange(n_steps, dtype=np.float64) + 0.5) / MODEL_RATE_HZ
 
 
-def resample_track(times_s: np.ndarray, rows: np.ndarray, window_start_s: float,
-                   n_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray]:
+def resample_track(
+    times_s: np.ndarray, rows: np.ndarray, window_start_s: float, n_steps: int = MAX_STEPS
+) -> tuple[np.ndarray, np.ndarray]:
     """One track's observations (times, feature rows) onto the model's steps of one window.
 
     A step [start + k/R, start + (k+1)/R) takes the mean of the observations inside it; a step with none takes the
@@ -94,8 +112,9 @@ def window_starts(duration_s: float) -> list[float]:
     return [i * window_s for i in range(count)]
 
 
-def build_window(tracks: dict[int, tuple[np.ndarray, np.ndarray]], window_start_s: float,
-                 window_steps: int = MAX_STEPS) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def build_window(
+    tracks: dict[int, tuple[np.ndarray, np.ndarray]], window_start_s: float, window_steps: int = MAX_STEPS
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The engagement model's input for one window from tracks {track_id: (times, rows)}.
 
     Keeps the MAX_CHARACTERS tracks with the most observed steps in the window (ties: the earlier track), in order

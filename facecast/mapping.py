@@ -46,7 +46,6 @@ from facecast.clients.style_mapper import MappedFaces, StyleMapperClient
 from facecast.media.images import ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 
-
 MIN_SIDE = 24  # px: below this there is no face left to read an expression from
 MAX_PIXELS = 40_000_000  # far above any face picture or 8K frame (33 MP); checked from the header, before decoding
 MAX_SIDE = 10_000  # px: a 10000×40 strip is not a face picture either
@@ -90,8 +89,9 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 2:
         return np.ascontiguousarray(np.repeat(array[..., None], 3, axis=2))
     if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise MappingInputError(f"{name}: a picture array must be [H, W], [H, W, 3] or [H, W, 4], "
-                                f"got {list(array.shape)}")
+        raise MappingInputError(
+            f"{name}: a picture array must be [H, W], [H, W, 3] or [H, W, 4], got {list(array.shape)}"
+        )
     if array.shape[2] == 3:
         return np.ascontiguousarray(array)
     rgba = Image.fromarray(np.ascontiguousarray(array))  # 4 channels of uint8: RGBA
@@ -107,8 +107,9 @@ def _header_size(source: str | Path | bytes) -> tuple[int, int] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview))
-                                else Path(source))
+            opened = Image.open(
+                io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
+            )
             with opened as image:
                 return image.size
     except Exception:  # noqa: BLE001 - missing, unreadable, not an image, a bomb: load_rgb reports each in plain words
@@ -127,8 +128,10 @@ def load_picture(source: str | Path | bytes | np.ndarray, *, name: str | None = 
         label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded image")
         size = _header_size(source)
         if size is not None and max(size) > MAX_SIDE:  # refused from the header, before anything is decoded
-            raise MappingInputError(f"{label}: the picture is too large ({size[0]}x{size[1]} px); at most "
-                                    f"{MAX_SIDE} px on a side are accepted; crop it to the face")
+            raise MappingInputError(
+                f"{label}: the picture is too large ({size[0]}x{size[1]} px); at most "
+                f"{MAX_SIDE} px on a side are accepted; crop it to the face"
+            )
         try:
             picture = load_rgb(source, max_pixels=MAX_PIXELS)
         except ImageDecodeError as error:
@@ -140,11 +143,15 @@ def load_picture(source: str | Path | bytes | np.ndarray, *, name: str | None = 
     if height == 0 or width == 0:
         raise MappingInputError(f"{label}: the picture has no pixels ({width}x{height})")
     if min(height, width) < MIN_SIDE:
-        raise MappingInputError(f"{label}: the picture is too small ({width}x{height} px); a face to map needs at "
-                                f"least {MIN_SIDE} px on each side")
+        raise MappingInputError(
+            f"{label}: the picture is too small ({width}x{height} px); a face to map needs at "
+            f"least {MIN_SIDE} px on each side"
+        )
     if max(height, width) > MAX_SIDE or height * width > MAX_PIXELS:
-        raise MappingInputError(f"{label}: the picture is too large ({width}x{height} px); at most {MAX_SIDE} px "
-                                f"on a side and {MAX_PIXELS:,} pixels are accepted; crop it to the face")
+        raise MappingInputError(
+            f"{label}: the picture is too large ({width}x{height} px); at most {MAX_SIDE} px "
+            f"on a side and {MAX_PIXELS:,} pixels are accepted; crop it to the face"
+        )
     return picture
 
 
@@ -196,15 +203,24 @@ class ClampNotice:
     def message(self) -> str:
         side = "above" if self.requested > self.high else "below"
         what = self.param if self.origin == "override" else f"the source's {self.param}"
-        return (f"{what} {self.requested:.3g} is {side} {self.style}'s range [{self.low:.2f}, {self.high:.2f}]; "
-                f"drawn at {self.applied:.2f}")
+        return (
+            f"{what} {self.requested:.3g} is {side} {self.style}'s range [{self.low:.2f}, {self.high:.2f}]; "
+            f"drawn at {self.applied:.2f}"
+        )
 
     def __str__(self) -> str:
         return self.message
 
     def as_dict(self) -> dict[str, Any]:
-        return {"param": self.param, "requested": round(self.requested, 4), "applied": round(self.applied, 4),
-                "range": [self.low, self.high], "style": self.style, "origin": self.origin, "message": self.message}
+        return {
+            "param": self.param,
+            "requested": round(self.requested, 4),
+            "applied": round(self.applied, 4),
+            "range": [self.low, self.high],
+            "style": self.style,
+            "origin": self.origin,
+            "message": self.message,
+        }
 
 
 def validate_overrides(overrides: Mapping[str, Any] | None, style: str) -> tuple[dict[str, float], list[ClampNotice]]:
@@ -265,7 +281,7 @@ def _context_view(picture: np.ndarray, factor: float = CONTEXT_FACTOR) -> tuple[
     canvas = np.empty((side, side, 3), np.uint8)
     canvas[:] = border_colour(picture)
     top, left = (side - height) // 2, (side - width) // 2
-    canvas[top:top + height, left:left + width] = picture
+    canvas[top : top + height, left : left + width] = picture
     return canvas, left, top
 
 
@@ -290,8 +306,10 @@ def locate_face(picture: np.ndarray, detector: FaceDetector) -> tuple[str, float
     whole_score = whole[0] if whole else 0.0
     found_score = found[0] if found else 0.0
     if max(whole_score, found_score) < FACE_SCORE_THRESHOLD:
-        raise NotAFaceError(f"no face found in the picture (the face detector's best score is "
-                            f"{max(whole_score, found_score):.2f}, below {FACE_SCORE_THRESHOLD:.2f})")
+        raise NotAFaceError(
+            f"no face found in the picture (the face detector's best score is "
+            f"{max(whole_score, found_score):.2f}, below {FACE_SCORE_THRESHOLD:.2f})"
+        )
     if whole_score >= FACE_SCORE_THRESHOLD and whole_score >= found_score - WHOLE_FACE_MARGIN:
         return "whole picture", float(whole_score), whole[1]
     score, box = found
@@ -331,14 +349,18 @@ class MappingResult:
         return encode_png(self.mapped)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target_style": self.target_style, "source_style": self.source_style, "emotion": self.emotion,
-                "applied_params": {k: round(v, 4) for k, v in self.applied_params.items()},
-                "source_params": {k: round(v, 4) for k, v in self.source_params.items()},
-                "overrides": {k: round(v, 4) for k, v in self.overrides.items()},
-                "source_style_probs": {k: round(v, 4) for k, v in self.source_style_probs.items()},
-                "emotion_probs": {k: round(v, 4) for k, v in self.emotion_probs.items()},
-                "notices": [n.as_dict() for n in self.notices],
-                "face": None if self.source is None else self.source.description}
+        return {
+            "target_style": self.target_style,
+            "source_style": self.source_style,
+            "emotion": self.emotion,
+            "applied_params": {k: round(v, 4) for k, v in self.applied_params.items()},
+            "source_params": {k: round(v, 4) for k, v in self.source_params.items()},
+            "overrides": {k: round(v, 4) for k, v in self.overrides.items()},
+            "source_style_probs": {k: round(v, 4) for k, v in self.source_style_probs.items()},
+            "emotion_probs": {k: round(v, 4) for k, v in self.emotion_probs.items()},
+            "notices": [n.as_dict() for n in self.notices],
+            "face": None if self.source is None else self.source.description,
+        }
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -398,15 +420,25 @@ class StyleMapper:
         """S of the served model's image input [S, S, 3], from its Triton config."""
         return self.model.input_size
 
-    def prepare(self, source: str | Path | bytes | np.ndarray | PreparedFace, *, assume_face: bool = False,
-                name: str | None = None) -> PreparedFace:
+    def prepare(
+        self,
+        source: str | Path | bytes | np.ndarray | PreparedFace,
+        *,
+        assume_face: bool = False,
+        name: str | None = None,
+    ) -> PreparedFace:
         """The model input for a picture: decoded and checked (load_picture), the face located (locate_face) unless
         `assume_face`, letterboxed to a square and resized to the served input size."""
         if isinstance(source, PreparedFace):
             return source
         picture = load_picture(source, name=name)
-        label = name or (str(source) if isinstance(source, (str, Path)) else
-                         "picture" if isinstance(source, np.ndarray) else "uploaded image")
+        label = name or (
+            str(source)
+            if isinstance(source, (str, Path))
+            else "picture"
+            if isinstance(source, np.ndarray)
+            else "uploaded image"
+        )
         size = self.input_size
         if assume_face:
             return PreparedFace(fit_square(picture, size), "assumed", None, None, label)
@@ -429,11 +461,20 @@ class StyleMapper:
                 column = ACTION_PARAMS.index(param)
                 params[row, column] = value
                 mask[row, column] = 1.0
-        return self.model.map(np.repeat(prepared.face[None], count, axis=0),
-                              np.eye(len(STYLES), dtype=np.float32)[[STYLES.index(s) for s in styles]], params, mask)
+        return self.model.map(
+            np.repeat(prepared.face[None], count, axis=0),
+            np.eye(len(STYLES), dtype=np.float32)[[STYLES.index(s) for s in styles]],
+            params,
+            mask,
+        )
 
-    def _results(self, prepared: PreparedFace, styles: list[str], overrides: list[dict[str, float]],
-                 notices: list[list[ClampNotice]]) -> list[MappingResult]:
+    def _results(
+        self,
+        prepared: PreparedFace,
+        styles: list[str],
+        overrides: list[dict[str, float]],
+        notices: list[list[ClampNotice]],
+    ) -> list[MappingResult]:
         outputs = self._run(prepared, styles, overrides)
         results = []
         for row, style in enumerate(styles):
@@ -444,16 +485,30 @@ class StyleMapper:
                 value = source[param]
                 if param not in overrides[row] and not low - 1e-6 <= value <= high + 1e-6:
                     row_notices.append(ClampNotice(param, value, applied[param], low, high, style, "source"))
-            results.append(MappingResult(
-                target_style=style, mapped=np.ascontiguousarray(outputs.mapped[row]), applied_params=applied,
-                source_params=source, source_style_probs=dict(zip(STYLES, map(float, outputs.source_style_probs[row]))),
-                emotion_probs=dict(zip(EMOTIONS, map(float, outputs.emotion_probs[row]))), notices=tuple(row_notices),
-                overrides=dict(overrides[row]), source=prepared))
+            results.append(
+                MappingResult(
+                    target_style=style,
+                    mapped=np.ascontiguousarray(outputs.mapped[row]),
+                    applied_params=applied,
+                    source_params=source,
+                    source_style_probs=dict(zip(STYLES, map(float, outputs.source_style_probs[row]))),
+                    emotion_probs=dict(zip(EMOTIONS, map(float, outputs.emotion_probs[row]))),
+                    notices=tuple(row_notices),
+                    overrides=dict(overrides[row]),
+                    source=prepared,
+                )
+            )
         return results
 
-    def map_expression(self, source: str | Path | bytes | np.ndarray | PreparedFace, target_style: str,
-                       overrides: Mapping[str, Any] | None = None, *, assume_face: bool = False,
-                       name: str | None = None) -> MappingResult:
+    def map_expression(
+        self,
+        source: str | Path | bytes | np.ndarray | PreparedFace,
+        target_style: str,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        assume_face: bool = False,
+        name: str | None = None,
+    ) -> MappingResult:
         """Map the face in `source` into `target_style`; `overrides` pushes some of mouth/eye/brow/cheek (clamped
         into the style's bounds, each clamp reported in the result's notices)."""
         style = validate_style(target_style)
@@ -461,9 +516,14 @@ class StyleMapper:
         prepared = self.prepare(source, assume_face=assume_face, name=name)
         return self._results(prepared, [style], [values], [notices])[0]
 
-    def map_to_all_styles(self, source: str | Path | bytes | np.ndarray | PreparedFace,
-                          overrides: Mapping[str, Any] | None = None, *, assume_face: bool = False,
-                          name: str | None = None) -> dict[str, MappingResult]:
+    def map_to_all_styles(
+        self,
+        source: str | Path | bytes | np.ndarray | PreparedFace,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        assume_face: bool = False,
+        name: str | None = None,
+    ) -> dict[str, MappingResult]:
         """The face in every style, in STYLES order, from one batched request of len(STYLES) rows; `overrides` apply
         to every style, each clamped into that style's own bounds."""
         checked = [validate_overrides(overrides, style) for style in STYLES]
@@ -472,14 +532,27 @@ class StyleMapper:
         return {result.target_style: result for result in results}
 
 
-def map_expression(mapper: StyleMapper, source, target_style: str, overrides: Mapping[str, Any] | None = None, *,
-                   assume_face: bool = False, name: str | None = None) -> MappingResult:
+def map_expression(
+    mapper: StyleMapper,
+    source,
+    target_style: str,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    assume_face: bool = False,
+    name: str | None = None,
+) -> MappingResult:
     """Module-level form of StyleMapper.map_expression."""
     return mapper.map_expression(source, target_style, overrides, assume_face=assume_face, name=name)
 
 
-def map_to_all_styles(mapper: StyleMapper, source, overrides: Mapping[str, Any] | None = None, *,
-                      assume_face: bool = False, name: str | None = None) -> dict[str, MappingResult]:
+def map_to_all_styles(
+    mapper: StyleMapper,
+    source,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    assume_face: bool = False,
+    name: str | None = None,
+) -> dict[str, MappingResult]:
     """Module-level form of StyleMapper.map_to_all_styles."""
     return mapper.map_to_all_styles(source, overrides, assume_face=assume_face, name=name)
 
@@ -489,8 +562,9 @@ def map_to_all_styles(mapper: StyleMapper, source, overrides: Mapping[str, Any] 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def save_to_library(library, result: MappingResult, origin: str, *, character: str | None = None,
-                    folder: str | Path | None = None):
+def save_to_library(
+    library, result: MappingResult, origin: str, *, character: str | None = None, folder: str | Path | None = None
+):
     """Store a mapped face as a library item of the target style, through the library's own ingest (so it is
     embedded and indexed like any other item). Returns the library's IngestReport.
 
@@ -505,9 +579,16 @@ def save_to_library(library, result: MappingResult, origin: str, *, character: s
     path = folder / f"{slug}-to-{result.target_style}-{hashlib.sha256(data).hexdigest()[:12]}.png"
     if not path.is_file() or path.read_bytes() != data:
         write_png_atomically(result.mapped, path)
-    labels = pd.DataFrame({
-        "path": [str(path)], "emotion": [""], "style": [result.target_style], "character": [character or ""],
-        "intensity": [np.nan], "source": [f"mapped from {origin} ({result.source_style} to {result.target_style})"],
-        **{param: [np.float32(result.applied_params[param])] for param in ACTION_PARAMS}},
-        index=[str(path.resolve())])
+    labels = pd.DataFrame(
+        {
+            "path": [str(path)],
+            "emotion": [""],
+            "style": [result.target_style],
+            "character": [character or ""],
+            "intensity": [np.nan],
+            "source": [f"mapped from {origin} ({result.source_style} to {result.target_style})"],
+            **{param: [np.float32(result.applied_params[param])] for param in ACTION_PARAMS},
+        },
+        index=[str(path.resolve())],
+    )
     return library.add_images([path], labels=labels, source="mapped")

@@ -32,5 +32,12 @@ IMAGE_EMBEDDER = "image_embedder"
 TEXT_EMBEDDER = "text_embedder"
 QUERY_FUSER = "query_fuser"
 STYLE_MAPPER = "style_mapper"
-SERVED_MODELS: tuple[str, ...] = (FACE_DETECTOR, EXPRESSION_ENCODER, ENGAGEMENT, IMAGE_EMBEDDER, TEXT_EMBEDDER,
-                                  QUERY_FUSER, STYLE_MAPPER)
+SERVED_MODELS: tuple[str, ...] = (
+    FACE_DETECTOR,
+    EXPRESSION_ENCODER,
+    ENGAGEMENT,
+    IMAGE_EMBEDDER,
+    TEXT_EMBEDDER,
+    QUERY_FUSER,
+    STYLE_MAPPER,
+)

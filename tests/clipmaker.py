@@ -49,14 +49,23 @@ def emoji(character: str, source: str = "twemoji") -> Image.Image:
     return rgba
 
 
-def emoji_over_photo(path: Path, faces: list[tuple[str, str]], seconds: float = 6.0, fps: float = 12.0,
-                     size: tuple[int, int] = (640, 360), face_px: int = 120, background: str = "coffee") -> Path:
+def emoji_over_photo(
+    path: Path,
+    faces: list[tuple[str, str]],
+    seconds: float = 6.0,
+    fps: float = 12.0,
+    size: tuple[int, int] = (640, 360),
+    face_px: int = 120,
+    background: str = "coffee",
+) -> Path:
     """A clip of emoji (character, source) gliding across a photo; each face changes to the next of its list
     halfway through when given as "a|b" (e.g. "grin|sob"), so expressions change over time."""
     backdrop = Image.fromarray(photo(background, size))
     width, height = size
-    faces_images = [[emoji(name, source).resize((face_px, face_px), Image.Resampling.BICUBIC)
-                     for name in character.split("|")] for character, source in faces]
+    faces_images = [
+        [emoji(name, source).resize((face_px, face_px), Image.Resampling.BICUBIC) for name in character.split("|")]
+        for character, source in faces
+    ]
     count = max(1, int(round(seconds * fps)))
 
     def frames():
@@ -78,4 +87,4 @@ def photo_only(path: Path, seconds: float = 3.0, fps: float = 12.0, size: tuple[
     """A slow pan over a photo with no face in it."""
     backdrop = photo("coffee", (size[0] + 80, size[1]))
     count = max(1, int(round(seconds * fps)))
-    return write_video(path, (backdrop[:, i * 80 // count: i * 80 // count + size[0]] for i in range(count)), fps)
+    return write_video(path, (backdrop[:, i * 80 // count : i * 80 // count + size[0]] for i in range(count)), fps)

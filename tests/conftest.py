@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from facecast.serving import environment
-from facecast.serving import errors
-from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
+from facecast.serving import environment, errors, process
 
 SHIPPED_WEIGHTS = Path(os.environ.get("FACECAST_TEST_WEIGHTS", PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt"))
 
@@ -35,9 +33,14 @@ def serving(repository: Path, state: Path) -> Iterator[Settings]:
     """A real Triton on free loopback ports serving `repository`; its run folder and DuckDB file live in `state`."""
     require_triton()
     http, grpc, metrics = process.find_free_ports(3)
-    settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                         model_repository=repository, run_dir=state / "run",
-                                         db_path=state / "facecast.duckdb")
+    settings = Settings().with_overrides(
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        model_repository=repository,
+        run_dir=state / "run",
+        db_path=state / "facecast.duckdb",
+    )
     with process.running_server(settings, model_repository=repository):
         yield settings
 
@@ -63,14 +66,26 @@ def expression_server(expression_repository, tmp_path_factory) -> Settings:
 
 def settings_environment(settings: Settings) -> dict[str, str]:
     """FACECAST_* variables that make a subprocess or a Streamlit page use these settings."""
-    return {"FACECAST_HTTP_PORT": str(settings.http_port), "FACECAST_GRPC_PORT": str(settings.grpc_port),
-            "FACECAST_METRICS_PORT": str(settings.metrics_port), "FACECAST_RUN_DIR": str(settings.run_dir),
-            "FACECAST_DB": str(settings.db_path), "FACECAST_MODEL_REPOSITORY": str(settings.model_repository)}
+    return {
+        "FACECAST_HTTP_PORT": str(settings.http_port),
+        "FACECAST_GRPC_PORT": str(settings.grpc_port),
+        "FACECAST_METRICS_PORT": str(settings.metrics_port),
+        "FACECAST_RUN_DIR": str(settings.run_dir),
+        "FACECAST_DB": str(settings.db_path),
+        "FACECAST_MODEL_REPOSITORY": str(settings.model_repository),
+    }
 
 
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
-ALL_MODELS = ("face_detector", "expression_encoder", "engagement", "image_embedder", "text_embedder", "query_fuser",
-              "style_mapper")
+ALL_MODELS = (
+    "face_detector",
+    "expression_encoder",
+    "engagement",
+    "image_embedder",
+    "text_embedder",
+    "query_fuser",
+    "style_mapper",
+)
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +100,8 @@ def full_repository(tmp_path_factory) -> Path:
         for name in ALL_MODELS:
             shutil.copytree(built / name, repository / name)
         return repository
-    from export.triton_repository import write_repository
     from export.embedders import write_embedder_models
+    from export.triton_repository import write_repository
 
     weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ALL_MODELS if name != "text_embedder"]
     missing = [str(w) for w in weights if not w.is_file()]

@@ -23,7 +23,10 @@ CREATE TABLE IF NOT EXISTS schema_version (
 """
 
 MIGRATIONS_AT_4282C63 = [
-    (1, "images_classified: one row per classified image", """
+    (
+        1,
+        "images_classified: one row per classified image",
+        """
 CREATE SEQUENCE images_classified_id_seq;
 CREATE TABLE images_classified (
     id             BIGINT PRIMARY KEY DEFAULT nextval('images_classified_id_seq'),
@@ -39,8 +42,12 @@ CREATE TABLE images_classified (
     created_at     TIMESTAMP NOT NULL DEFAULT (current_timestamp AT TIME ZONE 'UTC')
 );
 CREATE INDEX images_classified_content_sha256_idx ON images_classified (content_sha256);
-"""),
-    (2, "clips, clip_analyses, clip_tracks, clip_faces: engagement analyses of video clips", """
+""",
+    ),
+    (
+        2,
+        "clips, clip_analyses, clip_tracks, clip_faces: engagement analyses of video clips",
+        """
 CREATE TABLE clips (
     content_sha256 VARCHAR PRIMARY KEY,
     name           VARCHAR NOT NULL,
@@ -92,8 +99,12 @@ CREATE TABLE clip_faces (
     action_params   FLOAT[4] NOT NULL
 );
 CREATE INDEX clip_faces_analysis_idx ON clip_faces (analysis_id);
-"""),
-    (3, "library_items, library_feedback, ranking_weights: the expression library and its feedback", """
+""",
+    ),
+    (
+        3,
+        "library_items, library_feedback, ranking_weights: the expression library and its feedback",
+        """
 CREATE SEQUENCE library_items_id_seq;
 CREATE TABLE library_items (
     id             BIGINT PRIMARY KEY DEFAULT nextval('library_items_id_seq'),
@@ -132,7 +143,8 @@ CREATE TABLE ranking_weights (
     pairs      INTEGER NOT NULL,
     updated_at TIMESTAMP NOT NULL DEFAULT (current_timestamp AT TIME ZONE 'UTC')
 );
-"""),
+""",
+    ),
 ]
 
 # One row (or two) in every table, with values a test can recognise.
@@ -174,8 +186,9 @@ def build_legacy_store(path: str | Path) -> Path:
             connection.execute("BEGIN TRANSACTION")
             connection.execute(SCHEMA_VERSION_TABLE)
             connection.execute(sql)
-            connection.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
-                               [version, description])
+            connection.execute(
+                "INSERT INTO schema_version (version, description) VALUES (?, ?)", [version, description]
+            )
             connection.execute("COMMIT")
         connection.execute(ROWS)
     finally:

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from facecast.clips.pipeline import ClipAnalyzer
-from facecast.media.video import AnalysisCancelled
 from facecast.clips.report import EngagementReport
+from facecast.media.video import AnalysisCancelled
 from facecast.store import open_store
 from facecast.vocab import AUDIENCE_GROUPS, ENGAGEMENT_CLASSES
 from tests.clipmaker import emoji_over_photo, photo_only
@@ -31,15 +31,17 @@ pytestmark = pytest.mark.triton
 
 def run_cli(settings, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     environment = {**os.environ, **settings_environment(settings)}
-    return subprocess.run([sys.executable, "-m", "facecast", *args], capture_output=True, text=True,
-                          env=environment, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *args], capture_output=True, text=True, env=environment, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
 def emoji_clip(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("clips")
-    return emoji_over_photo(folder / "two-emoji-over-coffee.mp4", [("grin|sob", "twemoji"), ("rage", "noto")],
-                            seconds=6.0)
+    return emoji_over_photo(
+        folder / "two-emoji-over-coffee.mp4", [("grin|sob", "twemoji"), ("rage", "noto")], seconds=6.0
+    )
 
 
 def stored_count(db: Path) -> int:
@@ -57,7 +59,10 @@ def test_analyze_a_clip_the_generator_did_not_make(full_server, emoji_clip, tmp_
     report = EngagementReport.from_dict(document)
 
     assert report.faces_found
-    assert report.clip.duration_s == pytest.approx(6.0, abs=0.2) and (report.clip.width, report.clip.height) == (640, 360)
+    assert report.clip.duration_s == pytest.approx(6.0, abs=0.2) and (report.clip.width, report.clip.height) == (
+        640,
+        360,
+    )
     for scored in (report.engagement, report.resonance, report.shareability, *report.appeal.values()):
         assert 0.0 <= scored.low <= scored.value <= scored.high <= 1.0
         assert scored.high > scored.low, "every number carries an interval"
@@ -99,8 +104,16 @@ def test_analyze_a_clip_the_generator_did_not_make(full_server, emoji_clip, tmp_
 def test_human_readable_report(full_server, emoji_clip, tmp_path):
     result = run_cli(full_server, "analyze", str(emoji_clip), "--no-store", "--quiet")
     assert result.returncode == 0, result.stderr
-    for words in ("engagement", "resonance", "shareability", "appeal", "per second", "character", "key moment",
-                  "real time"):
+    for words in (
+        "engagement",
+        "resonance",
+        "shareability",
+        "appeal",
+        "per second",
+        "character",
+        "key moment",
+        "real time",
+    ):
         assert words in result.stdout
 
 
@@ -162,8 +175,9 @@ def test_a_one_frame_clip(full_server, tmp_path):
 
 def test_a_clip_longer_than_one_window(full_server, tmp_path):
     """70 s = three 32-s windows: tracks continue across windows and the curve covers every second."""
-    clip = emoji_over_photo(tmp_path / "long.mp4", [("smile|fearful|smile", "twemoji")], seconds=70, fps=6,
-                            size=(320, 180), face_px=70)
+    clip = emoji_over_photo(
+        tmp_path / "long.mp4", [("smile|fearful|smile", "twemoji")], seconds=70, fps=6, size=(320, 180), face_px=70
+    )
     analyzer = ClipAnalyzer.for_urls([full_server.triton_url])
     report = analyzer.analyze(clip).report
     assert report.counts["windows"] == 3
@@ -193,7 +207,6 @@ def test_triton_down_is_one_clear_line(emoji_clip, tmp_path):
     assert result.returncode == 1
     assert "Triton is not reachable" in result.stderr and "facecast serve" in result.stderr
     assert "Traceback" not in result.stderr
-
 
 
 def _comparable(report: EngagementReport) -> dict:
@@ -233,9 +246,11 @@ def test_two_clips_at_once_on_one_analyzer_give_their_solo_results(full_server, 
         for path in (emoji_clip, no_faces):
             assert together[path]["faces_found"] == solo[path]["faces_found"], path.name
             assert together[path]["counts"] == solo[path]["counts"], path.name
-            assert [c["track_id"] for c in together[path]["characters"]] == \
-                [c["track_id"] for c in solo[path]["characters"]], path.name
+            assert [c["track_id"] for c in together[path]["characters"]] == [
+                c["track_id"] for c in solo[path]["characters"]
+            ], path.name
             if solo[path]["engagement"] is not None:
                 # Triton may batch the two clips' requests together; scores agree to float precision.
-                assert together[path]["engagement"]["value"] == pytest.approx(solo[path]["engagement"]["value"],
-                                                                              abs=1e-4)
+                assert together[path]["engagement"]["value"] == pytest.approx(
+                    solo[path]["engagement"]["value"], abs=1e-4
+                )

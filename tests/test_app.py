@@ -11,14 +11,14 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from facecast.clips.report_html import report_html
-from facecast.serving import process
-from facecast.config import PROJECT_ROOT, Settings
-from facecast.vocab import EXPRESSION_ENCODER
 from facecast.clients.expression_encoder import ExpressionRecognizer
-from facecast.media.images import load_face
 from facecast.clips.report import EngagementReport
+from facecast.clips.report_html import report_html
+from facecast.config import PROJECT_ROOT, Settings
+from facecast.media.images import load_face
+from facecast.serving import process
 from facecast.serving.client import TritonModelClient
+from facecast.vocab import EXPRESSION_ENCODER
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import ALL_MODELS, settings_environment
 from training.data.demo import build_demo
@@ -51,8 +51,10 @@ def triton_down(tmp_path) -> Settings:
 @pytest.fixture(scope="module")
 def cuts(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cuts")
-    return [emoji_over_photo(folder / "joy.mp4", [("grin|joy", "twemoji")], seconds=3, fps=8),
-            emoji_over_photo(folder / "tears.mp4", [("sob|cry", "twemoji"), ("rage", "noto")], seconds=3, fps=8)]
+    return [
+        emoji_over_photo(folder / "joy.mp4", [("grin|joy", "twemoji")], seconds=3, fps=8),
+        emoji_over_photo(folder / "tears.mp4", [("sob|cry", "twemoji"), ("rage", "noto")], seconds=3, fps=8),
+    ]
 
 
 def run_page(page: str) -> AppTest:
@@ -92,15 +94,33 @@ def test_analyze_stores_reopens_and_matches_the_cli(app_env, full_server, cuts, 
     assert not app.exception, app.exception
     assert not app.error
     assert [s.value for s in app.subheader] == [p.name for p in cuts]
-    done = subprocess.run([sys.executable, "-m", "facecast", "analyze", "--json", "--quiet", "--no-store", "--url",
-                           full_server.triton_url, str(cuts[0])], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facecast",
+            "analyze",
+            "--json",
+            "--quiet",
+            "--no-store",
+            "--url",
+            full_server.triton_url,
+            str(cuts[0]),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     cli = json.loads(done.stdout)[0]
     shown = {m.label: m.value for m in app.metric[:4]}
-    assert shown == {"Engagement": f"{cli['engagement']['value']:.2f}", "Class": cli["engagement_class"],
-                     "Resonance": f"{cli['resonance']['value']:.2f}",
-                     "Shareability": f"{cli['shareability']['value']:.2f}"}
+    assert shown == {
+        "Engagement": f"{cli['engagement']['value']:.2f}",
+        "Class": cli["engagement_class"],
+        "Resonance": f"{cli['resonance']['value']:.2f}",
+        "Shareability": f"{cli['shareability']['value']:.2f}",
+    }
     table = app.table[0].value
     assert table.loc["engagement", "low"] == f"{cli['engagement']['low']:.3f}"
     assert table.loc["appeal: young adults", "value"] == f"{cli['appeal']['young_adults']['value']:.3f}"
@@ -135,8 +155,10 @@ def test_analyze_stores_reopens_and_matches_the_cli(app_env, full_server, cuts, 
 
 def test_bad_upload_gets_a_clear_message(app_env, full_server) -> None:
     app_env(full_server)
-    app = upload_and_analyze(run_page("analyze_clips"), [("notes.mp4", b"this is not a video", "video/mp4"),
-                                                         ("empty.mov", b"", "video/quicktime")])
+    app = upload_and_analyze(
+        run_page("analyze_clips"),
+        [("notes.mp4", b"this is not a video", "video/mp4"), ("empty.mov", b"", "video/quicktime")],
+    )
     assert not app.exception
     messages = [e.value for e in app.error]
     assert any("notes.mp4 cannot be analysed" in m and "not a video" in m for m in messages), messages
@@ -186,7 +208,8 @@ def test_library_add_search_and_feedback(app_env, full_server, tmp_path) -> None
     app = run_page("expression_library")
     app.get("file_uploader")[0].set_value(
         [(p.name, p.read_bytes(), "image/png") for p in sorted(faces.glob("*.png"))]
-        + [("broken.png", b"not an image", "image/png")])
+        + [("broken.png", b"not an image", "image/png")]
+    )
     next(b for b in app.button if b.label == "Add images").click()
     app.run()
     assert not app.exception, app.exception
@@ -238,7 +261,8 @@ def test_classify_demo_faces_shows_the_served_prediction(app_env, full_server, t
     assert not app.exception, app.exception
     assert "2 of 2 image(s) classified" in app.subheader[0].value
     expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, full_server.triton_url)).predict(
-        np.stack([load_face(p, 64) for p in chosen]))
+        np.stack([load_face(p, 64) for p in chosen])
+    )
     shown = [m.value for m in app.metric if m.label == "Emotion"]
     assert shown == [p.emotion for p in expected]
 

@@ -19,20 +19,27 @@ import urllib.request
 import numpy as np
 import pytest
 
-from facecast.serving.process import find_free_ports
-from facecast.config import PROJECT_ROOT
-from facecast.vocab import EXPRESSION_ENCODER
 from facecast.clients.expression_encoder import ExpressionRecognizer
+from facecast.config import PROJECT_ROOT
 from facecast.media.images import load_face
 from facecast.serving.client import TritonModelClient
-from facecast.vocab import AUDIENCE_GROUPS
+from facecast.serving.process import find_free_ports
+from facecast.vocab import AUDIENCE_GROUPS, EXPRESSION_ENCODER
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import settings_environment
 
 pytestmark = pytest.mark.triton
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = PROJECT_ROOT / "artifacts"
 WAIT_MS = 90_000
 
@@ -55,17 +62,35 @@ def browser():
 def clips(tmp_path_factory):
     """Two cuts made here (licensed emoji over a photograph), not by the synthetic generator."""
     folder = tmp_path_factory.mktemp("cuts")
-    return [emoji_over_photo(folder / "cut-joy.mp4", [("grin|joy", "twemoji")], seconds=4, fps=8),
-            emoji_over_photo(folder / "cut-tears.mp4", [("sob|cry", "twemoji"), ("rage", "noto")], seconds=4, fps=8)]
+    return [
+        emoji_over_photo(folder / "cut-joy.mp4", [("grin|joy", "twemoji")], seconds=4, fps=8),
+        emoji_over_photo(folder / "cut-tears.mp4", [("sob|cry", "twemoji"), ("rage", "noto")], seconds=4, fps=8),
+    ]
 
 
 @pytest.fixture(scope="module")
 def cli_reports(full_server, clips, tmp_path_factory):
     """What `facecast analyze --json` says about the same clips (its own store, so the app computes them again)."""
     db = tmp_path_factory.mktemp("cli") / "cli.duckdb"
-    done = subprocess.run([sys.executable, "-m", "facecast", "analyze", "--json", "--quiet", "--db", str(db),
-                           "--url", full_server.triton_url, *map(str, clips)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "facecast",
+            "analyze",
+            "--json",
+            "--quiet",
+            "--db",
+            str(db),
+            "--url",
+            full_server.triton_url,
+            *map(str, clips),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return {report["clip"]["name"]: report for report in json.loads(done.stdout)}
 
@@ -74,16 +99,31 @@ def cli_reports(full_server, clips, tmp_path_factory):
 def app_url(full_server, tmp_path_factory):
     state = tmp_path_factory.mktemp("app_state")
     demo = state / "demo"
-    env = {**os.environ, **settings_environment(full_server), "FACECAST_DEMO_DIR": str(demo),
-           "FACECAST_DB": str(state / "app.duckdb")}
+    env = {
+        **os.environ,
+        **settings_environment(full_server),
+        "FACECAST_DEMO_DIR": str(demo),
+        "FACECAST_DB": str(state / "app.duckdb"),
+    }
     # The demo library step of `make run`: demo faces + licensed emoji, through the served embedders.
-    prepared = subprocess.run([sys.executable, "-m", "training.data.demo", "--library"], cwd=PROJECT_ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+    prepared = subprocess.run(
+        [sys.executable, "-m", "training.data.demo", "--library"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     (port,) = find_free_ports(1)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -141,16 +181,22 @@ def test_analyze_two_cuts_matches_the_cli_then_compare_and_history(browser, app_
         panel = page.get_by_role("tabpanel").filter(has_text=clip.name)
         panel.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=WAIT_MS)
         expected = cli_reports[clip.name]
-        metrics = dict(zip(panel.locator('[data-testid="stMetricLabel"]').all_inner_texts(),
-                           panel.locator('[data-testid="stMetricValue"]').all_inner_texts()))
+        metrics = dict(
+            zip(
+                panel.locator('[data-testid="stMetricLabel"]').all_inner_texts(),
+                panel.locator('[data-testid="stMetricValue"]').all_inner_texts(),
+            )
+        )
         assert metrics["Engagement"] == f"{expected['engagement']['value']:.2f}"
         assert metrics["Class"] == expected["engagement_class"]
         assert metrics["Resonance"] == f"{expected['resonance']['value']:.2f}"
         assert metrics["Shareability"] == f"{expected['shareability']['value']:.2f}"
         table = panel.locator('[data-testid="stTable"] table').first
         table.locator("tbody tr").last.wait_for(timeout=WAIT_MS)
-        shown = {row.locator("th").first.inner_text().strip(): [c.strip() for c in row.locator("td").all_inner_texts()]
-                 for row in table.locator("tbody tr").all()}
+        shown = {
+            row.locator("th").first.inner_text().strip(): [c.strip() for c in row.locator("td").all_inner_texts()]
+            for row in table.locator("tbody tr").all()
+        }
         for name in ("engagement", "resonance", "shareability"):
             assert shown[name] == [f"{expected[name][k]:.3f}" for k in ("value", "low", "high")], name
         for group in AUDIENCE_GROUPS:
@@ -165,8 +211,10 @@ def test_analyze_two_cuts_matches_the_cli_then_compare_and_history(browser, app_
     page.get_by_text("Predicted best cut").wait_for(timeout=WAIT_MS)
     best_table = page.locator('[data-testid="stTable"]').filter(has_text="everyone (engagement)")
     best_table.locator("tbody tr").last.wait_for(timeout=WAIT_MS)
-    best = {row.locator("th").inner_text().strip(): row.locator("td").inner_text().strip()
-            for row in best_table.locator("tbody tr").all()}
+    best = {
+        row.locator("th").inner_text().strip(): row.locator("td").inner_text().strip()
+        for row in best_table.locator("tbody tr").all()
+    }
     for group in AUDIENCE_GROUPS:
         winner = max(cli_reports, key=lambda name: cli_reports[name]["appeal"][group]["value"])
         assert best[group.replace("_", " ")] == winner
@@ -179,8 +227,12 @@ def test_analyze_two_cuts_matches_the_cli_then_compare_and_history(browser, app_
     page.get_by_role("combobox").click()
     page.get_by_role("option").filter(has_text=clips[0].name).click()
     page.get_by_role("heading", name=clips[0].name).wait_for(timeout=WAIT_MS)
-    shown = page.locator('[data-testid="stMetric"]').filter(has_text="Engagement").locator(
-        '[data-testid="stMetricValue"]').inner_text()
+    shown = (
+        page.locator('[data-testid="stMetric"]')
+        .filter(has_text="Engagement")
+        .locator('[data-testid="stMetricValue"]')
+        .inner_text()
+    )
     assert shown == f"{cli_reports[clips[0].name]['engagement']['value']:.2f}"
     screenshot(page, "history")
     page.close()
@@ -191,7 +243,8 @@ def test_expression_library_text_and_image_search_with_feedback(browser, app_url
     page = open_page(browser, url, "Expression library")
     page.get_by_label("Describe the expression").fill("a furious angry cartoon face")
     page.get_by_role("button", name="Search", exact=True).and_(
-        page.get_by_test_id("stBaseButton-primaryFormSubmit")).click()
+        page.get_by_test_id("stBaseButton-primaryFormSubmit")
+    ).click()
     page.get_by_role("heading", name="12 results for the text query").wait_for(timeout=WAIT_MS)
     first_card = page.locator(".st-key-result-1")
     # the heading can arrive before the cards are filled in (Streamlit streams the page): wait for the card's button
@@ -202,10 +255,14 @@ def test_expression_library_text_and_image_search_with_feedback(browser, app_url
     page.get_by_text("rated up").first.wait_for(timeout=WAIT_MS)
 
     page.get_by_label("Describe the expression").fill("")
-    upload(page, page.locator('[data-testid="stFileUploader"]').filter(has_text="reference face"),
-           faces / "realistic-happiness.png")
+    upload(
+        page,
+        page.locator('[data-testid="stFileUploader"]').filter(has_text="reference face"),
+        faces / "realistic-happiness.png",
+    )
     page.get_by_role("button", name="Search", exact=True).and_(
-        page.get_by_test_id("stBaseButton-primaryFormSubmit")).click()
+        page.get_by_test_id("stBaseButton-primaryFormSubmit")
+    ).click()
     page.get_by_role("heading", name="12 results for the image query").wait_for(timeout=WAIT_MS)
     first_card = page.locator(".st-key-result-1")
     first_card.get_by_role("button", name="Use this").wait_for(timeout=WAIT_MS)
@@ -234,9 +291,14 @@ def test_classify_demo_faces_in_the_browser(browser, app_url, full_server) -> No
     screenshot(page, "classify-faces")
 
     expected = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, full_server.triton_url)).predict(
-        np.stack([load_face(faces / f"{name}.png", 64) for name in chosen]))
-    shown = page.locator('[data-testid="stMetric"]').filter(has_text="Emotion").locator(
-        '[data-testid="stMetricValue"]').all_inner_texts()
+        np.stack([load_face(faces / f"{name}.png", 64) for name in chosen])
+    )
+    shown = (
+        page.locator('[data-testid="stMetric"]')
+        .filter(has_text="Emotion")
+        .locator('[data-testid="stMetricValue"]')
+        .all_inner_texts()
+    )
     assert shown == [p.emotion for p in expected]
     assert page.get_by_text("Traceback").count() == 0
     page.close()
@@ -264,11 +326,16 @@ def test_ops_page_and_load_test_in_the_browser(browser, app_url) -> None:
     url, _ = app_url
     page = open_page(browser, url, "Triton status")
     page.locator('[data-testid="stMetric"]').filter(has_text="Server").get_by_text("ready", exact=True).wait_for(
-        timeout=WAIT_MS)
+        timeout=WAIT_MS
+    )
     page.get_by_role("button", name="Run load test").click()
     page.get_by_text("Throughput").wait_for(timeout=WAIT_MS)
-    throughput = page.locator('[data-testid="stMetric"]').filter(has_text="Throughput").locator(
-        '[data-testid="stMetricValue"]').inner_text()
+    throughput = (
+        page.locator('[data-testid="stMetric"]')
+        .filter(has_text="Throughput")
+        .locator('[data-testid="stMetricValue"]')
+        .inner_text()
+    )
     assert float(throughput.split()[0]) > 0
     page.get_by_role("button", name="Refresh").click()
     page.get_by_text("Batch sizes the dynamic batcher formed").wait_for(timeout=WAIT_MS)

@@ -75,8 +75,10 @@ def test_bad_scripts_get_a_clear_error():
 
 def test_synthetic_hooks_agree_with_the_painter():
     rng = np.random.default_rng(0)
-    faces = [expression_in_style(expression_for(EMOTIONS[i % 7], float(rng.random()), rng), STYLES[i % 4])
-             for i in range(300)]
+    faces = [
+        expression_in_style(expression_for(EMOTIONS[i % 7], float(rng.random()), rng), STYLES[i % 4])
+        for i in range(300)
+    ]
     index, intensity = emotions_of(np.array([[getattr(f, g) for g in GEOMETRY_FIELDS] for f in faces]))
     for face, k, v in zip(faces, index, intensity):
         label, strength = emotion_of(face)
@@ -85,8 +87,18 @@ def test_synthetic_hooks_agree_with_the_painter():
         character = character_for_id(character_id)
         for style in STYLES:
             image = Image.new("RGB", (300, 300))
-            drawn = draw_face(image, character, faces[0], style, (150, 160), 120.0, np.random.default_rng(2),
-                              roll_degrees=-9, yaw=0.3, body=True)
+            drawn = draw_face(
+                image,
+                character,
+                faces[0],
+                style,
+                (150, 160),
+                120.0,
+                np.random.default_rng(2),
+                roll_degrees=-9,
+                yaw=0.3,
+                body=True,
+            )
             assert np.allclose(drawn, face_box(character, style, (150, 160), 120.0, -9), atol=1e-6)
 
 
@@ -121,9 +133,17 @@ def test_label_noise_has_the_documented_sd():
 
 def _staged(script: ClipScript, arcs) -> ClipScript:
     """`script` with the given arcs, one wide shot showing everyone, no occluders."""
-    characters = tuple(dataclasses.replace(c, arc=tuple(arc), face_height=0.3) for c, arc in zip(script.characters, arcs))
-    shot = Shot(0.0, script.duration_s, "wide", tuple(range(len(characters))), Camera(script.aspect / 2, 0.5, 1.0),
-                Camera(script.aspect / 2, 0.5, 1.0))
+    characters = tuple(
+        dataclasses.replace(c, arc=tuple(arc), face_height=0.3) for c, arc in zip(script.characters, arcs)
+    )
+    shot = Shot(
+        0.0,
+        script.duration_s,
+        "wide",
+        tuple(range(len(characters))),
+        Camera(script.aspect / 2, 0.5, 1.0),
+        Camera(script.aspect / 2, 0.5, 1.0),
+    )
     return dataclasses.replace(script, characters=characters, shots=(shot,), occluders=())
 
 
@@ -136,9 +156,11 @@ def test_a_well_paced_arc_beats_a_static_face_and_a_frantic_one():
         keys, t, k = [Keyframe(0.0, "neutral", 0.0, 0)], 0.5 + offset, 0
         while t < 20.0:
             emotion = cycle[k % len(cycle)]
-            keys += [dataclasses.replace(keys[-1], time=round(t, 3)),
-                     Keyframe(round(t + 0.4, 3), emotion, 0.9, EMOTIONS.index(emotion) + 1),
-                     Keyframe(round(t + 0.4 + hold, 3), emotion, 0.8, EMOTIONS.index(emotion) + 1)]
+            keys += [
+                dataclasses.replace(keys[-1], time=round(t, 3)),
+                Keyframe(round(t + 0.4, 3), emotion, 0.9, EMOTIONS.index(emotion) + 1),
+                Keyframe(round(t + 0.4 + hold, 3), emotion, 0.8, EMOTIONS.index(emotion) + 1),
+            ]
             t, k = t + period, k + 1
         return keys
 
@@ -169,9 +191,11 @@ def test_rendered_faces_sit_in_the_boxes_of_character_states():
         diff = np.abs(frame.image.astype(int) - background.image.astype(int)).sum(axis=2)
         for index, box_px, visible in frame.faces:
             state = states[index]
-            assert np.allclose(np.array(state.box) * (script.width, script.height, script.width, script.height), box_px, atol=1e-6)
+            assert np.allclose(
+                np.array(state.box) * (script.width, script.height, script.width, script.height), box_px, atol=1e-6
+            )
             x0, y0, x1, y1 = (int(round(v)) for v in box_px)
-            inner = diff[y0 + (y1 - y0) // 4:y1 - (y1 - y0) // 4, x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4]
+            inner = diff[y0 + (y1 - y0) // 4 : y1 - (y1 - y0) // 4, x0 + (x1 - x0) // 4 : x1 - (x1 - x0) // 4]
             if visible > 0.9:
                 assert (inner > 30).mean() > 0.5  # a face is drawn there
                 checked += 1
@@ -179,7 +203,7 @@ def test_rendered_faces_sit_in_the_boxes_of_character_states():
     far = np.ones(diff.shape, bool)
     for _, (x0, y0, x1, y1), _ in frames[::6][-1].faces:
         w, h = x1 - x0, y1 - y0
-        far[max(0, int(y0 - 0.6 * h)):, max(0, int(x0 - w)):int(x1 + w) + 1] = False  # head, hair and body
+        far[max(0, int(y0 - 0.6 * h)) :, max(0, int(x0 - w)) : int(x1 + w) + 1] = False  # head, hair and body
     assert (diff[far] > 30).mean() < 0.02  # elsewhere only the background
 
 

@@ -36,35 +36,74 @@ def _write_manifest(folder, rows: list[dict]) -> pd.DataFrame:
 
 @pytest.fixture
 def synthetic_frame(tmp_path):
-    return _write_manifest(tmp_path / "synthetic", [
-        {"emotion": "happiness", "style": "cartoon", "mouth": 0.8, "eye": 0.5, "brow": 0.4, "cheek": 0.9,
-         "character": "a", "source": "synthetic", "shape": (64, 64)},
-        {"emotion": "anger", "style": "anime", "mouth": 0.1, "eye": 0.3, "brow": 0.05, "cheek": 0.2,
-         "character": "b", "source": "synthetic", "shape": (30, 50), "mode": "RGBA"},
-        {"emotion": "neutral", "style": "realistic", "mouth": 0.0, "eye": 1.0, "brow": 0.5, "cheek": 0.5,
-         "character": "c", "source": "synthetic", "shape": (8, 8), "mode": "L"},
-    ])
+    return _write_manifest(
+        tmp_path / "synthetic",
+        [
+            {
+                "emotion": "happiness",
+                "style": "cartoon",
+                "mouth": 0.8,
+                "eye": 0.5,
+                "brow": 0.4,
+                "cheek": 0.9,
+                "character": "a",
+                "source": "synthetic",
+                "shape": (64, 64),
+            },
+            {
+                "emotion": "anger",
+                "style": "anime",
+                "mouth": 0.1,
+                "eye": 0.3,
+                "brow": 0.05,
+                "cheek": 0.2,
+                "character": "b",
+                "source": "synthetic",
+                "shape": (30, 50),
+                "mode": "RGBA",
+            },
+            {
+                "emotion": "neutral",
+                "style": "realistic",
+                "mouth": 0.0,
+                "eye": 1.0,
+                "brow": 0.5,
+                "cheek": 0.5,
+                "character": "c",
+                "source": "synthetic",
+                "shape": (8, 8),
+                "mode": "L",
+            },
+        ],
+    )
 
 
 @pytest.fixture
 def emoji_frame(tmp_path):
     # Like the emoji manifest: style known, no action parameters.
-    return _write_manifest(tmp_path / "emoji", [
-        {"emotion": "sadness", "style": "cartoon", "character": "cry", "source": "twemoji"},
-        {"emotion": "surprise", "style": "cartoon", "character": "hushed", "source": "noto"},
-    ])
+    return _write_manifest(
+        tmp_path / "emoji",
+        [
+            {"emotion": "sadness", "style": "cartoon", "character": "cry", "source": "twemoji"},
+            {"emotion": "surprise", "style": "cartoon", "character": "hushed", "source": "noto"},
+        ],
+    )
 
 
 @pytest.fixture
 def studio_frame(tmp_path):
     # A studio set may know nothing but the emotion, or only some parameters.
-    return _write_manifest(tmp_path / "studio", [
-        {"emotion": "fear", "source": "studio", "shape": (100, 70)},
-        {"emotion": "disgust", "mouth": 0.6, "source": "studio"},
-    ])
+    return _write_manifest(
+        tmp_path / "studio",
+        [
+            {"emotion": "fear", "source": "studio", "shape": (100, 70)},
+            {"emotion": "disgust", "mouth": 0.6, "source": "studio"},
+        ],
+    )
 
 
 # --- dataset ----------------------------------------------------------------------------------------------------
+
 
 def test_items_have_the_documented_shapes_and_types(synthetic_frame):
     dataset = FaceImageDataset(synthetic_frame, 32)
@@ -109,14 +148,18 @@ def test_mixed_manifests_batch_through_a_dataloader(synthetic_frame, emoji_frame
     assert first["image"].shape == (4, 24, 24, 3) and first["image"].dtype == torch.uint8
     assert first["params"].shape == (4, 4) and first["params_mask"].shape == (4, 4)
     everything = torch.cat([b["style"] for b in batches])
-    assert everything.tolist() == [STYLES.index(s) for s in ("cartoon", "anime", "realistic", "cartoon", "cartoon")] + [-1, -1]
+    assert everything.tolist() == [STYLES.index(s) for s in ("cartoon", "anime", "realistic", "cartoon", "cartoon")] + [
+        -1,
+        -1,
+    ]
     masks = torch.cat([b["params_mask"] for b in batches])
     assert masks.sum(dim=1).tolist() == [4, 4, 4, 0, 0, 0, 1]
 
 
 def test_threaded_and_sequential_loading_agree(tmp_path):
-    frame = _write_manifest(tmp_path / "many", [{"emotion": EMOTIONS[i % 7], "shape": (20 + i % 9, 30)}
-                                                for i in range(80)])
+    frame = _write_manifest(
+        tmp_path / "many", [{"emotion": EMOTIONS[i % 7], "shape": (20 + i % 9, 30)} for i in range(80)]
+    )
     threaded = FaceImageDataset(frame, 16, workers=2)
     sequential = FaceImageDataset(frame, 16, workers=1)
     assert torch.equal(threaded.images, sequential.images)
@@ -138,10 +181,11 @@ def test_concat_frames_edge_cases(synthetic_frame):
 
 # --- augmentation -----------------------------------------------------------------------------------------------
 
+
 def _batch(size=(64, 64), count=16, seed=0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand((count, 3, *size), generator=generator) * 0.3 + 0.6  # light background
-    images[:, :, size[0] // 4: 3 * size[0] // 4, size[1] // 3: 2 * size[1] // 3] = 0.1  # a dark feature
+    images[:, :, size[0] // 4 : 3 * size[0] // 4, size[1] // 3 : 2 * size[1] // 3] = 0.1  # a dark feature
     return images
 
 
@@ -179,8 +223,11 @@ def test_augmentation_works_on_any_size_layout_and_empty_batches():
     tall = _batch(size=(48, 32), count=5)
     assert augment_batch(tall, torch.Generator().manual_seed(0)).shape == (5, 3, 48, 32)
     channels_last = _batch().contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(augment_batch(channels_last, torch.Generator().manual_seed(3)),
-                          augment_batch(_batch(), torch.Generator().manual_seed(3)), atol=1e-5)
+    assert torch.allclose(
+        augment_batch(channels_last, torch.Generator().manual_seed(3)),
+        augment_batch(_batch(), torch.Generator().manual_seed(3)),
+        atol=1e-5,
+    )
     assert augment_batch(torch.zeros(0, 3, 8, 8), torch.Generator()).shape == (0, 3, 8, 8)
     with pytest.raises(ValueError):
         augment_batch(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.Generator())

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from facecast.config import PROJECT_ROOT
 from facecast.clients.face_detector import (
     DEFAULT_SCORE_THRESHOLD,
     Detection,
@@ -14,21 +12,26 @@ from facecast.clients.face_detector import (
     FaceDetector,
     detections_from_outputs,
 )
-from facecast.media.letterbox import letterbox, letterbox_geometry
 from facecast.clips.tracking import box_iou
+from facecast.config import PROJECT_ROOT
+from facecast.media.letterbox import letterbox, letterbox_geometry
 
 DETECTOR_WEIGHTS = PROJECT_ROOT / "weights" / "face_detector-cpu.pt"
 
 
 # --- letterbox math ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("frame_hw, scale, pad", [
-    ((720, 1280), 0.25, (0, 6)),        # 16:9 → 320×180, bars top and bottom
-    ((1080, 1920), 1 / 6, (0, 6)),
-    ((480, 640), 0.4, (32, 0)),         # 4:3 → 256×192, bars left and right
-    ((1280, 720), 0.15, (106, 0)),      # vertical video → 108×192
-    ((192, 320), 1.0, (0, 0)),          # already the input size: untouched
-])
+
+@pytest.mark.parametrize(
+    "frame_hw, scale, pad",
+    [
+        ((720, 1280), 0.25, (0, 6)),  # 16:9 → 320×180, bars top and bottom
+        ((1080, 1920), 1 / 6, (0, 6)),
+        ((480, 640), 0.4, (32, 0)),  # 4:3 → 256×192, bars left and right
+        ((1280, 720), 0.15, (106, 0)),  # vertical video → 108×192
+        ((192, 320), 1.0, (0, 0)),  # already the input size: untouched
+    ],
+)
 def test_letterbox_geometry(frame_hw, scale, pad) -> None:
     geometry = letterbox_geometry(*frame_hw, 192, 320)
     assert geometry.scale == pytest.approx(scale)
@@ -67,18 +70,22 @@ def test_outputs_become_detections_above_the_threshold_only() -> None:
     np.testing.assert_allclose(detection.box, [320, (48 - 6) * 4, 640, (96 - 6) * 4], atol=1e-3)
 
 
-@pytest.mark.parametrize("frame, message", [
-    (np.zeros((10, 10), np.uint8), "uint8 RGB"),
-    (np.zeros((10, 10, 3), np.float32), "uint8 RGB"),
-    (np.zeros((0, 10, 3), np.uint8), "no pixels"),
-    ("not an image", "uint8 RGB"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (np.zeros((10, 10), np.uint8), "uint8 RGB"),
+        (np.zeros((10, 10, 3), np.float32), "uint8 RGB"),
+        (np.zeros((0, 10, 3), np.uint8), "no pixels"),
+        ("not an image", "uint8 RGB"),
+    ],
+)
 def test_bad_frames_get_a_clear_message(frame, message) -> None:
     with pytest.raises(DetectionInputError, match=message):
         letterbox(frame, 192, 320)
 
 
 # --- the shipped weights: what ONNX Runtime serves is what torch computes -----------------------------------------
+
 
 def test_shipped_detector_onnx_matches_torch_on_real_scenes(tmp_path) -> None:
     """tests/test_networks.py checks parity on random weights, where every score is below the floor and the
@@ -93,8 +100,9 @@ def test_shipped_detector_onnx_matches_torch_on_real_scenes(tmp_path) -> None:
     assert np.all(np.diff(served["scores"], axis=1) <= 0), "scores must come in descending order"
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(export_onnx(network, tmp_path / "face_detector.onnx")),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(export_onnx(network, tmp_path / "face_detector.onnx")), providers=["CPUExecutionProvider"]
+    )
     boxes, scores = session.run(["boxes", "scores"], {"image": images})
     np.testing.assert_allclose(scores, served["scores"], atol=1e-4)
     # Two neighbouring heatmap cells a hair (1e-7) apart can trade the local maximum between the backends, which
@@ -111,6 +119,7 @@ def test_shipped_detector_weights_are_small() -> None:
 
 
 # --- a real Triton serving face_detector ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def detector(full_server) -> FaceDetector:

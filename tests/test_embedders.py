@@ -26,6 +26,7 @@ WEIGHTS = PROJECT_ROOT / "weights"
 
 # ---- captions ----------------------------------------------------------------------------------------------
 
+
 def test_heldout_templates_are_disjoint_from_training_templates() -> None:
     assert set(HELDOUT_TEMPLATES).isdisjoint(TRAIN_TEMPLATES)
     rng = np.random.default_rng(0)
@@ -72,11 +73,12 @@ def test_make_caption_rejects_unknown_labels() -> None:
 
 # ---- tokeniser and MiniLM ------------------------------------------------------------------------------------
 
+
 def test_tokenize_pads_and_truncates_to_the_served_length() -> None:
     ids, mask = tokenize(["a furious face in cartoon style", "word " * 200])
     assert ids.shape == mask.shape == (2, MAX_TOKENS) and ids.dtype == mask.dtype == np.int64
     assert ids[0, 0] == 101 and mask[0].sum() < MAX_TOKENS  # [CLS] ... [SEP] then padding
-    assert ids[0, mask[0].sum() - 1] == 102 and (ids[0, mask[0].sum():] == 0).all()
+    assert ids[0, mask[0].sum() - 1] == 102 and (ids[0, mask[0].sum() :] == 0).all()
     assert mask[1].all() and ids[1, -1] == 102  # truncated, still closed by [SEP]
 
 
@@ -89,12 +91,19 @@ def test_tokenize_rejects_bad_texts(bad) -> None:
 def test_minilm_puts_paraphrases_closer_than_unrelated_sentences() -> None:
     from training.networks.minilm import pretrained_minilm
 
-    sentences = ["The cat sat on the mat.", "A feline rested on a rug.", "Stock markets fell sharply today.",
-                 "a furious cartoon face", "an enraged toon character", "a calm realistic portrait"]
+    sentences = [
+        "The cat sat on the mat.",
+        "A feline rested on a rug.",
+        "Stock markets fell sharply today.",
+        "a furious cartoon face",
+        "an enraged toon character",
+        "a calm realistic portrait",
+    ]
     ids, mask = tokenize(sentences)
     with torch.no_grad():
-        vectors = torch.nn.functional.normalize(pretrained_minilm()(torch.from_numpy(ids), torch.from_numpy(mask)),
-                                                dim=-1)
+        vectors = torch.nn.functional.normalize(
+            pretrained_minilm()(torch.from_numpy(ids), torch.from_numpy(mask)), dim=-1
+        )
     similarity = (vectors @ vectors.T).numpy()
     assert similarity[0, 1] > similarity[0, 2] + 0.3
     assert similarity[3, 4] > similarity[3, 5]
@@ -112,8 +121,9 @@ def test_text_checkpoint_holds_the_projection_only_and_loads_minilm_from_the_pac
     assert path.stat().st_size < 5e6
     model = load_checkpoint(path)
     reference = load_file(str(minilm_model_dir() / "model.safetensors"))
-    assert torch.equal(model.encoder.encoder.layer[5].output.dense.weight,
-                       reference["encoder.layer.5.output.dense.weight"])
+    assert torch.equal(
+        model.encoder.encoder.layer[5].output.dense.weight, reference["encoder.layer.5.output.dense.weight"]
+    )
 
 
 def test_fuser_ignores_inputs_marked_absent() -> None:
@@ -125,13 +135,15 @@ def test_fuser_ignores_inputs_marked_absent() -> None:
     with torch.no_grad():
         a = fuser(torch.zeros(1, 512), torch.zeros(1, 512), emotion, style, present)["embedding"]
         b = fuser(torch.randn(1, 512), torch.randn(1, 512), emotion, style, present)["embedding"]
-        nothing = fuser(torch.zeros(1, 512), torch.zeros(1, 512), torch.zeros(1, 7), torch.zeros(1, 4),
-                        torch.zeros(1, 4))["embedding"]
+        nothing = fuser(
+            torch.zeros(1, 512), torch.zeros(1, 512), torch.zeros(1, 7), torch.zeros(1, 4), torch.zeros(1, 4)
+        )["embedding"]
     assert torch.allclose(a, b, atol=1e-6)
     assert torch.isfinite(nothing).all() and abs(nothing.norm().item() - 1) < 1e-4
 
 
 # ---- real Triton ---------------------------------------------------------------------------------------------
+
 
 def _stills(emotion: str, style: str, count: int, first_seed: int) -> np.ndarray:
     """Stills of held-out characters whose drawn label is exactly (emotion, style)."""
@@ -148,8 +160,8 @@ def _stills(emotion: str, style: str, count: int, first_seed: int) -> np.ndarray
 
 @pytest.fixture(scope="module")
 def embedders(full_server):
-    from facecast.clients import embedders
     from facecast import vocab
+    from facecast.clients import embedders
     from facecast.serving.client import TritonModelClient
 
     urls = [full_server.triton_url]
@@ -189,8 +201,9 @@ def test_served_text_embedder_matches_torch(embedders) -> None:
     served = text.embed(sentences)
     ids, mask = tokenize(sentences)
     with torch.no_grad():
-        reference = load_checkpoint(WEIGHTS / "text_embedder-cpu.pt")(torch.from_numpy(ids),
-                                                                     torch.from_numpy(mask))["embedding"].numpy()
+        reference = load_checkpoint(WEIGHTS / "text_embedder-cpu.pt")(torch.from_numpy(ids), torch.from_numpy(mask))[
+            "embedding"
+        ].numpy()
     assert np.abs(served - reference).max() < 1e-4
 
 
@@ -222,5 +235,5 @@ def test_bad_queries_get_clear_errors(embedders) -> None:
         image.embed(np.zeros((2, 64, 64), np.float32))
     long_query = text.embed(["a furious face " * 700])  # ~10 kB: truncated to 32 tokens, still a unit vector
     assert long_query.shape == (1, 512) and abs(np.linalg.norm(long_query) - 1) < 1e-4
-    quoted = text.embed(["'; DROP TABLE faces; -- \"angry\""])
+    quoted = text.embed(['\'; DROP TABLE faces; -- "angry"'])
     assert np.isfinite(quoted).all()

@@ -16,42 +16,63 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / "data" / "cache" / "npm"
 
 
-@pytest.mark.parametrize("name, emotion", [
-    ("grinning face", "happiness"),
-    ("beaming face with smiling eyes", "happiness"),
-    ("face with tears of joy", "happiness"),
-    ("grinning cat", "happiness"),
-    ("crying face", "sadness"),
-    ("loudly crying face", "sadness"),
-    ("pensive face", "sadness"),
-    ("crying cat", "sadness"),
-    ("pouting face", "anger"),          # the older name of the enraged face
-    ("enraged face", "anger"),
-    ("angry face", "anger"),
-    ("face with symbols on mouth", "anger"),
-    ("pouting cat", "anger"),
-    ("astonished face", "surprise"),
-    ("hushed face", "surprise"),
-    ("face with open mouth", "surprise"),
-    ("fearful face", "fear"),
-    ("anxious face with sweat", "fear"),
-    ("face screaming in fear", "fear"),
-    ("nauseated face", "disgust"),
-    ("face vomiting", "disgust"),
-    ("neutral face", "neutral"),
-    ("expressionless face", "neutral"),
-    ("face without mouth", "neutral"),
-])
+@pytest.mark.parametrize(
+    "name, emotion",
+    [
+        ("grinning face", "happiness"),
+        ("beaming face with smiling eyes", "happiness"),
+        ("face with tears of joy", "happiness"),
+        ("grinning cat", "happiness"),
+        ("crying face", "sadness"),
+        ("loudly crying face", "sadness"),
+        ("pensive face", "sadness"),
+        ("crying cat", "sadness"),
+        ("pouting face", "anger"),  # the older name of the enraged face
+        ("enraged face", "anger"),
+        ("angry face", "anger"),
+        ("face with symbols on mouth", "anger"),
+        ("pouting cat", "anger"),
+        ("astonished face", "surprise"),
+        ("hushed face", "surprise"),
+        ("face with open mouth", "surprise"),
+        ("fearful face", "fear"),
+        ("anxious face with sweat", "fear"),
+        ("face screaming in fear", "fear"),
+        ("nauseated face", "disgust"),
+        ("face vomiting", "disgust"),
+        ("neutral face", "neutral"),
+        ("expressionless face", "neutral"),
+        ("face without mouth", "neutral"),
+    ],
+)
 def test_face_names_are_labelled(name, emotion):
     assert emotion_for_name(name) == emotion
 
 
-@pytest.mark.parametrize("name", [
-    "zany face", "money-mouth face", "nerd face", "cowboy hat face", "clown face", "sleeping face",
-    "face with medical mask", "hot face", "cold face", "partying face", "smiling face with halo",
-    "face blowing a kiss", "thinking face", "upside-down face", "confounded face", "flushed face", "worried face",
-    "smirking face", "robot",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "zany face",
+        "money-mouth face",
+        "nerd face",
+        "cowboy hat face",
+        "clown face",
+        "sleeping face",
+        "face with medical mask",
+        "hot face",
+        "cold face",
+        "partying face",
+        "smiling face with halo",
+        "face blowing a kiss",
+        "thinking face",
+        "upside-down face",
+        "confounded face",
+        "flushed face",
+        "worried face",
+        "smirking face",
+        "robot",
+    ],
+)
 def test_ambiguous_faces_are_excluded(name):
     assert emotion_for_name(name) is None
 
@@ -90,8 +111,10 @@ def test_only_freely_licensed_sets_are_used():
 def _cached_tarballs_or_skip() -> None:
     missing = [s.tarball for s in EMOJI_SETS if not (DEFAULT_CACHE / s.tarball).is_file()]
     if missing:
-        pytest.skip(f"npm tarballs not in {DEFAULT_CACHE} ({', '.join(missing)}); "
-                    "`make data` (python -m training.data.emoji) downloads them")
+        pytest.skip(
+            f"npm tarballs not in {DEFAULT_CACHE} ({', '.join(missing)}); "
+            "`make data` (python -m training.data.emoji) downloads them"
+        )
     pytest.importorskip("resvg_py", reason="rendering the OpenMoji SVGs needs resvg-py")
 
 

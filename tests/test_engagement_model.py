@@ -39,7 +39,8 @@ def _inputs(batch: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def _variants():
     config = get_config("engagement-cpu")
     return [dataclasses.replace(config, fusion=f) for f in FUSIONS] + [
-        dataclasses.replace(config, streams=s) for s in STREAMS if s != "both"]
+        dataclasses.replace(config, streams=s) for s in STREAMS if s != "both"
+    ]
 
 
 def _run(model, features, mask):
@@ -50,9 +51,16 @@ def _run(model, features, mask):
 def test_output_shapes_and_ranges() -> None:
     model = build_model("engagement-cpu")
     outputs = _run(model, *_inputs(batch=5))
-    expected = {"engagement": (5, 1), "resonance": (5, 1), "shareability": (5, 1), "appeal": (5, 4),
-                "class_logits": (5, 3), "curve": (5, MAX_STEPS), "moment_weights": (5, MAX_STEPS),
-                "interval_halfwidth": (5, len(INTERVAL_ORDER))}
+    expected = {
+        "engagement": (5, 1),
+        "resonance": (5, 1),
+        "shareability": (5, 1),
+        "appeal": (5, 4),
+        "class_logits": (5, 3),
+        "curve": (5, MAX_STEPS),
+        "moment_weights": (5, MAX_STEPS),
+        "interval_halfwidth": (5, len(INTERVAL_ORDER)),
+    }
     for name, shape in expected.items():
         assert tuple(outputs[name].shape) == shape, name
     for name in ("engagement", "resonance", "shareability", "appeal", "curve"):
@@ -173,14 +181,33 @@ def test_training_learns_a_planted_signal(tmp_path) -> None:
     engagement = happiness.astype(np.float32)
     curve = np.zeros((n, MAX_STEPS), np.float32)
     curve[:, :steps] = engagement[:, None]
-    targets = {"engagement": engagement, "resonance": engagement, "shareability": engagement,
-               "appeal": np.repeat(engagement[:, None], 4, 1), "engagement_class": np.digitize(engagement, [1 / 3, 2 / 3]),
-               "curve": curve}
-    arrays = EngagementArrays(features, mask, np.full(n, steps), targets, targets, np.arange(n).astype(str),
-                              np.arange(n), np.full(n, 2), np.full(n, "cartoon"))
+    targets = {
+        "engagement": engagement,
+        "resonance": engagement,
+        "shareability": engagement,
+        "appeal": np.repeat(engagement[:, None], 4, 1),
+        "engagement_class": np.digitize(engagement, [1 / 3, 2 / 3]),
+        "curve": curve,
+    }
+    arrays = EngagementArrays(
+        features,
+        mask,
+        np.full(n, steps),
+        targets,
+        targets,
+        np.arange(n).astype(str),
+        np.arange(n),
+        np.full(n, 2),
+        np.full(n, "cartoon"),
+    )
     torch.manual_seed(0)
     model = build_model("engagement-cpu")
-    fit(model, arrays.subset(np.arange(120)), arrays.subset(np.arange(120, 140)),
-        EngagementTrainingOptions(curve_epochs=1, max_epochs=6, patience=6), log=lambda line: None)
+    fit(
+        model,
+        arrays.subset(np.arange(120)),
+        arrays.subset(np.arange(120, 140)),
+        EngagementTrainingOptions(curve_epochs=1, max_epochs=6, patience=6),
+        log=lambda line: None,
+    )
     predictions = predict(model, arrays.subset(np.arange(140, n)))
     assert spearman(predictions["engagement"], engagement[140:]) > 0.8

@@ -29,11 +29,12 @@ def random_pictures(count: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 # --- PSNR / SSIM ------------------------------------------------------------------------------------------------
 
+
 def test_psnr_of_a_constant_offset_is_known():
     a = np.full((2, 8, 8, 3), 100, np.uint8)
     b = a.copy()
     b[0] += 10  # mse 100 → 10·log10(255² / 100)
-    b[1] += 1   # mse 1
+    b[1] += 1  # mse 1
     np.testing.assert_allclose(psnr_uint8(a, b), [20 * math.log10(255 / 10), 20 * math.log10(255)], rtol=1e-12)
 
 
@@ -65,6 +66,7 @@ def test_ssim_matches_skimage_on_a_smooth_picture():
 
 
 # --- tables -----------------------------------------------------------------------------------------------------
+
 
 def test_grouped_means_gives_rates_per_group_an_all_row_and_nan_for_empty_groups():
     groups = np.array([0, 0, 1, 1, 1, 6])  # happiness ×2, sadness ×3, neutral ×1; nothing else
@@ -109,6 +111,7 @@ def test_paired_difference_resamples_whole_sets():
 
 # --- pictures ---------------------------------------------------------------------------------------------------
 
+
 def test_judge_size_is_a_box_filter():
     image = np.zeros((1, 4, 4, 3), np.uint8)
     image[0, :2, :2] = 200  # one 2×2 block bright, one pixel in another block
@@ -121,8 +124,14 @@ def test_judge_size_is_a_box_filter():
 
 def test_picture_grid_writes_a_small_png(tmp_path):
     rows = [[random_pictures(1, 64, seed=r)[0] for _ in range(3)] for r in range(2)]
-    path = picture_grid(rows, ["a", "b", "c"], tmp_path / "images" / "grid.png", tile=48,
-                        row_labels=["first\nrow", "second"], label_width=40)
+    path = picture_grid(
+        rows,
+        ["a", "b", "c"],
+        tmp_path / "images" / "grid.png",
+        tile=48,
+        row_labels=["first\nrow", "second"],
+        label_width=40,
+    )
     with Image.open(path) as picture:
         assert picture.size == (40 + 3 * 52 + 4, 16 + 2 * 52 + 4)
     assert path.stat().st_size < 300_000
@@ -130,8 +139,8 @@ def test_picture_grid_writes_a_small_png(tmp_path):
 
 def test_choose_emoji_takes_every_set_and_the_planned_emotions():
     sources = ["noto", "openmoji", "twemoji"]
-    label = np.repeat(np.arange(len(EMOTIONS)), 6)            # six of every emotion
-    source = np.tile(np.repeat(sources, 2), len(EMOTIONS))   # two per set and emotion
+    label = np.repeat(np.arange(len(EMOTIONS)), 6)  # six of every emotion
+    source = np.tile(np.repeat(sources, 2), len(EMOTIONS))  # two per set and emotion
     chosen = choose_emoji(label, source, sources)
     assert len(chosen) == sum(EMOJI_ROWS.values()) == 12 and len(set(chosen)) == 12
     assert set(source[chosen]) == set(sources)

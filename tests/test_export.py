@@ -11,7 +11,7 @@ from training.networks import build_model, list_networks
 
 
 def io_section(config: str) -> str:
-    return config[config.index("input ["):config.index("dynamic_batching")]
+    return config[config.index("input [") : config.index("dynamic_batching")]
 
 
 @pytest.mark.parametrize("name", [n for n in list_networks() if n.endswith("-cpu")])

@@ -114,7 +114,9 @@ def test_select_policy_min_takes_the_smaller_step():
 
 
 def test_min_and_max_replicas_clamp():
-    hpa = sim.HorizontalPodAutoscaler(sim.HPASpec(2, 5, 1.0, scale_down=sim.ScalingRules(0, "Max", sim.DEFAULT_SCALE_DOWN.policies)))
+    hpa = sim.HorizontalPodAutoscaler(
+        sim.HPASpec(2, 5, 1.0, scale_down=sim.ScalingRules(0, "Max", sim.DEFAULT_SCALE_DOWN.policies))
+    )
     pods = views(3)
     assert hpa.reconcile(0.0, 3, pods, same_value(pods, 0.0)).desired == 2
     assert hpa.reconcile(15.0, 3, pods, same_value(pods, 100.0)).desired == 5
@@ -153,8 +155,10 @@ def seven_model_pod(name="pod-a", seconds=300, busy_rps=100.0, wait_s=0.010, scr
     """Seven models on one pod; face_detector takes busy_rps requests that each wait wait_s, the rest idle."""
     pod = sim.PodSeries(name)
     for t in range(0, seconds + 1, scrape_s):
-        values = {metric: {m: 0.0 for m in sim.FACECAST_MODELS}
-                  for metric in (sim.QUEUE_US, sim.SUCCESS, sim.COMPUTE_US, sim.PENDING)}
+        values = {
+            metric: {m: 0.0 for m in sim.FACECAST_MODELS}
+            for metric in (sim.QUEUE_US, sim.SUCCESS, sim.COMPUTE_US, sim.PENDING)
+        }
         values[sim.SUCCESS]["face_detector"] = busy_rps * t
         values[sim.QUEUE_US]["face_detector"] = busy_rps * t * wait_s * 1e6
         values[sim.PENDING]["face_detector"] = busy_rps * wait_s  # Little's law: 1 request waiting
@@ -181,8 +185,9 @@ def test_chart_query_under_reports_a_pod_serving_seven_models():
 
 def test_chart_query_has_no_value_at_a_pods_first_scrape():
     pod = sim.PodSeries("new")
-    pod.add_scrape(120.0, {metric: {m: 0.0 for m in sim.FACECAST_MODELS}
-                           for metric in (sim.QUEUE_US, sim.SUCCESS, sim.PENDING)})
+    pod.add_scrape(
+        120.0, {metric: {m: 0.0 for m in sim.FACECAST_MODELS} for metric in (sim.QUEUE_US, sim.SUCCESS, sim.PENDING)}
+    )
     assert sim.nvidia_chart_value(pod, 120.0) is None  # delta() needs two samples
     assert sim.waiting_requests_value(pod, 120.0) == 0.0
     older_triton = sim.PodSeries("no-series-yet")
@@ -202,8 +207,14 @@ def test_replay_of_recorded_triton_metrics():
     assert all(v == 0 for per_model in first.values() for v in per_model.values())
 
     chart = sim.replay(recorded, sim.NVIDIA_CHART, sim.HPASpec(1, 8, 50.0, sync_period_s=5.0), 1)
-    ours = sim.replay(recorded, sim.WAITING_REQUESTS, dataclasses.replace(
-        sim.HPASpec(1, 8, 2.0, sim.FACECAST_CPU_SCALE_UP, sim.FACECAST_CPU_SCALE_DOWN), sync_period_s=5.0), 1)
+    ours = sim.replay(
+        recorded,
+        sim.WAITING_REQUESTS,
+        dataclasses.replace(
+            sim.HPASpec(1, 8, 2.0, sim.FACECAST_CPU_SCALE_UP, sim.FACECAST_CPU_SCALE_DOWN), sync_period_s=5.0
+        ),
+        1,
+    )
     # phase 2 (t 6–21 s): only expression_encoder has traffic → the chart reads ~1/7 of the real wait
     at_20 = next(r for r in chart if r["t"] == 20.0)
     assert at_20["average"] == pytest.approx(at_20["true_mean_queue_us"] / 7, rel=0.05)
@@ -218,8 +229,12 @@ def test_replay_of_recorded_triton_metrics():
 def test_closed_loop_follows_the_load_with_ours_and_pins_cpu_at_max_with_the_chart():
     load = sim.step_load(20.0, 150.0, 300.0, 900.0)
     chart = sim.simulate(load, sim.NVIDIA_CHART, sim.HPASpec(1, 8, 50.0), 1500.0)
-    ours = sim.simulate(load, sim.WAITING_REQUESTS,
-                        sim.HPASpec(2, 8, 2.0, sim.FACECAST_CPU_SCALE_UP, sim.FACECAST_CPU_SCALE_DOWN), 1500.0)
+    ours = sim.simulate(
+        load,
+        sim.WAITING_REQUESTS,
+        sim.HPASpec(2, 8, 2.0, sim.FACECAST_CPU_SCALE_UP, sim.FACECAST_CPU_SCALE_DOWN),
+        1500.0,
+    )
     assert all(r["desired"] == 8 for r in chart if r["t"] >= 60)  # even at 20 req/s
     before = [r["replicas"] for r in ours if r["t"] < 300]
     peak = [r["replicas"] for r in ours if 400 <= r["t"] < 900]

@@ -21,6 +21,7 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
 
 # --- colour modes -----------------------------------------------------------------------------------------------
 
+
 def test_rgb_png_round_trips_exactly():
     pixels = np.random.default_rng(0).integers(0, 256, (12, 17, 3), dtype=np.uint8)
     decoded = load_rgb(encode(Image.fromarray(pixels)))
@@ -30,9 +31,9 @@ def test_rgb_png_round_trips_exactly():
 
 def test_transparent_pixels_become_white_and_half_alpha_blends_with_white():
     rgba = np.zeros((4, 4, 4), dtype=np.uint8)
-    rgba[:2] = (0, 0, 0, 0)          # fully transparent black -> white
-    rgba[2] = (255, 0, 0, 255)       # opaque red stays red
-    rgba[3] = (0, 0, 255, 128)       # half-transparent blue -> light blue
+    rgba[:2] = (0, 0, 0, 0)  # fully transparent black -> white
+    rgba[2] = (255, 0, 0, 255)  # opaque red stays red
+    rgba[3] = (0, 0, 255, 128)  # half-transparent blue -> light blue
     decoded = load_rgb(encode(Image.fromarray(rgba, "RGBA")))
     np.testing.assert_array_equal(decoded[:2], 255)
     np.testing.assert_array_equal(decoded[2], [[255, 0, 0]] * 4)
@@ -99,7 +100,7 @@ def test_exif_orientation_is_honoured():
     decoded = load_rgb(encode(Image.fromarray(stored), "JPEG", quality=95, exif=exif))
     assert decoded.shape == (20, 10, 3)  # upright: tall
     top, bottom = decoded[2, 5].astype(int), decoded[17, 5].astype(int)
-    assert top[0] > 200 and top[2] < 60       # what was on the left is now on top
+    assert top[0] > 200 and top[2] < 60  # what was on the left is now on top
     assert bottom[2] > 200 and bottom[0] < 60
 
 
@@ -113,6 +114,7 @@ def test_paths_and_bytes_give_the_same_pixels(tmp_path):
 
 
 # --- unusable files ---------------------------------------------------------------------------------------------
+
 
 def test_empty_file_is_a_clear_error(tmp_path):
     file = tmp_path / "empty.png"
@@ -150,24 +152,28 @@ def test_truncated_file_is_a_clear_error(tmp_path, fmt):
 def test_corrupt_png_data_is_a_clear_error():
     data = bytearray(encode(Image.fromarray(np.full((32, 32, 3), 7, np.uint8))))
     start = data.index(b"IDAT") + 8
-    data[start:start + 20] = b"\xff" * 20  # garbage inside the compressed stream
+    data[start : start + 20] = b"\xff" * 20  # garbage inside the compressed stream
     with pytest.raises(ImageDecodeError, match="uploaded image: the image"):
         load_rgb(bytes(data))
 
 
 def _png_claiming_size(width: int, height: int) -> bytes:
     """A tiny valid-looking PNG whose header claims a huge canvas: a decompression bomb."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(ImageDecodeError, match="too large|absurdly large"):
         load_rgb(_png_claiming_size(100_000, 100_000))  # 10 gigapixels
     with pytest.raises(ImageDecodeError, match="too large"):
-        load_rgb(_png_claiming_size(10_000, 6_000))      # 60 MP: over the 50 MP default, under Pillow's own limit
+        load_rgb(_png_claiming_size(10_000, 6_000))  # 60 MP: over the 50 MP default, under Pillow's own limit
 
 
 def test_max_pixels_is_configurable():
@@ -179,14 +185,15 @@ def test_max_pixels_is_configurable():
 
 # --- fit_square -------------------------------------------------------------------------------------------------
 
+
 def test_wide_image_is_padded_with_its_border_colour_and_centred():
     image = np.full((32, 64, 3), (90, 90, 90), dtype=np.uint8)  # gray background
-    image[8:24, 24:40] = (255, 0, 0)                              # red face in the middle
+    image[8:24, 24:40] = (255, 0, 0)  # red face in the middle
     square = fit_square(image, 64)
     assert square.shape == (64, 64, 3) and square.dtype == np.uint8
-    np.testing.assert_array_equal(square[:16], 90)     # padding above
-    np.testing.assert_array_equal(square[48:], 90)     # padding below
-    assert tuple(square[32, 32]) == (255, 0, 0)        # the face stays centred
+    np.testing.assert_array_equal(square[:16], 90)  # padding above
+    np.testing.assert_array_equal(square[48:], 90)  # padding below
+    assert tuple(square[32, 32]) == (255, 0, 0)  # the face stays centred
 
 
 def test_tall_image_is_padded_left_and_right():
@@ -200,7 +207,7 @@ def test_tall_image_is_padded_left_and_right():
 def test_border_colour_is_the_median_of_the_outer_pixels():
     image = np.full((10, 10, 3), 50, dtype=np.uint8)
     image[0, 0] = (255, 255, 255)  # one odd corner pixel does not change the median
-    image[3:7, 3:7] = 0            # the inside does not count
+    image[3:7, 3:7] = 0  # the inside does not count
     assert tuple(border_colour(image)) == (50, 50, 50)
 
 
@@ -233,5 +240,5 @@ def test_load_face_combines_decode_and_fit():
     rgba[5:25, 20:40] = (0, 128, 0, 255)
     face = load_face(encode(Image.fromarray(rgba, "RGBA")), 48)
     assert face.shape == (48, 48, 3)
-    assert tuple(face[0, 0]) == (255, 255, 255)   # white background and white padding
+    assert tuple(face[0, 0]) == (255, 255, 255)  # white background and white padding
     assert tuple(face[24, 24]) == (0, 128, 0)

@@ -13,9 +13,15 @@ CONTRACTS = {"facecast", "facecast.config", "facecast.vocab", "facecast.engageme
 FEATURES = ("facecast.clips", "facecast.library", "facecast.mapping", "facecast.classify")
 # training scripts that evaluate (or prepare demo content) through the served models, as users would, or compute
 # features through the exported graph the server runs: they may use the runtime, and export/ for those graphs
-THROUGH_SERVED_MODELS = {"training.evaluation", "training.evaluate_detector", "training.evaluate_mapping",
-                         "training.evaluate_retrieval", "training.studio_engagement", "training.data.demo",
-                         "training.data.engagement_dataset"}
+THROUGH_SERVED_MODELS = {
+    "training.evaluation",
+    "training.evaluate_detector",
+    "training.evaluate_mapping",
+    "training.evaluate_retrieval",
+    "training.studio_engagement",
+    "training.data.demo",
+    "training.data.engagement_dataset",
+}
 ALLOWED = {  # layer -> the layers (or single modules) it may import
     "contracts": {"contracts"},
     "media": {"media"},
@@ -36,9 +42,17 @@ def layer(module: str) -> str:
         return "contracts"
     if module == "facecast.__main__":
         return "cli"
-    for prefix, name in (("facecast.media", "media"), ("facecast.serving", "serving"), ("facecast.clients", "clients"),
-                         ("facecast.store", "store"), ("facecast.cli", "cli"), ("app", "app"),
-                         ("training", "training"), ("export", "export"), *((f, "features") for f in FEATURES)):
+    for prefix, name in (
+        ("facecast.media", "media"),
+        ("facecast.serving", "serving"),
+        ("facecast.clients", "clients"),
+        ("facecast.store", "store"),
+        ("facecast.cli", "cli"),
+        ("app", "app"),
+        ("training", "training"),
+        ("export", "export"),
+        *((f, "features") for f in FEATURES),
+    ):
         if module == prefix or module.startswith(prefix + "."):
             return name
     raise AssertionError(f"{module} belongs to no layer of docs/architecture.md: add it to the table")
@@ -56,8 +70,12 @@ def modules() -> dict[str, Path]:
 def imports(path: Path, known: set[str]) -> list[tuple[str, int, bool]]:
     """(imported module, line, runtime?) for every import; `if TYPE_CHECKING:` imports are not runtime."""
     tree = ast.parse(path.read_text(), str(path))
-    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -82,10 +100,13 @@ def test_every_import_follows_the_dependency_table() -> None:
                 broken.append(f"{where}: the app never imports {top}")
             elif top in ("training", "export") and module.startswith("facecast") and module != "facecast.cli.train":
                 broken.append(f"{where}: only facecast/cli/train.py may reach into training/ and export/")
-            elif top in ("facecast", "app", "training", "export") and not (module == "facecast.cli.train" and
-                                                                           top in ("training", "export")):
+            elif top in ("facecast", "app", "training", "export") and not (
+                module == "facecast.cli.train" and top in ("training", "export")
+            ):
                 source, wanted = layer(module), layer(target)
-                allowed = ALLOWED["cli"] | {"export", "training"} if module in THROUGH_SERVED_MODELS else ALLOWED[source]
+                allowed = (
+                    ALLOWED["cli"] | {"export", "training"} if module in THROUGH_SERVED_MODELS else ALLOWED[source]
+                )
                 if wanted not in allowed and target not in allowed:
                     broken.append(f"{where}: {source} may import only {sorted(ALLOWED[source])}, not {wanted}")
     assert not broken, "\n".join(broken)
@@ -94,8 +115,9 @@ def test_every_import_follows_the_dependency_table() -> None:
 def test_facecast_has_no_import_cycle() -> None:
     known = modules()
     runtime = {m for m in known if m.startswith("facecast")}
-    edges = {m: {t for t, _, at_runtime in imports(known[m], set(known)) if at_runtime and t in runtime}
-             for m in runtime}
+    edges = {
+        m: {t for t, _, at_runtime in imports(known[m], set(known)) if at_runtime and t in runtime} for m in runtime
+    }
     state: dict[str, str] = {}
     path: list[str] = []
 
@@ -104,7 +126,7 @@ def test_facecast_has_no_import_cycle() -> None:
         path.append(module)
         for target in sorted(edges[module]):
             if state.get(target) == "open":
-                raise AssertionError("import cycle: " + " → ".join([*path[path.index(target):], target]))
+                raise AssertionError("import cycle: " + " → ".join([*path[path.index(target) :], target]))
             if target not in state:
                 visit(target)
         path.pop()

@@ -12,11 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from facecast.library import feedback
-from facecast.library import LabelsError, Library, read_labels
+from facecast.library import LabelsError, Library, feedback, read_labels
 from facecast.library.ranking import DEFAULT_WEIGHTS, TERMS, RankingContext, phi_matrix, rerank
-from facecast.store import EMBEDDING_DIM, LibraryItem, StoreError, StoreLocked, open_store
 from facecast.library.vector_index import VectorIndex, index_paths, open_index
+from facecast.store import EMBEDDING_DIM, LibraryItem, StoreError, StoreLocked, open_store
 from facecast.vocab import EMOTIONS, STYLES
 
 
@@ -31,12 +30,23 @@ def _items(rng: np.random.Generator, count: int, start: int = 0, **fixed) -> lis
     for i in range(count):
         emotion = fixed.get("emotion", EMOTIONS[(start + i) % len(EMOTIONS)])
         style = fixed.get("style", STYLES[(start + i) % len(STYLES)])
-        items.append(LibraryItem(
-            content_sha256=f"sha-{start + i}", source="test", source_path=f"faces/{start + i}.png", emotion=emotion,
-            style=style, emotion_probs=np.eye(7)[EMOTIONS.index(emotion)], style_probs=np.eye(4)[STYLES.index(style)],
-            embedding=vectors[i], thumbnail=b"\x89PNG fake bytes are fine for the store", labelled=True,
-            character=fixed.get("character", f"c{(start + i) % 5}"), intensity=0.3 + 0.6 * ((start + i) % 3) / 2,
-            params=np.full(4, 0.5, np.float32)))
+        items.append(
+            LibraryItem(
+                content_sha256=f"sha-{start + i}",
+                source="test",
+                source_path=f"faces/{start + i}.png",
+                emotion=emotion,
+                style=style,
+                emotion_probs=np.eye(7)[EMOTIONS.index(emotion)],
+                style_probs=np.eye(4)[STYLES.index(style)],
+                embedding=vectors[i],
+                thumbnail=b"\x89PNG fake bytes are fine for the store",
+                labelled=True,
+                character=fixed.get("character", f"c{(start + i) % 5}"),
+                intensity=0.3 + 0.6 * ((start + i) % 3) / 2,
+                params=np.full(4, 0.5, np.float32),
+            )
+        )
     return items
 
 
@@ -155,8 +165,10 @@ def test_vectors_that_disagree_with_duckdb_trigger_a_rebuild(tmp_path):
         Library(store).add_items(_items(rng, 6))
         other = _unit(rng, 1)[0]
         with store.transaction() as tx:  # a vector changed without the index knowing
-            tx.execute(f"UPDATE library_items SET embedding = ?::FLOAT[{EMBEDDING_DIM}] WHERE id = ?",
-                       [other.tolist(), int(store.library.ids()[2])])
+            tx.execute(
+                f"UPDATE library_items SET embedding = ?::FLOAT[{EMBEDDING_DIM}] WHERE id = ?",
+                [other.tolist(), int(store.library.ids()[2])],
+            )
         notes: list[str] = []
         index = open_index(store, *index_paths(store.path), EMBEDDING_DIM, notes)
         assert any("disagree" in note for note in notes)
@@ -166,18 +178,30 @@ def test_vectors_that_disagree_with_duckdb_trigger_a_rebuild(tmp_path):
 def test_a_library_file_locked_by_another_process_says_so(tmp_path):
     path = tmp_path / "locked.duckdb"
     open_store(path).close()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time, duckdb
         connection = duckdb.connect({str(path)!r})
         print("holding", flush=True)
         time.sleep(30)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         with pytest.raises(StoreLocked, match=f"locked by process {holder.pid}"):
             Library.open(path)
-        cli = subprocess.run([sys.executable, "-m", "facecast", "library", "stats", "--db", str(path)],
-                             capture_output=True, text=True, timeout=60)
+        cli = subprocess.run(
+            [sys.executable, "-m", "facecast", "library", "stats", "--db", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert cli.returncode == 1 and "is locked by process" in cli.stderr and "Traceback" not in cli.stderr
     finally:
         holder.kill()
@@ -208,10 +232,14 @@ def test_labels_csv_errors_name_file_row_and_problem(tmp_path):
 def _candidates(count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     emotions = rng.integers(0, 7, count)
     styles = rng.integers(0, 4, count)
-    return {"id": np.arange(count), "emotion_probs": np.eye(7, dtype=np.float32)[emotions],
-            "style_probs": np.eye(4, dtype=np.float32)[styles], "character": np.array([f"c{i % 3}" for i in
-                                                                                       range(count)], object),
-            "style": np.array([STYLES[s] for s in styles], object), "intensity": rng.uniform(0, 1, count)}
+    return {
+        "id": np.arange(count),
+        "emotion_probs": np.eye(7, dtype=np.float32)[emotions],
+        "style_probs": np.eye(4, dtype=np.float32)[styles],
+        "character": np.array([f"c{i % 3}" for i in range(count)], object),
+        "style": np.array([STYLES[s] for s in styles], object),
+        "intensity": rng.uniform(0, 1, count),
+    }
 
 
 def test_phi_values_are_in_unit_range_and_neutral_terms_do_not_reorder():
@@ -224,7 +252,7 @@ def test_phi_values_are_in_unit_range_and_neutral_terms_do_not_reorder():
     assert np.all(phi[:, 1] == 0.5) and np.all(phi[:, 3] == 0.5) and np.all(phi[:, 4] == 0.5)
     order, scores = rerank(phi, DEFAULT_WEIGHTS, similarity)
     anger = rows["emotion_probs"][:, 2] == 1
-    assert anger[order[:anger.sum()]].all()  # every anger item first: emotional similarity dominates
+    assert anger[order[: anger.sum()]].all()  # every anger item first: emotional similarity dominates
     assert np.all(np.diff(scores[order]) <= 1e-6)
     with_character = phi_matrix(RankingContext(context.vector, character="c1"), rows, similarity)
     assert set(with_character[:, 3]) == {0.0, 1.0}
@@ -247,10 +275,20 @@ def test_feedback_is_stored_and_preference_learned_per_profile(library):
     ann_likes = rows["id"][rows["style"] == "anime"][:30].tolist()
     other = rows["id"][rows["style"] != "anime"][:60].tolist()
     for round_ in range(10):
-        shown = ann_likes[3 * round_:3 * round_ + 3] + other[6 * round_:6 * round_ + 6]
-        store.feedback.add("ann", f"q{round_}", [
-            {"item_id": i, "kind": "selected" if i in ann_likes else "skipped", "rank": r + 1,
-             "phi": [0.5] * len(TERMS)} for r, i in enumerate(shown)])
+        shown = ann_likes[3 * round_ : 3 * round_ + 3] + other[6 * round_ : 6 * round_ + 6]
+        store.feedback.add(
+            "ann",
+            f"q{round_}",
+            [
+                {
+                    "item_id": i,
+                    "kind": "selected" if i in ann_likes else "skipped",
+                    "rank": r + 1,
+                    "phi": [0.5] * len(TERMS),
+                }
+                for r, i in enumerate(shown)
+            ],
+        )
     weights, preference = feedback.update_profile(store, "ann")
     assert preference.rates["style"]["anime"] > 0.9
     assert preference.rates["style"]["cartoon"] < 0.1

@@ -15,7 +15,6 @@ import pytest
 import tritonclient.http as triton_http
 from PIL import Image, ImageDraw
 
-from facecast.serving import process
 from facecast.config import PROJECT_ROOT
 from facecast.mapping import (
     MAX_SIDE,
@@ -31,9 +30,9 @@ from facecast.mapping import (
     validate_style,
     write_png_atomically,
 )
-from facecast.vocab import STYLE_MAPPER
+from facecast.serving import process
 from facecast.serving.errors import TritonUnavailable
-from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_MAPPER, STYLE_PARAM_BOUNDS, STYLES
 from tests.clipmaker import photo
 
 EMOJI = PROJECT_ROOT / "data" / "emoji"
@@ -47,10 +46,14 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
 
 def png_claiming_size(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims a huge canvas (a decompression bomb)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def not_a_face(kind: str = "blank") -> np.ndarray:
@@ -64,11 +67,14 @@ def not_a_face(kind: str = "blank") -> np.ndarray:
 # ---- pictures (no server) ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data, expected", [
-    (b"", "empty"),
-    (b"just some text, not a picture", "not an image"),
-    (encode(Image.new("RGB", (64, 64), "red"))[:60], "corrupt|truncated"),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b"", "empty"),
+        (b"just some text, not a picture", "not an image"),
+        (encode(Image.new("RGB", (64, 64), "red"))[:60], "corrupt|truncated"),
+    ],
+)
 def test_unusable_files_are_refused_with_the_reason(data, expected) -> None:
     with pytest.raises(MappingInputError, match=expected) as caught:
         load_picture(data, name="face.png")
@@ -145,7 +151,8 @@ def test_overrides_are_clamped_into_the_target_style_and_said_so() -> None:
     assert values == {"mouth": 0.90, "eye": 0.5, "brow": 0.15}  # None = no override
     assert [n.message for n in notices] == [
         "mouth 0.99 is above anime's range [0.10, 0.90]; drawn at 0.90",
-        "brow 0 is below anime's range [0.15, 0.85]; drawn at 0.15"]
+        "brow 0 is below anime's range [0.15, 0.85]; drawn at 0.15",
+    ]
     assert all(isinstance(n, ClampNotice) and n.origin == "override" for n in notices)
     # each style's own bounds (seed 003 Table 5)
     for style, bounds in STYLE_PARAM_BOUNDS.items():
@@ -222,8 +229,11 @@ def inside_bounds(params: dict[str, float], style: str) -> bool:
 def inference_counts(url: str) -> tuple[int, int, int]:
     """(requests, rows inferred, executions) of the style_mapper so far."""
     stats = triton_http.InferenceServerClient(url).get_inference_statistics(STYLE_MAPPER)["model_stats"][0]
-    return (int(stats["inference_stats"]["success"]["count"]), int(stats["inference_count"]),
-            int(stats["execution_count"]))
+    return (
+        int(stats["inference_stats"]["success"]["count"]),
+        int(stats["inference_count"]),
+        int(stats["execution_count"]),
+    )
 
 
 @pytest.mark.triton
@@ -249,8 +259,11 @@ def test_map_a_synthetic_face_into_another_style(mapper, style_sets) -> None:
     # Nothing overridden: what is drawn is the source's own reading, moved into anime's range where needed.
     for param, (low, high) in STYLE_PARAM_BOUNDS["anime"].items():
         assert result.applied_params[param] == pytest.approx(min(high, max(low, result.source_params[param])), abs=1e-5)
-    outside = {p for p, (low, high) in STYLE_PARAM_BOUNDS["anime"].items()
-               if not low - 1e-6 <= result.source_params[p] <= high + 1e-6}
+    outside = {
+        p
+        for p, (low, high) in STYLE_PARAM_BOUNDS["anime"].items()
+        if not low - 1e-6 <= result.source_params[p] <= high + 1e-6
+    }
     assert {n.param for n in result.notices} == outside and all(n.origin == "source" for n in result.notices)
     assert json.loads(json.dumps(result.as_dict()))["target_style"] == "anime"
 
@@ -274,10 +287,14 @@ def test_overrides_change_the_applied_parameters_and_the_picture(mapper, style_s
 def test_out_of_bounds_override_is_clamped_by_client_and_graph_alike(mapper, style_sets) -> None:
     face = style_sets["images"][0, STYLES.index("stylized_3d")]
     result = mapper.map_expression(face, "anime", {"mouth": 0.99, "cheek": 0.01})
-    assert result.applied_params["mouth"] == pytest.approx(0.90) and result.applied_params["cheek"] == pytest.approx(0.20)
+    assert result.applied_params["mouth"] == pytest.approx(0.90) and result.applied_params["cheek"] == pytest.approx(
+        0.20
+    )
     messages = [n.message for n in result.notices if n.origin == "override"]
-    assert messages == ["mouth 0.99 is above anime's range [0.10, 0.90]; drawn at 0.90",
-                        "cheek 0.01 is below anime's range [0.20, 0.80]; drawn at 0.20"]
+    assert messages == [
+        "mouth 0.99 is above anime's range [0.10, 0.90]; drawn at 0.90",
+        "cheek 0.01 is below anime's range [0.20, 0.80]; drawn at 0.20",
+    ]
     with pytest.raises(MappingInputError, match="not a number"):
         mapper.map_expression(face, "anime", {"mouth": "wide"})
     with pytest.raises(ValueError, match="unknown style 'claymation'"):
@@ -413,8 +430,14 @@ def test_triton_down_says_how_to_start_it(tmp_path) -> None:
 
 
 def facecast(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facecast", *arguments], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=180, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 @pytest.mark.triton
@@ -422,8 +445,20 @@ def test_cli_maps_a_face_to_a_png(full_server, style_sets, tmp_path) -> None:
     source = tmp_path / "face.png"
     Image.fromarray(style_sets["images"][0, STYLES.index("realistic")]).save(source)
     out = tmp_path / "out" / "face-anime.png"
-    done = facecast("map", str(source), "--to", "anime", "--mouth", "0.99", "--eye", "0.5", "--out", str(out),
-                    "--url", full_server.triton_url)
+    done = facecast(
+        "map",
+        str(source),
+        "--to",
+        "anime",
+        "--mouth",
+        "0.99",
+        "--eye",
+        "0.5",
+        "--out",
+        str(out),
+        "--url",
+        full_server.triton_url,
+    )
     assert done.returncode == 0, done.stderr
     size = style_sets["images"].shape[2]  # built at the served input size
     assert np.asarray(Image.open(out)).shape == (size, size, 3)
@@ -431,8 +466,9 @@ def test_cli_maps_a_face_to_a_png(full_server, style_sets, tmp_path) -> None:
     assert "applied  mouth=0.90 eye=0.50" in done.stdout
     assert sorted(p.name for p in out.parent.iterdir()) == ["face-anime.png"]  # no temporary file left
 
-    as_json = facecast("map", str(source), "--to", "Stylized 3D", "--out", str(out), "--json", "--url",
-                       full_server.triton_url)
+    as_json = facecast(
+        "map", str(source), "--to", "Stylized 3D", "--out", str(out), "--json", "--url", full_server.triton_url
+    )
     assert as_json.returncode == 0, as_json.stderr
     document = json.loads(as_json.stdout)
     assert document["target_style"] == "stylized_3d" and document["out"] == str(out)
@@ -475,8 +511,7 @@ def test_cli_with_triton_down_exits_1(tmp_path) -> None:
     (port,) = process.find_free_ports(1)
     face = tmp_path / "face.png"
     Image.new("RGB", (64, 64), "white").save(face)
-    done = facecast("map", str(face), "--to", "anime", "--out", str(tmp_path / "out.png"), "--url",
-                    f"127.0.0.1:{port}")
+    done = facecast("map", str(face), "--to", "anime", "--out", str(tmp_path / "out.png"), "--url", f"127.0.0.1:{port}")
     assert done.returncode == 1
     assert "Triton is not reachable" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out.png").exists()

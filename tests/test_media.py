@@ -33,13 +33,15 @@ CONTAINERS = [(".mp4", "h264"), (".mov", "h264"), (".mkv", "h264"), (".webm", "v
 
 # ------------------------------------------------------------------------------------------------ helpers
 
+
 def scene(index: int, height: int = 64, width: int = 96) -> np.ndarray:
     """A picture that differs from frame to frame (a bar that moves) on a smooth background, easy to encode."""
     rows, cols = np.mgrid[0:height, 0:width]
-    frame = np.stack([cols * 255 // max(1, width - 1), rows * 255 // max(1, height - 1),
-                      np.full_like(rows, 90)], axis=-1).astype(np.uint8)
+    frame = np.stack(
+        [cols * 255 // max(1, width - 1), rows * 255 // max(1, height - 1), np.full_like(rows, 90)], axis=-1
+    ).astype(np.uint8)
     bar = (index * 7) % max(1, width - 8)
-    frame[:, bar:bar + 8] = (250, 250, 250)
+    frame[:, bar : bar + 8] = (250, 250, 250)
     return frame
 
 
@@ -83,6 +85,7 @@ def noisy_frames(count: int, seed: int = 0, height: int = 64, width: int = 96) -
 
 # ------------------------------------------------------------------------------------------------ round trips
 
+
 @pytest.mark.parametrize("suffix,codec", CONTAINERS)
 def test_round_trip_each_container(tmp_path, suffix, codec):
     frames = [scene(i) for i in range(20)]
@@ -114,10 +117,14 @@ def test_round_trip_each_container(tmp_path, suffix, codec):
 
 def test_odd_frame_size_is_padded_for_h264_and_kept_for_gif(tmp_path):
     frames = [scene(i, height=47, width=63) for i in range(3)]
-    assert (probe_video(write_video(tmp_path / "odd.mp4", frames, 10)).width,
-            probe_video(tmp_path / "odd.mp4").height) == (64, 48)
-    assert (probe_video(write_video(tmp_path / "odd.gif", frames, 10)).width,
-            probe_video(tmp_path / "odd.gif").height) == (63, 47)
+    assert (
+        probe_video(write_video(tmp_path / "odd.mp4", frames, 10)).width,
+        probe_video(tmp_path / "odd.mp4").height,
+    ) == (64, 48)
+    assert (
+        probe_video(write_video(tmp_path / "odd.gif", frames, 10)).width,
+        probe_video(tmp_path / "odd.gif").height,
+    ) == (63, 47)
     first = next(sample_frames(tmp_path / "odd.mp4"))
     assert mean_abs_error(first.image[:47, :63], frames[0]) < 6  # padding repeated the edge, content unmoved
 
@@ -130,6 +137,7 @@ def test_max_long_side_downscales_keeping_aspect(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ rotation
 
+
 def upright_portrait() -> np.ndarray:
     """A portrait picture (64 wide, 96 high) with a red block in the top-left corner and blue at the bottom."""
     image = solid((128, 128, 128), height=96, width=64)
@@ -138,8 +146,9 @@ def upright_portrait() -> np.ndarray:
     return image
 
 
-@pytest.mark.parametrize("suffix,rotation", [(".mp4", 90), (".mov", 90), (".mkv", 90), (".webm", 90),
-                                             (".mp4", 180), (".mp4", 270)])
+@pytest.mark.parametrize(
+    "suffix,rotation", [(".mp4", 90), (".mov", 90), (".mkv", 90), (".webm", 90), (".mp4", 180), (".mp4", 270)]
+)
 def test_rotated_phone_clip_comes_out_upright(tmp_path, suffix, rotation):
     upright = upright_portrait()
     # What the phone stores: the upright picture turned back (counter-clockwise) by the display rotation.
@@ -192,6 +201,7 @@ def test_constant_rate_clip_is_not_flagged_variable(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ adaptive sampling
 
+
 def test_static_clip_is_sampled_on_the_base_grid(tmp_path):
     path = write_video(tmp_path / "static.mp4", [solid((70, 120, 200))] * 120, fps=30)  # 4 s
     sampled = list(sample_frames(path))
@@ -238,13 +248,22 @@ def test_expression_change_of_a_face_gets_an_extra_sample(tmp_path):
 
     character = synthetic.character_for_id("media-test-face")
     rows, cols = np.mgrid[0:360, 0:640]
-    background = np.stack([cols * 200 // 640 + 30, rows * 160 // 360 + 50, np.full_like(rows, 120)],
-                          axis=-1).astype(np.uint8)
+    background = np.stack([cols * 200 // 640 + 30, rows * 160 // 360 + 50, np.full_like(rows, 120)], axis=-1).astype(
+        np.uint8
+    )
     for style in synthetic.STYLES:
-        faces = [np.asarray(synthetic.render_face(character,
-                                                  synthetic.expression_for(emotion, 0.9, np.random.default_rng(1)),
-                                                  style, size=128, rng=np.random.default_rng(5)))
-                 for emotion in ("neutral", "happiness")]
+        faces = [
+            np.asarray(
+                synthetic.render_face(
+                    character,
+                    synthetic.expression_for(emotion, 0.9, np.random.default_rng(1)),
+                    style,
+                    size=128,
+                    rng=np.random.default_rng(5),
+                )
+            )
+            for emotion in ("neutral", "happiness")
+        ]
         frames = []
         for i in range(36):  # 1.2 s at 30 fps, the switch at frame 20 (0.667 s)
             frame = background.copy()
@@ -276,14 +295,17 @@ def test_sampling_arguments_are_checked(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ long clips
 
+
 @pytest.fixture(scope="module")
 def two_hour_clip(tmp_path_factory) -> Path:
     """Two hours at 1 fps, 64 x 36: 7200 frames that encode in about a second."""
+
     def frames():
         for i in range(7200):
             frame = solid((40, 40, 40), height=36, width=64)
             frame[:, i % 64] = 255
             yield frame
+
     return write_video(tmp_path_factory.mktemp("long") / "two_hours.mp4", frames(), fps=1)
 
 
@@ -336,6 +358,7 @@ def test_cancel_from_progress_callback(two_hour_clip):
 
 
 # ------------------------------------------------------------------------------------------------ bad input
+
 
 def assert_clear(error: MediaError, path: Path, *words: str) -> None:
     message = str(error)
@@ -436,6 +459,7 @@ def test_truncated_mp4_with_index_at_the_end(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ writing
+
 
 def test_failed_write_leaves_nothing(tmp_path):
     def frames():

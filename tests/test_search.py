@@ -16,14 +16,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from facecast.serving import process
-from facecast.config import PROJECT_ROOT
 from facecast.clients.embedders import Embedders
+from facecast.config import PROJECT_ROOT
 from facecast.library import Filters, Library, LibraryError, Query, QueryError
 from facecast.library.ingest import add_from_analysis
 from facecast.library.ranking import TERMS
-from facecast.store import open_store
+from facecast.serving import process
 from facecast.serving.errors import TritonUnavailable
+from facecast.store import open_store
 from facecast.vocab import EMOTIONS, STYLES
 
 WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in ("image_embedder", "text_embedder", "query_fuser")]
@@ -46,8 +46,9 @@ def faces(tmp_path_factory) -> Path:
     for i in range(160):
         seed = 77 * 1_000_003 + i
         # 8 characters, every style and emotion: enough items per (emotion, style) to rank
-        image, labels = sample_still(seed, style=STYLES[i % 4], emotion=EMOTIONS[(i // 4) % 7],
-                                     character_id=HELD_OUT[i % 8])
+        image, labels = sample_still(
+            seed, style=STYLES[i % 4], emotion=EMOTIONS[(i // 4) % 7], character_id=HELD_OUT[i % 8]
+        )
         image.save(folder / f"face_{i:03d}.png")
         rows.append({"path": f"face_{i:03d}.png", **labels})
     pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
@@ -84,11 +85,14 @@ def test_ingest_reports_bad_files_by_name_and_stores_the_rest_once(tmp_path, fac
         assert len(report.added) == 3
         assert {Path(p).name for p, _ in report.failed} == {"notes.png", "truncated.png"}
         assert all("Traceback" not in why and why for _, why in report.failed)
-        assert [Path(p).name for p, _ in report.duplicates] == ["face_000.png"] or \
-            [Path(p).name for p, _ in report.duplicates] == ["copy_of_000.png"]
+        assert [Path(p).name for p, _ in report.duplicates] == ["face_000.png"] or [
+            Path(p).name for p, _ in report.duplicates
+        ] == ["copy_of_000.png"]
         again = library.add_images([folder / "face_001.png"])
-        assert again.added == [] and again.duplicates[0][1] == report.added[[Path(p).name for _, p in
-                                                                              report.added].index("face_001.png")][0]
+        assert (
+            again.added == []
+            and again.duplicates[0][1] == report.added[[Path(p).name for _, p in report.added].index("face_001.png")][0]
+        )
         assert library.store.library.count() == 3 and len(library.index) == 3
         items = library.store.library.items(limit=None)
         assert not items["labelled"].any()  # no labels: the embedder's heads named emotion and style
@@ -141,8 +145,12 @@ def test_selective_filters_fall_back_to_exact_search(shared_library):
     character = HELD_OUT[3]
     wanted = shared_library.store.library.filtered_count(character=character, emotion="fear")
     assert 0 < wanted < 10
-    results = shared_library.search(Query(text="a happy cartoon face"), top_k=10,
-                                    filters=Filters(character=character, emotion="fear"), candidates=20)
+    results = shared_library.search(
+        Query(text="a happy cartoon face"),
+        top_k=10,
+        filters=Filters(character=character, emotion="fear"),
+        candidates=20,
+    )
     assert results.exact and any("exactly" in note for note in results.notes)
     assert len(results.results) == wanted
     assert all(r.character == character and r.emotion == "fear" for r in results.results)
@@ -174,8 +182,7 @@ def test_feedback_changes_the_ranking_for_that_user_only(shared_library):
         picks = [r.id for r in shown.results if r.style == "stylized_3d"][:2]
         others = shared_library.search(Query(text="a sad face"), top_k=10, profile=profile)
         shared_library.record_selection(profile, shown, picks)
-        shared_library.record_selection(profile, others, [r.id for r in others.results
-                                                          if r.style == "stylized_3d"][:2])
+        shared_library.record_selection(profile, others, [r.id for r in others.results if r.style == "stylized_3d"][:2])
     after = shared_library.search(Query(text="a surprised face"), top_k=10, profile=profile)
     default = shared_library.search(Query(text="a surprised face"), top_k=10)
     liked_after = sum(r.style == "stylized_3d" for r in after.results)
@@ -187,25 +194,40 @@ def test_feedback_changes_the_ranking_for_that_user_only(shared_library):
 
 def test_expressions_from_an_analysed_clip(tmp_path, faces, embedders):
     from facecast.clips.pipeline import analysis_record
-    from facecast.clips.scoring import Observation
     from facecast.clips.report import CharacterSummary, ClipInfo, EngagementReport, KeyMoment, Scored
+    from facecast.clips.scoring import Observation
 
     def thumbnail(name: str) -> str:
         return base64.b64encode((faces / name).read_bytes()).decode("ascii")
 
     probs = np.eye(7, dtype=np.float32)
     report = EngagementReport(
-        clip=ClipInfo("scene.mp4", "f" * 64, 1000, 4.0, 320, 240, 24.0, "h264"), faces_found=True,
-        engagement=Scored(0.5, 0.4, 0.6), characters=[
+        clip=ClipInfo("scene.mp4", "f" * 64, 1000, 4.0, 320, 240, 24.0, "h264"),
+        faces_found=True,
+        engagement=Scored(0.5, 0.4, 0.6),
+        characters=[
             CharacterSummary(1, 0.0, 4.0, 8, 4.0, "anger", "anime", 0.3),
-            CharacterSummary(2, 0.0, 4.0, 8, 4.0, "happiness", "cartoon", 0.3)],
-        key_moments=[KeyMoment(1.0, 0.4, 1, "anger", 0.9, thumbnail("face_010.png")),
-                     KeyMoment(2.5, 0.3, 2, "happiness", 0.8, thumbnail("face_011.png")),
-                     KeyMoment(3.0, 0.3, 2, "happiness", 0.8, thumbnail("face_011.png"))])
-    observations = [Observation(t, track, (0.1, 0.1, 0.4, 0.5), 0.9, probs[2 if track == 1 else 0],
-                                np.eye(4, dtype=np.float32)[2 if track == 1 else 1],
-                                np.array([0.2, 0.3, 0.4, 0.5 + t / 10], np.float32))
-                    for t in (0.5, 1.0, 2.5, 3.0) for track in (1, 2)]
+            CharacterSummary(2, 0.0, 4.0, 8, 4.0, "happiness", "cartoon", 0.3),
+        ],
+        key_moments=[
+            KeyMoment(1.0, 0.4, 1, "anger", 0.9, thumbnail("face_010.png")),
+            KeyMoment(2.5, 0.3, 2, "happiness", 0.8, thumbnail("face_011.png")),
+            KeyMoment(3.0, 0.3, 2, "happiness", 0.8, thumbnail("face_011.png")),
+        ],
+    )
+    observations = [
+        Observation(
+            t,
+            track,
+            (0.1, 0.1, 0.4, 0.5),
+            0.9,
+            probs[2 if track == 1 else 0],
+            np.eye(4, dtype=np.float32)[2 if track == 1 else 1],
+            np.array([0.2, 0.3, 0.4, 0.5 + t / 10], np.float32),
+        )
+        for t in (0.5, 1.0, 2.5, 3.0)
+        for track in (1, 2)
+    ]
     with open_store(tmp_path / "lib.duckdb") as store:
         analysis_id = store.analyses.add(analysis_record(report, observations, "fingerprint"))
         with pytest.raises(LibraryError, match="no clip analysis 999"):
@@ -227,8 +249,9 @@ def test_expressions_from_an_analysed_clip(tmp_path, faces, embedders):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "facecast", *args], capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", *args], capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT
+    )
 
 
 def test_cli_library_and_search(tmp_path, faces, embedder_url):
@@ -238,8 +261,9 @@ def test_cli_library_and_search(tmp_path, faces, embedder_url):
     for i in range(0, 160, 2):
         shutil.copy(faces / f"face_{i:03d}.png", folder)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    added = _cli("library", "add", str(folder), "--labels", str(faces / "labels.csv"), "--db", db, "--url",
-                 embedder_url)
+    added = _cli(
+        "library", "add", str(folder), "--labels", str(faces / "labels.csv"), "--db", db, "--url", embedder_url
+    )
     assert added.returncode == 4, added.stderr  # partial: one file failed
     assert "broken.png: error:" in added.stdout and "added 80 item(s)" in added.stdout
     again = _cli("library", "add", str(folder / "face_000.png"), "--db", db, "--url", embedder_url)
@@ -248,14 +272,37 @@ def test_cli_library_and_search(tmp_path, faces, embedder_url):
     stats = json.loads(_cli("library", "stats", "--db", db, "--json").stdout)
     assert stats["items"] == 80 and stats["index"]["vectors"] == 80
 
-    found = _cli("search", "--text", "an angry face", "--style", "anime", "--top", "5", "--json", "--db", db,
-                 "--url", embedder_url)
+    found = _cli(
+        "search",
+        "--text",
+        "an angry face",
+        "--style",
+        "anime",
+        "--top",
+        "5",
+        "--json",
+        "--db",
+        db,
+        "--url",
+        embedder_url,
+    )
     assert found.returncode == 0, found.stderr
     document = json.loads(found.stdout)
     assert len(document["results"]) == 5 and all(r["style"] == "anime" for r in document["results"])
     assert set(document["results"][0]["explanation"]) == set(TERMS)
-    table = _cli("search", "--emotion", "fear", "--db", db, "--url", embedder_url, "--user", "kim", "--select",
-                 str(document["results"][0]["id"]))
+    table = _cli(
+        "search",
+        "--emotion",
+        "fear",
+        "--db",
+        db,
+        "--url",
+        embedder_url,
+        "--user",
+        "kim",
+        "--select",
+        str(document["results"][0]["id"]),
+    )
     assert table.returncode == 2 and "were not among the shown results" in table.stderr  # it was an anger result
     plain = _cli("search", "--emotion", "fear", "--top", "3", "--db", db, "--url", embedder_url)
     assert plain.returncode == 0 and plain.stdout.count("fear") >= 3

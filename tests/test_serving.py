@@ -15,19 +15,18 @@ import pytest
 import requests
 import torch
 
-from facecast.serving import process
-from facecast.config import PROJECT_ROOT
-from facecast.vocab import EXPRESSION_ENCODER
 from facecast.clients.expression_encoder import ExpressionRecognizer
+from facecast.config import PROJECT_ROOT
 from facecast.media.images import load_face
-from facecast.store import open_store
+from facecast.serving import process
 from facecast.serving.client import TritonModelClient
 from facecast.serving.errors import TritonUnavailable
-from facecast.vocab import EMOTIONS
+from facecast.store import open_store
+from facecast.vocab import EMOTIONS, EXPRESSION_ENCODER
 from tests.conftest import SHIPPED_WEIGHTS, settings_environment
+from training.checkpoints import load_checkpoint
 from training.data.synthetic import sample_still
 from training.evaluation import predict_images
-from training.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.triton
 
@@ -49,16 +48,21 @@ def synthetic_faces(count: int, size: int = 64) -> np.ndarray:
 
 
 def test_served_config_is_the_contract(expression_server) -> None:
-    config = requests.get(f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/config",
-                          timeout=10).json()
+    config = requests.get(
+        f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/config", timeout=10
+    ).json()
     assert config["max_batch_size"] > 0 and "dynamic_batching" in config
     (image,) = config["input"]
     # protobuf's JSON writes int64 dims as strings
     assert (image["name"], image["data_type"], [int(d) for d in image["dims"]]) == ("image", "TYPE_UINT8", [64, 64, 3])
     outputs = {o["name"]: (o["data_type"], [int(d) for d in o["dims"]]) for o in config["output"]}
-    assert outputs == {"emotion_logits": ("TYPE_FP32", [7]), "style_logits": ("TYPE_FP32", [4]),
-                       "expression": ("TYPE_FP32", [256]), "action_params": ("TYPE_FP32", [4]),
-                       "attention": ("TYPE_FP32", [8, 8])}
+    assert outputs == {
+        "emotion_logits": ("TYPE_FP32", [7]),
+        "style_logits": ("TYPE_FP32", [4]),
+        "expression": ("TYPE_FP32", [256]),
+        "action_params": ("TYPE_FP32", [4]),
+        "attention": ("TYPE_FP32", [8, 8]),
+    }
 
 
 @pytest.mark.parametrize("inputs", ["random", "synthetic", "emoji"])
@@ -92,8 +96,9 @@ def test_large_requests_are_split_at_max_batch_size(client) -> None:
 
 def test_concurrent_single_image_requests_are_batched(expression_server, client) -> None:
     def counts() -> tuple[int, int]:
-        stats = requests.get(f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/stats",
-                             timeout=10).json()["model_stats"][0]
+        stats = requests.get(
+            f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/stats", timeout=10
+        ).json()["model_stats"][0]
         return int(stats["inference_count"]), int(stats["execution_count"])
 
     faces = synthetic_faces(8)
@@ -135,8 +140,15 @@ def test_triton_down_gives_a_clear_error() -> None:
 
 def run_classify(settings, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, **settings_environment(settings)}
-    return subprocess.run([sys.executable, "-m", "facecast", "classify", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "facecast", "classify", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +184,15 @@ def test_classify_reports_bad_files_and_keeps_going(expression_server, face_file
     text.write_text("not an image")
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(face_files[0].read_bytes()[:200])
-    result = run_classify(expression_server, str(face_files[0]), str(empty), str(text), str(truncated),
-                          str(tmp_path / "missing.png"), "--no-store")
+    result = run_classify(
+        expression_server,
+        str(face_files[0]),
+        str(empty),
+        str(text),
+        str(truncated),
+        str(tmp_path / "missing.png"),
+        "--no-store",
+    )
     assert result.returncode == 4, result.stdout + result.stderr  # partial: one of five classified
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5

@@ -9,11 +9,10 @@ import threading
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from facecast.store import migrations as store_module
 from facecast.store import (
     ImageClassification,
     Migration,
@@ -22,10 +21,11 @@ from facecast.store import (
     latest_schema_version,
     open_store,
 )
+from facecast.store import migrations as store_module
 from facecast.vocab import EMOTIONS
 
-
 LATEST = latest_schema_version()
+
 
 def make_row(index: int = 0, *, sha: str | None = None, model_version: str = "1") -> ImageClassification:
     rng = np.random.default_rng(index)
@@ -109,7 +109,9 @@ def test_new_migrations_apply_forward_and_keep_data(db_path: Path, monkeypatch: 
             *store_module.MIGRATIONS,
             Migration(LATEST + 1, "reviewed flag", add_review_column),
             Migration(
-                LATEST + 2, "notes table", "CREATE TABLE notes (id INTEGER, body VARCHAR); INSERT INTO notes VALUES (1, 'x')"
+                LATEST + 2,
+                "notes table",
+                "CREATE TABLE notes (id INTEGER, body VARCHAR); INSERT INTO notes VALUES (1, 'x')",
             ),
         ],
     )
@@ -137,7 +139,9 @@ def test_failed_migration_rolls_back_completely(db_path: Path, monkeypatch: pyte
 
 
 def test_migration_list_with_a_gap_is_rejected(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, Migration(LATEST + 2, "gap", "SELECT 1")])
+    monkeypatch.setattr(
+        store_module, "MIGRATIONS", [*store_module.MIGRATIONS, Migration(LATEST + 2, "gap", "SELECT 1")]
+    )
     with pytest.raises(StoreError, match="without gaps"):
         open_store(db_path)
 
@@ -385,9 +389,18 @@ def test_a_failed_bulk_insert_reports_its_own_error(db_path: Path) -> None:
     with open_store(db_path) as store:
         with pytest.raises(duckdb.Error, match="(?i)duplicate key|constraint"):
             with store.transaction() as tx:
-                table = pa.table({"content_sha256": ["a", "a"], "name": ["x", "x"], "size_bytes": [1, 1],
-                                  "duration_s": [1.0, 1.0], "width": [1, 1], "height": [1, 1], "fps": [1.0, 1.0],
-                                  "codec": ["h264", "h264"]})
+                table = pa.table(
+                    {
+                        "content_sha256": ["a", "a"],
+                        "name": ["x", "x"],
+                        "size_bytes": [1, 1],
+                        "duration_s": [1.0, 1.0],
+                        "width": [1, 1],
+                        "height": [1, 1],
+                        "fps": [1.0, 1.0],
+                        "codec": ["h264", "h264"],
+                    }
+                )
                 tx.insert_arrow("clips", table)
         assert store.read_rows("SELECT count(*) FROM clips") == [(0,)]
 
@@ -414,16 +427,19 @@ def _schema(path: Path) -> dict[str, list[tuple]]:
         return {
             "columns": connection.execute(
                 "SELECT table_name, column_name, data_type, is_nullable, column_default FROM duckdb_columns() "
-                "WHERE database_name = current_database() ORDER BY ALL").fetchall(),
+                "WHERE database_name = current_database() ORDER BY ALL"
+            ).fetchall(),
             "constraints": connection.execute(
                 "SELECT table_name, constraint_type, constraint_column_names::VARCHAR FROM duckdb_constraints() "
-                "WHERE database_name = current_database() ORDER BY ALL").fetchall(),
+                "WHERE database_name = current_database() ORDER BY ALL"
+            ).fetchall(),
             "indexes": connection.execute(
                 "SELECT index_name, table_name, expressions FROM duckdb_indexes() "
-                "WHERE database_name = current_database() ORDER BY ALL").fetchall(),
+                "WHERE database_name = current_database() ORDER BY ALL"
+            ).fetchall(),
             "sequences": connection.execute(
-                "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = current_database() "
-                "ORDER BY ALL").fetchall(),
+                "SELECT sequence_name FROM duckdb_sequences() WHERE database_name = current_database() ORDER BY ALL"
+            ).fetchall(),
         }
 
 

@@ -35,12 +35,15 @@ def test_metrics_become_documented_targets(tmp_path):
     assert targets["engagement_class"].tolist() == [0, 0, 1, 1, 2, 2]  # the manifest's tertiles
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([dict(path="a.mp4", views=10, likes=1, shares=1)], "missing column"),
-    ([dict(path="a.mp4", views=0, likes=1, shares=1, watch_pct=5)], "views must be positive"),
-    ([dict(path="a.mp4", views=10, likes="many", shares=1, watch_pct=5)], "likes needs a non-negative number"),
-    ([dict(path="a.mp4", views=10, likes=1, shares=1, watch_pct=150)], "percentage"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([dict(path="a.mp4", views=10, likes=1, shares=1)], "missing column"),
+        ([dict(path="a.mp4", views=0, likes=1, shares=1, watch_pct=5)], "views must be positive"),
+        ([dict(path="a.mp4", views=10, likes="many", shares=1, watch_pct=5)], "likes needs a non-negative number"),
+        ([dict(path="a.mp4", views=10, likes=1, shares=1, watch_pct=150)], "percentage"),
+    ],
+)
 def test_bad_manifests_are_refused_with_the_reason(tmp_path, rows, message):
     with pytest.raises(StudioManifestError, match=message):
         read_studio_manifest(write_manifest(tmp_path, rows))
@@ -59,13 +62,30 @@ def test_train_engagement_on_studio_clips(full_server, tmp_path):
     rows = []
     for index, face in enumerate(faces):
         emoji_over_photo(tmp_path / f"cut{index}.mp4", [face], seconds=3.0, size=(320, 180), face_px=80)
-        rows.append(dict(path=f"cut{index}.mp4", views=1000 + index, likes=50 * (index + 1), shares=5 * index,
-                         watch_pct=30 + 15 * index))
+        rows.append(
+            dict(
+                path=f"cut{index}.mp4",
+                views=1000 + index,
+                likes=50 * (index + 1),
+                shares=5 * index,
+                watch_pct=30 + 15 * index,
+            )
+        )
     manifest = tmp_path / "clips.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     out = tmp_path / "studio.pt"
-    result = run_cli(full_server, "train", "engagement", "--manifest", str(manifest), "--out", str(out),
-                     "--max-epochs", "3", timeout=400)
+    result = run_cli(
+        full_server,
+        "train",
+        "engagement",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(out),
+        "--max-epochs",
+        "3",
+        timeout=400,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "base model's intervals are kept" in result.stdout  # 4 clips are too few to recalibrate
     from training.checkpoints import load_checkpoint

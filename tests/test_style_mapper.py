@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES
+from tests.conftest import PROJECT_ROOT
 from training.checkpoints import load_checkpoint
 from training.data.style_pairs import EDITED, build_style_sets, load_style_sets, save_style_sets
 from training.networks import build_model
@@ -22,7 +23,6 @@ from training.train_style_mapper import (
     save_generator,
     train,
 )
-from tests.conftest import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +84,16 @@ def test_graph_clamps_overrides_to_the_target_style_bounds() -> None:
     # mask 0: the source's own parameters, clamped
     lows = torch.tensor([[STYLE_PARAM_BOUNDS[STYLES[r % 4]][p][0] for p in ACTION_PARAMS] for r in range(8)])
     highs = torch.tensor([[STYLE_PARAM_BOUNDS[STYLES[r % 4]][p][1] for p in ACTION_PARAMS] for r in range(8)])
-    assert torch.allclose(unmasked["applied_params"],
-                          torch.minimum(torch.maximum(unmasked["source_params"], lows), highs))
+    assert torch.allclose(
+        unmasked["applied_params"], torch.minimum(torch.maximum(unmasked["source_params"], lows), highs)
+    )
     # a blend of two styles gets the blend of their bounds
     half = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
     with torch.no_grad():
         blended = model(images[:1], half, torch.zeros(1, 4), torch.ones(1, 4))["applied_params"]
-    expected = [(STYLE_PARAM_BOUNDS["realistic"][p][0] + STYLE_PARAM_BOUNDS["cartoon"][p][0]) / 2
-                for p in ACTION_PARAMS]
+    expected = [
+        (STYLE_PARAM_BOUNDS["realistic"][p][0] + STYLE_PARAM_BOUNDS["cartoon"][p][0]) / 2 for p in ACTION_PARAMS
+    ]
     assert torch.allclose(blended[0], torch.tensor(expected), atol=1e-6)
 
 
@@ -123,9 +125,28 @@ def test_each_method_trains_and_round_trips(kind, test_sets, tmp_path) -> None:
 
 def test_training_loop_writes_a_checkpoint_and_summary(test_sets, tmp_path) -> None:
     save_style_sets(test_sets, tmp_path / "train", split="test")
-    summary = train(parse_args(["--model", "autoencoder", "--train", str(tmp_path / "train"), "--val",
-                                str(tmp_path / "train"), "--out", str(tmp_path / "run"), "--max-steps", "3",
-                                "--batch", "4", "--val-pairs", "8", "--threads", "1"]))
+    summary = train(
+        parse_args(
+            [
+                "--model",
+                "autoencoder",
+                "--train",
+                str(tmp_path / "train"),
+                "--val",
+                str(tmp_path / "train"),
+                "--out",
+                str(tmp_path / "run"),
+                "--max-steps",
+                "3",
+                "--batch",
+                "4",
+                "--val-pairs",
+                "8",
+                "--threads",
+                "1",
+            ]
+        )
+    )
     assert summary["steps"] == 3 and (tmp_path / "run" / "best.pt").is_file()
     assert (tmp_path / "run" / "summary.json").is_file() and (tmp_path / "run" / "log.jsonl").read_text()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES, STYLE_PARAM_BOUNDS
+from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 from training.data import synthetic
 from training.data.manifest import read_manifest
 from training.data.synthetic import (
@@ -39,6 +39,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 # --- expressions and labels ---------------------------------------------------------------------------------
+
 
 def test_neutral_face_is_neutral():
     assert emotion_of(NEUTRAL) == ("neutral", 0.0)
@@ -92,8 +93,10 @@ def test_unknown_emotion_is_rejected():
 @pytest.mark.parametrize("style", STYLES)
 def test_action_params_are_within_style_bounds(style):
     rng = np.random.default_rng(4)
-    extremes = [Expression(mouth_open=0.0, eye_open=0.0, brow_raise=0.0, cheek_raise=0.0),
-                Expression(mouth_open=1.0, eye_open=1.0, brow_raise=1.0, cheek_raise=1.0)]
+    extremes = [
+        Expression(mouth_open=0.0, eye_open=0.0, brow_raise=0.0, cheek_raise=0.0),
+        Expression(mouth_open=1.0, eye_open=1.0, brow_raise=1.0, cheek_raise=1.0),
+    ]
     samples = extremes + [expression_for(e, float(rng.uniform(0.35, 1)), rng) for e in EMOTIONS for _ in range(20)]
     for expression in samples:
         params = action_params(expression, style)
@@ -104,6 +107,7 @@ def test_action_params_are_within_style_bounds(style):
 
 
 # --- characters ---------------------------------------------------------------------------------------------
+
 
 def test_characters_are_deterministic_and_varied():
     assert character_for_id("c0042") == character_for_id("c0042")
@@ -116,6 +120,7 @@ def test_characters_are_deterministic_and_varied():
 
 # --- stills -------------------------------------------------------------------------------------------------
 
+
 def test_same_seed_same_bytes_different_seed_different_image():
     first, labels = sample_still(17)
     again, labels_again = sample_still(17)
@@ -126,14 +131,17 @@ def test_same_seed_same_bytes_different_seed_different_image():
 
 def test_stills_are_identical_across_processes():
     # nothing may depend on Python's per-process hash seed or on what ran before
-    code = ("import hashlib; from training.data.synthetic import sample_still; "
-            "print(hashlib.sha256(sample_still(5, style='anime')[0].tobytes()).hexdigest())")
+    code = (
+        "import hashlib; from training.data.synthetic import sample_still; "
+        "print(hashlib.sha256(sample_still(5, style='anime')[0].tobytes()).hexdigest())"
+    )
     root = Path(__file__).resolve().parents[1]
     here = hashlib.sha256(sample_still(5, style="anime")[0].tobytes()).hexdigest()
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
-        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True
+        )
         assert out.stdout.strip() == here
 
 
@@ -212,10 +220,13 @@ def test_fixed_character_and_style_are_honoured():
 
 # --- frames -------------------------------------------------------------------------------------------------
 
+
 def _faces(count: int):
     rng = np.random.default_rng(11)
-    return [(character_for_id(f"c{n * 31:05d}"), expression_for(EMOTIONS[n % 7], 0.9, rng), STYLES[n % 4])
-            for n in range(count)]
+    return [
+        (character_for_id(f"c{n * 31:05d}"), expression_for(EMOTIONS[n % 7], 0.9, rng), STYLES[n % 4])
+        for n in range(count)
+    ]
 
 
 def test_render_frame_boxes_are_inside_the_frame_and_hold_the_faces():
@@ -244,10 +255,10 @@ def test_render_frame_is_deterministic():
 
 # --- data sets ----------------------------------------------------------------------------------------------
 
+
 def test_build_stills_writes_a_readable_manifest(tmp_path):
     ids = ["c0000", "c0001", "c0002"]
-    manifest = build_stills(tmp_path / "set", count=12, size=32, seed=3, styles=["cartoon", "anime"],
-                            character_ids=ids)
+    manifest = build_stills(tmp_path / "set", count=12, size=32, seed=3, styles=["cartoon", "anime"], character_ids=ids)
     frame = read_manifest(manifest)
     assert len(frame) == 12
     assert set(frame["character"]) <= set(ids)
@@ -257,8 +268,9 @@ def test_build_stills_writes_a_readable_manifest(tmp_path):
     with Image.open(frame["path"].iloc[0]) as image:
         assert image.size == (32, 32)
     # the same call again writes the same labels
-    again = read_manifest(build_stills(tmp_path / "again", count=12, size=32, seed=3, styles=["cartoon", "anime"],
-                                       character_ids=ids))
+    again = read_manifest(
+        build_stills(tmp_path / "again", count=12, size=32, seed=3, styles=["cartoon", "anime"], character_ids=ids)
+    )
     columns = ["emotion", "style", "character", "intensity"]
     assert frame[columns].equals(again[columns])
 

@@ -137,8 +137,11 @@ def test_duplicate_detections_of_one_face_share_a_track() -> None:
 
 
 def test_ids_are_renumbered_by_first_appearance_and_accept_box_score_pairs() -> None:
-    observations = [(0.0, [(square(50, 50), 0.9)]), (0.25, [(square(52, 50), 0.9), (square(200, 50), 0.8)]),
-                    (0.5, [(square(54, 50), 0.9), (square(202, 50), 0.8)])]
+    observations = [
+        (0.0, [(square(50, 50), 0.9)]),
+        (0.25, [(square(52, 50), 0.9), (square(200, 50), 0.8)]),
+        (0.5, [(square(54, 50), 0.9), (square(202, 50), 0.8)]),
+    ]
     tracks = track_faces(observations)
     assert [t.track_id for t in tracks] == [0, 1]
     assert tracks[0].first_time == 0.0 and tracks[1].first_time == 0.25
@@ -154,12 +157,15 @@ def test_normalised_coordinates_track_like_pixels() -> None:
     assert [len(t.observations) for t in track_faces(normalised)] == [len(t.observations) for t in track_faces(pixels)]
 
 
-@pytest.mark.parametrize("detection, message", [
-    ((square(0, 0), ), "box and a score"),
-    (((1.0, 2.0, 3.0), 0.5), "4 finite numbers"),
-    (((10.0, 10.0, 5.0, 20.0), 0.5), "x1 > x0"),
-    (((0.0, 0.0, float("nan"), 1.0), 0.5), "finite"),
-])
+@pytest.mark.parametrize(
+    "detection, message",
+    [
+        ((square(0, 0),), "box and a score"),
+        (((1.0, 2.0, 3.0), 0.5), "4 finite numbers"),
+        (((10.0, 10.0, 5.0, 20.0), 0.5), "x1 > x0"),
+        (((0.0, 0.0, float("nan"), 1.0), 0.5), "finite"),
+    ],
+)
 def test_bad_detections_are_rejected_with_a_sentence(detection, message) -> None:
     with pytest.raises(TrackingError, match=message):
         FaceTracker().update(0.0, [detection])

@@ -20,11 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facecast.serving import environment
-from facecast.serving import errors
-from facecast.serving import health
-from facecast.serving import process
 from facecast.config import PROJECT_ROOT, Settings
+from facecast.serving import environment, errors, health, process
 
 DOUBLE_MODEL_PY = """
 import numpy as np

@@ -51,14 +51,18 @@ def main(argv: list[str] | None = None) -> None:
     column = test.features[..., SCORE_COLUMN].astype(np.float32)[test.mask]
     print(f"simulated detection score on observed cells: mean {column.mean():.3f}, sd {column.std():.3f}")
     base = scores(predict(model, test), test)
-    print(f"unchanged: accuracy {base['accuracy']:.3f}, Spearman vs observed {base['Spearman vs observed']:.3f}, "
-          f"MAE {base['MAE']:.3f}")
+    print(
+        f"unchanged: accuracy {base['accuracy']:.3f}, Spearman vs observed {base['Spearman vs observed']:.3f}, "
+        f"MAE {base['MAE']:.3f}"
+    )
     for mean in args.means:
         shifted = test.subset(np.arange(len(test)))
         shifted.features = rescaled(test.features, test.mask, mean, args.sd)
         result = scores(predict(model, shifted), shifted)
-        print(f"detection score moved to mean {mean:.2f} (sd {args.sd:.2f}): accuracy {result['accuracy']:.3f}, "
-              f"Spearman vs observed {result['Spearman vs observed']:.3f}, MAE {result['MAE']:.3f}")
+        print(
+            f"detection score moved to mean {mean:.2f} (sd {args.sd:.2f}): accuracy {result['accuracy']:.3f}, "
+            f"Spearman vs observed {result['Spearman vs observed']:.3f}, MAE {result['MAE']:.3f}"
+        )
 
 
 if __name__ == "__main__":

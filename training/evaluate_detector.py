@@ -33,8 +33,9 @@ SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
 TARGET_RECALL = 0.90  # issue 3: detection recall ≥ 0.90 at IoU 0.5
 
 
-def match_scene(boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD
-                ) -> tuple[np.ndarray, np.ndarray]:
+def match_scene(
+    boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, iou: float = IOU_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
     """Greedy matching by descending score. Returns (is_true_positive per prediction, score of the detection that
     found each true face, or -1 when none did)."""
     order = np.argsort(-scores, kind="stable")
@@ -68,8 +69,13 @@ def average_precision(tp_flags: np.ndarray, scores: np.ndarray, total_truth: int
     return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
 
 
-def detection_scores(boxes: np.ndarray, scores: np.ndarray, truth: list[np.ndarray],
-                     score_threshold: float = DEFAULT_SCORE_THRESHOLD, min_score: float = 0.01) -> dict:
+def detection_scores(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    truth: list[np.ndarray],
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    min_score: float = 0.01,
+) -> dict:
     """Recall and precision at `score_threshold`, AP50 over all thresholds ≥ min_score; plus per-face found scores."""
     all_tp, all_scores, found = [], [], []
     for scene_boxes, scene_scores, scene_truth in zip(boxes, scores, truth):
@@ -81,14 +87,19 @@ def detection_scores(boxes: np.ndarray, scores: np.ndarray, truth: list[np.ndarr
     tp, flat_scores, found_flat = np.concatenate(all_tp), np.concatenate(all_scores), np.concatenate(found)
     total = len(found_flat)
     kept = flat_scores >= score_threshold
-    return {"faces": total, "recall": float((found_flat >= score_threshold).mean()) if total else float("nan"),
-            "precision": float(tp[kept].mean()) if kept.any() else float("nan"),
-            "ap50": average_precision(tp, flat_scores, total), "found_scores": found,
-            "false_positives_per_scene": float((~tp[kept]).sum() / max(len(truth), 1))}
+    return {
+        "faces": total,
+        "recall": float((found_flat >= score_threshold).mean()) if total else float("nan"),
+        "precision": float(tp[kept].mean()) if kept.any() else float("nan"),
+        "ap50": average_precision(tp, flat_scores, total),
+        "found_scores": found,
+        "false_positives_per_scene": float((~tp[kept]).sum() / max(len(truth), 1)),
+    }
 
 
-def run_onnx(onnx_path: Path, images: np.ndarray, batch_size: int = 32, threads: int = 0
-             ) -> tuple[np.ndarray, np.ndarray]:
+def run_onnx(
+    onnx_path: Path, images: np.ndarray, batch_size: int = 32, threads: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Boxes [N, K, 4] in input pixels and scores [N, K] from ONNX Runtime."""
     import onnxruntime as ort
 
@@ -98,7 +109,7 @@ def run_onnx(onnx_path: Path, images: np.ndarray, batch_size: int = 32, threads:
     height, width = images.shape[1:3]
     boxes, scores = [], []
     for start in range(0, len(images), batch_size):
-        b, s = session.run(["boxes", "scores"], {"image": np.ascontiguousarray(images[start:start + batch_size])})
+        b, s = session.run(["boxes", "scores"], {"image": np.ascontiguousarray(images[start : start + batch_size])})
         boxes.append(b * np.array([width, height, width, height], np.float32))
         scores.append(s)
     return np.concatenate(boxes), np.concatenate(scores)
@@ -132,9 +143,15 @@ def _breakdown(records: list[dict], found: list[np.ndarray], key, threshold: flo
 
 
 def _summary_row(name: str, result: dict, scenes: int) -> dict:
-    return {"set": name, "scenes": scenes, "faces": result["faces"], "recall": result["recall"],
-            "precision": result["precision"], "AP50": result["ap50"],
-            "false positives / scene": result["false_positives_per_scene"]}
+    return {
+        "set": name,
+        "scenes": scenes,
+        "faces": result["faces"],
+        "recall": result["recall"],
+        "precision": result["precision"],
+        "AP50": result["ap50"],
+        "false positives / scene": result["false_positives_per_scene"],
+    }
 
 
 def _training_history(summary_path: Path) -> list[dict]:
@@ -174,22 +191,38 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     for t in SWEEP:
         r = detection_scores(boxes, scores, truth, t)
         f1 = 2 * r["recall"] * r["precision"] / max(r["recall"] + r["precision"], 1e-9)
-        sweep_rows.append({"threshold": t, "recall": r["recall"], "precision": r["precision"], "F1": f1,
-                           "false positives / scene": r["false_positives_per_scene"]})
+        sweep_rows.append(
+            {
+                "threshold": t,
+                "recall": r["recall"],
+                "precision": r["precision"],
+                "F1": f1,
+                "false positives / scene": r["false_positives_per_scene"],
+            }
+        )
     reaching = [row["threshold"] for row in sweep_rows if row["recall"] >= TARGET_RECALL]
     chosen = max(reaching) if reaching else max(sweep_rows, key=lambda row: row["F1"])["threshold"]
-    agreement = ("which is the client's threshold" if chosen == threshold else
-                 f"**the client's threshold ({threshold}) differs: update facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD**")
+    agreement = (
+        "which is the client's threshold"
+        if chosen == threshold
+        else f"**the client's threshold ({threshold}) differs: update facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD**"
+    )
 
-    summary = pd.DataFrame([
-        _summary_row("held-out synthetic characters", results["test"], len(split_data["test"][0])),
-        _summary_row("held-out emoji composites", results["test_emoji"], len(split_data["test_emoji"][0])),
-        _summary_row("validation (mixed kinds)", results["val"], len(split_data["val"][0])),
-    ])
+    summary = pd.DataFrame(
+        [
+            _summary_row("held-out synthetic characters", results["test"], len(split_data["test"][0])),
+            _summary_row("held-out emoji composites", results["test_emoji"], len(split_data["test_emoji"][0])),
+            _summary_row("validation (mixed kinds)", results["val"], len(split_data["val"][0])),
+        ]
+    )
     test_records, found = split_data["test"][0], results["test"]["found_scores"]
     by_style = _breakdown(test_records, found, lambda r, f: f["style"], threshold)
-    mixed = _breakdown(test_records, found, lambda r, f: "mixed-style scenes" if len({x["style"] for x in r["faces"]}) > 1
-                       else "single-style scenes", threshold)
+    mixed = _breakdown(
+        test_records,
+        found,
+        lambda r, f: "mixed-style scenes" if len({x["style"] for x in r["faces"]}) > 1 else "single-style scenes",
+        threshold,
+    )
     by_style = pd.concat([by_style.sort_values("group"), mixed.sort_values("group")], ignore_index=True)
     bucket_order = [name for _, _, name in SIZE_BUCKETS]
 
@@ -256,20 +289,27 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     history = _training_history(summary_path)
     if history:
         total = sum(run["wall_seconds"] for run in history) / 60
-        lines += [f"Training: {len(history)} run(s) of `python -m training.train_detector`, each continuing from the "
-                  f"previous run's best checkpoint (`--init`), {total:.1f} min of wall time in all on this machine "
-                  f"({history[-1]['train_scenes']} training scenes):", ""]
+        lines += [
+            f"Training: {len(history)} run(s) of `python -m training.train_detector`, each continuing from the "
+            f"previous run's best checkpoint (`--init`), {total:.1f} min of wall time in all on this machine "
+            f"({history[-1]['train_scenes']} training scenes):",
+            "",
+        ]
         for run in history:
             options = run["options"]
-            lines.append(f"- {options['time_budget_s']:.0f}-s budget, learning rate {options['learning_rate']}, "
-                         f"{options['threads']} threads, init {options.get('init') or 'fresh'}: {run['wall_seconds'] / 60:.1f} "
-                         f"min, validation AP50 {run['best']['val_ap50']:.3f}, {run['stop_reason']}")
+            lines.append(
+                f"- {options['time_budget_s']:.0f}-s budget, learning rate {options['learning_rate']}, "
+                f"{options['threads']} threads, init {options.get('init') or 'fresh'}: {run['wall_seconds'] / 60:.1f} "
+                f"min, validation AP50 {run['best']['val_ap50']:.3f}, {run['stop_reason']}"
+            )
         lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     print("\n".join(lines))
-    return {"results": {k: {m: v for m, v in r.items() if m != "found_scores"} for k, r in results.items()},
-            "speed_ms": speed}
+    return {
+        "results": {k: {m: v for m, v in r.items() if m != "found_scores"} for k, r in results.items()},
+        "speed_ms": speed,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,8 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=Path("weights/face_detector-cpu.pt"))
     parser.add_argument("--data", type=Path, default=Path("data/detection"))
     parser.add_argument("--out", type=Path, default=Path("docs/results-detection.md"))
-    parser.add_argument("--run", type=Path, default=Path("runs/face_detector-cpu"),
-                        help="training run folder whose summary.json is quoted (skipped when missing)")
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=Path("runs/face_detector-cpu"),
+        help="training run folder whose summary.json is quoted (skipped when missing)",
+    )
     args = parser.parse_args(argv)
     evaluate(args.weights, args.data, args.out, args.run)
 

@@ -33,7 +33,12 @@ from facecast.engagement_features import INTERVAL_ORDER
 from facecast.vocab import STYLES
 from training.data.engagement_dataset import EngagementArrays, EngagementDataError, load_engagement_split
 from training.evaluation import (
-    classification_scores, fold_interval, format_interval, macro_auc, macro_precision_recall, markdown_table,
+    classification_scores,
+    fold_interval,
+    format_interval,
+    macro_auc,
+    macro_precision_recall,
+    markdown_table,
     spearman,
 )
 
@@ -92,17 +97,29 @@ def _train_fold(job: tuple) -> tuple[str, int, dict, dict]:
     model = build_engagement(config)
     fit_index, val_index = validation_split(len(train_index), options.val_fraction, fold)
     started = time.monotonic()
-    summary = fit(model, arrays.subset(train_index[fit_index]), arrays.subset(train_index[val_index]), options,
-                  log=lambda line: None)
+    summary = fit(
+        model,
+        arrays.subset(train_index[fit_index]),
+        arrays.subset(train_index[val_index]),
+        options,
+        log=lambda line: None,
+    )
     train_seconds = time.monotonic() - started
     held_out = arrays.subset(test_index)
     started = time.perf_counter()
     predictions = predict(model, held_out)
     ms_per_clip = (time.perf_counter() - started) / len(test_index) * 1e3
-    costs = {"parameters": sum(p.numel() for p in model.parameters()), "train_s": train_seconds,
-             "epochs": summary["best_epoch"], "ms_per_clip": ms_per_clip}
-    print(f"[evaluate] fold {fold} {name}: {train_seconds:.0f} s, best epoch {summary['best_epoch']} "
-          f"({summary['stop_reason']})", flush=True)
+    costs = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_s": train_seconds,
+        "epochs": summary["best_epoch"],
+        "ms_per_clip": ms_per_clip,
+    }
+    print(
+        f"[evaluate] fold {fold} {name}: {train_seconds:.0f} s, best epoch {summary['best_epoch']} "
+        f"({summary['stop_reason']})",
+        flush=True,
+    )
     return name, fold, predictions, costs
 
 
@@ -138,8 +155,12 @@ def _baseline_fold(name: str, train: EngagementArrays, held_out: EngagementArray
     started = time.perf_counter()
     predictions = {"class_probs": classifier.predict_proba(x_test), "engagement": regressor.predict(x_test)}
     ms = (time.perf_counter() - started) / len(held_out) * 1e3
-    return predictions, {"parameters": float("nan"), "train_s": train_seconds, "epochs": float("nan"),
-                         "ms_per_clip": ms}
+    return predictions, {
+        "parameters": float("nan"),
+        "train_s": train_seconds,
+        "epochs": float("nan"),
+        "ms_per_clip": ms,
+    }
 
 
 # -- metrics ---------------------------------------------------------------------------------------------------
@@ -164,11 +185,16 @@ def scores(predictions: dict, arrays: EngagementArrays) -> dict[str, float]:
     predicted_class = predictions["class_probs"].argmax(1)
     classification = classification_scores(truth, predicted_class, labels=3)
     precision, recall = macro_precision_recall(truth, predicted_class)
-    row = {"accuracy": classification.accuracy, "precision": precision, "recall": recall,
-           "macro-F1": classification.macro_f1, "AUC": macro_auc(truth, predictions["class_probs"]),
-           "Spearman vs observed": spearman(predictions["engagement"], arrays.targets["engagement"]),
-           "Spearman vs oracle": spearman(predictions["engagement"], arrays.oracle["engagement"]),
-           "MAE": float(np.abs(predictions["engagement"] - arrays.targets["engagement"]).mean())}
+    row = {
+        "accuracy": classification.accuracy,
+        "precision": precision,
+        "recall": recall,
+        "macro-F1": classification.macro_f1,
+        "AUC": macro_auc(truth, predictions["class_probs"]),
+        "Spearman vs observed": spearman(predictions["engagement"], arrays.targets["engagement"]),
+        "Spearman vs oracle": spearman(predictions["engagement"], arrays.oracle["engagement"]),
+        "MAE": float(np.abs(predictions["engagement"] - arrays.targets["engagement"]).mean()),
+    }
     if "curve" in predictions:
         row["curve r"], row["curve jitter ratio"] = curve_consistency(predictions["curve"], arrays)
     else:
@@ -193,10 +219,16 @@ def cross_validate(data: Path, workers: int) -> tuple[pd.DataFrame, pd.DataFrame
     from sklearn.model_selection import StratifiedKFold
 
     arrays = load_engagement_split(data / "train")
-    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(
-        np.zeros(len(arrays)), arrays.targets["engagement_class"]))
-    jobs = [(name, fold, str(data), train_index, test_index, dict(CV_EPOCHS))
-            for fold, (train_index, test_index) in enumerate(folds) for name in NEURAL_VARIANTS]
+    folds = list(
+        StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(
+            np.zeros(len(arrays)), arrays.targets["engagement_class"]
+        )
+    )
+    jobs = [
+        (name, fold, str(data), train_index, test_index, dict(CV_EPOCHS))
+        for fold, (train_index, test_index) in enumerate(folds)
+        for name in NEURAL_VARIANTS
+    ]
     results = []
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -220,7 +252,8 @@ def cross_validate(data: Path, workers: int) -> tuple[pd.DataFrame, pd.DataFrame
 
 def summary_table(frame: pd.DataFrame, models, columns) -> pd.DataFrame:
     table = pd.DataFrame(
-        [{"model": m, **{c: format_interval(frame.loc[frame["model"] == m, c]) for c in columns}} for m in models])
+        [{"model": m, **{c: format_interval(frame.loc[frame["model"] == m, c]) for c in columns}} for m in models]
+    )
     return table.set_index("model")
 
 
@@ -249,11 +282,21 @@ def style_table(oof: dict, arrays: EngagementArrays, ms_per_clip: float) -> pd.D
         index = np.flatnonzero(selected)
         subset = arrays.subset(index)
         row = scores({k: v[index] for k, v in oof.items()}, subset)
-        rows.append({"style": label, "clips": len(index), "accuracy": row["accuracy"], "precision": row["precision"],
-                     "recall": row["recall"], "macro-F1": row["macro-F1"], "AUC": row["AUC"],
-                     "Spearman vs observed": row["Spearman vs observed"],
-                     "Spearman vs oracle": row["Spearman vs oracle"], "MAE": row["MAE"],
-                     "processing (ms / clip)": ms_per_clip})
+        rows.append(
+            {
+                "style": label,
+                "clips": len(index),
+                "accuracy": row["accuracy"],
+                "precision": row["precision"],
+                "recall": row["recall"],
+                "macro-F1": row["macro-F1"],
+                "AUC": row["AUC"],
+                "Spearman vs observed": row["Spearman vs observed"],
+                "Spearman vs oracle": row["Spearman vs oracle"],
+                "MAE": row["MAE"],
+                "processing (ms / clip)": ms_per_clip,
+            }
+        )
     return pd.DataFrame(rows).set_index("style")
 
 
@@ -270,39 +313,90 @@ def test_results(data: Path, weights: Path) -> tuple[pd.DataFrame, pd.DataFrame,
     predictions = predict(model, test)
     ms = (time.perf_counter() - started) / len(test) * 1e3
     model_scores = scores(predictions, test)
-    oracle_predictions = {"engagement": test.oracle["engagement"],
-                          "class_probs": np.eye(3)[test.oracle["engagement_class"]], "curve": test.oracle["curve"]}
+    oracle_predictions = {
+        "engagement": test.oracle["engagement"],
+        "class_probs": np.eye(3)[test.oracle["engagement_class"]],
+        "curve": test.oracle["curve"],
+    }
     oracle_scores = scores(oracle_predictions, test)
     # the oracle's class has hard 0/1 probabilities; its AUC from its own engagement score is the fair one
     oracle_scores["AUC"] = macro_auc(test.targets["engagement_class"], _score_as_probs(test.oracle["engagement"]))
     ratio = model_scores["Spearman vs observed"] / oracle_scores["Spearman vs observed"]
-    headline = pd.DataFrame([
-        {"quantity": "Spearman (engagement) vs observed labels", "model": model_scores["Spearman vs observed"],
-         "oracle": oracle_scores["Spearman vs observed"], "target": "–"},
-        {"quantity": "model / oracle Spearman", "model": ratio, "oracle": 1.0, "target": f"≥ {TARGETS['ratio']}"},
-        {"quantity": "Spearman vs the oracle's engagement", "model": model_scores["Spearman vs oracle"],
-         "oracle": 1.0, "target": "–"},
-        {"quantity": "3-class accuracy", "model": model_scores["accuracy"], "oracle": oracle_scores["accuracy"],
-         "target": f"≥ {TARGETS['accuracy']}"},
-        {"quantity": "macro-F1", "model": model_scores["macro-F1"], "oracle": oracle_scores["macro-F1"],
-         "target": "–"},
-        {"quantity": "AUC (one-vs-rest, macro)", "model": model_scores["AUC"], "oracle": oracle_scores["AUC"],
-         "target": "–"},
-        {"quantity": "MAE (engagement)", "model": model_scores["MAE"], "oracle": oracle_scores["MAE"], "target": "–"},
-        {"quantity": "curve r with the oracle curve", "model": model_scores["curve r"], "oracle": 1.0,
-         "target": "–"},
-        {"quantity": "curve jitter ratio (pred / oracle)", "model": model_scores["curve jitter ratio"], "oracle": 1.0,
-         "target": "–"},
-    ]).set_index("quantity")
+    headline = pd.DataFrame(
+        [
+            {
+                "quantity": "Spearman (engagement) vs observed labels",
+                "model": model_scores["Spearman vs observed"],
+                "oracle": oracle_scores["Spearman vs observed"],
+                "target": "–",
+            },
+            {"quantity": "model / oracle Spearman", "model": ratio, "oracle": 1.0, "target": f"≥ {TARGETS['ratio']}"},
+            {
+                "quantity": "Spearman vs the oracle's engagement",
+                "model": model_scores["Spearman vs oracle"],
+                "oracle": 1.0,
+                "target": "–",
+            },
+            {
+                "quantity": "3-class accuracy",
+                "model": model_scores["accuracy"],
+                "oracle": oracle_scores["accuracy"],
+                "target": f"≥ {TARGETS['accuracy']}",
+            },
+            {
+                "quantity": "macro-F1",
+                "model": model_scores["macro-F1"],
+                "oracle": oracle_scores["macro-F1"],
+                "target": "–",
+            },
+            {
+                "quantity": "AUC (one-vs-rest, macro)",
+                "model": model_scores["AUC"],
+                "oracle": oracle_scores["AUC"],
+                "target": "–",
+            },
+            {
+                "quantity": "MAE (engagement)",
+                "model": model_scores["MAE"],
+                "oracle": oracle_scores["MAE"],
+                "target": "–",
+            },
+            {
+                "quantity": "curve r with the oracle curve",
+                "model": model_scores["curve r"],
+                "oracle": 1.0,
+                "target": "–",
+            },
+            {
+                "quantity": "curve jitter ratio (pred / oracle)",
+                "model": model_scores["curve jitter ratio"],
+                "oracle": 1.0,
+                "target": "–",
+            },
+        ]
+    ).set_index("quantity")
     coverage = interval_coverage(model, test)
     halfwidth = model.interval_halfwidth.numpy()
-    coverage_table = pd.DataFrame([
-        {"output": name, "half-width": float(halfwidth[i]), "coverage": coverage[name],
-         "within 2 points of 90 %": "yes" if abs(coverage[name] - TARGETS["coverage"]) <= TARGETS[
-             "coverage_tolerance"] + 1e-12 else "no"}
-        for i, name in enumerate(INTERVAL_ORDER)]).set_index("output")
-    facts = {"clips": len(test), "ms_per_clip": ms, "ratio": ratio, "accuracy": model_scores["accuracy"],
-             "oracle_accuracy": oracle_scores["accuracy"]}
+    coverage_table = pd.DataFrame(
+        [
+            {
+                "output": name,
+                "half-width": float(halfwidth[i]),
+                "coverage": coverage[name],
+                "within 2 points of 90 %": "yes"
+                if abs(coverage[name] - TARGETS["coverage"]) <= TARGETS["coverage_tolerance"] + 1e-12
+                else "no",
+            }
+            for i, name in enumerate(INTERVAL_ORDER)
+        ]
+    ).set_index("output")
+    facts = {
+        "clips": len(test),
+        "ms_per_clip": ms,
+        "ratio": ratio,
+        "accuracy": model_scores["accuracy"],
+        "oracle_accuracy": oracle_scores["accuracy"],
+    }
     return headline, coverage_table, facts
 
 
@@ -312,9 +406,18 @@ def _score_as_probs(score: np.ndarray) -> np.ndarray:
     return np.stack([1 - score, 1 - np.abs(2 * score - 1), score], 1)
 
 
-def write_report(path: Path, command: str, cv: pd.DataFrame, costs: pd.DataFrame, oof: dict,
-                 arrays: EngagementArrays, headline: pd.DataFrame, coverage: pd.DataFrame, facts: dict,
-                 seconds: float) -> None:
+def write_report(
+    path: Path,
+    command: str,
+    cv: pd.DataFrame,
+    costs: pd.DataFrame,
+    oof: dict,
+    arrays: EngagementArrays,
+    headline: pd.DataFrame,
+    coverage: pd.DataFrame,
+    facts: dict,
+    seconds: float,
+) -> None:
     table2_columns = ["accuracy", "precision", "recall", "macro-F1", "AUC", "Spearman vs observed"]
     fusion_models = ["early fusion", "late fusion", "hybrid fusion", FULL]
     fusion = summary_table(cv, fusion_models, table2_columns)
@@ -322,8 +425,16 @@ def write_report(path: Path, command: str, cv: pd.DataFrame, costs: pd.DataFrame
     fusion["parameters"] = [f"{mean_costs.loc[m, 'parameters']:.0f}" for m in fusion_models]
     fusion["train s / fold"] = [f"{mean_costs.loc[m, 'train_s']:.0f}" for m in fusion_models]
     comparison_models = [FULL, "temporal-only (BiLSTM)", "visual-only (per-step)", *BASELINES]
-    comparison_columns = ["accuracy", "macro-F1", "AUC", "Spearman vs observed", "Spearman vs oracle", "MAE",
-                          "curve r", "curve jitter ratio"]
+    comparison_columns = [
+        "accuracy",
+        "macro-F1",
+        "AUC",
+        "Spearman vs observed",
+        "Spearman vs oracle",
+        "MAE",
+        "curve r",
+        "curve jitter ratio",
+    ]
     comparison = summary_table(cv, comparison_models, comparison_columns)
     others = ["early fusion", "late fusion", "hybrid fusion", *comparison_models[1:]]
     paired = paired_table(cv, others, ["accuracy", "macro-F1", "Spearman vs observed"])
@@ -410,8 +521,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=Path("weights/engagement-cpu.pt"))
     parser.add_argument("--out", type=Path, default=Path("docs/results-engagement.md"))
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--cv-max-epochs", type=int, default=CV_EPOCHS["max_epochs"],
-                        help="stage-3 epoch cap per fold training")
+    parser.add_argument(
+        "--cv-max-epochs", type=int, default=CV_EPOCHS["max_epochs"], help="stage-3 epoch cap per fold training"
+    )
     args = parser.parse_args(argv)
     CV_EPOCHS["max_epochs"] = args.cv_max_epochs
     command = "python -m training.evaluate_engagement " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -423,13 +535,16 @@ def main(argv: list[str] | None = None) -> None:
         cv.to_csv(runs / "cv_folds.csv", index=False)
         costs.to_csv(runs / "cv_costs.csv", index=False)
         if not args.weights.exists():  # checked after CV, which does not need it (it may still be training)
-            raise EngagementDataError(f"{args.weights} not found: train it with `python -m training.train_engagement "
-                                      f"--data {args.data} --out runs/engagement-cpu --weights {args.weights}`")
+            raise EngagementDataError(
+                f"{args.weights} not found: train it with `python -m training.train_engagement "
+                f"--data {args.data} --out runs/engagement-cpu --weights {args.weights}`"
+            )
         headline, coverage, facts = test_results(args.data, args.weights)
     except EngagementDataError as error:
         raise SystemExit(str(error)) from None
-    write_report(args.out, command.strip(), cv, costs, oof, arrays, headline, coverage, facts,
-                 time.monotonic() - started)
+    write_report(
+        args.out, command.strip(), cv, costs, oof, arrays, headline, coverage, facts, time.monotonic() - started
+    )
     print(f"[evaluate] wrote {args.out} in {(time.monotonic() - started) / 60:.1f} min", flush=True)
 
 

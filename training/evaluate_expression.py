@@ -22,9 +22,9 @@ import pandas as pd
 
 from facecast.media.images import load_face
 from facecast.vocab import EMOTIONS, STYLES
+from training.checkpoints import load_checkpoint
 from training.data.manifest import read_manifest
 from training.evaluation import classification_scores, confusion, markdown_table, predict_images
-from training.checkpoints import load_checkpoint
 
 TARGETS = {"synthetic": 0.95, "loso_drop_points": 5.0, "emoji": 0.75}
 
@@ -68,8 +68,12 @@ def leave_one_style_out(loso_dir: Path, test: pd.DataFrame, images: np.ndarray) 
         without_style = predicted_emotions(load_checkpoint(held_out_path), images[rows_of_style])
         seen = classification_scores(truth, with_style).accuracy
         unseen = classification_scores(truth, without_style).accuracy
-        rows[style] = {"n": int(rows_of_style.sum()), "trained on all 4": seen, "style held out": unseen,
-                       "drop (points)": 100 * (seen - unseen)}
+        rows[style] = {
+            "n": int(rows_of_style.sum()),
+            "trained on all 4": seen,
+            "style held out": unseen,
+            "drop (points)": 100 * (seen - unseen),
+        }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -81,35 +85,55 @@ def training_summary(run_dir: Path) -> dict | None:
 def write_report(args) -> str:
     started = time.monotonic()
     model = load_checkpoint(args.model)
-    lines = ["# Expression recognition results", "",
-             f"Written by `python -m training.evaluate_expression` (`make evaluate`); model `{args.model}` "
-             f"(`{model.config.triton_name}`, {model.config.image_size}-px input). Rerun `make models` to rebuild the "
-             "data, retrain and regenerate this page. Targets from issue 2: accuracy ≥ 0.95 on held-out synthetic "
-             "characters, leave-one-style-out drop ≤ 5 points, ≥ 0.75 on held-out licensed emoji.", ""]
+    lines = [
+        "# Expression recognition results",
+        "",
+        f"Written by `python -m training.evaluate_expression` (`make evaluate`); model `{args.model}` "
+        f"(`{model.config.triton_name}`, {model.config.image_size}-px input). Rerun `make models` to rebuild the "
+        "data, retrain and regenerate this page. Targets from issue 2: accuracy ≥ 0.95 on held-out synthetic "
+        "characters, leave-one-style-out drop ≤ 5 points, ≥ 0.75 on held-out licensed emoji.",
+        "",
+    ]
 
     for run in args.runs:
         summary = training_summary(run)
         if summary:
-            lines += [f"Training run `{run}`: {summary['train_images']} training images, best epoch "
-                      f"{summary['best_epoch']}, {summary['wall_seconds'] / 60:.1f} min wall time on this machine "
-                      f"({summary['stop_reason']}).", ""]
+            lines += [
+                f"Training run `{run}`: {summary['train_images']} training images, best epoch "
+                f"{summary['best_epoch']}, {summary['wall_seconds'] / 60:.1f} min wall time on this machine "
+                f"({summary['stop_reason']}).",
+                "",
+            ]
 
     test = read_manifest(args.synthetic_test)
     test_images = load_images(test, model.config.image_size)
     truth, predicted = emotion_truth(test), predicted_emotions(model, test_images)
     by_style = scores_by(test, truth, predicted, "style")
-    lines += ["## Held-out synthetic characters", "",
-              f"{len(test)} stills of {test['character'].nunique()} characters never seen in training.", "",
-              markdown_table(by_style), "", "Confusion matrix (rows: truth, columns: prediction):", "",
-              markdown_table(confusion(truth, predicted), floatfmt=".0f"), ""]
+    lines += [
+        "## Held-out synthetic characters",
+        "",
+        f"{len(test)} stills of {test['character'].nunique()} characters never seen in training.",
+        "",
+        markdown_table(by_style),
+        "",
+        "Confusion matrix (rows: truth, columns: prediction):",
+        "",
+        markdown_table(confusion(truth, predicted), floatfmt=".0f"),
+        "",
+    ]
     results = {"synthetic_accuracy": float(by_style.loc["all", "accuracy"])}
 
     loso = leave_one_style_out(args.loso, test, test_images) if args.loso else None
     if loso is not None:
-        lines += ["## Leave one style out", "",
-                  "Each row: a model trained on the other three styles, tested on this style's held-out characters, "
-                  "against a reference trained on all four styles with the same data budget and training time.", "",
-                  markdown_table(loso), ""]
+        lines += [
+            "## Leave one style out",
+            "",
+            "Each row: a model trained on the other three styles, tested on this style's held-out characters, "
+            "against a reference trained on all four styles with the same data budget and training time.",
+            "",
+            markdown_table(loso),
+            "",
+        ]
         results["loso_max_drop_points"] = float(loso["drop (points)"].max())
 
     if args.emoji and Path(args.emoji).is_file():
@@ -117,30 +141,44 @@ def write_report(args) -> str:
         truth = emotion_truth(emoji)
         predicted = predicted_emotions(model, load_images(emoji, model.config.image_size))
         by_source = scores_by(emoji, truth, predicted, "source")
-        lines += ["## Held-out licensed emoji (drawn by real artists, never used in training)", "",
-                  "Twemoji (CC-BY 4.0), Noto Emoji (Apache-2.0), OpenMoji (CC BY-SA 4.0); labels from the emoji "
-                  "names (training/data/emoji.py). Caveat: the generator's artist conventions (tears, sweat, tints, "
-                  "squeezed eyes, cat faces, …) were designed while looking at these three sets and at which of "
-                  "them an early model got wrong, so this score is optimistic for other artists' work; a fresh "
-                  "artist-drawn set would be the fairer test. Only 9–27 images per emotion: one image is 4–11 points "
-                  "of that emotion's recall.", "", markdown_table(by_source), "",
-                  "Confusion matrix (rows: truth, columns: prediction):", "",
-                  markdown_table(confusion(truth, predicted), floatfmt=".0f"), ""]
+        lines += [
+            "## Held-out licensed emoji (drawn by real artists, never used in training)",
+            "",
+            "Twemoji (CC-BY 4.0), Noto Emoji (Apache-2.0), OpenMoji (CC BY-SA 4.0); labels from the emoji "
+            "names (training/data/emoji.py). Caveat: the generator's artist conventions (tears, sweat, tints, "
+            "squeezed eyes, cat faces, …) were designed while looking at these three sets and at which of "
+            "them an early model got wrong, so this score is optimistic for other artists' work; a fresh "
+            "artist-drawn set would be the fairer test. Only 9–27 images per emotion: one image is 4–11 points "
+            "of that emotion's recall.",
+            "",
+            markdown_table(by_source),
+            "",
+            "Confusion matrix (rows: truth, columns: prediction):",
+            "",
+            markdown_table(confusion(truth, predicted), floatfmt=".0f"),
+            "",
+        ]
         results["emoji_accuracy"] = float(by_source.loc["all", "accuracy"])
 
     lines += ["## Against the targets", "", "| measure | value | target | met |", "|---|---|---|---|"]
     if "synthetic_accuracy" in results:
         value = results["synthetic_accuracy"]
-        lines.append(f"| accuracy, held-out synthetic | {value:.3f} | ≥ {TARGETS['synthetic']} | "
-                     f"{'yes' if value >= TARGETS['synthetic'] else 'no'} |")
+        lines.append(
+            f"| accuracy, held-out synthetic | {value:.3f} | ≥ {TARGETS['synthetic']} | "
+            f"{'yes' if value >= TARGETS['synthetic'] else 'no'} |"
+        )
     if "loso_max_drop_points" in results:
         value = results["loso_max_drop_points"]
-        lines.append(f"| worst leave-one-style-out drop | {value:.1f} points | ≤ {TARGETS['loso_drop_points']} | "
-                     f"{'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |")
+        lines.append(
+            f"| worst leave-one-style-out drop | {value:.1f} points | ≤ {TARGETS['loso_drop_points']} | "
+            f"{'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |"
+        )
     if "emoji_accuracy" in results:
         value = results["emoji_accuracy"]
-        lines.append(f"| accuracy, held-out emoji | {value:.3f} | ≥ {TARGETS['emoji']} | "
-                     f"{'yes' if value >= TARGETS['emoji'] else 'no'} |")
+        lines.append(
+            f"| accuracy, held-out emoji | {value:.3f} | ≥ {TARGETS['emoji']} | "
+            f"{'yes' if value >= TARGETS['emoji'] else 'no'} |"
+        )
     lines += ["", f"_Evaluation took {time.monotonic() - started:.0f} s._", ""]
     return "\n".join(lines)
 

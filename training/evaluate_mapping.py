@@ -57,8 +57,11 @@ BASELINES = {"autoencoder": "autoencoder", "cyclegan": "CycleGAN-style"}
 COPY = "copy the source"
 TRUTH = "ground truth (ceiling)"
 TARGETS = {"expression preserved": 0.90, "style conformity": 0.90}
-EMOJI_LICENCES = {"twemoji": "Twemoji (CC-BY 4.0)", "noto": "Noto Emoji (Apache-2.0)",
-                  "openmoji": "OpenMoji (CC BY-SA 4.0)"}
+EMOJI_LICENCES = {
+    "twemoji": "Twemoji (CC-BY 4.0)",
+    "noto": "Noto Emoji (Apache-2.0)",
+    "openmoji": "OpenMoji (CC BY-SA 4.0)",
+}
 
 
 def log(message: str) -> None:
@@ -74,12 +77,12 @@ def served_models(url: str | None) -> contextlib.AbstractContextManager[str]:
     """A Triton URL serving style_mapper and expression_encoder (the shipped weights): the given one, or a real
     server started here."""
     log(f"serving {', '.join(SERVED_MODELS)} from weights/")
-    return served_weights([WEIGHTS_DIR / f"{name}-cpu.pt" for name in SERVED_MODELS], url,
-                          prefix="facecast-mapping-")
+    return served_weights([WEIGHTS_DIR / f"{name}-cpu.pt" for name in SERVED_MODELS], url, prefix="facecast-mapping-")
 
 
-def in_batches(count: int, run: Callable[[slice], dict[str, np.ndarray]], label: str,
-               batch: int = BATCH) -> dict[str, np.ndarray]:
+def in_batches(
+    count: int, run: Callable[[slice], dict[str, np.ndarray]], label: str, batch: int = BATCH
+) -> dict[str, np.ndarray]:
     """run(rows) over consecutive slices, outputs concatenated; prints progress about every tenth of the way."""
     parts: dict[str, list[np.ndarray]] = {}
     started, next_report = time.perf_counter(), count / 10
@@ -97,17 +100,16 @@ def judge_size(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 [N, S, S, 3] → [N, size, size, 3] with PIL's box (area) filter."""
     if images.shape[1] == size:
         return images
-    return np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BOX))
-                     for image in images])
+    return np.stack([np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BOX)) for image in images])
 
 
 class Judge:
     """The served expression_encoder, read as arrays: emotion, style and action parameters per picture."""
 
     def __init__(self, url: str):
-        from facecast.vocab import EXPRESSION_ENCODER
         from facecast.clients.expression_encoder import ExpressionRecognizer
         from facecast.serving.client import TritonModelClient
+        from facecast.vocab import EXPRESSION_ENCODER
 
         self.recognizer = ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, url))
 
@@ -116,8 +118,11 @@ class Judge:
 
         def run(rows: slice) -> dict[str, np.ndarray]:
             out = self.recognizer.client.infer({"image": judge_size(images[rows], size)})
-            return {"emotion": out["emotion_logits"].argmax(1), "style": out["style_logits"].argmax(1),
-                    "params": out["action_params"]}
+            return {
+                "emotion": out["emotion_logits"].argmax(1),
+                "style": out["style_logits"].argmax(1),
+                "params": out["action_params"],
+            }
 
         return in_batches(len(images), run, f"expression_encoder on {label}", batch=64)
 
@@ -130,16 +135,28 @@ class ServedMapper:
 
         self.client = TritonModelClient("style_mapper", url)
 
-    def map(self, images: np.ndarray, target: np.ndarray, params: np.ndarray | None = None,
-            mask: np.ndarray | None = None, label: str = "pairs") -> dict[str, np.ndarray]:
+    def map(
+        self,
+        images: np.ndarray,
+        target: np.ndarray,
+        params: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        label: str = "pairs",
+    ) -> dict[str, np.ndarray]:
         count = len(images)
         params = np.zeros((count, len(ACTION_PARAMS)), np.float32) if params is None else params.astype(np.float32)
         mask = np.zeros_like(params) if mask is None else mask.astype(np.float32)
         one_hot = np.eye(len(STYLES), dtype=np.float32)[np.asarray(target)]
 
         def run(rows: slice) -> dict[str, np.ndarray]:
-            out = self.client.infer({"image": np.ascontiguousarray(images[rows]), "target_style": one_hot[rows],
-                                     "params": params[rows], "params_mask": mask[rows]})
+            out = self.client.infer(
+                {
+                    "image": np.ascontiguousarray(images[rows]),
+                    "target_style": one_hot[rows],
+                    "params": params[rows],
+                    "params_mask": mask[rows],
+                }
+            )
             return {"mapped": out["mapped"], "applied_params": out["applied_params"]}
 
         return in_batches(count, run, f"style_mapper on {label}")
@@ -167,7 +184,7 @@ def map_in_torch(model, images: np.ndarray, target: np.ndarray, label: str) -> n
 def psnr_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-image PSNR in dB of uint8 [N, H, W, C] pictures (data range 255; identical pictures cap at 100 dB)."""
     mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
-    return np.where(mse > 0, 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10)), 100.0)
+    return np.where(mse > 0, 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10)), 100.0)
 
 
 def ssim_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -181,8 +198,9 @@ def fidelity(mapped: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
     return {"PSNR": psnr_uint8(mapped, truth), "SSIM": ssim_uint8(mapped, truth)}
 
 
-def grouped_means(values: dict[str, np.ndarray], groups: np.ndarray, names: tuple[str, ...],
-                  count: bool = True) -> pd.DataFrame:
+def grouped_means(
+    values: dict[str, np.ndarray], groups: np.ndarray, names: tuple[str, ...], count: bool = True
+) -> pd.DataFrame:
     """One row per group name (in order, groups index `names`) plus "all": the mean of each column of `values`.
 
     Boolean columns give rates. Groups with no rows get NaN (shown as –)."""
@@ -190,16 +208,20 @@ def grouped_means(values: dict[str, np.ndarray], groups: np.ndarray, names: tupl
     rows = {}
     for index, name in enumerate(names):
         chosen = groups == index
-        rows[name] = {**({"n": int(chosen.sum())} if count else {}),
-                      **{column: float(np.mean(v[chosen])) if chosen.any() else float("nan")
-                         for column, v in values.items()}}
-    rows["all"] = {**({"n": len(groups)} if count else {}),
-                   **{column: float(np.mean(v)) if len(v) else float("nan") for column, v in values.items()}}
+        rows[name] = {
+            **({"n": int(chosen.sum())} if count else {}),
+            **{column: float(np.mean(v[chosen])) if chosen.any() else float("nan") for column, v in values.items()},
+        }
+    rows["all"] = {
+        **({"n": len(groups)} if count else {}),
+        **{column: float(np.mean(v)) if len(v) else float("nan") for column, v in values.items()},
+    }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, rounds: int = 1000,
-                      seed: int = 0) -> tuple[float, float, float]:
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, clusters: np.ndarray, rounds: int = 1000, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of a − b and its 95 % bootstrap interval, resampling whole clusters (the pairs of one set together)."""
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     ids, inverse = np.unique(clusters, return_inverse=True)
@@ -228,8 +250,14 @@ def verdict(met: bool) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def picture_grid(rows: list[list[np.ndarray]], column_titles: list[str], path: Path, tile: int = 112,
-                 row_labels: list[str] | None = None, label_width: int = 0) -> Path:
+def picture_grid(
+    rows: list[list[np.ndarray]],
+    column_titles: list[str],
+    path: Path,
+    tile: int = 112,
+    row_labels: list[str] | None = None,
+    label_width: int = 0,
+) -> Path:
     """A labelled grid of uint8 pictures saved as a small (palette) PNG."""
     pad, header = 4, 16
     width = label_width + len(column_titles) * (tile + pad) + pad
@@ -270,11 +298,18 @@ def training_facts(runs: Path, names: list[str]) -> tuple[pd.DataFrame, list[str
             continue
         summary = summaries[name] = json.loads(summary_path.read_text())
         parameters = sum(p.numel() for p in load_generator(weights).parameters()) if weights.is_file() else 0
-        rows[name] = {"method": summary["model"], "left out": summary.get("exclude_style") or "–",
-                      "device": summary.get("gpu") or summary["device"], "steps": summary["steps"],
-                      "samples": summary["samples"], "batch": summary["batch"], "train sets": summary["train_sets"],
-                      "wall (s)": f"{summary['wall_s']:.0f}", "best val PSNR (dB)": f"{summary['best_val_psnr']:.2f}",
-                      "generator parameters": f"{parameters:,}"}
+        rows[name] = {
+            "method": summary["model"],
+            "left out": summary.get("exclude_style") or "–",
+            "device": summary.get("gpu") or summary["device"],
+            "steps": summary["steps"],
+            "samples": summary["samples"],
+            "batch": summary["batch"],
+            "train sets": summary["train_sets"],
+            "wall (s)": f"{summary['wall_s']:.0f}",
+            "best val PSNR (dB)": f"{summary['best_val_psnr']:.2f}",
+            "generator parameters": f"{parameters:,}",
+        }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "run"
     notes = []
@@ -283,14 +318,22 @@ def training_facts(runs: Path, names: list[str]) -> tuple[pd.DataFrame, list[str
         budget = max(summaries[n]["wall_s"] for n in main_runs)
         short = [n for n in main_runs if summaries[n]["wall_s"] < 0.95 * budget]
         capped = ", ".join(f"{n} ({summaries[n]['steps']} steps)" for n in short)
-        notes.append(f"The three compared runs had the same wall-clock budget (the longest ran {budget:.0f} s)"
-                     + (f"; stopped earlier, at the step cap: {capped}" if short else "") + ".")
+        notes.append(
+            f"The three compared runs had the same wall-clock budget (the longest ran {budget:.0f} s)"
+            + (f"; stopped earlier, at the step cap: {capped}" if short else "")
+            + "."
+        )
     loso = [n for n in names if n.startswith("loso") and n in summaries]
     if loso:
         steps = sorted({summaries[n]["steps"] for n in loso})
-        notes.append("The leave-one-style-out runs " + (f"all stopped at {steps[0]} steps (same schedule)."
-                                                         if len(steps) == 1 else f"stopped at {steps} steps: NOT the "
-                                                         "same schedule, so their comparison is confounded."))
+        notes.append(
+            "The leave-one-style-out runs "
+            + (
+                f"all stopped at {steps[0]} steps (same schedule)."
+                if len(steps) == 1
+                else f"stopped at {steps} steps: NOT the same schedule, so their comparison is confounded."
+            )
+        )
     return frame, notes
 
 
@@ -304,8 +347,11 @@ def served_weights_note(runs: Path) -> str:
     a = torch.load(shipped, map_location="cpu", weights_only=True)["state_dict"]
     b = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    return (f"The served weights ({shipped.relative_to(PROJECT_ROOT)}) are "
-            + ("tensor for tensor" if same else "NOT") + " the `style_mapper` run's best.pt.")
+    return (
+        f"The served weights ({shipped.relative_to(PROJECT_ROOT)}) are "
+        + ("tensor for tensor" if same else "NOT")
+        + " the `style_mapper` run's best.pt."
+    )
 
 
 def character_kinds(character_numbers: np.ndarray) -> np.ndarray:
@@ -318,8 +364,12 @@ def character_kinds(character_numbers: np.ndarray) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", type=int, default=200, help="held-out test sets (12 ordered pairs each)")
-    parser.add_argument("--loso-sets", type=int, default=100,
-                        help="the first this many sets for leave-one-style-out (3 pairs per set and style)")
+    parser.add_argument(
+        "--loso-sets",
+        type=int,
+        default=100,
+        help="the first this many sets for leave-one-style-out (3 pairs per set and style)",
+    )
     parser.add_argument("--runs", type=Path, default=PROJECT_ROOT / "runs" / "mapping")
     parser.add_argument("--emoji", type=Path, default=PROJECT_ROOT / "data" / "emoji" / "manifest.csv")
     parser.add_argument("--out", type=Path, default=DOC)
@@ -332,8 +382,10 @@ def main(argv: list[str] | None = None) -> None:
     sets = build_style_sets("test", args.sets, SIZE, workers=2)
     images, emotions = sets["images"], sets["emotions"]
     kinds = character_kinds(sets["character"])
-    log(f"{args.sets} held-out sets of {len(np.unique(sets['character']))} characters rendered "
-        f"({time.perf_counter() - started:.0f} s)")
+    log(
+        f"{args.sets} held-out sets of {len(np.unique(sets['character']))} characters rendered "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     set_index, source, target = ordered_pairs(args.sets)
     sources, truths = images[set_index, source], images[set_index, target]
     target_emotion = emotions[set_index, target]
@@ -350,22 +402,29 @@ def main(argv: list[str] | None = None) -> None:
         # -- every method on the 12 ordered pairs of every set -----------------------------------------------------
         mapped = {MAPPER: mapper.map(sources, target, label=f"{len(sources)} pairs")["mapped"]}
         for run, name in BASELINES.items():
-            mapped[name] = map_in_torch(load_generator(args.runs / run / "best.pt"), sources, target,
-                                        f"{name} (torch) on {len(sources)} pairs")
+            mapped[name] = map_in_torch(
+                load_generator(args.runs / run / "best.pt"), sources, target, f"{name} (torch) on {len(sources)} pairs"
+            )
         mapped[COPY] = sources
         scores = {}
         for name, pictures in mapped.items():
             judged = judge.read(pictures, name)
-            scores[name] = {**fidelity(pictures, truths),
-                            "expression preserved": judged["emotion"] == source_emotion_read,
-                            "emotion = label": judged["emotion"] == target_emotion,
-                            "style conformity": judged["style"] == target}
-            log(f"{name}: PSNR {scores[name]['PSNR'].mean():.2f} dB, SSIM {scores[name]['SSIM'].mean():.3f}, "
+            scores[name] = {
+                **fidelity(pictures, truths),
+                "expression preserved": judged["emotion"] == source_emotion_read,
+                "emotion = label": judged["emotion"] == target_emotion,
+                "style conformity": judged["style"] == target,
+            }
+            log(
+                f"{name}: PSNR {scores[name]['PSNR'].mean():.2f} dB, SSIM {scores[name]['SSIM'].mean():.3f}, "
                 f"preserved {scores[name]['expression preserved'].mean():.3f}, "
-                f"style {scores[name]['style conformity'].mean():.3f}")
-        scores[TRUTH] = {"expression preserved": read["emotion"][set_index, target] == source_emotion_read,
-                         "emotion = label": read["emotion"][set_index, target] == target_emotion,
-                         "style conformity": read["style"][set_index, target] == target}
+                f"style {scores[name]['style conformity'].mean():.3f}"
+            )
+        scores[TRUTH] = {
+            "expression preserved": read["emotion"][set_index, target] == source_emotion_read,
+            "emotion = label": read["emotion"][set_index, target] == target_emotion,
+            "style conformity": read["style"][set_index, target] == target,
+        }
         doc.update(fidelity_section(scores, target, set_index, kinds[set_index]))
         doc.update(expression_section(scores, target_emotion, target))
 
@@ -382,8 +441,10 @@ def main(argv: list[str] | None = None) -> None:
         doc["emoji"] = emoji_section(args.emoji, mapper, judge, images_dir / "mapping-emoji.png")
 
     picture_of_pairs(mapped, truths, sources, set_index, source, target, images_dir / "mapping-synthetic.png")
-    facts, notes = training_facts(args.runs, ["style_mapper", "autoencoder", "cyclegan", "loso-all-styles",
-                                              *(f"loso-without-{s}" for s in STYLES)])
+    facts, notes = training_facts(
+        args.runs,
+        ["style_mapper", "autoencoder", "cyclegan", "loso-all-styles", *(f"loso-without-{s}" for s in STYLES)],
+    )
     doc["facts"] = markdown_table(facts) + "\n\n" + " ".join(notes + [served_weights_note(args.runs)])
     elapsed = time.perf_counter() - started
     text = write_doc(args, doc, scores, elapsed, len(np.unique(sets["character"])), len(sources), loso_sets)
@@ -406,8 +467,12 @@ def arrows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def fidelity_section(scores: dict, target: np.ndarray, set_index: np.ndarray, kinds: np.ndarray) -> dict[str, str]:
     methods = [m for m in scores if "PSNR" in scores[m]]
-    overall = pd.DataFrame({m: {"pairs": len(target), "PSNR (dB)": scores[m]["PSNR"].mean(),
-                                "SSIM": scores[m]["SSIM"].mean()} for m in methods}).T
+    overall = pd.DataFrame(
+        {
+            m: {"pairs": len(target), "PSNR (dB)": scores[m]["PSNR"].mean(), "SSIM": scores[m]["SSIM"].mean()}
+            for m in methods
+        }
+    ).T
     overall["pairs"] = overall["pairs"].astype(int)
     overall.index.name = "method"
     tables = {"fidelity_overall": markdown_table(overall)}
@@ -415,13 +480,15 @@ def fidelity_section(scores: dict, target: np.ndarray, set_index: np.ndarray, ki
     kind_index = np.array([kind_names.index(k) for k in kinds])
     for metric in ("PSNR", "SSIM"):
         floatfmt = ".2f" if metric == "PSNR" else ".3f"
-        frame = pd.DataFrame({m: grouped_means({metric: scores[m][metric]}, target, STYLES, count=False)[metric]
-                              for m in methods}).T
+        frame = pd.DataFrame(
+            {m: grouped_means({metric: scores[m][metric]}, target, STYLES, count=False)[metric] for m in methods}
+        ).T
         frame.columns = [f"→ {c}" if c != "all" else "all" for c in frame.columns]
         frame.index.name = "method"
         tables[f"fidelity_{metric.lower()}"] = markdown_table(frame, floatfmt=floatfmt)
-        frame = pd.DataFrame({m: grouped_means({metric: scores[m][metric]}, kind_index, kind_names)[metric]
-                              for m in methods})
+        frame = pd.DataFrame(
+            {m: grouped_means({metric: scores[m][metric]}, kind_index, kind_names)[metric] for m in methods}
+        )
         frame.insert(0, "pairs", grouped_means({}, kind_index, kind_names)["n"])
         frame.index.name = "character kind"
         tables[f"kind_{metric.lower()}"] = markdown_table(frame, floatfmt=floatfmt)
@@ -430,8 +497,9 @@ def fidelity_section(scores: dict, target: np.ndarray, set_index: np.ndarray, ki
         for metric in ("PSNR", "SSIM"):
             mean, low, high = paired_difference(scores[MAPPER][metric], scores[other][metric], set_index)
             digits = 2 if metric == "PSNR" else 3
-            rows.setdefault(f"style mapper − {other}", {})[f"Δ {metric} [95 % interval]"] = \
+            rows.setdefault(f"style mapper − {other}", {})[f"Δ {metric} [95 % interval]"] = (
                 f"{mean:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+            )
     paired = pd.DataFrame.from_dict(rows, orient="index")
     paired.index.name = "difference"
     tables["fidelity_paired"] = markdown_table(paired)
@@ -442,21 +510,29 @@ def expression_section(scores: dict, target_emotion: np.ndarray, target: np.ndar
     methods = list(scores)
     sections = {}
     for measure, key in (("expression preserved", "preserved"), ("emotion = label", "label")):
-        frame = pd.DataFrame({m: grouped_means({m: scores[m][measure]}, target_emotion, EMOTIONS)[m]
-                              for m in methods})
+        frame = pd.DataFrame({m: grouped_means({m: scores[m][measure]}, target_emotion, EMOTIONS)[m] for m in methods})
         frame.insert(0, "pairs", grouped_means({}, target_emotion, EMOTIONS)["n"])
         frame.index.name = "emotion (target label)"
         sections[f"emotion_{key}"] = markdown_table(frame)
-    frame = arrows(pd.DataFrame({m: grouped_means({m: scores[m]["style conformity"]}, target, STYLES)[m]
-                                 for m in methods}))
+    frame = arrows(
+        pd.DataFrame({m: grouped_means({m: scores[m]["style conformity"]}, target, STYLES)[m] for m in methods})
+    )
     frame.insert(0, "pairs", arrows(grouped_means({}, target, STYLES))["n"])
     frame.index.name = "target style"
     sections["style_conformity"] = markdown_table(frame)
     # seed 003 Table 4 layout, for the served style mapper
     m = scores[MAPPER]
-    table4 = grouped_means({"expression preserved": m["expression preserved"], "emotion = label": m["emotion = label"],
-                            "style conformity": m["style conformity"], "PSNR (dB)": m["PSNR"], "SSIM": m["SSIM"]},
-                           target_emotion, EMOTIONS)
+    table4 = grouped_means(
+        {
+            "expression preserved": m["expression preserved"],
+            "emotion = label": m["emotion = label"],
+            "style conformity": m["style conformity"],
+            "PSNR (dB)": m["PSNR"],
+            "SSIM": m["SSIM"],
+        },
+        target_emotion,
+        EMOTIONS,
+    )
     table4.index.name = "emotion (target label)"
     sections["table4"] = markdown_table(table4)
     return sections
@@ -503,8 +579,16 @@ def loso_section(runs: Path, images: np.ndarray, read: dict, judge: Judge) -> st
 OVERRIDE, PLAIN = "with the override (served)", "without the override (served)"
 
 
-def params_section(sets: dict, read: dict, mapper: ServedMapper, judge: Judge, mapped_pairs: np.ndarray,
-                   set_index: np.ndarray, source: np.ndarray, target: np.ndarray) -> str:
+def params_section(
+    sets: dict,
+    read: dict,
+    mapper: ServedMapper,
+    judge: Judge,
+    mapped_pairs: np.ndarray,
+    set_index: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+) -> str:
     from training.data.style_pairs import EDITED
 
     images, params = sets["images"], sets["params"]
@@ -514,24 +598,31 @@ def params_section(sets: dict, read: dict, mapper: ServedMapper, judge: Judge, m
     n_index = np.repeat(np.arange(count), len(STYLES))
     s_index = np.tile(np.arange(len(STYLES)), count)
     e_index = edited_style[n_index]
-    with_override = mapper.map(images[n_index, s_index], e_index, requested[n_index], mask[n_index],
-                               label="edited-style pairs with overrides")
+    with_override = mapper.map(
+        images[n_index, s_index], e_index, requested[n_index], mask[n_index], label="edited-style pairs with overrides"
+    )
     # without the override: the 12-pair mappings where source ≠ edited style, plus each edited style into itself
     lookup = {(int(n), int(s), int(t)): i for i, (n, s, t) in enumerate(zip(set_index, source, target))}
     same = np.flatnonzero(s_index == e_index)
     plain = np.empty_like(with_override["mapped"])
-    plain[same] = mapper.map(images[n_index[same], s_index[same]], e_index[same],
-                             label="edited style into itself")["mapped"]
+    plain[same] = mapper.map(images[n_index[same], s_index[same]], e_index[same], label="edited style into itself")[
+        "mapped"
+    ]
     for row in np.flatnonzero(s_index != e_index):
         plain[row] = mapped_pairs[lookup[(int(n_index[row]), int(s_index[row]), int(e_index[row]))]]
     truth = images[n_index, EDITED]
     wanted, masked = requested[n_index], mask[n_index].astype(bool)
-    readings = {OVERRIDE: judge.read(with_override["mapped"], "overrides")["params"],
-                PLAIN: judge.read(plain, "no overrides")["params"],
-                "the source picture, unchanged": read["params"][n_index, s_index],
-                "edited ground truth (encoder's own error)": read["params"][n_index, EDITED]}
-    pictures = {OVERRIDE: with_override["mapped"], PLAIN: plain,
-                "the source picture, unchanged": images[n_index, s_index]}
+    readings = {
+        OVERRIDE: judge.read(with_override["mapped"], "overrides")["params"],
+        PLAIN: judge.read(plain, "no overrides")["params"],
+        "the source picture, unchanged": read["params"][n_index, s_index],
+        "edited ground truth (encoder's own error)": read["params"][n_index, EDITED],
+    }
+    pictures = {
+        OVERRIDE: with_override["mapped"],
+        PLAIN: plain,
+        "the source picture, unchanged": images[n_index, s_index],
+    }
     rows = {}
     for name, reading in readings.items():
         error = np.abs(reading - wanted)
@@ -549,15 +640,17 @@ def params_section(sets: dict, read: dict, mapper: ServedMapper, judge: Judge, m
     closer = np.abs(readings[OVERRIDE] - wanted) < np.abs(readings[PLAIN] - wanted)
     moved = np.sign(readings[OVERRIDE] - readings[PLAIN]) == np.sign(wanted - readings[PLAIN])
     applied_error = np.abs(with_override["applied_params"] - wanted)[masked].max()
-    return (markdown_table(frame) + "\n\n"
-            f"Per overridden parameter ({int(masked.sum())} of them): the reading with the override is closer to the "
-            f"request than the reading without it in {closer[masked].mean():.1%} of cases, and moved in the "
-            f"requested direction in {moved[masked].mean():.1%}. `applied_params` equals the request (all requests "
-            f"here lie inside the style's bounds) to within {applied_error:.1e}. Why an override barely moves the "
-            "picture: the loss the shipped weights were trained with pulled an overridden face's re-encoded "
-            "expression back to the source's, which teaches the mapper to ignore overrides; "
-            "training/train_style_mapper.py `latent_reconstruction` no longer does, but the shipped weights "
-            "predate that fix.\n\n" + bounds_check(mapper, images))
+    return (
+        markdown_table(frame) + "\n\n"
+        f"Per overridden parameter ({int(masked.sum())} of them): the reading with the override is closer to the "
+        f"request than the reading without it in {closer[masked].mean():.1%} of cases, and moved in the "
+        f"requested direction in {moved[masked].mean():.1%}. `applied_params` equals the request (all requests "
+        f"here lie inside the style's bounds) to within {applied_error:.1e}. Why an override barely moves the "
+        "picture: the loss the shipped weights were trained with pulled an overridden face's re-encoded "
+        "expression back to the source's, which teaches the mapper to ignore overrides; "
+        "training/train_style_mapper.py `latent_reconstruction` no longer does, but the shipped weights "
+        "predate that fix.\n\n" + bounds_check(mapper, images)
+    )
 
 
 def sensitivity_section(sets: dict, read: dict, mapper: ServedMapper, judge: Judge, faces: int = 48) -> str:
@@ -568,8 +661,8 @@ def sensitivity_section(sets: dict, read: dict, mapper: ServedMapper, judge: Jud
     n = np.arange(faces)
     s = n % len(STYLES)
     t = (s + 1 + (n // len(STYLES)) % (len(STYLES) - 1)) % len(STYLES)
-    truth_params = params[:, :len(STYLES)].reshape(-1, len(ACTION_PARAMS))
-    truth_read = read["params"][:, :len(STYLES)].reshape(-1, len(ACTION_PARAMS))
+    truth_params = params[:, : len(STYLES)].reshape(-1, len(ACTION_PARAMS))
+    truth_read = read["params"][:, : len(STYLES)].reshape(-1, len(ACTION_PARAMS))
     rows = {}
     for p, param in enumerate(ACTION_PARAMS):
         ends = {}
@@ -583,12 +676,15 @@ def sensitivity_section(sets: dict, read: dict, mapper: ServedMapper, judge: Jud
         read_change = ends[1.0]["read"] - ends[0.0]["read"]
         pixel_change = np.abs(ends[1.0]["mapped"].astype(np.int16) - ends[0.0]["mapped"].astype(np.int16))
         slope, _ = np.polyfit(truth_params[:, p], truth_read[:, p], 1)
-        rows[param] = {"faces": faces, "applied: upper − lower bound": applied_range.mean(),
-                       "encoder reading change": read_change.mean(),
-                       "expected reading change": slope * applied_range.mean(),
-                       "reading rose": (read_change > 0).mean(),
-                       "mean abs Δ pixel (0–255)": pixel_change.mean(),
-                       "pixels changed > 16": (pixel_change.max(axis=-1) > 16).mean()}
+        rows[param] = {
+            "faces": faces,
+            "applied: upper − lower bound": applied_range.mean(),
+            "encoder reading change": read_change.mean(),
+            "expected reading change": slope * applied_range.mean(),
+            "reading rose": (read_change > 0).mean(),
+            "mean abs Δ pixel (0–255)": pixel_change.mean(),
+            "pixels changed > 16": (pixel_change.max(axis=-1) > 16).mean(),
+        }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame["faces"] = frame["faces"].astype(int)
     frame.index.name = "parameter"
@@ -616,18 +712,24 @@ def bounds_check(mapper: ServedMapper, images: np.ndarray, faces: int = 4) -> st
                 "requests": len(applied),
                 "applied (mouth, eye, brow, cheek), first": ", ".join(f"{v:.3f}" for v in applied[0]),
                 "bound": ", ".join(f"{v:.2f}" for v in expected),
-                "inside the bounds": verdict(inside), "on the bound": verdict(on_bound)}
+                "inside the bounds": verdict(inside),
+                "on the bound": verdict(on_bound),
+            }
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "target style, requested value"
-    return (f"Out-of-range requests (all four parameters requested at −0.5, 0, 1 or 1.5 with mask 1, {faces} faces "
-            f"into each style): every applied value clamped onto the style's bound: {verdict(ok)}\n\n"
-            + markdown_table(frame))
+    return (
+        f"Out-of-range requests (all four parameters requested at −0.5, 0, 1 or 1.5 with mask 1, {faces} faces "
+        f"into each style): every applied value clamped onto the style's bound: {verdict(ok)}\n\n"
+        + markdown_table(frame)
+    )
 
 
 def emoji_section(manifest: Path, mapper: ServedMapper, judge: Judge, picture: Path) -> str:
     if not manifest.is_file():
-        return (f"Not measured: {manifest} is missing (`make emoji` builds it from the npm packages of Twemoji, "
-                "Noto Emoji and OpenMoji). No emoji picture was written.")
+        return (
+            f"Not measured: {manifest} is missing (`make emoji` builds it from the npm packages of Twemoji, "
+            "Noto Emoji and OpenMoji). No emoji picture was written."
+        )
     from facecast.media.images import load_face
     from training.data.manifest import read_manifest
 
@@ -640,8 +742,11 @@ def emoji_section(manifest: Path, mapper: ServedMapper, judge: Judge, picture: P
     t = np.tile(np.arange(len(STYLES)), count)
     out = mapper.map(faces[n], t, label=f"{count} emoji × 4 styles")["mapped"]
     judged = judge.read(out, "mapped emoji")
-    values = {"preserved": judged["emotion"] == own["emotion"][n], "emotion = label": judged["emotion"] == label[n],
-              "style conformity": judged["style"] == t}
+    values = {
+        "preserved": judged["emotion"] == own["emotion"][n],
+        "emotion = label": judged["emotion"] == label[n],
+        "style conformity": judged["style"] == t,
+    }
     by_style = arrows(grouped_means(values, t, STYLES))
     by_style.index.name = "target style"
     sources = sorted(frame["source"].unique())
@@ -656,18 +761,33 @@ def emoji_section(manifest: Path, mapper: ServedMapper, judge: Judge, picture: P
     by_emotion.index.name = "emotion (emoji label)"
     chosen = choose_emoji(label, frame["source"].to_numpy(), sources)
     grid = [[faces[i], *[out[i * len(STYLES) + k] for k in range(len(STYLES))]] for i in chosen]
-    picture_grid(grid, ["emoji"] + list(STYLES), picture, tile=80,
-                 row_labels=[f"{frame['source'].iloc[i]}\n{frame['character'].iloc[i]}\n({EMOTIONS[label[i]]})"
-                             for i in chosen], label_width=92)
-    return "\n\n".join([
-        (f"{count} emoji faces ({', '.join(f'{counts[s]} {s}' for s in sources)}), each mapped "
-         "into all four styles (emoji → cartoon is their own style: the label of every emoji is cartoon). "
-         "\"preserved\": the encoder gives the mapped picture the emotion it gives the emoji; \"emotion = label\": "
-         "the emoji's own label (from its name)."),
-        "By target style (n = mapped pictures):", markdown_table(by_style),
-        ("By set (\"emoji: encoder = label\" is the encoder on the emoji themselves, its accuracy on them; the "
-         "other columns average the four target styles):"), markdown_table(by_set),
-        "By emotion (label):", markdown_table(by_emotion)])
+    picture_grid(
+        grid,
+        ["emoji"] + list(STYLES),
+        picture,
+        tile=80,
+        row_labels=[f"{frame['source'].iloc[i]}\n{frame['character'].iloc[i]}\n({EMOTIONS[label[i]]})" for i in chosen],
+        label_width=92,
+    )
+    return "\n\n".join(
+        [
+            (
+                f"{count} emoji faces ({', '.join(f'{counts[s]} {s}' for s in sources)}), each mapped "
+                "into all four styles (emoji → cartoon is their own style: the label of every emoji is cartoon). "
+                '"preserved": the encoder gives the mapped picture the emotion it gives the emoji; "emotion = label": '
+                "the emoji's own label (from its name)."
+            ),
+            "By target style (n = mapped pictures):",
+            markdown_table(by_style),
+            (
+                'By set ("emoji: encoder = label" is the encoder on the emoji themselves, its accuracy on them; the '
+                "other columns average the four target styles):"
+            ),
+            markdown_table(by_set),
+            "By emotion (label):",
+            markdown_table(by_emotion),
+        ]
+    )
 
 
 # rows of the emoji picture per emotion (a dozen in all)
@@ -681,8 +801,9 @@ def choose_emoji(label: np.ndarray, source: np.ndarray, sources: list[str]) -> l
         for _ in range(rows):
             for attempt in range(len(sources)):
                 name = sources[(turn + attempt) % len(sources)]
-                candidates = [i for i in np.flatnonzero((label == EMOTIONS.index(emotion)) & (source == name))
-                              if i not in chosen]
+                candidates = [
+                    i for i in np.flatnonzero((label == EMOTIONS.index(emotion)) & (source == name)) if i not in chosen
+                ]
                 if candidates:
                     chosen.append(int(candidates[0]))
                     break
@@ -690,8 +811,16 @@ def choose_emoji(label: np.ndarray, source: np.ndarray, sources: list[str]) -> l
     return chosen
 
 
-def picture_of_pairs(mapped: dict, truths: np.ndarray, sources: np.ndarray, set_index: np.ndarray,
-                     source: np.ndarray, target: np.ndarray, path: Path, rows: int = 8) -> Path:
+def picture_of_pairs(
+    mapped: dict,
+    truths: np.ndarray,
+    sources: np.ndarray,
+    set_index: np.ndarray,
+    source: np.ndarray,
+    target: np.ndarray,
+    path: Path,
+    rows: int = 8,
+) -> Path:
     """Held-out faces: source, ground truth, served mapper, both baselines; the 12 style pairs taken in turn."""
     sets = int(set_index.max()) + 1
     picks = []
@@ -699,15 +828,23 @@ def picture_of_pairs(mapped: dict, truths: np.ndarray, sources: np.ndarray, set_
         pair = (k * 5) % 12  # every source and every target style twice in eight rows
         candidates = np.flatnonzero(set_index == (k * 7) % sets)
         picks.append(int(candidates[pair % len(candidates)]))
-    grid = [[sources[i], truths[i], mapped[MAPPER][i], mapped["autoencoder"][i], mapped["CycleGAN-style"][i]]
-            for i in picks]
+    grid = [
+        [sources[i], truths[i], mapped[MAPPER][i], mapped["autoencoder"][i], mapped["CycleGAN-style"][i]] for i in picks
+    ]
     labels = [f"{STYLES[source[i]]}\n-> {STYLES[target[i]]}" for i in picks]
-    return picture_grid(grid, ["source", "ground truth", "style mapper", "autoencoder", "CycleGAN-style"], path,
-                        tile=96, row_labels=labels, label_width=84)
+    return picture_grid(
+        grid,
+        ["source", "ground truth", "style mapper", "autoencoder", "CycleGAN-style"],
+        path,
+        tile=96,
+        row_labels=labels,
+        label_width=84,
+    )
 
 
-def picture_of_params(sets: dict, mapper: ServedMapper, path: Path, style: str = "cartoon",
-                      param: str = "mouth") -> Path:
+def picture_of_params(
+    sets: dict, mapper: ServedMapper, path: Path, style: str = "cartoon", param: str = "mouth"
+) -> Path:
     """One held-out face mapped into `style` with `param` requested at 0, 0.1, ..., 1 (clamped to the bounds)."""
     values = np.linspace(0, 1, 6)
     images = sets["images"]
@@ -716,8 +853,13 @@ def picture_of_params(sets: dict, mapper: ServedMapper, path: Path, style: str =
     mask = np.zeros_like(wanted)
     wanted[:, ACTION_PARAMS.index(param)] = values
     mask[:, ACTION_PARAMS.index(param)] = 1
-    out = mapper.map(np.repeat(face[None], len(values), 0), np.full(len(values), STYLES.index(style)), wanted, mask,
-                     label=f"{param} sweep")
+    out = mapper.map(
+        np.repeat(face[None], len(values), 0),
+        np.full(len(values), STYLES.index(style)),
+        wanted,
+        mask,
+        label=f"{param} sweep",
+    )
     plain = mapper.map(face[None], np.array([STYLES.index(style)]), label="no override")
     applied = out["applied_params"][:, ACTION_PARAMS.index(param)]
     titles = ["source", "no override"] + [f"{v:.1f} -> {a:.2f}" for v, a in zip(values, applied)]
@@ -728,28 +870,39 @@ def write_doc(args, doc: dict, scores: dict, elapsed: float, characters: int, pa
     mapper = scores[MAPPER]
     baselines = list(BASELINES.values())
     rows = [
-        ("expression preserved (served mapper: its emotion for the mapped picture = its emotion for the source)",
-         f"{mapper['expression preserved'].mean():.3f}", "≥ 0.90",
-         mapper["expression preserved"].mean() >= TARGETS["expression preserved"]),
-        ("style conformity (served mapper: the style head says the target style)",
-         f"{mapper['style conformity'].mean():.3f}", "≥ 0.90",
-         mapper["style conformity"].mean() >= TARGETS["style conformity"]),
+        (
+            "expression preserved (served mapper: its emotion for the mapped picture = its emotion for the source)",
+            f"{mapper['expression preserved'].mean():.3f}",
+            "≥ 0.90",
+            mapper["expression preserved"].mean() >= TARGETS["expression preserved"],
+        ),
+        (
+            "style conformity (served mapper: the style head says the target style)",
+            f"{mapper['style conformity'].mean():.3f}",
+            "≥ 0.90",
+            mapper["style conformity"].mean() >= TARGETS["style conformity"],
+        ),
     ]
     for metric, unit in (("PSNR", " dB"), ("SSIM", "")):
         fmt = ".2f" if metric == "PSNR" else ".3f"
         others = ", ".join(f"{b} {scores[b][metric].mean():{fmt}}" for b in baselines)
         better = all(mapper[metric].mean() > scores[b][metric].mean() for b in baselines)
-        rows.append((f"{metric} better than both baselines", f"{mapper[metric].mean():{fmt}}{unit}",
-                     f"> {others}", better))
+        rows.append(
+            (f"{metric} better than both baselines", f"{mapper[metric].mean():{fmt}}{unit}", f"> {others}", better)
+        )
     targets = "| target | style mapper | needed | met |\n|---|---|---|---|\n" + "\n".join(
-        f"| {name} | {value} | {needed} | {verdict(met)} |" for name, value, needed, met in rows)
+        f"| {name} | {value} | {needed} | {verdict(met)} |" for name, value, needed, met in rows
+    )
     met = sum(r[3] for r in rows)
-    floor = (f"For scale: copying the source unchanged scores PSNR {scores[COPY]['PSNR'].mean():.2f} dB and SSIM "
-             f"{scores[COPY]['SSIM'].mean():.3f} against the target rendering, and the encoder agrees with itself "
-             f"between the source and the true target rendering on {scores[TRUTH]['expression preserved'].mean():.3f} "
-             f"of the pairs (the ceiling of expression preservation under this judge).")
-    command = (f"python -m training.evaluate_mapping --sets {args.sets} --loso-sets {args.loso_sets}"
-               + ("" if args.runs == PROJECT_ROOT / "runs" / "mapping" else f" --runs {args.runs}"))
+    floor = (
+        f"For scale: copying the source unchanged scores PSNR {scores[COPY]['PSNR'].mean():.2f} dB and SSIM "
+        f"{scores[COPY]['SSIM'].mean():.3f} against the target rendering, and the encoder agrees with itself "
+        f"between the source and the true target rendering on {scores[TRUTH]['expression preserved'].mean():.3f} "
+        f"of the pairs (the ceiling of expression preservation under this judge)."
+    )
+    command = f"python -m training.evaluate_mapping --sets {args.sets} --loso-sets {args.loso_sets}" + (
+        "" if args.runs == PROJECT_ROOT / "runs" / "mapping" else f" --runs {args.runs}"
+    )
     return f"""# Cross-style expression mapping results (style_mapper)
 
 Reproduce: `{command}` ({elapsed / 60:.1f} min on a shared 2-core CPU machine; it starts its own Triton serving
@@ -769,7 +922,7 @@ every set ({pairs} pairs), no parameter overrides unless said. The style mapper 
 {targets}
 
 {met} of {len(rows)} targets met. {floor} Copying the source also scores 1.000 on expression preservation and
-{scores[COPY]['style conformity'].mean():.3f} on style conformity: the two targets only mean something together.
+{scores[COPY]["style conformity"].mean():.3f} on style conformity: the two targets only mean something together.
 
 ## Training runs
 
@@ -777,24 +930,24 @@ From each run's summary.json; all were trained side by side on one GPU (the devi
 training split (characters c00000–c01199) under one time budget; best checkpoint by validation PSNR on 512 fixed
 pairs of split "val" (characters c01200–c01299).
 
-{doc['facts']}
+{doc["facts"]}
 
 ## Picture fidelity against the ground truth
 
-{doc['fidelity_overall']}
+{doc["fidelity_overall"]}
 
 PSNR (dB) by target style:
 
-{doc['fidelity_psnr']}
+{doc["fidelity_psnr"]}
 
 SSIM by target style:
 
-{doc['fidelity_ssim']}
+{doc["fidelity_ssim"]}
 
 Paired differences (served style mapper minus the other method, on the same pairs; 95 % bootstrap interval,
 resampling whole sets):
 
-{doc['fidelity_paired']}
+{doc["fidelity_paired"]}
 
 By the kind of synthetic character: human; fantasy (non-human skin or fur); emoji (the generator draws these as a
 round yellow face in cartoon and stylized 3D, often in anime too, but with human skin and hair in realistic, so
@@ -802,11 +955,11 @@ from a realistic source the yellow face cannot be seen, only learned):
 
 PSNR (dB):
 
-{doc['kind_psnr']}
+{doc["kind_psnr"]}
 
 SSIM:
 
-{doc['kind_ssim']}
+{doc["kind_ssim"]}
 
 ![held-out faces: source, ground truth, style mapper, autoencoder, CycleGAN-style](images/mapping-synthetic.png)
 
@@ -819,20 +972,20 @@ Served style mapper, by the emotion label of the target rendering. "expression p
 mapped picture the emotion it gives the source picture; "emotion = label": the encoder's emotion for the mapped
 picture is the target's true label; "style conformity": its style head says the target style.
 
-{doc['table4']}
+{doc["table4"]}
 
 Expression preserved, by method. "{TRUTH}" is the encoder on the true target rendering against the encoder on the
 source (what a perfect mapping would score under this judge); "{COPY}" is 1 by construction.
 
-{doc['emotion_preserved']}
+{doc["emotion_preserved"]}
 
 Emotion = the target's label, by method (the ceiling is the encoder's accuracy on the true target renderings):
 
-{doc['emotion_label']}
+{doc["emotion_label"]}
 
 ## Style conformity (the encoder's style head says the target style)
 
-{doc['style_conformity']}
+{doc["style_conformity"]}
 
 ## Leave one style out
 
@@ -841,7 +994,7 @@ For each style X: `loso-without-X` (trained without X as source or target) maps 
 "drop" = all 4 − without (positive: worse without X). preserved / style: expression preservation and style
 conformity as above. In torch, not served.
 
-{doc['loso']}
+{doc["loso"]}
 
 ## Parameter control (overrides)
 
@@ -852,7 +1005,7 @@ SSIM are against the edited rendering; MAE is between the requested values and w
 `action_params` read from the picture, over the overridden parameters only. The last row is the encoder's own
 reading error on the true edited rendering (the floor of that MAE).
 
-{doc['params']}
+{doc["params"]}
 
 How far one parameter moves the drawing: each parameter alone requested at 0 and at 1 (clamped to the target
 style's lower and upper bound), the other three left to the source; same faces, varied source and target styles.
@@ -860,7 +1013,7 @@ style's lower and upper bound), the other three left to the source; same faces, 
 renderings do (its fitted slope on the ground-truth renderings × the applied range). "pixels changed > 16": the
 share of pixels where some channel moved by more than 16 of 255.
 
-{doc['sensitivity']}
+{doc["sensitivity"]}
 
 ![one face with the mouth parameter pushed across its range](images/mapping-params.png)
 
@@ -869,7 +1022,7 @@ applied, clamped to the cartoon bounds [0.05, 0.95]); "no override" keeps the so
 
 ## Licensed emoji as input
 
-{doc['emoji']}
+{doc["emoji"]}
 
 {emoji_picture(args.emoji)}
 """
@@ -878,12 +1031,14 @@ applied, clamped to the cartoon bounds [0.05, 0.95]); "no override" keeps the so
 def emoji_picture(manifest: Path) -> str:
     if not manifest.is_file():
         return ""
-    return ("![emoji mapped into the four styles](images/mapping-emoji.png)\n\n"
-            "_A dozen licensed emoji (rows: set, name, label) and the served style mapper's output in each style. "
-            "Emoji images: Twemoji by Twitter, Inc and contributors (CC-BY 4.0), Noto Emoji by Google "
-            "(Apache-2.0), OpenMoji by the OpenMoji contributors, HfG Schwäbisch Gmünd (CC BY-SA 4.0); this grid "
-            "is an adaptation of them and shared under the same terms (the OpenMoji rows under CC BY-SA 4.0). "
-            "See data/emoji/ATTRIBUTION.md._")
+    return (
+        "![emoji mapped into the four styles](images/mapping-emoji.png)\n\n"
+        "_A dozen licensed emoji (rows: set, name, label) and the served style mapper's output in each style. "
+        "Emoji images: Twemoji by Twitter, Inc and contributors (CC-BY 4.0), Noto Emoji by Google "
+        "(Apache-2.0), OpenMoji by the OpenMoji contributors, HfG Schwäbisch Gmünd (CC BY-SA 4.0); this grid "
+        "is an adaptation of them and shared under the same terms (the OpenMoji rows under CC BY-SA 4.0). "
+        "See data/emoji/ATTRIBUTION.md._"
+    )
 
 
 if __name__ == "__main__":

@@ -43,14 +43,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facecast.config import PROJECT_ROOT
 from facecast.clients.embedders import Embedders
+from facecast.config import PROJECT_ROOT
 from facecast.library import Library, Query
 from facecast.vocab import EMOTIONS, STYLES
 from training.evaluation import served_weights
 
-EMBEDDER_WEIGHTS = [PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in
-                    ("image_embedder", "text_embedder", "query_fuser")]
+EMBEDDER_WEIGHTS = [
+    PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in ("image_embedder", "text_embedder", "query_fuser")
+]
 LIBRARY_SEED = 34  # still seed namespace: build.py uses 0-2, the embedders' training/eval 31-32
 QUERY_SEED = 35
 TEST_CHARACTERS = [f"c{i:05d}" for i in range(1300, 1500)]
@@ -91,8 +92,7 @@ def ingest(db_path: Path, manifest: Path, embedders: Embedders, labelled: bool) 
     if labelled:
         report = library.add_manifest(manifest)
     else:
-        files = [manifest.parent / p if not Path(p).is_absolute() else Path(p)
-                 for p in pd.read_csv(manifest)["path"]]
+        files = [manifest.parent / p if not Path(p).is_absolute() else Path(p) for p in pd.read_csv(manifest)["path"]]
         report = library.add_images(files, source="folder")
     if report.failed:
         raise SystemExit(f"ingest failed for {len(report.failed)} files, first: {report.failed[0]}")
@@ -122,19 +122,29 @@ def ranking_metrics(relevant_flags: np.ndarray, total_relevant: int) -> dict[str
 
     hits = np.cumsum(flags[:RETRIEVE])
     ap_denominator = min(total_relevant, RETRIEVE)
-    average_precision = float(((hits / np.arange(1, len(hits) + 1)) * flags[:RETRIEVE]).sum() / ap_denominator) \
-        if ap_denominator else 0.0
+    average_precision = (
+        float(((hits / np.arange(1, len(hits) + 1)) * flags[:RETRIEVE]).sum() / ap_denominator)
+        if ap_denominator
+        else 0.0
+    )
     gains = flags[:20] / np.log2(np.arange(2, min(20, len(flags)) + 2))
     ideal = (1 / np.log2(np.arange(2, min(20, total_relevant) + 2))).sum()
-    return {"P@1": precision(1), "P@5": precision(5), "P@10": precision(10), "P@20": precision(20),
-            "R@50": float(flags[:50].sum()) / total_relevant if total_relevant else 0.0,
-            "R@50 ceiling": min(50, total_relevant) / total_relevant if total_relevant else 0.0,
-            "MAP": average_precision, "nDCG@20": float(gains.sum() / ideal) if ideal else 0.0,
-            "P@10 ceiling": min(10, total_relevant) / 10}
+    return {
+        "P@1": precision(1),
+        "P@5": precision(5),
+        "P@10": precision(10),
+        "P@20": precision(20),
+        "R@50": float(flags[:50].sum()) / total_relevant if total_relevant else 0.0,
+        "R@50 ceiling": min(50, total_relevant) / total_relevant if total_relevant else 0.0,
+        "MAP": average_precision,
+        "nDCG@20": float(gains.sum() / ideal) if ideal else 0.0,
+        "P@10 ceiling": min(10, total_relevant) / 10,
+    }
 
 
-def evaluate_queries(library: Library, truth: pd.DataFrame, queries: list[tuple[Query, dict]],
-                     profile: str | None = None) -> dict[str, float]:
+def evaluate_queries(
+    library: Library, truth: pd.DataFrame, queries: list[tuple[Query, dict]], profile: str | None = None
+) -> dict[str, float]:
     """Mean metrics over queries; each query comes with the label values that make an item relevant."""
     rows, latencies = [], []
     for query, wanted in queries:
@@ -159,8 +169,14 @@ def evaluate_queries(library: Library, truth: pd.DataFrame, queries: list[tuple[
 # Every held-out template of training/data/captions.py names a style, so emotion-only queries use these frames,
 # which are not among its TRAIN_TEMPLATES either (its style-free training frames are "{a_emo} {noun}",
 # "{emo} {noun}" and "character feeling {emo}").
-EMOTION_ONLY_TEMPLATES = ("show me someone {emo}", "looking {emo}", "{emo_noun} on a {noun}",
-                          "reference of {a_emo} {noun}", "someone who is {emo}", "find me {a_emo} {noun}")
+EMOTION_ONLY_TEMPLATES = (
+    "show me someone {emo}",
+    "looking {emo}",
+    "{emo_noun} on a {noun}",
+    "reference of {a_emo} {noun}",
+    "someone who is {emo}",
+    "find me {a_emo} {noun}",
+)
 
 
 def emotion_only_caption(emotion: str, rng: np.random.Generator) -> str:
@@ -170,12 +186,19 @@ def emotion_only_caption(emotion: str, rng: np.random.Generator) -> str:
     emo = str(rng.choice([w for band in words.values() for w in band]))
     template = EMOTION_ONLY_TEMPLATES[int(rng.integers(len(EMOTION_ONLY_TEMPLATES)))]
     article = "an " if emo[0].lower() in "aeiou" else "a "
-    return template.format(emo=emo, a_emo=article + emo, emo_noun=str(rng.choice(EMOTION_NOUNS[emotion])),
-                           noun=str(rng.choice(NOUNS)))
+    return template.format(
+        emo=emo, a_emo=article + emo, emo_noun=str(rng.choice(EMOTION_NOUNS[emotion])), noun=str(rng.choice(NOUNS))
+    )
 
 
-def caption_queries(count: int, rng: np.random.Generator, *, named_style: bool,
-                    styles: tuple[str, ...] = STYLES, emotions: tuple[str, ...] = EMOTIONS) -> list[tuple[Query, dict]]:
+def caption_queries(
+    count: int,
+    rng: np.random.Generator,
+    *,
+    named_style: bool,
+    styles: tuple[str, ...] = STYLES,
+    emotions: tuple[str, ...] = EMOTIONS,
+) -> list[tuple[Query, dict]]:
     from training.data.captions import make_caption
 
     queries = []
@@ -215,8 +238,9 @@ def mixed_queries(count: int, seed: int, rng: np.random.Generator) -> list[tuple
         image, labels = sample_still(still_seed, character_id=character)
         other = [e for e in EMOTIONS if e != labels["emotion"]]
         emotion = other[int(rng.integers(len(other)))]
-        queries.append((Query(image=np.asarray(image), emotion=emotion), {"emotion": emotion,
-                                                                          "style": labels["style"]}))
+        queries.append(
+            (Query(image=np.asarray(image), emotion=emotion), {"emotion": emotion, "style": labels["style"]})
+        )
     return queries
 
 
@@ -248,13 +272,16 @@ def emoji_query_sets(rng: np.random.Generator, per_type: int) -> dict[str, list[
 def simulated_users(truth: pd.DataFrame, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Hidden preferences: which library items each simulated user likes (boolean per truth row)."""
     favourites = set(rng.choice(sorted(truth["character"].unique()), size=20, replace=False).tolist())
-    return {"likes anime": (truth["style"] == "anime").to_numpy(),
-            "likes 20 characters": truth["character"].isin(favourites).to_numpy(),
-            "likes strong expressions": (truth["intensity"] >= 0.75).to_numpy()}
+    return {
+        "likes anime": (truth["style"] == "anime").to_numpy(),
+        "likes 20 characters": truth["character"].isin(favourites).to_numpy(),
+        "likes strong expressions": (truth["intensity"] >= 0.75).to_numpy(),
+    }
 
 
-def feedback_protocol(library: Library, truth: pd.DataFrame, rng: np.random.Generator, train_queries: int,
-                      test_queries: int) -> pd.DataFrame:
+def feedback_protocol(
+    library: Library, truth: pd.DataFrame, rng: np.random.Generator, train_queries: int, test_queries: int
+) -> pd.DataFrame:
     emotions = tuple(e for e in EMOTIONS if e != "neutral")  # neutral has no intensity to prefer
     train = caption_queries(train_queries, rng, named_style=False, emotions=emotions)
     test = caption_queries(test_queries, rng, named_style=False, emotions=emotions)
@@ -286,10 +313,19 @@ def feedback_protocol(library: Library, truth: pd.DataFrame, rng: np.random.Gene
             selections += len(picked)
         after, after_emotion = p_at_10(profile)
         weights = library.profile(profile)[0]
-        rows.append({"simulated user": name, "train queries": len(train), "selections": selections,
-                     "test queries": len(test), "P@10 liked, before": before, "P@10 liked, after": after,
-                     "P@10 emotion, before": before_emotion, "P@10 emotion, after": after_emotion,
-                     "learned weights (emo, sty, tmp, chr, pref)": ", ".join(f"{w:.2f}" for w in weights)})
+        rows.append(
+            {
+                "simulated user": name,
+                "train queries": len(train),
+                "selections": selections,
+                "test queries": len(test),
+                "P@10 liked, before": before,
+                "P@10 liked, after": after,
+                "P@10 emotion, before": before_emotion,
+                "P@10 emotion, after": after_emotion,
+                "learned weights (emo, sty, tmp, chr, pref)": ", ".join(f"{w:.2f}" for w in weights),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -298,8 +334,19 @@ def feedback_protocol(library: Library, truth: pd.DataFrame, rng: np.random.Gene
 # --------------------------------------------------------------------------------------------------------------------
 
 
-METRIC_COLUMNS = ["queries", "P@1", "P@5", "P@10", "P@10 ceiling", "P@20", "R@50", "R@50 ceiling", "MAP", "nDCG@20",
-                  "mean ms"]
+METRIC_COLUMNS = [
+    "queries",
+    "P@1",
+    "P@5",
+    "P@10",
+    "P@10 ceiling",
+    "P@20",
+    "R@50",
+    "R@50 ceiling",
+    "MAP",
+    "nDCG@20",
+    "mean ms",
+]
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
@@ -336,15 +383,19 @@ def main(argv: list[str] | None = None) -> None:
             name = "labelled" if labelled else "unlabelled"
             library = ingest(scratch / f"synthetic-{name}.duckdb", manifest, embedders, labelled)
             truth = truth_of(library, manifest)
-            results = {kind: evaluate_queries(library, truth, queries) for kind, queries in
-                       synthetic_query_sets(np.random.default_rng(5), args.queries).items()}
+            results = {
+                kind: evaluate_queries(library, truth, queries)
+                for kind, queries in synthetic_query_sets(np.random.default_rng(5), args.queries).items()
+            }
             summary[f"synthetic {name}"] = results["text → emotion + style"]["P@10"]
-            sections.append(f"### Synthetic library, {name} ({len(truth)} items, held-out characters)\n\n"
-                            + table(results))
+            sections.append(
+                f"### Synthetic library, {name} ({len(truth)} items, held-out characters)\n\n" + table(results)
+            )
             print(sections[-1], flush=True)
             if labelled:
-                feedback = feedback_protocol(library, truth, np.random.default_rng(11), args.feedback_train,
-                                             args.feedback_test)
+                feedback = feedback_protocol(
+                    library, truth, np.random.default_rng(11), args.feedback_train, args.feedback_test
+                )
                 from training.evaluation import markdown_table
 
                 feedback_md = markdown_table(feedback.set_index("simulated user"))
@@ -355,23 +406,33 @@ def main(argv: list[str] | None = None) -> None:
                 name = "labelled" if labelled else "unlabelled"
                 library = ingest(scratch / f"emoji-{name}.duckdb", args.emoji, embedders, labelled)
                 truth = truth_of(library, args.emoji)
-                results = {kind: evaluate_queries(library, truth, queries) for kind, queries in
-                           emoji_query_sets(np.random.default_rng(6), args.queries).items()}
+                results = {
+                    kind: evaluate_queries(library, truth, queries)
+                    for kind, queries in emoji_query_sets(np.random.default_rng(6), args.queries).items()
+                }
                 summary[f"emoji {name}"] = results["text → emotion + style"]["P@10"]
                 counts = truth["emotion"].value_counts().to_dict()
-                sections.append(f"### Emoji library, {name} ({len(truth)} items, all cartoon; per emotion: "
-                                + ", ".join(f"{k} {v}" for k, v in counts.items()) + ")\n\n" + table(results))
+                sections.append(
+                    f"### Emoji library, {name} ({len(truth)} items, all cartoon; per emotion: "
+                    + ", ".join(f"{k} {v}" for k, v in counts.items())
+                    + ")\n\n"
+                    + table(results)
+                )
                 print(sections[-1], flush=True)
                 library.close()
         else:
             sections.append(f"Emoji library: {args.emoji} missing (`make emoji`), not evaluated.")
     elapsed = time.perf_counter() - started
-    targets = (f"- text → emotion + style P@10, synthetic: labelled {summary['synthetic labelled']:.3f}, unlabelled "
-               f"{summary['synthetic unlabelled']:.3f} (target ≥ 0.95)\n")
+    targets = (
+        f"- text → emotion + style P@10, synthetic: labelled {summary['synthetic labelled']:.3f}, unlabelled "
+        f"{summary['synthetic unlabelled']:.3f} (target ≥ 0.95)\n"
+    )
     if "emoji labelled" in summary:
-        targets += (f"- text → emotion + style P@10, emoji: labelled {summary['emoji labelled']:.3f}, unlabelled "
-                    f"{summary['emoji unlabelled']:.3f} (target ≥ 0.80; see the P@10 ceiling column: emotions with "
-                    "fewer than 10 emoji cap it)\n")
+        targets += (
+            f"- text → emotion + style P@10, emoji: labelled {summary['emoji labelled']:.3f}, unlabelled "
+            f"{summary['emoji unlabelled']:.3f} (target ≥ 0.80; see the P@10 ceiling column: emotions with "
+            "fewer than 10 emoji cap it)\n"
+        )
     doc = f"""# Retrieval results (expression library)
 
 Written by `python -m training.evaluate_retrieval --stills {args.stills} --queries {args.queries}` in

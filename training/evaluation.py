@@ -26,7 +26,9 @@ class ClassificationScores:
         return {"n": self.count, "accuracy": round(self.accuracy, 4), "macro-F1": round(self.macro_f1, 4)}
 
 
-def classification_scores(truth: np.ndarray, predicted: np.ndarray, labels: int = len(EMOTIONS)) -> ClassificationScores:
+def classification_scores(
+    truth: np.ndarray, predicted: np.ndarray, labels: int = len(EMOTIONS)
+) -> ClassificationScores:
     """Accuracy and macro-F1 over the classes present in `truth` (absent classes would make F1 meaningless)."""
     if len(truth) == 0:
         return ClassificationScores(0, float("nan"), float("nan"))
@@ -49,7 +51,7 @@ def predict_images(model: torch.nn.Module, images_uint8: np.ndarray, batch_size:
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images_uint8), batch_size):
-        batch = torch.from_numpy(images_uint8[start:start + batch_size]).permute(0, 3, 1, 2).float().div_(255)
+        batch = torch.from_numpy(images_uint8[start : start + batch_size]).permute(0, 3, 1, 2).float().div_(255)
         for name, value in model(batch.contiguous(memory_format=torch.channels_last)).items():
             chunks.setdefault(name, []).append(value.float().numpy())
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
@@ -86,8 +88,10 @@ def macro_precision_recall(truth: np.ndarray, predicted: np.ndarray) -> tuple[fl
     from sklearn.metrics import precision_score, recall_score
 
     present = sorted(set(np.asarray(truth).tolist()))
-    return (float(precision_score(truth, predicted, labels=present, average="macro", zero_division=0)),
-            float(recall_score(truth, predicted, labels=present, average="macro", zero_division=0)))
+    return (
+        float(precision_score(truth, predicted, labels=present, average="macro", zero_division=0)),
+        float(recall_score(truth, predicted, labels=present, average="macro", zero_division=0)),
+    )
 
 
 def macro_auc(truth: np.ndarray, probabilities: np.ndarray) -> float:
@@ -131,8 +135,8 @@ def served_weights(weights: list[Path], url: str | None = None, prefix: str = "f
         yield url
         return
     from export.triton_repository import write_repository
-    from facecast.serving import process
     from facecast.config import Settings
+    from facecast.serving import process
 
     missing = [str(p) for p in weights if not Path(p).is_file()]
     if missing:
@@ -141,7 +145,12 @@ def served_weights(weights: list[Path], url: str | None = None, prefix: str = "f
         repository = Path(scratch) / "model_repository"
         write_repository(repository, list(weights), "cpu")
         http, grpc, metrics = process.find_free_ports(3)
-        settings = Settings().with_overrides(http_port=http, grpc_port=grpc, metrics_port=metrics,
-                                             model_repository=repository, run_dir=Path(scratch) / "run")
+        settings = Settings().with_overrides(
+            http_port=http,
+            grpc_port=grpc,
+            metrics_port=metrics,
+            model_repository=repository,
+            run_dir=Path(scratch) / "run",
+        )
         with process.running_server(settings, model_repository=repository):
             yield settings.triton_url

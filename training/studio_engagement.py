@@ -53,7 +53,9 @@ def read_studio_manifest(path: str | Path) -> pd.DataFrame:
         raise StudioManifestError(f"{path}: cannot read the manifest as CSV ({error})") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise StudioManifestError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED_COLUMNS)}")
+        raise StudioManifestError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED_COLUMNS)}"
+        )
     if frame.empty:
         raise StudioManifestError(f"{path}: no clips listed")
     for column in ("views", "likes", "shares", "watch_pct"):
@@ -63,7 +65,9 @@ def read_studio_manifest(path: str | Path) -> pd.DataFrame:
             raise StudioManifestError(f"{path}: column {column} needs a non-negative number (rows {bad[:5]})")
         frame[column] = values
     if (frame["views"] <= 0).any():
-        raise StudioManifestError(f"{path}: views must be positive (rows {frame.index[frame['views'] <= 0].tolist()[:5]})")
+        raise StudioManifestError(
+            f"{path}: views must be positive (rows {frame.index[frame['views'] <= 0].tolist()[:5]})"
+        )
     if (frame["watch_pct"] > 100).any():
         raise StudioManifestError(f"{path}: watch_pct is a percentage in [0, 100]")
     frame["path"] = [str((path.parent / p).resolve()) for p in frame["path"]]
@@ -78,9 +82,15 @@ def metrics_to_targets(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     engagement = (frame["watch_pct"].to_numpy(np.float64) / 100).clip(0, 1)
     like_rate = frame["likes"].to_numpy(np.float64) / frame["views"].to_numpy(np.float64)
     share_rate = frame["shares"].to_numpy(np.float64) / frame["views"].to_numpy(np.float64)
-    appeal = np.stack([
-        pd.to_numeric(frame[f"appeal_{g}"], errors="coerce").fillna(pd.Series(engagement)).to_numpy(np.float64)
-        if f"appeal_{g}" in frame.columns else engagement for g in AUDIENCE_GROUPS], 1).clip(0, 1)
+    appeal = np.stack(
+        [
+            pd.to_numeric(frame[f"appeal_{g}"], errors="coerce").fillna(pd.Series(engagement)).to_numpy(np.float64)
+            if f"appeal_{g}" in frame.columns
+            else engagement
+            for g in AUDIENCE_GROUPS
+        ],
+        1,
+    ).clip(0, 1)
     tertiles = np.quantile(engagement, [1 / 3, 2 / 3])
     return {
         "engagement": engagement.astype(np.float32),
@@ -124,14 +134,27 @@ def analyse_clips(frame: pd.DataFrame, urls: list[str], log=print):
     return np.concatenate(features), np.concatenate(masks), np.concatenate(steps), np.array(owner)
 
 
-def train_studio_engagement(manifest: Path, out: Path, urls: list[str], base: Path, max_epochs: int = 30,
-                            time_budget_s: float = 600.0, log=print) -> dict:
+def train_studio_engagement(
+    manifest: Path,
+    out: Path,
+    urls: list[str],
+    base: Path,
+    max_epochs: int = 30,
+    time_budget_s: float = 600.0,
+    log=print,
+) -> dict:
     import torch
 
     from training.checkpoints import load_checkpoint, save_checkpoint
     from training.data.engagement_dataset import EngagementArrays
     from training.train_engagement import (
-        EngagementTrainingOptions, calibrate, fit, interval_coverage, predict, validation_split)
+        EngagementTrainingOptions,
+        calibrate,
+        fit,
+        interval_coverage,
+        predict,
+        validation_split,
+    )
 
     frame = read_studio_manifest(manifest)
     targets = metrics_to_targets(frame)
@@ -141,9 +164,16 @@ def train_studio_engagement(manifest: Path, out: Path, urls: list[str], base: Pa
 
     window_targets = {name: value[owner] for name, value in targets.items()}
     arrays = EngagementArrays(
-        features=features.astype(np.float16), mask=mask.astype(bool), steps=steps, targets=window_targets,
-        oracle=window_targets, clip_id=owner.astype(np.int64), seed=np.zeros(len(owner), np.int64),
-        n_characters=mask.any(2).sum(1), style=np.array(["studio"] * len(owner)))
+        features=features.astype(np.float16),
+        mask=mask.astype(bool),
+        steps=steps,
+        targets=window_targets,
+        oracle=window_targets,
+        clip_id=owner.astype(np.int64),
+        seed=np.zeros(len(owner), np.int64),
+        n_characters=mask.any(2).sum(1),
+        style=np.array(["studio"] * len(owner)),
+    )
     # No per-second signal in audience metrics: the curve's target is the base model's own curve.
     arrays.targets["curve"] = predict(model, arrays)["curve"].astype(np.float32)
 
@@ -152,8 +182,14 @@ def train_studio_engagement(manifest: Path, out: Path, urls: list[str], base: Pa
     calib = arrays.subset(np.flatnonzero(is_calib))
     if len(train_all) < 2:
         raise StudioManifestError(f"{manifest}: need at least 2 training clips with faces, got {len(train_all)}")
-    options = replace(EngagementTrainingOptions(network=network_name), curve_epochs=0, max_epochs=max_epochs,
-                      time_budget_s=time_budget_s, patience=5, batch_size=min(32, max(2, len(train_all) // 2)))
+    options = replace(
+        EngagementTrainingOptions(network=network_name),
+        curve_epochs=0,
+        max_epochs=max_epochs,
+        time_budget_s=time_budget_s,
+        patience=5,
+        batch_size=min(32, max(2, len(train_all) // 2)),
+    )
     train_index, val_index = validation_split(len(train_all), 0.2, options.seed)
     if len(val_index) == 0:
         val_index = train_index
@@ -163,11 +199,20 @@ def train_studio_engagement(manifest: Path, out: Path, urls: list[str], base: Pa
         calibrate(model, calib)
         summary["calib_coverage"] = interval_coverage(model, calib)
     else:
-        notes.append(f"only {len(np.unique(calib.clip_id))} calibration clip(s) (< {MIN_CALIBRATION_CLIPS}): the "
-                     "base model's intervals are kept")
+        notes.append(
+            f"only {len(np.unique(calib.clip_id))} calibration clip(s) (< {MIN_CALIBRATION_CLIPS}): the "
+            "base model's intervals are kept"
+        )
         log("[studio] " + notes[-1])
-    save_checkpoint(model, network_name, out, studio_manifest=str(manifest), clips=int(len(frame)),
-                    windows=int(len(owner)), notes=notes)
+    save_checkpoint(
+        model,
+        network_name,
+        out,
+        studio_manifest=str(manifest),
+        clips=int(len(frame)),
+        windows=int(len(owner)),
+        notes=notes,
+    )
     summary.update({"out": str(out), "clips": int(len(frame)), "windows": int(len(owner)), "notes": notes})
     log(f"[studio] fine-tuned {network_name} on {len(np.unique(train_all.clip_id))} clip(s) → {out}")
     return summary

@@ -25,11 +25,23 @@ from training.data.style_pairs import build_style_sets, save_style_sets
 
 def runs(args: argparse.Namespace) -> dict[str, list[str]]:
     """Run name → arguments of training.train_style_mapper."""
-    common = ["--train", str(args.data / "train"), "--val", str(args.data / "val"),
-              "--time-budget-s", str(args.time_budget_s), "--max-steps", str(args.max_steps),
-              "--network", args.network]
-    named = {"style_mapper": ["--model", "style_mapper"], "autoencoder": ["--model", "autoencoder"],
-             "cyclegan": ["--model", "cyclegan"]}
+    common = [
+        "--train",
+        str(args.data / "train"),
+        "--val",
+        str(args.data / "val"),
+        "--time-budget-s",
+        str(args.time_budget_s),
+        "--max-steps",
+        str(args.max_steps),
+        "--network",
+        args.network,
+    ]
+    named = {
+        "style_mapper": ["--model", "style_mapper"],
+        "autoencoder": ["--model", "autoencoder"],
+        "cyclegan": ["--model", "cyclegan"],
+    }
     # Leave-one-style-out: four mappers each without one style and a reference on all four, all with the same
     # shorter schedule (--loso-max-steps), so the drop measures the unseen style, not a difference in training.
     loso = ["--max-steps", str(args.loso_max_steps)] if args.loso_max_steps else []
@@ -61,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-sets", type=int, default=16000)
     parser.add_argument("--val-sets", type=int, default=500)
     parser.add_argument("--time-budget-s", type=float, default=420)
-    parser.add_argument("--max-steps", type=int, default=3000,
-                        help="a cap shared by every run (0: the time budget alone decides)")
+    parser.add_argument(
+        "--max-steps", type=int, default=3000, help="a cap shared by every run (0: the time budget alone decides)"
+    )
     parser.add_argument("--loso-max-steps", type=int, default=800)
     parser.add_argument("--parallel", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="rendering processes (default: every core)")
@@ -79,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             name, run_args = pending.pop(0)
             (args.runs / name).mkdir(parents=True, exist_ok=True)
             log = (args.runs / name / "train.log").open("w")
-            process = subprocess.Popen([sys.executable, "-m", "training.train_style_mapper", *run_args],
-                                       stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "training.train_style_mapper", *run_args], stdout=log, stderr=subprocess.STDOUT
+            )
             active.append((name, process, log))
             print(f"[suite] started {name}", flush=True)
         time.sleep(2)

@@ -53,13 +53,13 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     """CenterNet's radius: how far a centre may move while a box of this size keeps IoU ≥ min_overlap."""
     a1, b1 = 1.0, height + width
     c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + math.sqrt(b1 ** 2 - 4 * a1 * c1)) / 2
+    r1 = (b1 + math.sqrt(b1**2 - 4 * a1 * c1)) / 2
     a2, b2 = 4.0, 2 * (height + width)
     c2 = (1 - min_overlap) * width * height
-    r2 = (b2 + math.sqrt(b2 ** 2 - 4 * a2 * c2)) / 2
+    r2 = (b2 + math.sqrt(b2**2 - 4 * a2 * c2)) / 2
     a3, b3 = 4 * min_overlap, -2 * min_overlap * (height + width)
     c3 = (min_overlap - 1) * width * height
-    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
     return min(r1, r2, r3)
 
 
@@ -80,14 +80,16 @@ def build_targets(boxes_per_image: list[np.ndarray], grid_height: int, grid_widt
             col, row = min(int(cx), grid_width - 1), min(int(cy), grid_height - 1)
             radius = max(0.0, gaussian_radius(h, w))
             sigma = (2 * int(radius) + 1) / 6
-            bump = np.exp(-((xs - col) ** 2 + (ys - row) ** 2) / (2 * sigma ** 2))
+            bump = np.exp(-((xs - col) ** 2 + (ys - row) ** 2) / (2 * sigma**2))
             np.maximum(heatmap[index, 0], bump, out=heatmap[index, 0])
             heatmap[index, 0, row, col] = 1.0
             size[index, :, row, col] = (math.log(w), math.log(h))
             offset[index, :, row, col] = (cx - col, cy - row)
             mask[index, 0, row, col] = 1.0
-    return {name: torch.from_numpy(value) for name, value in
-            (("heatmap", heatmap), ("size", size), ("offset", offset), ("mask", mask))}
+    return {
+        name: torch.from_numpy(value)
+        for name, value in (("heatmap", heatmap), ("size", size), ("offset", offset), ("mask", mask))
+    }
 
 
 def detection_loss(outputs: dict, targets: dict) -> tuple[torch.Tensor, dict]:
@@ -97,13 +99,13 @@ def detection_loss(outputs: dict, targets: dict) -> tuple[torch.Tensor, dict]:
     positive = target.eq(1).float()
     negative_weight = (1 - target) ** 4
     positive_loss = torch.log(prediction) * (1 - prediction) ** 2 * positive
-    negative_loss = torch.log(1 - prediction) * prediction ** 2 * negative_weight * (1 - positive)
+    negative_loss = torch.log(1 - prediction) * prediction**2 * negative_weight * (1 - positive)
     objects = positive.sum().clamp(min=1.0)
     heatmap = -(positive_loss.sum() + negative_loss.sum()) / objects
     mask = targets["mask"]
     size = (F.l1_loss(outputs["size"].float(), targets["size"], reduction="none") * mask).sum() / objects
     offset = (F.l1_loss(outputs["offset"].float(), targets["offset"], reduction="none") * mask).sum() / objects
-    total = (LOSS_WEIGHTS["heatmap"] * heatmap + LOSS_WEIGHTS["size"] * size + LOSS_WEIGHTS["offset"] * offset)
+    total = LOSS_WEIGHTS["heatmap"] * heatmap + LOSS_WEIGHTS["size"] * size + LOSS_WEIGHTS["offset"] * offset
     return total, {"heatmap": heatmap.item(), "size": size.item(), "offset": offset.item()}
 
 
@@ -115,8 +117,9 @@ def _clip_boxes(b: np.ndarray, original_area: np.ndarray, width: int, height: in
     return b[(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) >= 0.5 * original_area]
 
 
-def augment(images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator,
-            crop: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[np.ndarray]]:
+def augment(
+    images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator, crop: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, list[np.ndarray]]:
     """uint8 NHWC batch → float NCHW in [0, 1] with flips, one zoom per batch, per-image colour changes and, with
     `crop`, a random window per image (the network is convolutional: windows train it on the same pixel scale
     at a fraction of the cost)."""
@@ -141,18 +144,18 @@ def augment(images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generato
         dst_x0, dst_y0 = max(0, dx), max(0, dy)
         w = min(new_w - src_x0, width - dst_x0)
         h = min(new_h - src_y0, height - dst_y0)
-        canvas[:, :, dst_y0:dst_y0 + h, dst_x0:dst_x0 + w] = scaled[:, :, src_y0:src_y0 + h, src_x0:src_x0 + w]
+        canvas[:, :, dst_y0 : dst_y0 + h, dst_x0 : dst_x0 + w] = scaled[:, :, src_y0 : src_y0 + h, src_x0 : src_x0 + w]
         x = canvas
         for index, b in enumerate(boxes):
             if len(b):
-                area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * zoom ** 2
+                area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * zoom**2
                 boxes[index] = _clip_boxes(b * zoom + [dx, dy, dx, dy], area, width, height)
     if crop is not None and crop != (height, width):
         crop_h, crop_w = crop
         windows = torch.empty(batch, 3, crop_h, crop_w)
         for index in range(batch):
             y0, x0 = int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1))
-            windows[index] = x[index, :, y0:y0 + crop_h, x0:x0 + crop_w]
+            windows[index] = x[index, :, y0 : y0 + crop_h, x0 : x0 + crop_w]
             b = boxes[index]
             if len(b):
                 area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
@@ -176,7 +179,7 @@ def predict(model, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray
     model.eval()
     all_boxes, all_scores = [], []
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).permute(0, 3, 1, 2).float() / 255
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).permute(0, 3, 1, 2).float() / 255
         boxes, scores = decode_detections(model(x), config.input_height, config.input_width, config.max_detections)
         scale = np.array([config.input_width, config.input_height] * 2, np.float32)
         all_boxes.append(boxes.numpy() * scale)
@@ -198,11 +201,16 @@ def train(data_dir: Path, out_dir: Path, options: DetectorTrainingOptions) -> di
     train_images, train_records = read_split(data_dir / "train")
     val_images, val_records = read_split(data_dir / "val")
     if train_images.shape[1:3] != (config.input_height, config.input_width):
-        raise SystemExit(f"{data_dir}: scenes are {train_images.shape[1]}x{train_images.shape[2]} but "
-                         f"{options.network} takes {config.input_height}x{config.input_width}")
+        raise SystemExit(
+            f"{data_dir}: scenes are {train_images.shape[1]}x{train_images.shape[2]} but "
+            f"{options.network} takes {config.input_height}x{config.input_width}"
+        )
     train_boxes, val_boxes = boxes_of(train_records), boxes_of(val_records)
-    print(f"[train] {options.network}: {len(train_images)} training / {len(val_images)} validation scenes "
-          f"({sum(map(len, train_boxes))} faces; loaded in {time.monotonic() - started:.0f} s)", flush=True)
+    print(
+        f"[train] {options.network}: {len(train_images)} training / {len(val_images)} validation scenes "
+        f"({sum(map(len, train_boxes))} faces; loaded in {time.monotonic() - started:.0f} s)",
+        flush=True,
+    )
 
     model = build_model(options.network)
     if options.init:
@@ -243,7 +251,7 @@ def train(data_dir: Path, out_dir: Path, options: DetectorTrainingOptions) -> di
             if time.monotonic() - started > options.time_budget_s:
                 stop_reason = f"time budget of {options.time_budget_s:.0f} s reached (in epoch {epoch})"
                 break
-            picked = np.sort(order[step * options.batch_size:(step + 1) * options.batch_size])
+            picked = np.sort(order[step * options.batch_size : (step + 1) * options.batch_size])
             images, boxes = augment(train_images[picked], [train_boxes[i] for i in picked], rng, options.crop)
             targets = build_targets(boxes, images.shape[2] // STRIDE, images.shape[3] // STRIDE)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=options.bf16):
@@ -263,16 +271,25 @@ def train(data_dir: Path, out_dir: Path, options: DetectorTrainingOptions) -> di
             progress.set_postfix(loss=f"{running['loss'] / done:.3f}")
         boxes, scores = predict(model, val_images)
         scores_at = detection_scores(boxes, scores, val_boxes, score_threshold=0.3)
-        record = {"epoch": epoch, "steps": done, **{f"train_{k}": v / max(done, 1) for k, v in running.items()},
-                  "val_ap50": scores_at["ap50"], "val_recall": scores_at["recall"],
-                  "val_precision": scores_at["precision"], "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": time.monotonic() - epoch_start}
+        record = {
+            "epoch": epoch,
+            "steps": done,
+            **{f"train_{k}": v / max(done, 1) for k, v in running.items()},
+            "val_ap50": scores_at["ap50"],
+            "val_recall": scores_at["recall"],
+            "val_precision": scores_at["precision"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.monotonic() - epoch_start,
+        }
         epoch_seconds = record["seconds"]
         with metrics_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
-        print(f"[train] epoch {epoch}: loss {record['train_loss']:.3f} val AP50 {record['val_ap50']:.3f} "
-              f"recall {record['val_recall']:.3f} precision {record['val_precision']:.3f} "
-              f"({record['seconds']:.0f} s)", flush=True)
+        print(
+            f"[train] epoch {epoch}: loss {record['train_loss']:.3f} val AP50 {record['val_ap50']:.3f} "
+            f"recall {record['val_recall']:.3f} precision {record['val_precision']:.3f} "
+            f"({record['seconds']:.0f} s)",
+            flush=True,
+        )
         checkpoint = {"network": options.network, "state_dict": model.state_dict(), "epoch": epoch, "metrics": record}
         torch.save(checkpoint, out_dir / "last.pt")
         if record["val_ap50"] > best["val_ap50"]:
@@ -285,12 +302,23 @@ def train(data_dir: Path, out_dir: Path, options: DetectorTrainingOptions) -> di
                 break
         if stop_reason.startswith("time budget"):
             break
-    summary = {"network": options.network, "best_epoch": best.get("epoch"), "best": best, "stop_reason": stop_reason,
-               "train_scenes": len(train_images), "val_scenes": len(val_images),
-               "wall_seconds": time.monotonic() - started, "options": asdict(options), "data": str(data_dir)}
+    summary = {
+        "network": options.network,
+        "best_epoch": best.get("epoch"),
+        "best": best,
+        "stop_reason": stop_reason,
+        "train_scenes": len(train_images),
+        "val_scenes": len(val_images),
+        "wall_seconds": time.monotonic() - started,
+        "options": asdict(options),
+        "data": str(data_dir),
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"[train] done in {summary['wall_seconds']:.0f} s ({stop_reason}); best epoch {best.get('epoch')} "
-          f"val AP50 {best.get('val_ap50', float('nan')):.3f} → {out_dir / 'best.pt'}", flush=True)
+    print(
+        f"[train] done in {summary['wall_seconds']:.0f} s ({stop_reason}); best epoch {best.get('epoch')} "
+        f"val AP50 {best.get('val_ap50', float('nan')):.3f} → {out_dir / 'best.pt'}",
+        flush=True,
+    )
     return summary
 
 
@@ -303,16 +331,31 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(DetectorTrainingOptions, name))
     for name in ("learning_rate", "weight_decay", "time_budget_s"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(DetectorTrainingOptions, name))
-    parser.add_argument("--crop", type=int, nargs=2, default=DetectorTrainingOptions.crop, metavar=("H", "W"),
-                        help="training window size (multiples of 32; the full input size turns cropping off)")
+    parser.add_argument(
+        "--crop",
+        type=int,
+        nargs=2,
+        default=DetectorTrainingOptions.crop,
+        metavar=("H", "W"),
+        help="training window size (multiples of 32; the full input size turns cropping off)",
+    )
     parser.add_argument("--init", help="checkpoint to continue from (its weights; a fresh optimiser and schedule)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (slower here; for CPUs where it is not)")
     args = parser.parse_args(argv)
-    options = DetectorTrainingOptions(network=args.network, epochs=args.epochs, batch_size=args.batch_size,
-                                      learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                                      patience=args.patience, seed=args.seed, time_budget_s=args.time_budget_s,
-                                      threads=args.threads, crop=tuple(args.crop), init=args.init,
-                                      bf16=args.bf16)
+    options = DetectorTrainingOptions(
+        network=args.network,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        seed=args.seed,
+        time_budget_s=args.time_budget_s,
+        threads=args.threads,
+        crop=tuple(args.crop),
+        init=args.init,
+        bf16=args.bf16,
+    )
     train(args.data, args.out, options)
 
 

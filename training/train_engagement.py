@@ -39,8 +39,16 @@ from training.networks.engagement import SCALAR_OUTPUTS, EngagementNetwork, buil
 
 LOSS_WEIGHTS = {"scalars": 1.0, "appeal": 1.0, "class": 0.5, "curve": 5.0, "smoothness": 1.0}
 FUSION_PREFIXES = ("temporal_fusion", "fusion_norm", "character_attention")  # the transformer modules (lr 5e-4)
-CURVE_STAGE_PREFIXES = ("input_projection", "step_mlp", "lstm", "lstm_norm", "character_attention",
-                        "character_pool", "curve_smoother", "curve_head")
+CURVE_STAGE_PREFIXES = (
+    "input_projection",
+    "step_mlp",
+    "lstm",
+    "lstm_norm",
+    "character_attention",
+    "character_pool",
+    "curve_smoother",
+    "curve_head",
+)
 COVERAGE = 0.9
 
 
@@ -88,7 +96,7 @@ def engagement_loss(outputs: dict, batch: dict) -> tuple[torch.Tensor, dict]:
     curve = ((outputs["curve"] - batch["curve"].float()) ** 2 * valid).sum() / valid.sum().clamp_min(1)
     pair_valid = valid[:, 1:] * valid[:, :-1]
     change = outputs["curve"][:, 1:] - outputs["curve"][:, :-1]
-    smoothness = (change ** 2 * pair_valid).sum() / pair_valid.sum().clamp_min(1)
+    smoothness = (change**2 * pair_valid).sum() / pair_valid.sum().clamp_min(1)
     parts = {"scalars": scalars, "appeal": appeal, "class": klass, "curve": curve, "smoothness": smoothness}
     total = sum(LOSS_WEIGHTS[name] * value for name, value in parts.items())
     return total, {name: float(value.detach()) for name, value in parts.items()}
@@ -112,8 +120,7 @@ def predict(model: EngagementNetwork, arrays: EngagementArrays, batch_size: int 
         for name in ("curve", "moment_weights"):
             outputs[name] = F.pad(outputs[name], (0, total_steps - outputs[name].shape[1]))
         outputs["class_probs"] = torch.softmax(outputs["class_logits"], 1)
-        for name in ("engagement", "resonance", "shareability", "appeal", "class_probs", "curve",
-                     "moment_weights"):
+        for name in ("engagement", "resonance", "shareability", "appeal", "class_probs", "curve", "moment_weights"):
             collected.setdefault(name, []).append(outputs[name].numpy())
     result = {name: np.concatenate(parts) for name, parts in collected.items()}
     for name in SCALAR_OUTPUTS:
@@ -149,7 +156,7 @@ def length_buckets(arrays: EngagementArrays, batch_size: int, rng: np.random.Gen
     characters = _present_characters(arrays)
     key = characters * 1000 + arrays.steps + rng.uniform(0, 24, len(arrays))
     order = np.argsort(key, kind="stable")
-    batches = [np.sort(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+    batches = [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
     batches = [b for b in batches if len(b) >= max(2, batch_size // 4)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
@@ -176,8 +183,13 @@ def _epochs(model, arrays: EngagementArrays, optimizer, loss_fn, batch_size: int
     return total / max(1, batches)
 
 
-def fit(model: EngagementNetwork, train: EngagementArrays, val: EngagementArrays, options: EngagementTrainingOptions,
-        log=print) -> dict:
+def fit(
+    model: EngagementNetwork,
+    train: EngagementArrays,
+    val: EngagementArrays,
+    options: EngagementTrainingOptions,
+    log=print,
+) -> dict:
     """Stages 2 and 3 on `train`, early stopping on `val`; leaves the best weights in `model`; returns a summary."""
     started = time.monotonic()
     torch.manual_seed(options.seed)
@@ -210,8 +222,9 @@ def fit(model: EngagementNetwork, train: EngagementArrays, val: EngagementArrays
         train_loss = _epochs(model, train, optimizer, lambda o, b: engagement_loss(o, b)[0], options.batch_size, rng)
         val_loss = validation_loss(model, val)
         epoch_seconds = time.monotonic() - epoch_start
-        history.append({"stage": 3, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                        "seconds": epoch_seconds})
+        history.append(
+            {"stage": 3, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "seconds": epoch_seconds}
+        )
         log(f"[engagement] stage 3 epoch {epoch}: loss {train_loss:.4f} val {val_loss:.4f} ({epoch_seconds:.1f} s)")
         if val_loss < best_loss - 1e-5:
             best_loss, best_state, best_epoch, since_best = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
@@ -222,8 +235,13 @@ def fit(model: EngagementNetwork, train: EngagementArrays, val: EngagementArrays
                 break
     model.load_state_dict(best_state)
     model.eval()
-    return {"best_epoch": best_epoch, "best_val_loss": best_loss, "stop_reason": stop_reason, "history": history,
-            "seconds": time.monotonic() - started}
+    return {
+        "best_epoch": best_epoch,
+        "best_val_loss": best_loss,
+        "stop_reason": stop_reason,
+        "history": history,
+        "seconds": time.monotonic() - started,
+    }
 
 
 # -- conformal calibration -------------------------------------------------------------------------------------
@@ -271,20 +289,36 @@ def train_and_calibrate(data: Path, out_dir: Path, options: EngagementTrainingOp
     calib = load_engagement_split(data / "calib")  # read late: it may still be building while stages 2-3 run
     halfwidth = calibrate(model, calib)
     coverage = interval_coverage(model, calib)
-    summary.update({"network": options.network, "options": asdict(options), "train_clips": len(train),
-                    "val_clips": len(val), "calib_clips": len(calib),
-                    "interval_halfwidth": dict(zip(INTERVAL_ORDER, halfwidth.tolist())),
-                    "calib_coverage": coverage})
+    summary.update(
+        {
+            "network": options.network,
+            "options": asdict(options),
+            "train_clips": len(train),
+            "val_clips": len(val),
+            "calib_clips": len(calib),
+            "interval_halfwidth": dict(zip(INTERVAL_ORDER, halfwidth.tolist())),
+            "calib_coverage": coverage,
+        }
+    )
     with (out_dir / "metrics.jsonl").open("w") as handle:
         for record in summary["history"]:
             handle.write(json.dumps(record) + "\n")
-    save_checkpoint(model, options.network, out_dir / "best.pt", epoch=summary["best_epoch"],
-                    interval_halfwidth=halfwidth.tolist(), coverage=COVERAGE)
+    save_checkpoint(
+        model,
+        options.network,
+        out_dir / "best.pt",
+        epoch=summary["best_epoch"],
+        interval_halfwidth=halfwidth.tolist(),
+        coverage=COVERAGE,
+    )
     (out_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
-    print(f"[engagement] done in {summary['seconds']:.0f} s ({summary['stop_reason']}); best epoch "
-          f"{summary['best_epoch']}; 90 % half-widths "
-          + ", ".join(f"{n} {w:.3f}" for n, w in zip(INTERVAL_ORDER, halfwidth)) + f" → {out_dir / 'best.pt'}",
-          flush=True)
+    print(
+        f"[engagement] done in {summary['seconds']:.0f} s ({summary['stop_reason']}); best epoch "
+        f"{summary['best_epoch']}; 90 % half-widths "
+        + ", ".join(f"{n} {w:.3f}" for n, w in zip(INTERVAL_ORDER, halfwidth))
+        + f" → {out_dir / 'best.pt'}",
+        flush=True,
+    )
     return summary
 
 
@@ -293,19 +327,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=Path("data/clips"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--network", default=EngagementTrainingOptions.network)
-    parser.add_argument("--weights", type=Path, help="also copy the calibrated checkpoint here "
-                                                     "(the shipped default: weights/engagement-cpu.pt)")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        help="also copy the calibrated checkpoint here (the shipped default: weights/engagement-cpu.pt)",
+    )
     for field in ("batch_size", "curve_epochs", "max_epochs", "patience", "seed", "threads"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int,
-                            default=getattr(EngagementTrainingOptions, field))
+        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(EngagementTrainingOptions, field))
     for field in ("stream_lr", "fusion_lr", "time_budget_s"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=float,
-                            default=getattr(EngagementTrainingOptions, field))
+        parser.add_argument(
+            f"--{field.replace('_', '-')}", type=float, default=getattr(EngagementTrainingOptions, field)
+        )
     args = parser.parse_args(argv)
     options = EngagementTrainingOptions(
-        network=args.network, batch_size=args.batch_size, curve_epochs=args.curve_epochs, max_epochs=args.max_epochs,
-        patience=args.patience, seed=args.seed, threads=args.threads, stream_lr=args.stream_lr,
-        fusion_lr=args.fusion_lr, time_budget_s=args.time_budget_s)
+        network=args.network,
+        batch_size=args.batch_size,
+        curve_epochs=args.curve_epochs,
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        seed=args.seed,
+        threads=args.threads,
+        stream_lr=args.stream_lr,
+        fusion_lr=args.fusion_lr,
+        time_budget_s=args.time_budget_s,
+    )
     from training.data.engagement_dataset import EngagementDataError
 
     try:

@@ -51,8 +51,11 @@ class TrainingOptions:
 def multitask_loss(outputs: dict, batch: dict, label_smoothing: float) -> tuple[torch.Tensor, dict]:
     emotion = F.cross_entropy(outputs["emotion_logits"].float(), batch["emotion"], label_smoothing=label_smoothing)
     known_style = batch["style"] >= 0
-    style = (F.cross_entropy(outputs["style_logits"].float()[known_style], batch["style"][known_style])
-             if known_style.any() else outputs["style_logits"].sum() * 0)
+    style = (
+        F.cross_entropy(outputs["style_logits"].float()[known_style], batch["style"][known_style])
+        if known_style.any()
+        else outputs["style_logits"].sum() * 0
+    )
     mask = batch["params_mask"]
     if mask.any():
         error = (outputs["action_params"].float() - torch.nan_to_num(batch["params"])) ** 2
@@ -99,17 +102,22 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
     train_set = FaceImageDataset(train_frame, size)
     val_set = FaceImageDataset(val_frame, size)
     loader_seed = torch.Generator().manual_seed(options.seed)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=options.batch_size, shuffle=True,
-                                               drop_last=True, generator=loader_seed)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_size=options.batch_size, shuffle=True, drop_last=True, generator=loader_seed
+    )
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=512)
-    print(f"[train] {options.network}: {len(train_set)} training / {len(val_set)} validation images at {size}px "
-          f"(loaded in {time.monotonic() - started:.0f} s)", flush=True)
+    print(
+        f"[train] {options.network}: {len(train_set)} training / {len(val_set)} validation images at {size}px "
+        f"(loaded in {time.monotonic() - started:.0f} s)",
+        flush=True,
+    )
 
     model = build_model(options.network).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
     steps = options.epochs * len(train_loader)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=options.learning_rate, total_steps=steps,
-                                                   pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=options.learning_rate, total_steps=steps, pct_start=0.15
+    )
     augment_generator = torch.Generator().manual_seed(options.seed + 1)
 
     metrics_path = out_dir / "metrics.jsonl"
@@ -139,14 +147,21 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
             for key, value in parts.items():
                 running[key] += value
             progress.set_postfix(loss=f"{running['loss'] / step:.3f}")
-        record = {"epoch": epoch, **{f"train_{k}": v / len(train_loader) for k, v in running.items()},
-                  **validate(model, val_loader, options), "lr": schedule.get_last_lr()[0],
-                  "seconds": time.monotonic() - epoch_start}
+        record = {
+            "epoch": epoch,
+            **{f"train_{k}": v / len(train_loader) for k, v in running.items()},
+            **validate(model, val_loader, options),
+            "lr": schedule.get_last_lr()[0],
+            "seconds": time.monotonic() - epoch_start,
+        }
         epoch_seconds = record["seconds"]
         with metrics_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
-        print(f"[train] epoch {epoch}: loss {record['train_loss']:.3f} val_loss {record['val_loss']:.3f} "
-              f"val_acc {record['val_accuracy']:.3f} ({record['seconds']:.0f} s)", flush=True)
+        print(
+            f"[train] epoch {epoch}: loss {record['train_loss']:.3f} val_loss {record['val_loss']:.3f} "
+            f"val_acc {record['val_accuracy']:.3f} ({record['seconds']:.0f} s)",
+            flush=True,
+        )
         torch.save(_checkpoint(model, options, record), out_dir / "last.pt")
         if record["val_loss"] < best["val_loss"]:
             best = record
@@ -158,19 +173,28 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
                 stop_reason = f"early stop: no validation improvement for {options.patience} epochs"
                 break
 
-    summary = {"network": options.network, "best_epoch": best.get("epoch"), "best": best, "stop_reason": stop_reason,
-               "train_images": len(train_set), "val_images": len(val_set),
-               "wall_seconds": time.monotonic() - started, "options": options.__dict__,
-               "train_manifests": [str(p) for p in train_manifests]}
+    summary = {
+        "network": options.network,
+        "best_epoch": best.get("epoch"),
+        "best": best,
+        "stop_reason": stop_reason,
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "wall_seconds": time.monotonic() - started,
+        "options": options.__dict__,
+        "train_manifests": [str(p) for p in train_manifests],
+    }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"[train] done in {summary['wall_seconds']:.0f} s ({stop_reason}); best epoch {best.get('epoch')} "
-          f"val_acc {best.get('val_accuracy', float('nan')):.3f} → {out_dir / 'best.pt'}", flush=True)
+    print(
+        f"[train] done in {summary['wall_seconds']:.0f} s ({stop_reason}); best epoch {best.get('epoch')} "
+        f"val_acc {best.get('val_accuracy', float('nan')):.3f} → {out_dir / 'best.pt'}",
+        flush=True,
+    )
     return summary
 
 
 def _checkpoint(model, options: TrainingOptions, record: dict) -> dict:
-    return {"network": options.network, "state_dict": model.state_dict(), "epoch": record["epoch"],
-            "metrics": record}
+    return {"network": options.network, "state_dict": model.state_dict(), "epoch": record["epoch"], "metrics": record}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,10 +210,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
     parser.add_argument("--exclude-style", choices=STYLES, help="leave this style out (train and validation)")
     args = parser.parse_args(argv)
-    options = TrainingOptions(network=args.network, epochs=args.epochs, batch_size=args.batch_size,
-                              learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                              patience=args.patience, seed=args.seed, time_budget_s=args.time_budget_s,
-                              bf16=not args.fp32, exclude_style=args.exclude_style)
+    options = TrainingOptions(
+        network=args.network,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        patience=args.patience,
+        seed=args.seed,
+        time_budget_s=args.time_budget_s,
+        bf16=not args.fp32,
+        exclude_style=args.exclude_style,
+    )
     train(args.train, args.val, args.out, options)
 
 

@@ -52,8 +52,8 @@ from training.networks.style_mapper import LATENT_WEIGHTS, StyleMapper
 LAMBDA = {"adv": 1.0, "style": 0.8, "expr": 1.2, "cyc": 0.5, "rec": 10.0, "encoder": 1.0, "kl": 0.01}
 # CycleGAN's own weights for its baseline (cycle 10, identity 0.5 × cycle).
 CYCLEGAN_LAMBDA = {"adv": 1.0, "style": 1.0, "cyc": 10.0, "identity": 5.0}
-EDITED_FRACTION = 0.3       # rows whose target is the edited rendering (a parameter override)
-SAME_STYLE_FRACTION = 0.1   # rows mapped into their own style (the mapping must then be the identity)
+EDITED_FRACTION = 0.3  # rows whose target is the edited rendering (a parameter override)
+SAME_STYLE_FRACTION = 0.1  # rows mapped into their own style (the mapping must then be the identity)
 MODELS = ("style_mapper", "autoencoder", "cyclegan")
 
 
@@ -65,10 +65,15 @@ class StyleDiscriminator(nn.Module):
         sn = nn.utils.spectral_norm
         c = channels
         self.trunk = nn.Sequential(
-            sn(nn.Conv2d(3, c, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(c, 2 * c, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * c, 4 * c, 4, 2, 1)), nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(4 * c, 4 * c, 3, 1, 1)), nn.LeakyReLU(0.2))
+            sn(nn.Conv2d(3, c, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(c, 2 * c, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * c, 4 * c, 4, 2, 1)),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(4 * c, 4 * c, 3, 1, 1)),
+            nn.LeakyReLU(0.2),
+        )
         self.patches = sn(nn.Conv2d(4 * c, len(STYLES), 3, 1, 1))
         self.classes = nn.Linear(4 * c, len(STYLES) + len(EMOTIONS))
 
@@ -77,12 +82,12 @@ class StyleDiscriminator(nn.Module):
         features = self.trunk(images * 2 - 1)
         patches = self.patches(features)[torch.arange(len(style), device=style.device), style]
         classes = self.classes(features.mean(dim=(2, 3)))
-        return patches, classes[:, :len(STYLES)], classes[:, len(STYLES):]
+        return patches, classes[:, : len(STYLES)], classes[:, len(STYLES) :]
 
 
 @dataclass
 class PairBatch:
-    source: torch.Tensor        # float [B, 3, S, S] in [0, 1]
+    source: torch.Tensor  # float [B, 3, S, S] in [0, 1]
     target: torch.Tensor
     source_style: torch.Tensor  # int64 [B]
     target_style: torch.Tensor
@@ -90,7 +95,7 @@ class PairBatch:
     target_emotion: torch.Tensor
     source_params: torch.Tensor  # float [B, 4] (ground truth, as drawn)
     target_params: torch.Tensor
-    params_mask: torch.Tensor   # float [B, 4]: 1 where the target's parameter was set by an override
+    params_mask: torch.Tensor  # float [B, 4]: 1 where the target's parameter was set by an override
 
     def one_hot(self, styles: torch.Tensor) -> torch.Tensor:
         return F.one_hot(styles, len(STYLES)).float()
@@ -101,8 +106,14 @@ class PairSampler:
 
     The whole split is moved to the device as uint8 once (16k sets at 128 px: 3.9 GB), so batches are gathers."""
 
-    def __init__(self, sets: dict[str, np.ndarray], device: torch.device, exclude_style: str | None = None,
-                 edited_fraction: float = EDITED_FRACTION, seed: int = 0):
+    def __init__(
+        self,
+        sets: dict[str, np.ndarray],
+        device: torch.device,
+        exclude_style: str | None = None,
+        edited_fraction: float = EDITED_FRACTION,
+        seed: int = 0,
+    ):
         self.images = torch.from_numpy(np.ascontiguousarray(sets["images"])).to(device)
         self.emotions = torch.from_numpy(np.asarray(sets["emotions"])).to(device)
         self.params = torch.from_numpy(np.asarray(sets["params"])).to(device)
@@ -132,7 +143,7 @@ class PairSampler:
             target = torch.where(clash, self.allowed[self._randint(len(self.allowed), batch)], target)
         target = torch.where(same, source, target)
         edited_allowed = (self.edited_style[sets][:, None] == self.allowed[None]).any(dim=1)
-        edited = (torch.rand(batch, device=self.device, generator=self.generator) < self.edited_fraction)
+        edited = torch.rand(batch, device=self.device, generator=self.generator) < self.edited_fraction
         edited &= edited_allowed
         target_row = torch.where(edited, torch.full_like(target, EDITED), target)
         target = torch.where(edited, self.edited_style[sets], target)
@@ -141,9 +152,17 @@ class PairSampler:
         def pixels(rows: torch.Tensor) -> torch.Tensor:
             return self.images[sets, rows].permute(0, 3, 1, 2).float() / 255.0
 
-        return PairBatch(pixels(source), pixels(target_row), source, target, self.emotions[sets, source],
-                         self.emotions[sets, target_row], self.params[sets, source], self.params[sets, target_row],
-                         mask)
+        return PairBatch(
+            pixels(source),
+            pixels(target_row),
+            source,
+            target,
+            self.emotions[sets, source],
+            self.emotions[sets, target_row],
+            self.params[sets, source],
+            self.params[sets, target_row],
+            mask,
+        )
 
     def fixed_pairs(self, count: int, seed: int = 1) -> list[tuple[int, int, int]]:
         """(set, source style, target style) with source ≠ target, no edits: a fixed validation list."""
@@ -163,12 +182,15 @@ def latent_reconstruction(re_encoding, encoding, edited: torch.Tensor) -> torch.
     overridden: an overridden face *should* re-encode to another expression, and asking it not to (the first
     version of this loss did) taught the mapper to ignore overrides — measured: pushing a parameter across its
     whole range moved the judge's reading by < 0.01."""
-    loss = sum(LATENT_WEIGHTS[part] * F.l1_loss(re_encoding.part(part, "mean").float(),
-                                                encoding.part(part, "mean").detach().float())
-               for part in ("identity", "auxiliary"))
+    loss = sum(
+        LATENT_WEIGHTS[part]
+        * F.l1_loss(re_encoding.part(part, "mean").float(), encoding.part(part, "mean").detach().float())
+        for part in ("identity", "auxiliary")
+    )
     kept = (~edited).float()[:, None]
-    difference = (re_encoding.part("expression", "mean").float()
-                  - encoding.part("expression", "mean").detach().float()).abs() * kept
+    difference = (
+        re_encoding.part("expression", "mean").float() - encoding.part("expression", "mean").detach().float()
+    ).abs() * kept
     return loss + LATENT_WEIGHTS["expression"] * difference.sum() / (kept.sum() * difference.shape[1]).clamp(min=1)
 
 
@@ -185,10 +207,11 @@ def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 class MapperTrainer:
     """One optimisation step at a time for the style mapper or a baseline; `map` is what evaluation calls."""
 
-    def __init__(self, kind: str, network: str, device: torch.device, learning_rate: float = 2e-4,
-                 cpu_bf16: bool = False):
+    def __init__(
+        self, kind: str, network: str, device: torch.device, learning_rate: float = 2e-4, cpu_bf16: bool = False
+    ):
         self.kind, self.network, self.device = kind, network, device
-        self.generator = (build_model(network) if kind == "style_mapper" else ConcatStyleGenerator(BASELINE_CPU))
+        self.generator = build_model(network) if kind == "style_mapper" else ConcatStyleGenerator(BASELINE_CPU)
         self.generator.to(device).train()
         self.ema = copy.deepcopy(self.generator).eval()
         for p in self.ema.parameters():
@@ -196,12 +219,12 @@ class MapperTrainer:
         adam = dict(lr=learning_rate, betas=(0.5, 0.999), weight_decay=5e-5)
         self.g_optimizer = torch.optim.Adam(self.generator.parameters(), **adam)
         self.discriminator = StyleDiscriminator().to(device) if kind != "autoencoder" else None
-        self.d_optimizer = (torch.optim.Adam(self.discriminator.parameters(), **adam)
-                            if self.discriminator is not None else None)
+        self.d_optimizer = (
+            torch.optim.Adam(self.discriminator.parameters(), **adam) if self.discriminator is not None else None
+        )
         self.updates = 0
         # bf16 on CUDA always; on the CPU when asked (AVX512_BF16 here: a step takes 1.6 s instead of 3.3 s)
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                       enabled=device.type == "cuda" or cpu_bf16)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or cpu_bf16)
 
     def set_learning_rate(self, learning_rate: float) -> None:
         for optimizer in (self.g_optimizer, self.d_optimizer):
@@ -220,16 +243,24 @@ class MapperTrainer:
             else:
                 ema.copy_(live)
 
-    def _discriminator_step(self, real: torch.Tensor, real_style: torch.Tensor, real_emotion: torch.Tensor,
-                            fake: torch.Tensor, fake_style: torch.Tensor) -> torch.Tensor:
+    def _discriminator_step(
+        self,
+        real: torch.Tensor,
+        real_style: torch.Tensor,
+        real_emotion: torch.Tensor,
+        fake: torch.Tensor,
+        fake_style: torch.Tensor,
+    ) -> torch.Tensor:
         """LSGAN real/fake on the patch map of each image's style; the classifiers learn from real images only."""
         with self.autocast:
             real_patches, style_logits, emotion_logits = self.discriminator(real, real_style)
             fake_patches, _, _ = self.discriminator(fake.detach(), fake_style)
-            loss = (F.mse_loss(real_patches.float(), torch.ones_like(real_patches, dtype=torch.float32))
-                    + F.mse_loss(fake_patches.float(), torch.zeros_like(fake_patches, dtype=torch.float32))
-                    + F.cross_entropy(style_logits.float(), real_style)
-                    + F.cross_entropy(emotion_logits.float(), real_emotion))
+            loss = (
+                F.mse_loss(real_patches.float(), torch.ones_like(real_patches, dtype=torch.float32))
+                + F.mse_loss(fake_patches.float(), torch.zeros_like(fake_patches, dtype=torch.float32))
+                + F.cross_entropy(style_logits.float(), real_style)
+                + F.cross_entropy(emotion_logits.float(), real_emotion)
+            )
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
@@ -257,8 +288,9 @@ class MapperTrainer:
             heads = g.heads(encoding)
             applied = g.applied_params(heads["source_params"], target_style, batch.target_params, batch.params_mask)
             fake = g.decode(encoding, target_style, applied)
-        d_loss = self._discriminator_step(batch.target, batch.target_style, batch.target_emotion, fake,
-                                          batch.target_style)
+        d_loss = self._discriminator_step(
+            batch.target, batch.target_style, batch.target_emotion, fake, batch.target_style
+        )
         with self.autocast:
             fake_patches, fake_style, fake_emotion = self.discriminator(fake, batch.target_style)
             re_encoding = g.encode(fake)
@@ -297,8 +329,13 @@ class MapperTrainer:
         with self.autocast:
             fake = g(batch.source, target_style)
         # unpaired: the discriminator's real images are other faces' renderings (the batch rolled by one)
-        d_loss = self._discriminator_step(batch.target.roll(1, 0), batch.target_style.roll(1, 0),
-                                          batch.target_emotion.roll(1, 0), fake, batch.target_style)
+        d_loss = self._discriminator_step(
+            batch.target.roll(1, 0),
+            batch.target_style.roll(1, 0),
+            batch.target_emotion.roll(1, 0),
+            fake,
+            batch.target_style,
+        )
         with self.autocast:
             fake_patches, fake_style, _ = self.discriminator(fake, batch.target_style)
             losses = {
@@ -313,8 +350,13 @@ class MapperTrainer:
 
 
 @torch.no_grad()
-def map_images(model: nn.Module, images: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor | None = None,
-               params_mask: torch.Tensor | None = None) -> torch.Tensor:
+def map_images(
+    model: nn.Module,
+    images: torch.Tensor,
+    target_style: torch.Tensor,
+    params: torch.Tensor | None = None,
+    params_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
     """float [B, 3, S, S] → mapped float images, for the style mapper (mask 0: no overrides) or a baseline."""
     target = F.one_hot(target_style, len(STYLES)).float()
     if isinstance(model, StyleMapper):
@@ -325,11 +367,12 @@ def map_images(model: nn.Module, images: torch.Tensor, target_style: torch.Tenso
 
 
 @torch.no_grad()
-def validation_psnr(model: nn.Module, sampler: PairSampler, pairs: list[tuple[int, int, int]],
-                    batch: int = 64) -> float:
+def validation_psnr(
+    model: nn.Module, sampler: PairSampler, pairs: list[tuple[int, int, int]], batch: int = 64
+) -> float:
     values = []
     for start in range(0, len(pairs), batch):
-        chunk = torch.tensor(pairs[start:start + batch], device=sampler.device)
+        chunk = torch.tensor(pairs[start : start + batch], device=sampler.device)
         sets, source, target = chunk[:, 0], chunk[:, 1], chunk[:, 2]
         src = sampler.images[sets, source].permute(0, 3, 1, 2).float() / 255
         tgt = sampler.images[sets, target].permute(0, 3, 1, 2).float() / 255
@@ -365,8 +408,13 @@ def train(args: argparse.Namespace) -> dict:
     torch.backends.cudnn.benchmark = True
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
-    train_sampler = PairSampler(load_style_sets(args.train, mmap=False), device, args.exclude_style,
-                                edited_fraction=args.edited_fraction, seed=args.seed)
+    train_sampler = PairSampler(
+        load_style_sets(args.train, mmap=False),
+        device,
+        args.exclude_style,
+        edited_fraction=args.edited_fraction,
+        seed=args.seed,
+    )
     val_sampler = PairSampler(load_style_sets(args.val, mmap=False), device, args.exclude_style, seed=args.seed + 1)
     val_pairs = val_sampler.fixed_pairs(args.val_pairs)
     trainer = MapperTrainer(args.model, args.network, device, args.learning_rate, cpu_bf16=args.cpu_bf16)
@@ -395,27 +443,46 @@ def train(args: argparse.Namespace) -> dict:
             if not all(math.isfinite(v) for v in losses.values()):
                 raise FloatingPointError(f"step {step}: non-finite loss {losses}")
             value = validation_psnr(trainer.ema, val_sampler, val_pairs)
-            record = {"step": step, "elapsed_s": round(elapsed, 1), "val_psnr": round(value, 3),
-                      **{k: round(v, 5) for k, v in losses.items()}}
+            record = {
+                "step": step,
+                "elapsed_s": round(elapsed, 1),
+                "val_psnr": round(value, 3),
+                **{k: round(v, 5) for k, v in losses.items()},
+            }
             history.append(record)
             log.write(json.dumps(record) + "\n")
             log.flush()
-            print(f"[{args.model}] step {step} {elapsed:.0f}s val PSNR {value:.2f} dB "
-                  + " ".join(f"{k} {v:.3f}" for k, v in losses.items()), flush=True)
+            print(
+                f"[{args.model}] step {step} {elapsed:.0f}s val PSNR {value:.2f} dB "
+                + " ".join(f"{k} {v:.3f}" for k, v in losses.items()),
+                flush=True,
+            )
             if value > best:
                 best = value
-                save_generator(trainer, args.out / "best.pt", step=step, val_psnr=value,
-                               exclude_style=args.exclude_style)
+                save_generator(
+                    trainer, args.out / "best.pt", step=step, val_psnr=value, exclude_style=args.exclude_style
+                )
     final = validation_psnr(trainer.ema, val_sampler, val_pairs)
     if final > best:
         best = final
         save_generator(trainer, args.out / "best.pt", step=step, val_psnr=final, exclude_style=args.exclude_style)
-    summary = {"model": args.model, "network": args.network, "device": str(device), "steps": step,
-               "samples": step * args.batch, "batch": args.batch, "wall_s": round(time.perf_counter() - started, 1),
-               "best_val_psnr": round(best, 3), "final_val_psnr": round(final, 3),
-               "exclude_style": args.exclude_style, "train_sets": len(train_sampler),
-               "init": str(args.init) if args.init else None, "edited_fraction": args.edited_fraction,
-               "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None}
+    summary = {
+        "model": args.model,
+        "network": args.network,
+        "device": str(device),
+        "steps": step,
+        "samples": step * args.batch,
+        "batch": args.batch,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "best_val_psnr": round(best, 3),
+        "final_val_psnr": round(final, 3),
+        "exclude_style": args.exclude_style,
+        "train_sets": len(train_sampler),
+        "init": str(args.init) if args.init else None,
+        "edited_fraction": args.edited_fraction,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
+    }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"[{args.model}] done: {summary}", flush=True)
     return summary

@@ -63,16 +63,27 @@ def analyse_upload(upload, analyzer: ClipAnalyzer, store: Store, fingerprint: st
             status.update(label=f"{upload.name}: reopened analysis {stored.id}", state="complete", expanded=False)
             return ClipResult(upload.name, stored.id, reopened=True)
         hashing.progress(1.0, text="New content: analysing")
-        stage_text = {"decode": "Decoding frames", "detect": "Detecting faces", "track": "Tracking characters",
-                      "encode": "Reading expressions", "engagement": "Predicting engagement"}
+        stage_text = {
+            "decode": "Decoding frames",
+            "detect": "Detecting faces",
+            "track": "Tracking characters",
+            "encode": "Reading expressions",
+            "engagement": "Predicting engagement",
+        }
         bars = {stage: st.progress(0.0, text=stage_text[stage]) for stage in STAGES}
         fractions = dict.fromkeys(STAGES, 0.0)
         cancel = threading.Event()
         # The pipeline reports progress from its decoding thread; Streamlit elements may only be updated from the
         # script's thread, so the analysis runs in a worker and this thread polls the fractions it reports.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            future = pool.submit(analyzer.analyze, path, name=upload.name, sha256=digest,
-                                 progress=lambda stage, f: fractions.__setitem__(stage, f), cancel=cancel)
+            future = pool.submit(
+                analyzer.analyze,
+                path,
+                name=upload.name,
+                sha256=digest,
+                progress=lambda stage, f: fractions.__setitem__(stage, f),
+                cancel=cancel,
+            )
             try:
                 while not future.done():
                     for stage, bar in bars.items():

@@ -8,12 +8,14 @@ from app import services
 from app.components.banners import store_unavailable, triton_down
 from app.components.clip_upload import CLIP_TYPES, analyse_upload, load_report
 from app.components.report_view import show_report
-from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.store import StoreError
 
 st.title("Analyze clips")
-st.caption("Predicted audience engagement of a clip from its characters' faces and expressions: scores with 90 % "
-           "intervals, per audience group and per second. Clips analysed before are reopened, not recomputed.")
+st.caption(
+    "Predicted audience engagement of a clip from its characters' faces and expressions: scores with 90 % "
+    "intervals, per audience group and per second. Clips analysed before are reopened, not recomputed."
+)
 
 try:
     analyzer = services.analyzer()
@@ -26,9 +28,12 @@ except StoreError as error:
 
 limit_mb = st.get_option("server.maxUploadSize")
 with st.form("clips", border=False):
-    uploads = st.file_uploader("Clips", type=CLIP_TYPES, accept_multiple_files=True,
-                               help=f"MP4, MOV, WebM, MKV or GIF, up to {limit_mb} MB each. Faces should be at least "
-                                    "about 40 px tall.")
+    uploads = st.file_uploader(
+        "Clips",
+        type=CLIP_TYPES,
+        accept_multiple_files=True,
+        help=f"MP4, MOV, WebM, MKV or GIF, up to {limit_mb} MB each. Faces should be at least about 40 px tall.",
+    )
     submitted = st.form_submit_button("Analyze", type="primary")
 
 if submitted:
@@ -65,5 +70,7 @@ if shown_ids:
         for analysis_id, report in reports:
             show_report(report, analysis_id, key=f"analysis-{analysis_id}")
 elif not submitted:
-    st.info("Upload one or more clips and press **Analyze**. Past analyses are on the **History** page.",
-            icon=":material/upload_file:")
+    st.info(
+        "Upload one or more clips and press **Analyze**. Past analyses are on the **History** page.",
+        icon=":material/upload_file:",
+    )

@@ -14,16 +14,18 @@ from app import services
 from app.components.banners import triton_down
 from facecast.classify import ClassifiedImage, classify_images
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
-from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.store import StoreError
 from facecast.vocab import EMOTIONS
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 MAX_FILES = 64
 
 st.title("Classify faces")
-st.caption("Emotion, art style and action parameters (mouth, eye, brow, cheek) of character faces, "
-           "predicted by the `expression_encoder` network served by Triton.")
+st.caption(
+    "Emotion, art style and action parameters (mouth, eye, brow, cheek) of character faces, "
+    "predicted by the `expression_encoder` network served by Triton."
+)
 
 recognizer = services.recognizer()
 try:
@@ -38,13 +40,18 @@ def demo_faces() -> list[Path]:
 
 
 with st.form("faces", border=False):
-    uploads = st.file_uploader("Face images", type=IMAGE_TYPES, accept_multiple_files=True,
-                               help=f"Up to {MAX_FILES} images; each is fitted to {face_size}×{face_size} px.")
+    uploads = st.file_uploader(
+        "Face images",
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
+        help=f"Up to {MAX_FILES} images; each is fitted to {face_size}×{face_size} px.",
+    )
     demos = demo_faces()
     chosen_demos = []
     if demos:
-        chosen_demos = st.multiselect("…or try demo faces", options=demos, format_func=lambda p: p.stem,
-                                      placeholder="Pick demo faces")
+        chosen_demos = st.multiselect(
+            "…or try demo faces", options=demos, format_func=lambda p: p.stem, placeholder="Pick demo faces"
+        )
     submitted = st.form_submit_button("Classify", type="primary")
 
 if submitted:
@@ -63,8 +70,9 @@ if submitted:
     except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
         triton_down(error, "Classification failed.")
     try:
-        services.store().classifications.add(r.as_record() for r in st.session_state["results"]
-                                             if r.prediction is not None)
+        services.store().classifications.add(
+            r.as_record() for r in st.session_state["results"] if r.prediction is not None
+        )
     except StoreError as error:
         st.warning(f"Results shown but not saved: {error}")
 
@@ -94,17 +102,27 @@ def show_result(result: ClassifiedImage, data: bytes) -> None:
     numbers.caption(f"{prediction.confidence:.0%} confident")
     numbers.metric("Style", prediction.style.replace("_", " "))
     numbers.caption(f"{prediction.style_probs[prediction.style]:.0%} confident")
-    numbers.dataframe(pd.DataFrame({"parameter": list(prediction.action_params),
-                                    "value": [round(v, 2) for v in prediction.action_params.values()]}),
-                      hide_index=True, width="stretch")
+    numbers.dataframe(
+        pd.DataFrame(
+            {
+                "parameter": list(prediction.action_params),
+                "value": [round(v, 2) for v in prediction.action_params.values()],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     probabilities = pd.DataFrame({"emotion": EMOTIONS, "probability": [prediction.emotion_probs[e] for e in EMOTIONS]})
     chart.altair_chart(
-        alt.Chart(probabilities).mark_bar().encode(
+        alt.Chart(probabilities)
+        .mark_bar()
+        .encode(
             x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             y=alt.Y("emotion:N", sort=list(EMOTIONS), title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.condition(alt.datum.emotion == prediction.emotion, alt.value("#e4572e"), alt.value("#9aa5b1")),
             tooltip=["emotion", alt.Tooltip("probability:Q", format=".1%")],
-        ).properties(height=230),
+        )
+        .properties(height=230),
         width="stretch",
     )
 
@@ -116,5 +134,9 @@ if results:
     for result, data in zip(results, st.session_state.get("source_bytes", [])):
         with st.container(border=True):
             show_result(result, data)
-    st.download_button("Download results (JSON)", data=pd.Series([r.as_dict() for r in results]).to_json(
-        orient="values", indent=2), file_name="facecast-classifications.json", mime="application/json")
+    st.download_button(
+        "Download results (JSON)",
+        data=pd.Series([r.as_dict() for r in results]).to_json(orient="values", indent=2),
+        file_name="facecast-classifications.json",
+        mime="application/json",
+    )

@@ -15,15 +15,22 @@ store, past = services.store_and_past_analyses()
 
 past = past[past["faces_found"]] if not past.empty else past
 if len(past) < 2:
-    st.info("Comparing needs at least two analysed cuts with faces in them; "
-            f"{len(past)} {'is' if len(past) == 1 else 'are'} stored so far.", icon=":material/compare:")
+    st.info(
+        "Comparing needs at least two analysed cuts with faces in them; "
+        f"{len(past)} {'is' if len(past) == 1 else 'are'} stored so far.",
+        icon=":material/compare:",
+    )
     st.stop()
 
 labels = {int(row.id): f"{row.name} (analysis {row.id})" for row in past.itertuples()}
 with st.form("compare", border=False):
-    chosen = st.multiselect("Cuts", options=list(labels), format_func=labels.get,
-                            default=st.session_state.get("compare.chosen", list(labels)[:2]),
-                            placeholder="Pick two or more cuts")
+    chosen = st.multiselect(
+        "Cuts",
+        options=list(labels),
+        format_func=labels.get,
+        default=st.session_state.get("compare.chosen", list(labels)[:2]),
+        placeholder="Pick two or more cuts",
+    )
     st.form_submit_button("Compare", type="primary")
 st.session_state["compare.chosen"] = chosen
 if len(chosen) < 2:
@@ -40,16 +47,30 @@ for analysis_id in chosen:
 curves = overlaid_curves(cuts)
 hover = alt.selection_point(on="pointerover", nearest=True, fields=["time"], empty=False)
 legend = alt.selection_point(fields=["cut"], bind="legend")
-lines = alt.Chart(curves).mark_line(point=True).encode(
-    x=alt.X("time:Q", title="time (s)"), y=alt.Y("engagement:Q", scale=alt.Scale(domain=[0, 1])),
-    color=alt.Color("cut:N", legend=alt.Legend(orient="top", title=None)),
-    opacity=alt.condition(legend, alt.value(1.0), alt.value(0.15)),
-    tooltip=["cut", "second", alt.Tooltip("engagement:Q", format=".2f"), alt.Tooltip("low:Q", format=".2f"),
-             alt.Tooltip("high:Q", format=".2f")]).add_params(hover, legend)
-rule = alt.Chart(curves).mark_rule(color="#444").encode(
-    x="time:Q", opacity=alt.condition(hover, alt.value(0.7), alt.value(0)))
-st.altair_chart((lines + rule).properties(height=280, title="Engagement per second, cuts overlaid"),
-                width="stretch")
+lines = (
+    alt.Chart(curves)
+    .mark_line(point=True)
+    .encode(
+        x=alt.X("time:Q", title="time (s)"),
+        y=alt.Y("engagement:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("cut:N", legend=alt.Legend(orient="top", title=None)),
+        opacity=alt.condition(legend, alt.value(1.0), alt.value(0.15)),
+        tooltip=[
+            "cut",
+            "second",
+            alt.Tooltip("engagement:Q", format=".2f"),
+            alt.Tooltip("low:Q", format=".2f"),
+            alt.Tooltip("high:Q", format=".2f"),
+        ],
+    )
+    .add_params(hover, legend)
+)
+rule = (
+    alt.Chart(curves)
+    .mark_rule(color="#444")
+    .encode(x="time:Q", opacity=alt.condition(hover, alt.value(0.7), alt.value(0)))
+)
+st.altair_chart((lines + rule).properties(height=280, title="Engagement per second, cuts overlaid"), width="stretch")
 
 left, right = st.columns([3, 1])
 left.markdown("**Differences per score and audience group**")

@@ -11,10 +11,10 @@ import streamlit as st
 from app import services
 from app.components.banners import store_unavailable, triton_down
 from facecast.clients.embedders import QueryError as EmbeddingQueryError
-from facecast.library.feedback import FeedbackError
 from facecast.library import Filters, LibraryError, Query
-from facecast.store import StoreError
+from facecast.library.feedback import FeedbackError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.store import StoreError
 from facecast.vocab import EMOTIONS, STYLES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
@@ -29,8 +29,10 @@ try:
 except StoreError as error:
     store_unavailable(error, "The library cannot be opened.")
 
-st.caption(f"{stats['items']} expressions · {stats['characters']} characters · {stats['feedback']} feedback signals. "
-           "Search by words, a reference face, or both; filters are hard constraints.")
+st.caption(
+    f"{stats['items']} expressions · {stats['characters']} characters · {stats['feedback']} feedback signals. "
+    "Search by words, a reference face, or both; filters are hard constraints."
+)
 
 
 def add_section() -> None:
@@ -54,8 +56,7 @@ def add_section() -> None:
             return
         labels = {int(r.id): f"{r.name} (analysis {r.id})" for r in analyses.itertuples()}
         with st.form("add-analysis", border=False):
-            chosen = st.selectbox("Key-moment faces of an analysed clip", options=list(labels),
-                                  format_func=labels.get)
+            chosen = st.selectbox("Key-moment faces of an analysed clip", options=list(labels), format_func=labels.get)
             add_clip = st.form_submit_button("Add from clip")
         if add_clip and chosen is not None:
             show_ingest(library.add_from_analysis(chosen))
@@ -66,8 +67,9 @@ def show_ingest(report) -> None:
     if report.added:
         st.success(f"Added {len(report.added)} expression(s).", icon=":material/add_photo_alternate:")
     if report.duplicates:
-        st.info(f"{len(report.duplicates)} already in the library: "
-                + ", ".join(name(p) for p, _ in report.duplicates[:8]))
+        st.info(
+            f"{len(report.duplicates)} already in the library: " + ", ".join(name(p) for p, _ in report.duplicates[:8])
+        )
     for path, why in report.failed:
         st.error(f"**{name(path)}** was not added: {why}", icon=":material/broken_image:")
     for note in report.notes:
@@ -85,8 +87,11 @@ except (LibraryError, StoreError) as error:
     st.error(str(error))
 
 if library.stats()["items"] == 0:
-    st.info("The library is empty: add face images or an analysed clip's faces above, or run "
-            "`python -m training.data.demo --library` for the demo library.", icon=":material/photo_library:")
+    st.info(
+        "The library is empty: add face images or an analysed clip's faces above, or run "
+        "`python -m training.data.demo --library` for the demo library.",
+        icon=":material/photo_library:",
+    )
     st.stop()
 
 with st.form("search", border=False):
@@ -143,25 +148,47 @@ if not results.results:
     st.stop()
 
 st.subheader(f"{len(results.results)} results for the {results.query_type} query")
-st.caption("Score R = Σ weight × φ over the ranking criteria; each card shows the φ values that put it there. "
-           "Current weights: " + ", ".join(f"{t.replace('_', ' ')} {w:.2f}" for t, w in results.weights.items()))
-rows = [results.results[i:i + COLUMNS] for i in range(0, len(results.results), COLUMNS)]
+st.caption(
+    "Score R = Σ weight × φ over the ranking criteria; each card shows the φ values that put it there. "
+    "Current weights: " + ", ".join(f"{t.replace('_', ' ')} {w:.2f}" for t, w in results.weights.items())
+)
+rows = [results.results[i : i + COLUMNS] for i in range(0, len(results.results), COLUMNS)]
 for row in rows:
     for cell, result in zip(st.columns(COLUMNS), row):
         with cell.container(border=True, key=f"result-{result.rank}"):
             thumbnail = library.store.library.thumbnail(result.id)
             if thumbnail:
                 st.image(thumbnail, width=96)
-            st.markdown(f"**#{result.rank}** · score **{result.score:.3f}**  \n{result.emotion} · "
-                        f"{result.style.replace('_', ' ')}" + (f" · {result.character}" if result.character else ""))
+            st.markdown(
+                f"**#{result.rank}** · score **{result.score:.3f}**  \n{result.emotion} · "
+                f"{result.style.replace('_', ' ')}" + (f" · {result.character}" if result.character else "")
+            )
             st.caption(Path(result.source_path).name if "/" in result.source_path else result.source_path)
             for term, phi in result.phi.items():  # the reasons: φ per criterion (weights in the caption above)
                 st.progress(min(1.0, max(0.0, phi)), text=f"{term.replace('_', ' ')} {phi:.2f}")
             up, down = st.columns(2)
-            up.button("Good", icon=":material/thumb_up:", key=f"up-{results.query_id}-{result.id}",
-                      help="A good match: rank things like it higher", on_click=give_feedback, args=("up", result.id))
-            down.button("Poor", icon=":material/thumb_down:", key=f"down-{results.query_id}-{result.id}",
-                        help="A poor match: rank things like it lower", on_click=give_feedback,
-                        args=("down", result.id))
-            st.button("Use this", icon=":material/check:", key=f"use-{results.query_id}-{result.id}", type="primary",
-                      width="stretch", on_click=give_feedback, args=("use", result.id))
+            up.button(
+                "Good",
+                icon=":material/thumb_up:",
+                key=f"up-{results.query_id}-{result.id}",
+                help="A good match: rank things like it higher",
+                on_click=give_feedback,
+                args=("up", result.id),
+            )
+            down.button(
+                "Poor",
+                icon=":material/thumb_down:",
+                key=f"down-{results.query_id}-{result.id}",
+                help="A poor match: rank things like it lower",
+                on_click=give_feedback,
+                args=("down", result.id),
+            )
+            st.button(
+                "Use this",
+                icon=":material/check:",
+                key=f"use-{results.query_id}-{result.id}",
+                type="primary",
+                width="stretch",
+                on_click=give_feedback,
+                args=("use", result.id),
+            )

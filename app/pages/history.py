@@ -15,17 +15,46 @@ if past.empty:
     st.info("No clip has been analysed yet: analyse one on the **Analyze clips** page.", icon=":material/history:")
     st.stop()
 
-table = past[["id", "name", "created_at", "engagement", "engagement_low", "engagement_high", "engagement_class",
-              "resonance", "shareability", "duration_s"]].rename(columns={
-                  "engagement_low": "low", "engagement_high": "high", "engagement_class": "class",
-                  "duration_s": "seconds", "created_at": "analysed (UTC)"})
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.2f")
-                            for c in ("engagement", "low", "high", "resonance", "shareability", "seconds")})
+table = past[
+    [
+        "id",
+        "name",
+        "created_at",
+        "engagement",
+        "engagement_low",
+        "engagement_high",
+        "engagement_class",
+        "resonance",
+        "shareability",
+        "duration_s",
+    ]
+].rename(
+    columns={
+        "engagement_low": "low",
+        "engagement_high": "high",
+        "engagement_class": "class",
+        "duration_s": "seconds",
+        "created_at": "analysed (UTC)",
+    }
+)
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        c: st.column_config.NumberColumn(format="%.2f")
+        for c in ("engagement", "low", "high", "resonance", "shareability", "seconds")
+    },
+)
 
 labels = {int(row.id): f"{row.id} · {row.name} · {row.created_at:%Y-%m-%d %H:%M}" for row in past.itertuples()}
-chosen = st.selectbox("Open an analysis", options=list(labels), format_func=labels.get, index=None,
-                      placeholder="Pick an analysis to reopen")
+chosen = st.selectbox(
+    "Open an analysis",
+    options=list(labels),
+    format_func=labels.get,
+    index=None,
+    placeholder="Pick an analysis to reopen",
+)
 if chosen is not None:
     report = load_report(store, chosen)
     if report is None:

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import streamlit as st
-
-from typing import NoReturn
 
 from app import services
 from app.components.banners import TRITON_DOWN, store_unavailable, triton_down
 from facecast.library import LibraryError
 from facecast.mapping import MappingInputError, MappingResult, NotAFaceError, StyleMapper, save_to_library
-from facecast.store import StoreError
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+from facecast.store import StoreError
 from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
@@ -40,9 +39,11 @@ def server_down(error: Exception, what: str = TRITON_DOWN) -> NoReturn:
 
 
 st.title("Style mapping")
-st.caption("Carry a face's expression into another art style with the `style_mapper` network served by Triton. "
-           "Each style keeps mouth, eye, brow and cheek inside its own range, so the expression is neither "
-           "exaggerated nor dead in the new style; values outside it are clamped and the page says so.")
+st.caption(
+    "Carry a face's expression into another art style with the `style_mapper` network served by Triton. "
+    "Each style keeps mouth, eye, brow and cheek inside its own range, so the expression is neither "
+    "exaggerated nor dead in the new style; values outside it are clamped and the page says so."
+)
 
 mapper = style_mapper()
 try:
@@ -62,14 +63,22 @@ def library_source() -> tuple[bytes, str, str, str | None]:
     except StoreError as error:
         store_unavailable(error, "The library cannot be opened.")
     if items.empty:
-        st.info("The library is empty: upload a face instead, or add faces on the Expression library page.",
-                icon=":material/photo_library:")
+        st.info(
+            "The library is empty: upload a face instead, or add faces on the Expression library page.",
+            icon=":material/photo_library:",
+        )
         st.stop()
     rows = {int(row.id): row for row in items.itertuples()}
-    labels = {item_id: f"#{item_id} · {row.emotion} · {pretty(row.style)} · {Path(str(row.source_path)).name}"
-              for item_id, row in rows.items()}
-    chosen = st.selectbox("Library item", options=list(labels), format_func=labels.get,
-                          help=f"The newest {LIBRARY_CHOICES} items of the expression library.")
+    labels = {
+        item_id: f"#{item_id} · {row.emotion} · {pretty(row.style)} · {Path(str(row.source_path)).name}"
+        for item_id, row in rows.items()
+    }
+    chosen = st.selectbox(
+        "Library item",
+        options=list(labels),
+        format_func=labels.get,
+        help=f"The newest {LIBRARY_CHOICES} items of the expression library.",
+    )
     row = rows[chosen]
     # The item's own file when it is still there (full resolution), otherwise the face the library keeps.
     data = None
@@ -89,8 +98,11 @@ def library_source() -> tuple[bytes, str, str, str | None]:
 
 
 def upload_source() -> tuple[bytes, str, str, None]:
-    upload = st.file_uploader("Face picture", type=IMAGE_TYPES,
-                              help="A character's face, or a frame with one in it: the face detector finds it.")
+    upload = st.file_uploader(
+        "Face picture",
+        type=IMAGE_TYPES,
+        help="A character's face, or a frame with one in it: the face detector finds it.",
+    )
     if upload is None:
         st.info("Upload a face picture, or pick a library item.", icon=":material/upload:")
         st.stop()
@@ -103,9 +115,11 @@ if kind == FROM_LIBRARY:
     assume_face = True  # library items are faces already (the library stores them as face crops)
 else:
     data, name, origin, character = upload_source()
-    assume_face = st.checkbox("Map even if no face is found",
-                              help="The face detector refuses pictures it finds no face in; tick this to map the "
-                                   "whole picture anyway (for faces it misses).")
+    assume_face = st.checkbox(
+        "Map even if no face is found",
+        help="The face detector refuses pictures it finds no face in; tick this to map the "
+        "whole picture anyway (for faces it misses).",
+    )
 
 source_key = hashlib.sha256(data).hexdigest()[:16] + ("-assumed" if assume_face else "")
 if st.session_state.get("mapping.source") != source_key:
@@ -113,8 +127,10 @@ if st.session_state.get("mapping.source") != source_key:
         with st.spinner("Mapping into all four styles on Triton…"):
             everything = mapper.map_to_all_styles(data, assume_face=assume_face, name=name)
     except NotAFaceError as error:
-        st.error(f"**No face found.** {error}. If it is a face, tick \"Map even if no face is found\".",
-                 icon=":material/face_retouching_off:")
+        st.error(
+            f'**No face found.** {error}. If it is a face, tick "Map even if no face is found".',
+            icon=":material/face_retouching_off:",
+        )
         st.stop()
     except MappingInputError as error:
         st.error(f"**This picture cannot be mapped.** {error}", icon=":material/broken_image:")
@@ -131,8 +147,10 @@ first = everything[STYLES[0]]
 # ---- the face in every style ----------------------------------------------------------------------------------------
 
 st.subheader("In all four styles")
-st.caption(f"The source reads as **{pretty(first.source_style)}** ({first.source_style_probs[first.source_style]:.0%}) "
-           f"showing **{first.emotion}** ({first.emotion_probs[first.emotion]:.0%}); {first.source.description}.")
+st.caption(
+    f"The source reads as **{pretty(first.source_style)}** ({first.source_style_probs[first.source_style]:.0%}) "
+    f"showing **{first.emotion}** ({first.emotion_probs[first.emotion]:.0%}); {first.source.description}."
+)
 columns = st.columns(len(STYLES) + 1)
 columns[0].image(first.source.face, caption=f"source: {name}", width=160)
 for column, style in zip(columns[1:], STYLES):
@@ -146,15 +164,24 @@ st.subheader("Map into one style")
 others = [s for s in STYLES if s != first.source_style]
 target = st.selectbox("Target style", STYLES, index=STYLES.index(others[0]), format_func=pretty)
 bounds = STYLE_PARAM_BOUNDS[target]
-st.caption(f"Sliders run over {pretty(target)}'s range and start at what the model read from the source "
-           "(moved into the range where it was outside).")
-defaults = {p: round(min(bounds[p][1], max(bounds[p][0], everything[target].applied_params[p])), 2)
-            for p in ACTION_PARAMS}
+st.caption(
+    f"Sliders run over {pretty(target)}'s range and start at what the model read from the source "
+    "(moved into the range where it was outside)."
+)
+defaults = {
+    p: round(min(bounds[p][1], max(bounds[p][0], everything[target].applied_params[p])), 2) for p in ACTION_PARAMS
+}
 values = {}
 for column, param in zip(st.columns(len(ACTION_PARAMS)), ACTION_PARAMS):
     low, high = bounds[param]
-    values[param] = column.slider(param, min_value=float(low), max_value=float(high), value=float(defaults[param]),
-                                  step=0.01, key=f"mapping.{param}.{target}.{source_key}")
+    values[param] = column.slider(
+        param,
+        min_value=float(low),
+        max_value=float(high),
+        value=float(defaults[param]),
+        step=0.01,
+        key=f"mapping.{param}.{target}.{source_key}",
+    )
 
 if st.button("Map", type="primary", icon=":material/auto_fix_high:"):
     overrides = {p: v for p, v in values.items() if abs(v - defaults[p]) > 1e-9}  # untouched: the source's own
@@ -175,38 +202,52 @@ if result is None or result.target_style != target:
 with st.container(border=True, key="mapping-result"):
     picture, numbers = st.columns([1, 2])
     picture.image(result.mapped, caption=f"{pretty(result.source_style)} → {pretty(result.target_style)}", width=256)
-    numbers.dataframe(pd.DataFrame({
-        "parameter": list(ACTION_PARAMS),
-        "read from the source": [round(result.source_params[p], 3) for p in ACTION_PARAMS],
-        "requested": [f"{result.overrides[p]:.3f}" if p in result.overrides else "—" for p in ACTION_PARAMS],
-        "applied": [round(result.applied_params[p], 3) for p in ACTION_PARAMS],
-        f"{pretty(result.target_style)} range": [f"{bounds[p][0]:.2f}–{bounds[p][1]:.2f}" for p in ACTION_PARAMS],
-    }), hide_index=True, width="stretch")
+    numbers.dataframe(
+        pd.DataFrame(
+            {
+                "parameter": list(ACTION_PARAMS),
+                "read from the source": [round(result.source_params[p], 3) for p in ACTION_PARAMS],
+                "requested": [f"{result.overrides[p]:.3f}" if p in result.overrides else "—" for p in ACTION_PARAMS],
+                "applied": [round(result.applied_params[p], 3) for p in ACTION_PARAMS],
+                f"{pretty(result.target_style)} range": [
+                    f"{bounds[p][0]:.2f}–{bounds[p][1]:.2f}" for p in ACTION_PARAMS
+                ],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     for notice in result.notices:
         numbers.warning(notice.message, icon=":material/straighten:")
     if not result.notices:
         numbers.caption("Every parameter was inside the style's range: nothing was clamped.")
-    numbers.download_button("Download PNG", data=result.png(), mime="image/png",
-                            file_name=f"{Path(name).stem}-{result.target_style}.png")
+    numbers.download_button(
+        "Download PNG", data=result.png(), mime="image/png", file_name=f"{Path(name).stem}-{result.target_style}.png"
+    )
     if numbers.button("Save to library", icon=":material/add_photo_alternate:"):
         try:
             report = save_to_library(services.library(), result, origin, character=character)
         except TRITON_ERRORS as error:
-            server_down(error, "Saving needs the model server (the library embeds every face), which is not "
-                               "available.")
+            server_down(error, "Saving needs the model server (the library embeds every face), which is not available.")
         except (LibraryError, StoreError, OSError) as error:
             st.session_state["mapping.saved"] = ("error", f"Not saved: {error}")
         else:
             if report.added:
                 item_id = report.added[0][0]
                 st.session_state["mapping.saved"] = (
-                    "success", f"Saved as library item {item_id} ({pretty(result.target_style)}, mapped from {origin}).")
+                    "success",
+                    f"Saved as library item {item_id} ({pretty(result.target_style)}, mapped from {origin}).",
+                )
             elif report.duplicates:
                 st.session_state["mapping.saved"] = (
-                    "info", f"This mapped face is already in the library (item {report.duplicates[0][1]}).")
+                    "info",
+                    f"This mapped face is already in the library (item {report.duplicates[0][1]}).",
+                )
             else:
                 st.session_state["mapping.saved"] = (
-                    "error", "Not saved: " + "; ".join(why for _, why in report.failed))
+                    "error",
+                    "Not saved: " + "; ".join(why for _, why in report.failed),
+                )
     saved = st.session_state.get("mapping.saved")
     if saved:
         getattr(numbers, saved[0])(saved[1])

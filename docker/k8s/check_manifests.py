@@ -35,12 +35,18 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): HERE / "schemas" / "prometheusrule-monitoring-v1.json",
 }
 TRITON, APP, METRICS_JOB = "facecast-triton", "facecast-app", "facecast-triton-metrics"
-TRITON_FLAGS = ["--model-repository=/models", "--strict-readiness=true", "--exit-on-error=true",
-                "--model-control-mode=none"]
+TRITON_FLAGS = [
+    "--model-repository=/models",
+    "--strict-readiness=true",
+    "--exit-on-error=true",
+    "--model-control-mode=none",
+]
 # Illustrative values the adapter fills in for `GET .../namespaces/facecast/pods/*/<metric>` over two pods.
-ADAPTER_EXAMPLE = {"Series": "pod:triton_waiting_requests:max1m",
-                   "LabelMatchers": 'namespace="facecast",pod=~"facecast-triton-a|facecast-triton-b"',
-                   "GroupBy": "pod"}
+ADAPTER_EXAMPLE = {
+    "Series": "pod:triton_waiting_requests:max1m",
+    "LabelMatchers": 'namespace="facecast",pod=~"facecast-triton-a|facecast-triton-b"',
+    "GroupBy": "pod",
+}
 
 
 def load_docs(path: Path) -> list[dict]:
@@ -55,8 +61,11 @@ def strict(schema):
     if not isinstance(schema, dict):
         return schema
     out = {k: strict(v) for k, v in schema.items()}
-    if ("properties" in out and "additionalProperties" not in out
-            and not out.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -85,7 +94,11 @@ def check_triton(docs, overlay, problems):
     if "replicas" in spec:
         problems.append(f"{TRITON}: spec.replicas is set; the HPA owns the replica count")
     ru = spec.get("strategy", {}).get("rollingUpdate", {})
-    if spec.get("strategy", {}).get("type") != "RollingUpdate" or ru.get("maxSurge") != 1 or ru.get("maxUnavailable") != 0:
+    if (
+        spec.get("strategy", {}).get("type") != "RollingUpdate"
+        or ru.get("maxSurge") != 1
+        or ru.get("maxUnavailable") != 0
+    ):
         problems.append(f"{TRITON}: strategy must be RollingUpdate maxSurge 1 / maxUnavailable 0")
     (c,) = [c for c in pod["containers"] if c["name"] == "tritonserver"]
     args = c.get("args", [])
@@ -98,8 +111,11 @@ def check_triton(docs, overlay, problems):
     ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
     if ports != {"http": 8000, "grpc": 8001, "metrics": 8002}:
         problems.append(f"{TRITON}: container ports {ports}, want http 8000 / grpc 8001 / metrics 8002")
-    for probe, path in [("startupProbe", "/v2/health/ready"), ("readinessProbe", "/v2/health/ready"),
-                        ("livenessProbe", "/v2/health/live")]:
+    for probe, path in [
+        ("startupProbe", "/v2/health/ready"),
+        ("readinessProbe", "/v2/health/ready"),
+        ("livenessProbe", "/v2/health/live"),
+    ]:
         got = c.get(probe, {}).get("httpGet", {}).get("path")
         if got != path:
             problems.append(f"{TRITON}: {probe} path {got}, want {path}")
@@ -117,7 +133,9 @@ def check_triton(docs, overlay, problems):
     if sleep is None:
         problems.append(f"{TRITON}: no preStop sleep (the pod would get SIGTERM before endpoints drop it)")
     elif grace <= sleep + exit_timeout:
-        problems.append(f"{TRITON}: terminationGracePeriodSeconds {grace} ≤ preStop {sleep} + exit timeout {exit_timeout}")
+        problems.append(
+            f"{TRITON}: terminationGracePeriodSeconds {grace} ≤ preStop {sleep} + exit timeout {exit_timeout}"
+        )
     res = c.get("resources", {})
     if not res.get("requests", {}).get("cpu") or not res.get("limits", {}).get("memory"):
         problems.append(f"{TRITON}: needs a CPU request and a memory limit")
@@ -172,9 +190,14 @@ def check_app(docs, problems):
     if not urls:
         problems.append(f"{APP}: FACECAST_TRITON_URLS not set")
     db = env.get("FACECAST_DB", "")
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", [])
-              if "persistentVolumeClaim" in v}
-    mounted = [m for m in c.get("volumeMounts", []) if m["name"] in claims and db.startswith(m["mountPath"].rstrip("/") + "/")]
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in pod.get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+    mounted = [
+        m for m in c.get("volumeMounts", []) if m["name"] in claims and db.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
     if not mounted:
         problems.append(f"{APP}: FACECAST_DB={db!r} is not on a PersistentVolumeClaim mount")
     elif find(docs, "PersistentVolumeClaim", claims[mounted[0]["name"]]) is None:
@@ -191,8 +214,13 @@ def check_monitoring(docs, problems):
         return problems.append(f"ServiceMonitor {TRITON} or Service {METRICS_JOB} missing")
     if not matches(sm["spec"]["selector"].get("matchLabels", {}), metrics_svc["metadata"].get("labels", {})):
         problems.append(f"ServiceMonitor {TRITON} does not select Service {METRICS_JOB}")
-    others = [d["metadata"]["name"] for d in docs if d.get("kind") == "Service" and d is not metrics_svc
-              and matches(sm["spec"]["selector"].get("matchLabels", {}), d["metadata"].get("labels", {}))]
+    others = [
+        d["metadata"]["name"]
+        for d in docs
+        if d.get("kind") == "Service"
+        and d is not metrics_svc
+        and matches(sm["spec"]["selector"].get("matchLabels", {}), d["metadata"].get("labels", {}))
+    ]
     if others:
         problems.append(f"ServiceMonitor {TRITON} also selects {others} (duplicate series under another job)")
     svc_ports = {p["name"] for p in metrics_svc["spec"]["ports"]}
@@ -251,13 +279,18 @@ def cmd_manifests(args) -> list[str]:
     check_monitoring(docs, problems)
     check_hpa(docs, args.overlay, problems)
     builtin = [d for d in docs if not d.get("apiVersion", "").startswith("monitoring.coreos.com/")]
-    unknown = [d["kind"] for d in builtin if "." in d["apiVersion"].split("/")[0]
-               and not d["apiVersion"].split("/")[0].endswith(".k8s.io")]
+    unknown = [
+        d["kind"]
+        for d in builtin
+        if "." in d["apiVersion"].split("/")[0] and not d["apiVersion"].split("/")[0].endswith(".k8s.io")
+    ]
     if unknown:
         problems.append(f"custom kinds with no schema here: {unknown}")
     Path(args.builtin_out).write_text(yaml.safe_dump_all(builtin, sort_keys=False))
-    print(f"{args.rendered}: {len(docs)} objects; {len(docs) - len(builtin)} Prometheus-operator objects checked "
-          f"against their CRD schemas, {len(builtin)} built-in objects → {args.builtin_out}")
+    print(
+        f"{args.rendered}: {len(docs)} objects; {len(docs) - len(builtin)} Prometheus-operator objects checked "
+        f"against their CRD schemas, {len(builtin)} built-in objects → {args.builtin_out}"
+    )
     return problems
 
 
@@ -266,16 +299,20 @@ def rule_file(docs) -> dict:
     return {"groups": copy.deepcopy(rule["spec"]["groups"])}
 
 
-RULES_HEADER = ("# GENERATED from base/prometheusrule.yaml by `check_manifests.py rules ... --write` — edit that file,\n"
-                "# not this one. A plain Prometheus rule file so promtool can check and test the rules (rules_test.yaml).\n")
+RULES_HEADER = (
+    "# GENERATED from base/prometheusrule.yaml by `check_manifests.py rules ... --write` — edit that file,\n"
+    "# not this one. A plain Prometheus rule file so promtool can check and test the rules (rules_test.yaml).\n"
+)
 
 
 class _BlockDumper(yaml.SafeDumper):
     """Multi-line PromQL as YAML literal blocks, as it is written in the PrometheusRule."""
 
 
-_BlockDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", value, style="|" if "\n" in value else None))
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None),
+)
 
 
 def cmd_rules(args) -> list[str]:
@@ -287,27 +324,58 @@ def cmd_rules(args) -> list[str]:
         return []
     committed = yaml.safe_load(Path(args.check).read_text())
     if committed != groups:
-        return [f"{args.check} differs from the PrometheusRule in {args.rendered}: regenerate it with "
-                f"`check_manifests.py rules RENDERED --write {args.check}`"]
+        return [
+            f"{args.check} differs from the PrometheusRule in {args.rendered}: regenerate it with "
+            f"`check_manifests.py rules RENDERED --write {args.check}`"
+        ]
     print(f"{args.check} matches the PrometheusRule's groups")
     return []
 
 
 # prometheus-adapter's config types (pkg/config/config.go, v0.12), as JSON schema; it loads with UnmarshalStrict.
 _STR = {"type": "string"}
-_RESOURCES = {"type": "object", "additionalProperties": False, "properties": {
-    "template": _STR, "namespaced": {"type": "boolean"},
-    "overrides": {"type": "object", "additionalProperties": {
-        "type": "object", "additionalProperties": False, "required": ["resource"],
-        "properties": {"group": _STR, "resource": _STR}}}}}
-_RULE = {"type": "object", "additionalProperties": False, "required": ["seriesQuery", "metricsQuery"], "properties": {
-    "seriesQuery": _STR, "metricsQuery": _STR, "resources": _RESOURCES,
-    "seriesFilters": {"type": "array", "items": {"type": "object", "additionalProperties": False,
-                                                  "properties": {"is": _STR, "isNot": _STR}}},
-    "name": {"type": "object", "additionalProperties": False, "properties": {"matches": _STR, "as": _STR}}}}
-ADAPTER_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["rules"], "properties": {
-    "rules": {"type": "array", "items": _RULE}, "externalRules": {"type": "array", "items": _RULE},
-    "resourceRules": {"type": "object"}}}
+_RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "template": _STR,
+        "namespaced": {"type": "boolean"},
+        "overrides": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["resource"],
+                "properties": {"group": _STR, "resource": _STR},
+            },
+        },
+    },
+}
+_RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["seriesQuery", "metricsQuery"],
+    "properties": {
+        "seriesQuery": _STR,
+        "metricsQuery": _STR,
+        "resources": _RESOURCES,
+        "seriesFilters": {
+            "type": "array",
+            "items": {"type": "object", "additionalProperties": False, "properties": {"is": _STR, "isNot": _STR}},
+        },
+        "name": {"type": "object", "additionalProperties": False, "properties": {"matches": _STR, "as": _STR}},
+    },
+}
+ADAPTER_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["rules"],
+    "properties": {
+        "rules": {"type": "array", "items": _RULE},
+        "externalRules": {"type": "array", "items": _RULE},
+        "resourceRules": {"type": "object"},
+    },
+}
 
 
 def cmd_adapter(args) -> list[str]:

@@ -33,11 +33,13 @@ class TritonPythonModel:
         missing = set(self.input_names) - session_inputs
         if missing:
             raise pb_utils.TritonModelException(
-                f"config.pbtxt names inputs {sorted(missing)} that {model_path} does not have ({sorted(session_inputs)})")
+                f"config.pbtxt names inputs {sorted(missing)} that {model_path} does not have ({sorted(session_inputs)})"
+            )
 
     def execute(self, requests):
-        arrays = {name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests]
-                  for name in self.input_names}
+        arrays = {
+            name: [pb_utils.get_input_tensor_by_name(r, name).as_numpy() for r in requests] for name in self.input_names
+        }
         sizes = [len(a) for a in arrays[self.input_names[0]]]
         feed = {name: parts[0] if len(parts) == 1 else np.concatenate(parts) for name, parts in arrays.items()}
         try:
@@ -47,8 +49,10 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=pb_utils.TritonError(message)) for _ in requests]
         responses, start = [], 0
         for size in sizes:
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value[start:start + size]))
-                       for name, value in zip(self.output_names, outputs)]
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(value[start : start + size]))
+                for name, value in zip(self.output_names, outputs)
+            ]
             responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start += size
         return responses

@@ -34,17 +34,37 @@ COMMANDS: tuple[Command, ...] = (
     Command("serve", "run the local Triton server (foreground, or --detach)", server.serve_arguments, server.serve),
     Command("stop", "stop a server started with `facecast serve`", server.stop_arguments, server.stop),
     Command("status", "is the server ready, and which models does it serve", server.status_arguments, server.status),
-    Command("classify", "emotion, style and action parameters of face images, through Triton", classify.arguments,
-            classify.run),
-    Command("analyze", "engagement report of video clips (decode, detect, track, encode, engagement) via Triton",
-            analyze.arguments, analyze.run),
+    Command(
+        "classify",
+        "emotion, style and action parameters of face images, through Triton",
+        classify.arguments,
+        classify.run,
+    ),
+    Command(
+        "analyze",
+        "engagement report of video clips (decode, detect, track, encode, engagement) via Triton",
+        analyze.arguments,
+        analyze.run,
+    ),
     Command("train", "train the engagement model on your own clips and audience metrics", train.arguments, train.run),
-    Command("library", "the expression library: add images/manifests/analysed clips, stats, remove, label",
-            library.arguments, library.run),
-    Command("search", "search the expression library by text, image, emotion and style (two-stage, re-ranked)",
-            library.search_arguments, library.search),
-    Command("map", "draw a face's expression in another style (realistic, cartoon, anime, stylized_3d) via Triton",
-            map_command.arguments, map_command.run),
+    Command(
+        "library",
+        "the expression library: add images/manifests/analysed clips, stats, remove, label",
+        library.arguments,
+        library.run,
+    ),
+    Command(
+        "search",
+        "search the expression library by text, image, emotion and style (two-stage, re-ranked)",
+        library.search_arguments,
+        library.search,
+    ),
+    Command(
+        "map",
+        "draw a face's expression in another style (realistic, cartoon, anime, stylized_3d) via Triton",
+        map_command.arguments,
+        map_command.run,
+    ),
 )
 
 

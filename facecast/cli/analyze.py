@@ -48,8 +48,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             stored = store.analyses.find(digest, fingerprint) if store and not args.force else None
             if stored is not None:
                 report = EngagementReport.from_dict(json.loads(stored.report_json))
-                print(f"{path}: already analysed (analysis {stored.id}, {stored.created_at:%Y-%m-%d %H:%M} UTC); "
-                      "showing the stored report (--force analyses again)", file=sys.stderr)
+                print(
+                    f"{path}: already analysed (analysis {stored.id}, {stored.created_at:%Y-%m-%d %H:%M} UTC); "
+                    "showing the stored report (--force analyses again)",
+                    file=sys.stderr,
+                )
             else:
                 try:
                     with _ProgressBar(path.name, disabled=args.quiet) as update:
@@ -89,8 +92,15 @@ class _ProgressBar:
     def __enter__(self) -> Callable[[str, float], None]:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, desc=self.name, unit="%", disable=self.disabled, file=sys.stderr, leave=False,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+        self.bar = tqdm(
+            total=100,
+            desc=self.name,
+            unit="%",
+            disable=self.disabled,
+            file=sys.stderr,
+            leave=False,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+        )
 
         def update(stage: str, fraction: float) -> None:
             if stage == "decode":  # the stream the other stages follow, and the smoothest of them
@@ -108,6 +118,7 @@ def print_report(report: EngagementReport) -> None:
     if not report.faces_found:
         print("  no faces found: no engagement prediction")
     else:
+
         def scored(s: Scored | None) -> str:
             return "-" if s is None else f"{s.value:.2f} [{s.low:.2f}, {s.high:.2f}]"
 
@@ -120,17 +131,23 @@ def print_report(report: EngagementReport) -> None:
         for character in report.characters:
             timeline = ", ".join(f"{s.emotion} {s.start_s:.1f}–{s.end_s:.1f}s" for s in character.timeline[:6])
             more = f" (+{len(character.timeline) - 6} more)" if len(character.timeline) > 6 else ""
-            print(f"  character {character.track_id}: {character.style}, on screen {character.screen_time_s:.1f} s, "
-                  f"mostly {character.dominant_emotion}: {timeline}{more}")
+            print(
+                f"  character {character.track_id}: {character.style}, on screen {character.screen_time_s:.1f} s, "
+                f"mostly {character.dominant_emotion}: {timeline}{more}"
+            )
         for moment in report.key_moments:
-            print(f"  key moment {moment.t_s:6.2f} s: character {moment.track_id} {moment.emotion} "
-                  f"({moment.confidence:.0%}), weight {moment.weight:.2f}")
+            print(
+                f"  key moment {moment.t_s:6.2f} s: character {moment.track_id} {moment.emotion} "
+                f"({moment.confidence:.0%}), weight {moment.weight:.2f}"
+            )
     for note in report.notes:
         print(f"  note: {note}")
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in report.timings_s.items() if k not in ("total", "realtime_factor"))
-    print(f"  {report.counts.get('frames_sampled', 0)} frames sampled, {report.counts.get('faces_encoded', 0)} faces; "
-          f"{report.timings_s.get('total', 0):.2f} s ({report.timings_s.get('realtime_factor', 0):.1f}× real time: "
-          f"{timings})")
+    print(
+        f"  {report.counts.get('frames_sampled', 0)} frames sampled, {report.counts.get('faces_encoded', 0)} faces; "
+        f"{report.timings_s.get('total', 0):.2f} s ({report.timings_s.get('realtime_factor', 0):.1f}× real time: "
+        f"{timings})"
+    )
 
 
 def sparkline(values: list[float]) -> str:

@@ -52,8 +52,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             p = result.prediction
             params = " ".join(f"{k}={v:.2f}" for k, v in p.action_params.items())
-            print(f"{result.source}: {p.emotion} ({p.confidence:.0%}), style {p.style} "
-                  f"({p.style_probs[p.style]:.0%}), {params}")
+            print(
+                f"{result.source}: {p.emotion} ({p.confidence:.0%}), style {p.style} "
+                f"({p.style_probs[p.style]:.0%}), {params}"
+            )
     failed = sum(r.prediction is None for r in results)
     return outcome(len(results) - failed, failed)
 

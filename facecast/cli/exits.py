@@ -1,13 +1,13 @@
 """The one table from what went wrong to the exit code a script sees.
 
-    0  done
-    1  unavailable: something facecast needs is missing or broken (Triton down, a model not loaded, the store file
-       locked or unreadable, the server environment, a bad FACECAST_* setting); retry once it is there
-    2  bad input: the input cannot be used as given (a file that is not a usable image or video, an unknown style,
-       an empty query, bad arguments: argparse uses 2 too); nothing was done with it
-    3  not ready: `status` found no ready server
-    4  partial: some inputs were done and some failed; each failure is printed with its reason
-  130  interrupted (Ctrl-C): nothing half-stored
+  0  done
+  1  unavailable: something facecast needs is missing or broken (Triton down, a model not loaded, the store file
+     locked or unreadable, the server environment, a bad FACECAST_* setting); retry once it is there
+  2  bad input: the input cannot be used as given (a file that is not a usable image or video, an unknown style,
+     an empty query, bad arguments: argparse uses 2 too); nothing was done with it
+  3  not ready: `status` found no ready server
+  4  partial: some inputs were done and some failed; each failure is printed with its reason
+130  interrupted (Ctrl-C): nothing half-stored
 """
 
 from __future__ import annotations
@@ -40,9 +40,19 @@ def error_classes() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
     return (
         ((AnalysisCancelled,), EXIT_INTERRUPTED),
         ((TritonError, TritonServerError, StoreError, TokenizerMissing, ConfigError), EXIT_UNAVAILABLE),
-        ((UsageError, MediaError, ImageDecodeError, MappingInputError, LibraryError, FeedbackError, QueryTextError,
-          EmbeddingQueryError),
-         EXIT_BAD_INPUT),
+        (
+            (
+                UsageError,
+                MediaError,
+                ImageDecodeError,
+                MappingInputError,
+                LibraryError,
+                FeedbackError,
+                QueryTextError,
+                EmbeddingQueryError,
+            ),
+            EXIT_BAD_INPUT,
+        ),
     )
 
 

@@ -25,10 +25,20 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="library_command", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="add face images, folders, CSV manifests or analysed clips' key moments")
     add.add_argument("paths", nargs="*", type=Path, help="image files, folders of them, or .csv manifests")
-    add.add_argument("--labels", type=Path, help="CSV with path, emotion, style, character, intensity, mouth, eye, "
-                     "brow, cheek (training/data/manifest.py format); without it the embedder's heads label items")
-    add.add_argument("--analysis", type=int, action="append", default=[], metavar="ID",
-                     help="add the key-moment faces of stored clip analysis ID (repeatable)")
+    add.add_argument(
+        "--labels",
+        type=Path,
+        help="CSV with path, emotion, style, character, intensity, mouth, eye, "
+        "brow, cheek (training/data/manifest.py format); without it the embedder's heads label items",
+    )
+    add.add_argument(
+        "--analysis",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="add the key-moment faces of stored clip analysis ID (repeatable)",
+    )
     _common(add, triton=True)
     stats = actions.add_parser("stats", help="how many items, per emotion, style and source; the index state")
     _common(stats, triton=False)
@@ -82,8 +92,10 @@ def _stats(library: Library, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(stats, indent=2))
         return EXIT_OK
-    print(f"{stats['items']} items ({stats['labelled']} labelled by people), {stats['characters']} "
-          f"characters, {stats['feedback']} feedback events")
+    print(
+        f"{stats['items']} items ({stats['labelled']} labelled by people), {stats['characters']} "
+        f"characters, {stats['feedback']} feedback events"
+    )
     for key in ("emotion", "style", "source"):
         print(f"  {key:<8} " + ", ".join(f"{k} {v}" for k, v in stats[key].items()))
     index = stats["index"]
@@ -116,21 +128,28 @@ def _add(library: Library, args: argparse.Namespace) -> int:
             print(f"{path}: error: {error}")
         for note in total.notes:
             print(f"note: {note}")
-        print(f"added {len(total.added)} item(s), {len(total.duplicates)} duplicate(s), {len(total.failed)} "
-              f"failed; the library has {library.store.library.count()} items")
+        print(
+            f"added {len(total.added)} item(s), {len(total.duplicates)} duplicate(s), {len(total.failed)} "
+            f"failed; the library has {library.store.library.count()} items"
+        )
     return outcome(len(total.added) + len(total.duplicates), len(total.failed))
 
 
 def search_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--text", help="describe the expression, e.g. \"shy smile, anime\"")
+    parser.add_argument("--text", help='describe the expression, e.g. "shy smile, anime"')
     parser.add_argument("--image", type=Path, help="a reference face image")
     parser.add_argument("--emotion", choices=EMOTIONS, help="ask for (and keep only) this emotion")
     parser.add_argument("--style", choices=STYLES, help="ask for (and keep only) this style")
     parser.add_argument("--character", help="keep only this character's expressions")
     parser.add_argument("--top", type=int, default=10, help="how many results (default 10)")
     parser.add_argument("--user", help="rank with this user's learned weights and preferences ('team:NAME' for a team)")
-    parser.add_argument("--select", type=int, nargs="+", metavar="ID",
-                        help="with --user: record that you picked these results (the others count as skipped)")
+    parser.add_argument(
+        "--select",
+        type=int,
+        nargs="+",
+        metavar="ID",
+        help="with --user: record that you picked these results (the others count as skipped)",
+    )
     _common(parser, triton=True)
 
 
@@ -142,9 +161,12 @@ def search(args: argparse.Namespace, settings: Settings) -> int:
     if args.select and not args.user:
         raise UsageError("--select needs --user (whose feedback it is)")
     with _open(args, settings, triton=True, name="search") as library:
-        results = library.search(Query(text=args.text, image=args.image, emotion=args.emotion, style=args.style),
-                                 top_k=args.top, profile=args.user,
-                                 filters=Filters(emotion=args.emotion, style=args.style, character=args.character))
+        results = library.search(
+            Query(text=args.text, image=args.image, emotion=args.emotion, style=args.style),
+            top_k=args.top,
+            profile=args.user,
+            filters=Filters(emotion=args.emotion, style=args.style, character=args.character),
+        )
         if args.select:
             library.record_selection(args.user, results, args.select)
             results.notes.append(f"recorded {len(args.select)} selection(s) for {args.user}; weights re-learned")
@@ -154,10 +176,14 @@ def search(args: argparse.Namespace, settings: Settings) -> int:
     for note in results.notes:
         print(f"note: {note}", file=sys.stderr)
     if results.results:
-        print(f"{'#':>3} {'id':>7} {'score':>6}  {'emotion':<10} {'style':<12} {'character':<12} "
-              "why (φ: emo sty tmp chr pref)")
+        print(
+            f"{'#':>3} {'id':>7} {'score':>6}  {'emotion':<10} {'style':<12} {'character':<12} "
+            "why (φ: emo sty tmp chr pref)"
+        )
     for r in results.results:
         phi = " ".join(f"{v:.2f}" for v in r.phi.values())
-        print(f"{r.rank:>3} {r.id:>7} {r.score:6.3f}  {r.emotion:<10} {r.style:<12} {str(r.character or '-'):<12} "
-              f"{phi}  {r.source_path}")
+        print(
+            f"{r.rank:>3} {r.id:>7} {r.score:6.3f}  {r.emotion:<10} {r.style:<12} {str(r.character or '-'):<12} "
+            f"{phi}  {r.source_path}"
+        )
     return EXIT_OK

@@ -18,11 +18,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     # Validated by facecast.mapping (not argparse choices/float), so a bad value is one line and exit 2.
     parser.add_argument("--to", required=True, metavar="STYLE", help=f"target style: {', '.join(STYLES)}")
     for param in ACTION_PARAMS:
-        parser.add_argument(f"--{param}", metavar="X", help=f"set {param} (0..1; clamped into the target style's "
-                            "range, and said so)")
+        parser.add_argument(
+            f"--{param}", metavar="X", help=f"set {param} (0..1; clamped into the target style's range, and said so)"
+        )
     parser.add_argument("--out", type=Path, required=True, help="where to write the mapped face (.png)")
-    parser.add_argument("--no-detect", action="store_true",
-                        help="map the whole picture even if the face detector finds no face in it")
+    parser.add_argument(
+        "--no-detect", action="store_true", help="map the whole picture even if the face detector finds no face in it"
+    )
     options.json_output(parser, "print the result as JSON")
     options.triton(parser)
 
@@ -61,8 +63,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     description = result.source.description if result.source else ""
     print(f"{args.image} → {style}: {args.out}")
-    print(f"  source   {result.source_style} ({result.source_style_probs[result.source_style]:.0%}), "
-          f"{result.emotion} ({result.emotion_probs[result.emotion]:.0%}); {description}")
+    print(
+        f"  source   {result.source_style} ({result.source_style_probs[result.source_style]:.0%}), "
+        f"{result.emotion} ({result.emotion_probs[result.emotion]:.0%}); {description}"
+    )
     print(f"  read     {params(result.source_params)}")
     print(f"  applied  {params(result.applied_params)}")
     for notice in result.notices:

@@ -10,8 +10,12 @@ from facecast.config import Settings
 
 def triton(parser: argparse.ArgumentParser) -> None:
     """--url (repeatable) and --http-port: which Triton endpoints a command's requests go to."""
-    parser.add_argument("--url", action="append", metavar="HOST:PORT",
-                        help="Triton HTTP endpoint (repeat for several replicas; default: the local server)")
+    parser.add_argument(
+        "--url",
+        action="append",
+        metavar="HOST:PORT",
+        help="Triton HTTP endpoint (repeat for several replicas; default: the local server)",
+    )
     parser.add_argument("--http-port", type=int, help="port of the local Triton (default: FACECAST_HTTP_PORT or 8000)")
 
 

@@ -8,9 +8,9 @@ vector is L2-normalised, so inner product is cosine similarity.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from facecast.clients._common import expect_client, softmax
 from facecast.serving.client import TritonModelClient
@@ -20,11 +20,21 @@ from facecast.vocab import EMOTIONS, IMAGE_EMBEDDER, QUERY_FUSER, STYLES, TEXT_E
 EMBEDDING_DIM = 512
 EMBED_BATCH = 128
 # One phrase per emotion / style: the text side of "what does this query ask for" (ranking's query distributions).
-EMOTION_PROTOTYPES = {"happiness": "a happy face", "sadness": "a sad face", "anger": "an angry face",
-                      "surprise": "a surprised face", "fear": "a scared face", "disgust": "a disgusted face",
-                      "neutral": "a neutral expressionless face"}
-STYLE_PROTOTYPES = {"realistic": "a face in a realistic style", "cartoon": "a face in cartoon style",
-                    "anime": "a face in anime style", "stylized_3d": "a face rendered in stylized 3D"}
+EMOTION_PROTOTYPES = {
+    "happiness": "a happy face",
+    "sadness": "a sad face",
+    "anger": "an angry face",
+    "surprise": "a surprised face",
+    "fear": "a scared face",
+    "disgust": "a disgusted face",
+    "neutral": "a neutral expressionless face",
+}
+STYLE_PROTOTYPES = {
+    "realistic": "a face in a realistic style",
+    "cartoon": "a face in cartoon style",
+    "anime": "a face in anime style",
+    "stylized_3d": "a face rendered in stylized 3D",
+}
 MODALITIES = ("text", "image", "emotion", "style")  # order of query_fuser's `present` input
 
 
@@ -45,11 +55,16 @@ class ImageEmbedder:
         """faces uint8 [N, S, S, 3] RGB → (embeddings float32 [N, 512], emotion_probs [N, 7], style_probs [N, 4])."""
         faces = np.asarray(faces)
         if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
-            raise QueryError(f"faces must be uint8 [N, {self.face_size}, {self.face_size}, 3], "
-                             f"got {faces.dtype} {list(faces.shape)} (facecast.media.images.fit_square makes them)")
+            raise QueryError(
+                f"faces must be uint8 [N, {self.face_size}, {self.face_size}, 3], "
+                f"got {faces.dtype} {list(faces.shape)} (facecast.media.images.fit_square makes them)"
+            )
         outputs = self.client.infer({"image": faces})
-        return (outputs["embedding"].astype(np.float32), softmax(outputs["emotion_logits"]).astype(np.float32),
-                softmax(outputs["style_logits"]).astype(np.float32))
+        return (
+            outputs["embedding"].astype(np.float32),
+            softmax(outputs["emotion_logits"]).astype(np.float32),
+            softmax(outputs["style_logits"]).astype(np.float32),
+        )
 
 
 class TextEmbedder:
@@ -86,8 +101,9 @@ def _distribution(value, vocabulary: tuple[str, ...], kind: str) -> np.ndarray:
     else:
         vector = np.asarray(value, dtype=np.float32).reshape(-1)
         if vector.shape != (len(vocabulary),) or not np.isfinite(vector).all() or (vector < 0).any():
-            raise QueryError(f"{kind} must be a name or {len(vocabulary)} non-negative weights over "
-                             f"{', '.join(vocabulary)}")
+            raise QueryError(
+                f"{kind} must be a name or {len(vocabulary)} non-negative weights over {', '.join(vocabulary)}"
+            )
     total = float(vector.sum())
     if total <= 0:
         raise QueryError(f"{kind} weights are all zero; leave {kind} out instead")
@@ -103,8 +119,7 @@ class QueryEncoder:
         self.image_embedder = image_embedder
         self.fuser = fuser
 
-    def encode(self, text: str | None = None, image: np.ndarray | None = None, emotion=None,
-               style=None) -> np.ndarray:
+    def encode(self, text: str | None = None, image: np.ndarray | None = None, emotion=None, style=None) -> np.ndarray:
         """float32 [512]. `image`: one uint8 [S, S, 3] face; `emotion` / `style`: a name, a list of names, or a
         weight vector over facecast.vocab.EMOTIONS / STYLES. At least one of the four must be given."""
         if text is not None and not isinstance(text, str):
@@ -133,8 +148,15 @@ class QueryEncoder:
         if style is not None:
             style_vector[0] = _distribution(style, STYLES, "style")
             present[0, 3] = 1
-        outputs = self.fuser.infer({"text_embedding": text_vector, "image_embedding": image_vector,
-                                    "emotion": emotion_vector, "style": style_vector, "present": present})
+        outputs = self.fuser.infer(
+            {
+                "text_embedding": text_vector,
+                "image_embedding": image_vector,
+                "emotion": emotion_vector,
+                "style": style_vector,
+                "present": present,
+            }
+        )
         return outputs["embedding"][0].astype(np.float32)
 
 
@@ -157,19 +179,28 @@ class Embedders:
         """Text embeddings of the emotion and style prototype phrases ([7, D], [4, D]), computed once."""
         if self._prototypes is None:
             vectors = self.text.embed([EMOTION_PROTOTYPES[e] for e in EMOTIONS] + [STYLE_PROTOTYPES[s] for s in STYLES])
-            self._prototypes = (vectors[:len(EMOTIONS)], vectors[len(EMOTIONS):])
+            self._prototypes = (vectors[: len(EMOTIONS)], vectors[len(EMOTIONS) :])
         return self._prototypes
 
-    def fuse(self, text_vector: np.ndarray | None, image_vector: np.ndarray | None, emotion: np.ndarray | None,
-             style: np.ndarray | None) -> np.ndarray:
+    def fuse(
+        self,
+        text_vector: np.ndarray | None,
+        image_vector: np.ndarray | None,
+        emotion: np.ndarray | None,
+        style: np.ndarray | None,
+    ) -> np.ndarray:
         """The query_fuser on vectors already computed. QueryEncoder.encode does the same from raw inputs, but the
         re-rank needs the text and image vectors too, and embedding them twice would double the query latency."""
-        inputs = {"text_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
-                  "image_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
-                  "emotion": np.zeros((1, len(EMOTIONS)), np.float32), "style": np.zeros((1, len(STYLES)), np.float32),
-                  "present": np.zeros((1, 4), np.float32)}  # order of MODALITIES
-        for slot, (name, value) in enumerate((("text_embedding", text_vector), ("image_embedding", image_vector),
-                                              ("emotion", emotion), ("style", style))):
+        inputs = {
+            "text_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
+            "image_embedding": np.zeros((1, EMBEDDING_DIM), np.float32),
+            "emotion": np.zeros((1, len(EMOTIONS)), np.float32),
+            "style": np.zeros((1, len(STYLES)), np.float32),
+            "present": np.zeros((1, 4), np.float32),
+        }  # order of MODALITIES
+        for slot, (name, value) in enumerate(
+            (("text_embedding", text_vector), ("image_embedding", image_vector), ("emotion", emotion), ("style", style))
+        ):
             if value is not None:
                 inputs[name][0] = value
                 inputs["present"][0, slot] = 1.0
@@ -177,7 +208,10 @@ class Embedders:
 
     def embed_faces(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if len(faces) == 0:
-            return (np.zeros((0, EMBEDDING_DIM), np.float32), np.zeros((0, len(EMOTIONS)), np.float32),
-                    np.zeros((0, len(STYLES)), np.float32))
-        parts = [self.image.embed(faces[i:i + EMBED_BATCH]) for i in range(0, len(faces), EMBED_BATCH)]
+            return (
+                np.zeros((0, EMBEDDING_DIM), np.float32),
+                np.zeros((0, len(EMOTIONS)), np.float32),
+                np.zeros((0, len(STYLES)), np.float32),
+            )
+        parts = [self.image.embed(faces[i : i + EMBED_BATCH]) for i in range(0, len(faces), EMBED_BATCH)]
         return tuple(np.concatenate([p[k] for p in parts]).astype(np.float32) for k in range(3))  # type: ignore

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facecast.engagement_features import INTERVAL_ORDER
 from facecast.clients._common import expect_client, softmax
+from facecast.engagement_features import INTERVAL_ORDER
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import ENGAGEMENT
 
@@ -43,14 +43,20 @@ class EngagementScorer:
 
     def score(self, features: np.ndarray, mask: np.ndarray) -> list[WindowScores]:
         """features float32 [W, MAX_CHARACTERS, MAX_STEPS, F], mask float32 [W, MAX_CHARACTERS, MAX_STEPS]."""
-        outputs = self.client.infer({"features": np.ascontiguousarray(features, np.float32),
-                                     "mask": np.ascontiguousarray(mask, np.float32)})
+        outputs = self.client.infer(
+            {"features": np.ascontiguousarray(features, np.float32), "mask": np.ascontiguousarray(mask, np.float32)}
+        )
         class_probabilities = softmax(outputs["class_logits"])
         return [
             WindowScores(
-                engagement=float(outputs["engagement"][i, 0]), resonance=float(outputs["resonance"][i, 0]),
-                shareability=float(outputs["shareability"][i, 0]), appeal=outputs["appeal"][i],
-                class_probabilities=class_probabilities[i], curve=outputs["curve"][i],
-                moment_weights=outputs["moment_weights"][i], interval_halfwidth=outputs["interval_halfwidth"][i])
+                engagement=float(outputs["engagement"][i, 0]),
+                resonance=float(outputs["resonance"][i, 0]),
+                shareability=float(outputs["shareability"][i, 0]),
+                appeal=outputs["appeal"][i],
+                class_probabilities=class_probabilities[i],
+                curve=outputs["curve"][i],
+                moment_weights=outputs["moment_weights"][i],
+                interval_halfwidth=outputs["interval_halfwidth"][i],
+            )
             for i in range(len(features))
         ]

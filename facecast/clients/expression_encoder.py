@@ -26,10 +26,14 @@ class ExpressionPrediction:
         return self.emotion_probs[self.emotion]
 
     def as_dict(self) -> dict:
-        return {"emotion": self.emotion, "confidence": round(self.confidence, 4),
-                "emotion_probs": {k: round(v, 4) for k, v in self.emotion_probs.items()},
-                "style": self.style, "style_probs": {k: round(v, 4) for k, v in self.style_probs.items()},
-                "action_params": {k: round(v, 4) for k, v in self.action_params.items()}}
+        return {
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 4),
+            "emotion_probs": {k: round(v, 4) for k, v in self.emotion_probs.items()},
+            "style": self.style,
+            "style_probs": {k: round(v, 4) for k, v in self.style_probs.items()},
+            "action_params": {k: round(v, 4) for k, v in self.action_params.items()},
+        }
 
 
 class ExpressionRecognizer:
@@ -54,9 +58,15 @@ class ExpressionRecognizer:
         style_probs = softmax(outputs["style_logits"])
         return [
             ExpressionPrediction(
-                emotion=EMOTIONS[int(e.argmax())], emotion_probs=dict(zip(EMOTIONS, map(float, e))),
-                style=STYLES[int(s.argmax())], style_probs=dict(zip(STYLES, map(float, s))),
-                action_params=dict(zip(ACTION_PARAMS, map(float, a))), expression=x, attention=m)
-            for e, s, a, x, m in zip(emotion_probs, style_probs, outputs["action_params"], outputs["expression"],
-                                     outputs["attention"])
+                emotion=EMOTIONS[int(e.argmax())],
+                emotion_probs=dict(zip(EMOTIONS, map(float, e))),
+                style=STYLES[int(s.argmax())],
+                style_probs=dict(zip(STYLES, map(float, s))),
+                action_params=dict(zip(ACTION_PARAMS, map(float, a))),
+                expression=x,
+                attention=m,
+            )
+            for e, s, a, x, m in zip(
+                emotion_probs, style_probs, outputs["action_params"], outputs["expression"], outputs["attention"]
+            )
         ]

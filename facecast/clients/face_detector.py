@@ -47,8 +47,9 @@ NMS_IOU = 0.4
 NMS_CONTAINMENT = 0.75
 
 
-def suppress_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU,
-                         containment: float = NMS_CONTAINMENT) -> np.ndarray:
+def suppress_overlapping(
+    boxes: np.ndarray, scores: np.ndarray, iou: float = NMS_IOU, containment: float = NMS_CONTAINMENT
+) -> np.ndarray:
     """Indices of the boxes to keep, strongest first (boxes [N, 4] xyxy, any units)."""
     order = np.argsort(-scores, kind="stable")
     areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
@@ -69,17 +70,21 @@ def suppress_overlapping(boxes: np.ndarray, scores: np.ndarray, iou: float = NMS
     return np.array(kept, dtype=np.int64)
 
 
-def detections_from_outputs(boxes: np.ndarray, scores: np.ndarray, geometry: Letterbox,
-                            score_threshold: float) -> list[Detection]:
+def detections_from_outputs(
+    boxes: np.ndarray, scores: np.ndarray, geometry: Letterbox, score_threshold: float
+) -> list[Detection]:
     """One frame's model outputs (boxes [K, 4] normalised to the input, scores [K]) → detections in frame pixels,
     one per face (suppress_overlapping), strongest first."""
     keep = scores >= score_threshold
     frame_boxes, frame_scores = geometry.to_frame(boxes[keep]), scores[keep]
-    sized = ((frame_boxes[:, 2] - frame_boxes[:, 0] >= MIN_BOX_PIXELS)
-             & (frame_boxes[:, 3] - frame_boxes[:, 1] >= MIN_BOX_PIXELS))
+    sized = (frame_boxes[:, 2] - frame_boxes[:, 0] >= MIN_BOX_PIXELS) & (
+        frame_boxes[:, 3] - frame_boxes[:, 1] >= MIN_BOX_PIXELS
+    )
     frame_boxes, frame_scores = frame_boxes[sized], frame_scores[sized]
-    return [Detection(tuple(float(v) for v in frame_boxes[i]), float(frame_scores[i]))
-            for i in suppress_overlapping(frame_boxes, frame_scores)]
+    return [
+        Detection(tuple(float(v) for v in frame_boxes[i]), float(frame_scores[i]))
+        for i in suppress_overlapping(frame_boxes, frame_scores)
+    ]
 
 
 class FaceDetector:
@@ -101,8 +106,7 @@ class FaceDetector:
         """(height, width) of the served model's input, from its Triton config."""
         spec = self.client.signature.inputs[0]
         if len(spec.dims) != 3 or spec.dims[2] != 3:
-            raise ValueError(f"{self.client.model_name} serves input {spec.name} {list(spec.dims)}; "
-                             "expected [H, W, 3]")
+            raise ValueError(f"{self.client.model_name} serves input {spec.name} {list(spec.dims)}; expected [H, W, 3]")
         return spec.dims[0], spec.dims[1]
 
     def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
@@ -119,5 +123,7 @@ class FaceDetector:
             canvases.append(canvas)
             geometries.append(geometry)
         outputs = self.client.infer({self.client.signature.inputs[0].name: np.stack(canvases)})
-        return [detections_from_outputs(boxes, scores, geometry, self.score_threshold)
-                for boxes, scores, geometry in zip(outputs["boxes"], outputs["scores"], geometries)]
+        return [
+            detections_from_outputs(boxes, scores, geometry, self.score_threshold)
+            for boxes, scores, geometry in zip(outputs["boxes"], outputs["scores"], geometries)
+        ]

@@ -46,13 +46,22 @@ class StyleMapperClient:
         """S of the served model's image input [S, S, 3]."""
         return square_input_size(self.client)
 
-    def map(self, faces: np.ndarray, target_styles: np.ndarray, params: np.ndarray,
-            params_mask: np.ndarray) -> MappedFaces:
+    def map(
+        self, faces: np.ndarray, target_styles: np.ndarray, params: np.ndarray, params_mask: np.ndarray
+    ) -> MappedFaces:
         """faces uint8 [N, S, S, 3]; target_styles, params, params_mask float32 [N, 4]."""
-        outputs = self.client.infer({"image": faces, "target_style": np.asarray(target_styles, np.float32),
-                                     "params": np.asarray(params, np.float32),
-                                     "params_mask": np.asarray(params_mask, np.float32)})
-        return MappedFaces(mapped=outputs["mapped"], applied_params=outputs["applied_params"],
-                           source_params=outputs["source_params"],
-                           source_style_probs=softmax(outputs["source_style_logits"].astype(np.float64)),
-                           emotion_probs=softmax(outputs["emotion_logits"].astype(np.float64)))
+        outputs = self.client.infer(
+            {
+                "image": faces,
+                "target_style": np.asarray(target_styles, np.float32),
+                "params": np.asarray(params, np.float32),
+                "params_mask": np.asarray(params_mask, np.float32),
+            }
+        )
+        return MappedFaces(
+            mapped=outputs["mapped"],
+            applied_params=outputs["applied_params"],
+            source_params=outputs["source_params"],
+            source_style_probs=softmax(outputs["source_style_logits"].astype(np.float64)),
+            emotion_probs=softmax(outputs["emotion_logits"].astype(np.float64)),
+        )

@@ -33,23 +33,36 @@ def differences(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
             continue
         ordered = sorted(values.items(), key=lambda item: -item[1][0])
         (best, (value, low, _)), (_, (second_value, _, second_high)) = ordered[0], ordered[1]
-        rows.append({"score": score, **{cut: round(v[0], 3) for cut, v in values.items()}, "best cut": best,
-                     "lead": round(value - second_value, 3),
-                     "clear?": "yes" if low > second_high else "within uncertainty"})
+        rows.append(
+            {
+                "score": score,
+                **{cut: round(v[0], 3) for cut, v in values.items()},
+                "best cut": best,
+                "lead": round(value - second_value, 3),
+                "clear?": "yes" if low > second_high else "within uncertainty",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def best_per_group(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
-    rows = [{"audience": "everyone (engagement)",
-             "best cut": max(cuts, key=lambda c: cuts[c].engagement.value)}]
-    rows += [{"audience": group.replace("_", " "), "best cut": max(cuts, key=lambda c: cuts[c].appeal[group].value)}
-             for group in AUDIENCE_GROUPS if all(group in r.appeal for r in cuts.values())]
+    rows = [{"audience": "everyone (engagement)", "best cut": max(cuts, key=lambda c: cuts[c].engagement.value)}]
+    rows += [
+        {"audience": group.replace("_", " "), "best cut": max(cuts, key=lambda c: cuts[c].appeal[group].value)}
+        for group in AUDIENCE_GROUPS
+        if all(group in r.appeal for r in cuts.values())
+    ]
     return pd.DataFrame(rows)
 
 
 def overlaid_curves(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
-    return pd.DataFrame([{"cut": name, "second": p.t_s, "time": p.t_s + 0.5, "engagement": p.value, "low": p.low, "high": p.high}
-                         for name, report in cuts.items() for p in report.curve])
+    return pd.DataFrame(
+        [
+            {"cut": name, "second": p.t_s, "time": p.t_s + 0.5, "engagement": p.value, "low": p.low, "high": p.high}
+            for name, report in cuts.items()
+            for p in report.curve
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -70,16 +83,26 @@ def divergent_moments(cuts: dict[str, EngagementReport], top: int = 3) -> list[D
     found = []
     for index in np.argsort(-spread, kind="stable")[:top]:
         second = shared[int(index)]
-        found.append(Divergence(float(second), {name: round(curve[second], 3) for name, curve in curves.items()},
-                                [_what_happened(name, report, second) for name, report in cuts.items()]))
+        found.append(
+            Divergence(
+                float(second),
+                {name: round(curve[second], 3) for name, curve in curves.items()},
+                [_what_happened(name, report, second) for name, report in cuts.items()],
+            )
+        )
     return found
 
 
 def _what_happened(name: str, report: EngagementReport, second: float) -> str:
     moments = [m for m in report.key_moments if second - 1 <= m.t_s <= second + 2]
     if moments:
-        return f"{name}: key moment at {moments[0].t_s:.1f} s, character {moments[0].track_id} shows " \
-               f"{moments[0].emotion}"
-    on_screen = [f"character {c.track_id} {s.emotion}" for c in report.characters for s in c.timeline
-                 if s.start_s <= second + 1 and s.end_s >= second]
+        return (
+            f"{name}: key moment at {moments[0].t_s:.1f} s, character {moments[0].track_id} shows {moments[0].emotion}"
+        )
+    on_screen = [
+        f"character {c.track_id} {s.emotion}"
+        for c in report.characters
+        for s in c.timeline
+        if s.start_s <= second + 1 and s.end_s >= second
+    ]
     return f"{name}: " + (", ".join(on_screen[:3]) if on_screen else "no face on screen")

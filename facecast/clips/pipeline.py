@@ -80,18 +80,28 @@ class Analysis:
 def analysis_record(report: EngagementReport, observations: list[Observation], fingerprint: str) -> AnalysisRecord:
     clip, engagement = report.clip, report.engagement
     return AnalysisRecord(
-        clip=ClipRow(clip.sha256, clip.name, clip.size_bytes, clip.duration_s, clip.width, clip.height, clip.fps,
-                     clip.codec),
-        fingerprint=fingerprint, name=clip.name, faces_found=report.faces_found,
+        clip=ClipRow(
+            clip.sha256, clip.name, clip.size_bytes, clip.duration_s, clip.width, clip.height, clip.fps, clip.codec
+        ),
+        fingerprint=fingerprint,
+        name=clip.name,
+        faces_found=report.faces_found,
         engagement=ScoreRow(engagement.value, engagement.low, engagement.high) if engagement else None,
         engagement_class=report.engagement_class,
         resonance=report.resonance.value if report.resonance else None,
         shareability=report.shareability.value if report.shareability else None,
         report_json=json.dumps(report.as_dict(), separators=(",", ":")),
-        tracks=[TrackRow(c.track_id, c.first_s, c.last_s, c.observations, c.screen_time_s, c.dominant_emotion, c.style)
-                for c in report.characters],
-        faces=[FaceRow(o.track_id, o.t_s, o.box, o.detection_score, o.emotion, o.emotion_probs, o.style_probs,
-                       o.action_params) for o in observations])
+        tracks=[
+            TrackRow(c.track_id, c.first_s, c.last_s, c.observations, c.screen_time_s, c.dominant_emotion, c.style)
+            for c in report.characters
+        ],
+        faces=[
+            FaceRow(
+                o.track_id, o.t_s, o.box, o.detection_score, o.emotion, o.emotion_probs, o.style_probs, o.action_params
+            )
+            for o in observations
+        ],
+    )
 
 
 @dataclass
@@ -99,12 +109,13 @@ class _Run:
     """Everything one analysis accumulates. It lives in analyze()'s frame, never on the analyzer: the app shares one
     analyzer across browser sessions, and two analyses at once must not confirm or drop each other's tracks."""
 
-    clock: "_Clock"
+    clock: _Clock
     tracker: FaceTracker = field(default_factory=FaceTracker)
     best_score: dict[int, float] = field(default_factory=dict)  # strongest detection per track so far
     seen: dict[int, int] = field(default_factory=dict)  # observations per track so far
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("frames_sampled", "faces_detected", "faces_encoded", "windows"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("frames_sampled", "faces_detected", "faces_encoded", "windows"), 0)
+    )
 
 
 @dataclass
@@ -136,32 +147,54 @@ class _Clock:
 class ClipAnalyzer:
     """The three Triton models the pipeline needs; one analyzer serves many clips (and threads)."""
 
-    def __init__(self, detector: FaceDetector, recognizer: ExpressionRecognizer, scorer: EngagementScorer,
-                 options: AnalysisOptions | None = None):
+    def __init__(
+        self,
+        detector: FaceDetector,
+        recognizer: ExpressionRecognizer,
+        scorer: EngagementScorer,
+        options: AnalysisOptions | None = None,
+    ):
         self.detector, self.recognizer, self.scorer = detector, recognizer, scorer
         self.options = options or AnalysisOptions()
 
     @classmethod
     def for_urls(cls, urls: list[str], options: AnalysisOptions | None = None) -> ClipAnalyzer:
-        return cls(FaceDetector.for_urls(urls), ExpressionRecognizer.for_urls(urls), EngagementScorer.for_urls(urls),
-                   options)
+        return cls(
+            FaceDetector.for_urls(urls), ExpressionRecognizer.for_urls(urls), EngagementScorer.for_urls(urls), options
+        )
 
     def models(self) -> dict[str, str]:
-        return {client.model_name: client.signature.version or "1"
-                for client in (self.detector.client, self.recognizer.client, self.scorer.client)}
+        return {
+            client.model_name: client.signature.version or "1"
+            for client in (self.detector.client, self.recognizer.client, self.scorer.client)
+        }
 
-    def analyze(self, path: str | Path, *, name: str | None = None, sha256: str | None = None,
-                progress: Progress | None = None, cancel: threading.Event | None = None) -> Analysis:
+    def analyze(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        sha256: str | None = None,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Analysis:
         """Analyse one clip file. Raises facecast.media.video.MediaError for unusable files (AnalysisCancelled when
         cancelled) and facecast.serving.errors.TritonError when Triton is down or a model is missing."""
         path = Path(path)
         started = time.perf_counter()
         info = video.probe_video(path)
         models = self.models()  # fails fast (Triton down, model missing) before any decoding
-        clip = ClipInfo(name=name or path.name, sha256=sha256 or file_sha256(path), size_bytes=path.stat().st_size,
-                        duration_s=round(float(info.duration_s), 3), width=int(info.width),
-                        height=int(info.height), fps=round(float(info.average_fps or 0.0), 3),
-                        codec=str(info.codec), rotation=int(info.rotation_degrees))
+        clip = ClipInfo(
+            name=name or path.name,
+            sha256=sha256 or file_sha256(path),
+            size_bytes=path.stat().st_size,
+            duration_s=round(float(info.duration_s), 3),
+            width=int(info.width),
+            height=int(info.height),
+            fps=round(float(info.average_fps or 0.0), 3),
+            codec=str(info.codec),
+            rotation=int(info.rotation_degrees),
+        )
         run = _Run(_Clock())
         clock, counts, seen = run.clock, run.counts, run.seen
         observations: list[Observation] = []
@@ -172,9 +205,15 @@ class ClipAnalyzer:
             if progress:
                 progress("decode", fraction)
 
-        frames = video.sample_frames(path, base_rate_hz=self.options.base_rate_hz,
-                                     max_rate_hz=self.options.max_rate_hz, max_long_side=self.options.max_long_side,
-                                     progress=decode_progress, cancel=cancel, stats=stats)
+        frames = video.sample_frames(
+            path,
+            base_rate_hz=self.options.base_rate_hz,
+            max_rate_hz=self.options.max_rate_hz,
+            max_long_side=self.options.max_long_side,
+            progress=decode_progress,
+            cancel=cancel,
+            stats=stats,
+        )
         for window_start, window_frames in _windows(clock.frames(_prefetched(frames)), WINDOW_S):
             if cancel is not None and cancel.is_set():
                 raise video.AnalysisCancelled(f"analysis of {clip.name} was cancelled")
@@ -185,9 +224,15 @@ class ClipAnalyzer:
                 seen[observation.track_id] = seen.get(observation.track_id, 0) + 1
             readable = {tid for tid, n in seen.items() if n >= MIN_TRACK_OBSERVATIONS}
             # Scored now, so this window's crops can be dropped once its key-moment thumbnails are cut.
-            windows.append(self._score_window(window_start, window_observations, crops, clock,
-                                              readable if counts["frames_sampled"] >= MIN_TRACK_OBSERVATIONS
-                                              else set(seen)))
+            windows.append(
+                self._score_window(
+                    window_start,
+                    window_observations,
+                    crops,
+                    clock,
+                    readable if counts["frames_sampled"] >= MIN_TRACK_OBSERVATIONS else set(seen),
+                )
+            )
             if progress:
                 done = min(1.0, (window_start + WINDOW_S) / max(clip.duration_s, 1e-9))
                 for stage in STAGES[1:]:
@@ -240,24 +285,35 @@ class ClipAnalyzer:
         for (frame, detection, track_id), prediction in zip(faces, predictions):
             height, width = frame.image.shape[:2]
             x0, y0, x1, y1 = detection.box
-            observations.append(Observation(
-                t_s=float(frame.t), track_id=int(track_id),
-                box=(x0 / width, y0 / height, x1 / width, y1 / height), detection_score=float(detection.score),
-                emotion_probs=np.array([prediction.emotion_probs[e] for e in EMOTIONS], np.float32),
-                style_probs=np.array([prediction.style_probs[s] for s in STYLES], np.float32),
-                action_params=np.array([prediction.action_params[a] for a in ACTION_PARAMS], np.float32)))
+            observations.append(
+                Observation(
+                    t_s=float(frame.t),
+                    track_id=int(track_id),
+                    box=(x0 / width, y0 / height, x1 / width, y1 / height),
+                    detection_score=float(detection.score),
+                    emotion_probs=np.array([prediction.emotion_probs[e] for e in EMOTIONS], np.float32),
+                    style_probs=np.array([prediction.style_probs[s] for s in STYLES], np.float32),
+                    action_params=np.array([prediction.action_params[a] for a in ACTION_PARAMS], np.float32),
+                )
+            )
         return observations, list(crops)
 
-    def _score_window(self, start: float, observations: list[Observation], crops: list[np.ndarray],
-                      clock: _Clock, readable: set[int]) -> ScoredWindow:
+    def _score_window(
+        self, start: float, observations: list[Observation], crops: list[np.ndarray], clock: _Clock, readable: set[int]
+    ) -> ScoredWindow:
         tracks = {tid: arrays for tid, arrays in track_arrays(observations).items() if tid in readable}
         features, mask, slots = build_window(tracks, start)
         if not mask.any():
             return ScoredWindow(start, None, 0.0, slots, [], 0)
         scores = clock.timed("engagement", self.scorer.score, features[None], mask[None])[0]
-        return ScoredWindow(start, scores, float(mask.sum()), slots,
-                             moment_candidates(scores, start, mask, slots, observations, crops),
-                             len(tracks) - len(slots))
+        return ScoredWindow(
+            start,
+            scores,
+            float(mask.sum()),
+            slots,
+            moment_candidates(scores, start, mask, slots, observations, crops),
+            len(tracks) - len(slots),
+        )
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -329,8 +385,7 @@ def _windows(frames: Iterator, window_s: float) -> Iterator[tuple[float, list]]:
         yield start, current
 
 
-def window_inputs(observations: list[Observation], duration_s: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def window_inputs(observations: list[Observation], duration_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The engagement model's inputs for a whole clip, window by window, as the pipeline builds them:
     features float32 [W, MAX_CHARACTERS, MAX_STEPS, F], mask float32 [W, MAX_CHARACTERS, MAX_STEPS] and the
     number of clip steps in each window [W] (training on a studio's own clips uses exactly these)."""

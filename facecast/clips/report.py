@@ -21,7 +21,7 @@ class Scored:
     high: float
 
     @classmethod
-    def around(cls, value: float, halfwidth: float) -> "Scored":
+    def around(cls, value: float, halfwidth: float) -> Scored:
         """value ± halfwidth, kept inside [0, 1] where every score lives."""
         return cls(round(float(value), 4), round(max(0.0, value - halfwidth), 4), round(min(1.0, value + halfwidth), 4))
 
@@ -108,8 +108,10 @@ class EngagementReport:
         if not self.faces_found:
             return f"{self.clip.name}: no faces found in {self.clip.duration_s:.1f} s, so there is no engagement prediction"
         e = self.engagement
-        return (f"{self.clip.name}: engagement {e.value:.2f} [{e.low:.2f}, {e.high:.2f}] ({self.engagement_class}), "
-                f"resonance {self.resonance.value:.2f}, shareability {self.shareability.value:.2f}")
+        return (
+            f"{self.clip.name}: engagement {e.value:.2f} [{e.low:.2f}, {e.high:.2f}] ({self.engagement_class}), "
+            f"resonance {self.resonance.value:.2f}, shareability {self.shareability.value:.2f}"
+        )
 
     def as_dict(self, *, thumbnails: bool = True) -> dict[str, Any]:
         document = dataclasses.asdict(self)
@@ -119,13 +121,15 @@ class EngagementReport:
         return document
 
     @classmethod
-    def from_dict(cls, document: dict[str, Any]) -> "EngagementReport":
+    def from_dict(cls, document: dict[str, Any]) -> EngagementReport:
         def scored(value):
             return Scored(**value) if value is not None else None
 
         data = dict(document)
         if data.get("version", REPORT_VERSION) > REPORT_VERSION:
-            raise ValueError(f"report version {data['version']} is newer than this facecast understands ({REPORT_VERSION})")
+            raise ValueError(
+                f"report version {data['version']} is newer than this facecast understands ({REPORT_VERSION})"
+            )
         data["clip"] = ClipInfo(**data["clip"])
         for name in ("engagement", "resonance", "shareability"):
             data[name] = scored(data.get(name))
@@ -133,6 +137,7 @@ class EngagementReport:
         data["curve"] = [CurvePoint(**point) for point in data.get("curve", [])]
         data["characters"] = [
             CharacterSummary(**{**c, "timeline": [EmotionSegment(**s) for s in c.get("timeline", [])]})
-            for c in data.get("characters", [])]
+            for c in data.get("characters", [])
+        ]
         data["key_moments"] = [KeyMoment(**m) for m in data.get("key_moments", [])]
         return cls(**data)

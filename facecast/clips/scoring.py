@@ -20,7 +20,6 @@ from facecast.clips.report import CharacterSummary, CurvePoint, EmotionSegment, 
 from facecast.engagement_features import INTERVAL_ORDER, MAX_STEPS, MODEL_RATE_HZ, frame_features, step_count
 from facecast.vocab import AUDIENCE_GROUPS, EMOTIONS, ENGAGEMENT_CLASSES, STYLES
 
-
 KEY_MOMENTS = 5
 
 
@@ -41,8 +40,7 @@ class Observation:
         return EMOTIONS[int(np.argmax(self.emotion_probs))]
 
     def features(self) -> np.ndarray:
-        return frame_features(self.emotion_probs, self.style_probs, self.action_params, self.box,
-                              self.detection_score)
+        return frame_features(self.emotion_probs, self.style_probs, self.action_params, self.box, self.detection_score)
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,10 @@ def by_track(observations: list[Observation]) -> dict[int, list[Observation]]:
 
 
 def track_arrays(observations: list[Observation]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    return {tid: (np.array([o.t_s for o in obs]), np.stack([o.features() for o in obs]))
-            for tid, obs in by_track(observations).items()}
+    return {
+        tid: (np.array([o.t_s for o in obs]), np.stack([o.features() for o in obs]))
+        for tid, obs in by_track(observations).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,20 @@ def combine_windows(windows: list[WindowScores], observed_steps: list[float], wi
     def mean(values) -> float:
         return float(np.dot(weights, np.asarray(values, np.float64)))
 
-    values = {"engagement": mean([w.engagement for w in windows]), "resonance": mean([w.resonance for w in windows]),
-              "shareability": mean([w.shareability for w in windows])}
+    values = {
+        "engagement": mean([w.engagement for w in windows]),
+        "resonance": mean([w.resonance for w in windows]),
+        "shareability": mean([w.shareability for w in windows]),
+    }
     for index, group in enumerate(AUDIENCE_GROUPS):
         values[f"appeal_{group}"] = mean([w.appeal[index] for w in windows])
     halfwidths = {name: mean([w.halfwidth(name) for w in windows]) for name in INTERVAL_ORDER}
     probabilities = np.tensordot(weights, np.stack([w.class_probabilities for w in windows]), axes=1)
     curve = np.concatenate([w.curve[:steps] for w, steps in zip(windows, window_steps)])
     assert all(steps <= MAX_STEPS for steps in window_steps)
-    return ClipScores(values, halfwidths, dict(zip(ENGAGEMENT_CLASSES, map(float, probabilities))), curve,
-                      halfwidths["curve"])
+    return ClipScores(
+        values, halfwidths, dict(zip(ENGAGEMENT_CLASSES, map(float, probabilities))), curve, halfwidths["curve"]
+    )
 
 
 # ---- the report's scores, curve, characters and key moments ----------------------------------------------------
@@ -112,7 +116,7 @@ def _per_second(curve: np.ndarray, halfwidth: float, duration: float) -> list[Cu
     seconds = max(1, int(np.ceil(duration - 1e-9)))
     points = []
     for second in range(seconds):
-        part = curve[second * MODEL_RATE_HZ:(second + 1) * MODEL_RATE_HZ]
+        part = curve[second * MODEL_RATE_HZ : (second + 1) * MODEL_RATE_HZ]
         if part.size == 0:
             break
         value = float(part.mean())
@@ -128,12 +132,19 @@ def _characters(observations: list[Observation]) -> list[CharacterSummary]:
         emotion_probs = np.stack([o.emotion_probs for o in obs])
         style = STYLES[int(np.stack([o.style_probs for o in obs]).mean(0).argmax())]
         steps = np.unique(np.floor(times * MODEL_RATE_HZ))
-        summaries.append(CharacterSummary(
-            track_id=track_id, first_s=round(float(times[0]), 3), last_s=round(float(times[-1]), 3),
-            observations=len(obs), screen_time_s=round(len(steps) / MODEL_RATE_HZ, 2),
-            dominant_emotion=EMOTIONS[int(emotion_probs.mean(0).argmax())], style=style,
-            mean_face_height=round(float(np.mean([o.box[3] - o.box[1] for o in obs])), 4),
-            timeline=_segments(times, emotion_probs)))
+        summaries.append(
+            CharacterSummary(
+                track_id=track_id,
+                first_s=round(float(times[0]), 3),
+                last_s=round(float(times[-1]), 3),
+                observations=len(obs),
+                screen_time_s=round(len(steps) / MODEL_RATE_HZ, 2),
+                dominant_emotion=EMOTIONS[int(emotion_probs.mean(0).argmax())],
+                style=style,
+                mean_face_height=round(float(np.mean([o.box[3] - o.box[1] for o in obs])), 4),
+                timeline=_segments(times, emotion_probs),
+            )
+        )
     return summaries
 
 
@@ -145,14 +156,21 @@ def _segments(times: np.ndarray, emotion_probs: np.ndarray, max_gap_s: float = 1
         if i == len(times) or labels[i] != labels[begin] or times[i] - times[i - 1] > max_gap_s:
             emotion = int(labels[begin])
             end = times[i - 1] + 1.0 / MODEL_RATE_HZ
-            segments.append(EmotionSegment(round(float(times[begin]), 3), round(float(end), 3), EMOTIONS[emotion],
-                                           round(float(emotion_probs[begin:i, emotion].mean()), 4)))
+            segments.append(
+                EmotionSegment(
+                    round(float(times[begin]), 3),
+                    round(float(end), 3),
+                    EMOTIONS[emotion],
+                    round(float(emotion_probs[begin:i, emotion].mean()), 4),
+                )
+            )
             begin = i
     return segments
 
 
-def fill_scores(report: EngagementReport, windows: list[ScoredWindow], observations: list[Observation],
-                 duration: float) -> None:
+def fill_scores(
+    report: EngagementReport, windows: list[ScoredWindow], observations: list[Observation], duration: float
+) -> None:
     """Clip-level scores, curve, characters and key moments from the scored windows."""
     scored = [w for w in windows if w.scores is not None]
     total_steps = step_count(duration)
@@ -171,26 +189,37 @@ def fill_scores(report: EngagementReport, windows: list[ScoredWindow], observati
     curve = np.zeros(total_steps, np.float32)
     for window in scored:
         first = int(round(window.start * MODEL_RATE_HZ))
-        part = window.scores.curve[:max(0, min(MAX_STEPS, total_steps - first))]
-        curve[first:first + part.size] = part
+        part = window.scores.curve[: max(0, min(MAX_STEPS, total_steps - first))]
+        curve[first : first + part.size] = part
     report.curve = _per_second(curve, clip_scores.curve_halfwidth, duration)
     empty = [w.start for w in windows if w.scores is None]
     if empty:
-        report.notes.append("no faces in the 32-s window(s) starting at " + ", ".join(f"{t:.0f} s" for t in empty)
-                            + "; the curve is 0 there")
+        report.notes.append(
+            "no faces in the 32-s window(s) starting at "
+            + ", ".join(f"{t:.0f} s" for t in empty)
+            + "; the curve is 0 there"
+        )
     if any(w.tracks_left_out for w in scored):
-        report.notes.append("more than 4 characters were tracked; each 32-s window scores the 4 with the most "
-                            "screen time in it")
+        report.notes.append(
+            "more than 4 characters were tracked; each 32-s window scores the 4 with the most screen time in it"
+        )
     report.characters = _characters(observations)
     candidates = [m for w in scored for m in w.moments]
     total_observed = sum(w.observed_steps for w in scored)
     weight_of = {id(m): m.weight * w.observed_steps / total_observed for w in scored for m in w.moments}
-    report.key_moments = sorted(sorted(candidates, key=lambda m: weight_of[id(m)], reverse=True)[:KEY_MOMENTS],
-                                key=lambda m: m.t_s)
+    report.key_moments = sorted(
+        sorted(candidates, key=lambda m: weight_of[id(m)], reverse=True)[:KEY_MOMENTS], key=lambda m: m.t_s
+    )
 
 
-def moment_candidates(scores: WindowScores, start: float, mask: np.ndarray, slots: list[int],
-                       observations: list[Observation], crops: list[np.ndarray]) -> list[KeyMoment]:
+def moment_candidates(
+    scores: WindowScores,
+    start: float,
+    mask: np.ndarray,
+    slots: list[int],
+    observations: list[Observation],
+    crops: list[np.ndarray],
+) -> list[KeyMoment]:
     """This window's most heavily weighted steps, each shown by its most expressive face (with a thumbnail)."""
     moments = []
     for step in np.argsort(scores.moment_weights)[::-1]:
@@ -199,18 +228,29 @@ def moment_candidates(scores: WindowScores, start: float, mask: np.ndarray, slot
         if not mask[:, step].any():
             continue
         t_step = start + step / MODEL_RATE_HZ
-        in_step = [(i, o) for i, o in enumerate(observations)
-                   if o.track_id in slots and t_step - 0.5 / MODEL_RATE_HZ <= o.t_s < t_step + 1.5 / MODEL_RATE_HZ]
+        in_step = [
+            (i, o)
+            for i, o in enumerate(observations)
+            if o.track_id in slots and t_step - 0.5 / MODEL_RATE_HZ <= o.t_s < t_step + 1.5 / MODEL_RATE_HZ
+        ]
         if not in_step:
             continue
         neutral = EMOTIONS.index("neutral")
-        index, best = max(in_step, key=lambda item: (1 - item[1].emotion_probs[neutral]) * (item[1].box[3] - item[1].box[1]))
+        index, best = max(
+            in_step, key=lambda item: (1 - item[1].emotion_probs[neutral]) * (item[1].box[3] - item[1].box[1])
+        )
         if any(abs(m.t_s - best.t_s) < 1.0 for m in moments):  # one moment per second is enough
             continue
-        moments.append(KeyMoment(t_s=round(best.t_s, 3), weight=round(float(scores.moment_weights[step]), 4),
-                                 track_id=best.track_id, emotion=best.emotion,
-                                 confidence=round(float(best.emotion_probs.max()), 4),
-                                 thumbnail_png_b64=_png_b64(crops[index])))
+        moments.append(
+            KeyMoment(
+                t_s=round(best.t_s, 3),
+                weight=round(float(scores.moment_weights[step]), 4),
+                track_id=best.track_id,
+                emotion=best.emotion,
+                confidence=round(float(best.emotion_probs.max()), 4),
+                thumbnail_png_b64=_png_b64(crops[index]),
+            )
+        )
     return moments
 
 

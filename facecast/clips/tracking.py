@@ -28,8 +28,9 @@ Coordinates may be pixels or normalised: every gate is relative (IoU, distances 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,14 +43,14 @@ class TrackingError(ValueError):
 
 @dataclass(frozen=True)
 class TrackerSettings:
-    min_similarity: float = 0.2     # below this a detection does not continue a track
-    max_gap_s: float = 0.75         # an unmatched track keeps moving along its prediction this long
-    reid_window_s: float = 2.0      # then stays dormant this long, re-identifiable near its last box
-    reid_distance: float = 1.0      # dormant gate: centre distance in face sizes
-    max_size_ratio: float = 1.8     # a face does not grow or shrink more than this between matches
-    min_observations: int = 2       # shorter tracks are dropped (unless the clip has fewer samples)
+    min_similarity: float = 0.2  # below this a detection does not continue a track
+    max_gap_s: float = 0.75  # an unmatched track keeps moving along its prediction this long
+    reid_window_s: float = 2.0  # then stays dormant this long, re-identifiable near its last box
+    reid_distance: float = 1.0  # dormant gate: centre distance in face sizes
+    max_size_ratio: float = 1.8  # a face does not grow or shrink more than this between matches
+    min_observations: int = 2  # shorter tracks are dropped (unless the clip has fewer samples)
     velocity_smoothing: float = 0.5  # weight of the newest velocity measurement
-    duplicate_iou: float = 0.6      # detections of one sample overlapping this much are one face
+    duplicate_iou: float = 0.6  # detections of one sample overlapping this much are one face
 
 
 class Observation(NamedTuple):
@@ -111,9 +112,9 @@ def _as_box(state: np.ndarray) -> Box:
 @dataclass
 class _LiveTrack:
     track: Track
-    state: np.ndarray                                 # cx, cy, w, h at the last observation
+    state: np.ndarray  # cx, cy, w, h at the last observation
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # per second
-    ended: bool = False                               # by a cut: never continued again
+    ended: bool = False  # by a cut: never continued again
 
     def predict(self, t: float, max_gap_s: float) -> np.ndarray:
         dt = min(t - self.track.last_time, max_gap_s)
@@ -176,13 +177,19 @@ class FaceTracker:
         keep, duplicate_of = self._suppress_duplicates(boxes, scores)
 
         settings = self.settings
-        active = [live for live in self._live
-                  if not live.ended and t - live.track.last_time <= settings.max_gap_s and live.track.last_time < t]
+        active = [
+            live
+            for live in self._live
+            if not live.ended and t - live.track.last_time <= settings.max_gap_s and live.track.last_time < t
+        ]
         assigned = self._assign(t, active, boxes, keep, predicted=True)
         unmatched = [i for i in keep if i not in assigned]
-        dormant = [live for live in self._live
-                   if not live.ended and settings.max_gap_s < t - live.track.last_time
-                   <= settings.max_gap_s + settings.reid_window_s]
+        dormant = [
+            live
+            for live in self._live
+            if not live.ended
+            and settings.max_gap_s < t - live.track.last_time <= settings.max_gap_s + settings.reid_window_s
+        ]
         if unmatched and dormant:
             assigned.update(self._assign(t, dormant, boxes, unmatched, predicted=False))
 
@@ -212,8 +219,9 @@ class FaceTracker:
                 duplicate_of[int(index)] = stronger
         return keep, duplicate_of
 
-    def _assign(self, t: float, candidates: list[_LiveTrack], boxes: np.ndarray, indices: list[int],
-                predicted: bool) -> dict[int, _LiveTrack]:
+    def _assign(
+        self, t: float, candidates: list[_LiveTrack], boxes: np.ndarray, indices: list[int], predicted: bool
+    ) -> dict[int, _LiveTrack]:
         """Best-first assignment of detections `indices` to tracks; returns detection index → track."""
         if not candidates or not indices:
             return {}
@@ -223,9 +231,9 @@ class FaceTracker:
         overlap = box_iou(np.array([_as_box(s) for s in states]), boxes[indices])
         size_track = np.sqrt(states[:, 2] * states[:, 3])[:, None]
         size_detection = np.sqrt(detection_states[:, 2] * detection_states[:, 3])[None, :]
-        distance = np.hypot(states[:, None, 0] - detection_states[None, :, 0],
-                            states[:, None, 1] - detection_states[None, :, 1]) / np.maximum(
-            (size_track + size_detection) / 2, 1e-12)
+        distance = np.hypot(
+            states[:, None, 0] - detection_states[None, :, 0], states[:, None, 1] - detection_states[None, :, 1]
+        ) / np.maximum((size_track + size_detection) / 2, 1e-12)
         reach = 0.75 if predicted else settings.reid_distance
         closeness = np.clip(1 - distance / reach, 0, None) * 0.5  # at most 0.5: overlap outranks mere nearness
         similarity = np.maximum(overlap, closeness)
@@ -260,8 +268,9 @@ class FaceTracker:
         return sorted(kept, key=lambda track: (track.first_time, track.track_id))
 
 
-def track_faces(observations: Iterable[tuple[float, Sequence]], settings: TrackerSettings | None = None,
-                cuts: Iterable[float] = ()) -> list[Track]:
+def track_faces(
+    observations: Iterable[tuple[float, Sequence]], settings: TrackerSettings | None = None, cuts: Iterable[float] = ()
+) -> list[Track]:
     """Tracks for a whole clip: `observations` = (t, detections) per sample in time order; `cuts` = times of shot
     cuts. Track IDs are renumbered 0, 1, ... in order of first appearance."""
     tracker = FaceTracker(settings)

@@ -31,8 +31,18 @@ from facecast.library.search import Filters, Query, SearchResult, SearchResults
 from facecast.library.vector_index import VectorIndex, index_paths, open_index, rebuild_from_store
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store, open_store
 
-__all__ = ["Filters", "IngestReport", "LabelsError", "Library", "LibraryError", "Query", "QueryError", "SearchResult",
-           "SearchResults", "read_labels"]
+__all__ = [
+    "Filters",
+    "IngestReport",
+    "LabelsError",
+    "Library",
+    "LibraryError",
+    "Query",
+    "QueryError",
+    "SearchResult",
+    "SearchResults",
+    "read_labels",
+]
 
 
 class Library:
@@ -49,8 +59,13 @@ class Library:
         self._profiles: dict[str, tuple[np.ndarray, Preference | None]] = {}
 
     @classmethod
-    def open(cls, db_path: str | Path | None = None, urls: str | list[str] | None = None, *,
-             embedders: Embedders | None = None) -> Library:
+    def open(
+        cls,
+        db_path: str | Path | None = None,
+        urls: str | list[str] | None = None,
+        *,
+        embedders: Embedders | None = None,
+    ) -> Library:
         """Open the store (StoreLocked if another process holds it) and the index; embedders from `urls` if given."""
         store = open_store(db_path)
         try:
@@ -77,8 +92,9 @@ class Library:
 
     # ---- ingest (facecast.library.ingest) --------------------------------------------------------------------------
 
-    def add_images(self, paths: Iterable[str | Path], labels: str | Path | pd.DataFrame | None = None,
-                   source: str = "folder") -> IngestReport:
+    def add_images(
+        self, paths: Iterable[str | Path], labels: str | Path | pd.DataFrame | None = None, source: str = "folder"
+    ) -> IngestReport:
         """Ingest image files and folders; `labels` (a CSV path or read_labels frame) supplies emotion, style, etc."""
         return ingest.add_images(self, paths, labels, source)
 
@@ -107,14 +123,19 @@ class Library:
         self.index.save(self.index_path, self.sidecar_path)
         return removed, [i for i in wanted if i not in set(removed)]
 
-    def update_labels(self, item_id: int, *, emotion: str | None = None, style: str | None = None,
-                      character: str | None = None) -> bool:
+    def update_labels(
+        self, item_id: int, *, emotion: str | None = None, style: str | None = None, character: str | None = None
+    ) -> bool:
         return self.store.library.update_labels(item_id, emotion=emotion, style=style, character=character)
 
     def stats(self) -> dict[str, Any]:
         stats = self.store.library.stats()
-        stats["index"] = {"path": str(self.index_path), "vectors": len(self.index), "removed_in_graph":
-                          len(self.index.tombstones), "device": self.index.device}
+        stats["index"] = {
+            "path": str(self.index_path),
+            "vectors": len(self.index),
+            "removed_in_graph": len(self.index.tombstones),
+            "device": self.index.device,
+        }
         return stats
 
     # ---- search (facecast.library.search) --------------------------------------------------------------------------
@@ -130,18 +151,35 @@ class Library:
             self._profiles[name] = feedback_module.load_profile(self.store, name)
         return self._profiles[name]
 
-    def search(self, query: Query, *, top_k: int = 10, filters: Filters | None = None, profile: str | None = None,
-               previous_item: int | None = None, character_context: str | None = None,
-               candidates: int = search.CANDIDATES) -> SearchResults:
+    def search(
+        self,
+        query: Query,
+        *,
+        top_k: int = 10,
+        filters: Filters | None = None,
+        profile: str | None = None,
+        previous_item: int | None = None,
+        character_context: str | None = None,
+        candidates: int = search.CANDIDATES,
+    ) -> SearchResults:
         """Two-stage search (facecast.library.search). `previous_item` (an item id) and `character_context` are the
         production context of the temporal-coherence and character-identity terms."""
-        return search.search(self, query, top_k=top_k, filters=filters, profile=profile, previous_item=previous_item,
-                             character_context=character_context, candidates=candidates)
+        return search.search(
+            self,
+            query,
+            top_k=top_k,
+            filters=filters,
+            profile=profile,
+            previous_item=previous_item,
+            character_context=character_context,
+            candidates=candidates,
+        )
 
     # ---- feedback (facecast.library.feedback) ----------------------------------------------------------------------
 
-    def record_selection(self, profile: str, results: SearchResults, selected_ids: Iterable[int],
-                         *, learn: bool = True) -> int:
+    def record_selection(
+        self, profile: str, results: SearchResults, selected_ids: Iterable[int], *, learn: bool = True
+    ) -> int:
         """Implicit feedback on a shown list; re-learns the profile's weights and preference unless learn=False."""
         count = feedback_module.record_selection(self.store, profile, results, selected_ids)
         self._profiles.pop(profile, None)
@@ -149,8 +187,9 @@ class Library:
             self.learn(profile)
         return count
 
-    def record_rating(self, profile: str, results: SearchResults, item_id: int, rating: float,
-                      *, learn: bool = True) -> int:
+    def record_rating(
+        self, profile: str, results: SearchResults, item_id: int, rating: float, *, learn: bool = True
+    ) -> int:
         count = feedback_module.record_rating(self.store, profile, results, item_id, rating)
         self._profiles.pop(profile, None)
         if learn:

@@ -73,8 +73,11 @@ class Preference:
         count = len(candidates["id"])
         if not self.rates:
             return np.full(count, NEUTRAL, np.float32)
-        columns = {"style": candidates["style"], "character": candidates["character"],
-                   "intensity_band": [intensity_band(float(v)) for v in candidates["intensity"]]}
+        columns = {
+            "style": candidates["style"],
+            "character": candidates["character"],
+            "intensity_band": [intensity_band(float(v)) for v in candidates["intensity"]],
+        }
         log_odds = np.zeros(count, np.float64)
         for attribute, rates in self.rates.items():
             base = _logit(self.base_rates[attribute])
@@ -103,8 +106,9 @@ def preference_from_feedback(feedback: pd.DataFrame) -> Preference:
     """Preference from a profile's feedback rows (Store.library_feedback)."""
     if feedback.empty:
         return Preference()
-    frame = feedback.assign(outcome=_outcomes(feedback),
-                            intensity_band=[intensity_band(v) for v in feedback["intensity"]])
+    frame = feedback.assign(
+        outcome=_outcomes(feedback), intensity_band=[intensity_band(v) for v in feedback["intensity"]]
+    )
     frame = frame[frame["outcome"] != 0]
     rates: dict[str, dict[str, float]] = {}
     bases: dict[str, float] = {}
@@ -115,8 +119,9 @@ def preference_from_feedback(feedback: pd.DataFrame) -> Preference:
         grouped = known.groupby(attribute)["outcome"]
         chosen = grouped.apply(lambda o: int((o > 0).sum()))
         passed = grouped.apply(lambda o: int((o < 0).sum()))
-        rates[attribute] = {str(value): round((chosen[value] + 1) / (chosen[value] + passed[value] + 2), 4)
-                            for value in chosen.index}
+        rates[attribute] = {
+            str(value): round((chosen[value] + 1) / (chosen[value] + passed[value] + 2), 4) for value in chosen.index
+        }
         bases[attribute] = (int(chosen.sum()) + 1) / (int(chosen.sum()) + int(passed.sum()) + 2)
     return Preference(rates, bases, int(len(frame)))
 
@@ -128,9 +133,12 @@ def training_pairs(feedback: pd.DataFrame, preference: Preference) -> np.ndarray
         return np.zeros((0, len(TERMS)), np.float32)
     frame = feedback.assign(outcome=_outcomes(feedback))
     phi = np.stack(frame["phi"].to_numpy()).astype(np.float32)
-    candidates = {"id": frame["item_id"].to_numpy(), "style": frame["style"].to_numpy(),
-                  "character": frame["character"].to_numpy(),
-                  "intensity": pd.to_numeric(frame["intensity"], errors="coerce").to_numpy(np.float32)}
+    candidates = {
+        "id": frame["item_id"].to_numpy(),
+        "style": frame["style"].to_numpy(),
+        "character": frame["character"].to_numpy(),
+        "intensity": pd.to_numeric(frame["intensity"], errors="coerce").to_numpy(np.float32),
+    }
     phi[:, _PREFERENCE_TERM] = preference.score(candidates)
     differences = []
     for rows in frame.groupby("query_id").indices.values():
@@ -190,8 +198,16 @@ def record_selection(store: Store, profile: str, results: SearchResults, selecte
     unknown = selected - shown
     if unknown:
         raise FeedbackError(f"items {sorted(unknown)} were not among the shown results")
-    rows = [{"item_id": r.id, "kind": "selected" if r.id in selected else "skipped", "rating": None,
-             "rank": r.rank, "phi": r.phi_vector} for r in results.results]
+    rows = [
+        {
+            "item_id": r.id,
+            "kind": "selected" if r.id in selected else "skipped",
+            "rating": None,
+            "rank": r.rank,
+            "phi": r.phi_vector,
+        }
+        for r in results.results
+    ]
     return store.feedback.add(profile, results.query_id, rows)
 
 
@@ -202,9 +218,19 @@ def record_rating(store: Store, profile: str, results: SearchResults, item_id: i
     result = next((r for r in results.results if r.id == int(item_id)), None)
     if result is None:
         raise FeedbackError(f"item {item_id} was not among the shown results")
-    return store.feedback.add(profile, results.query_id, [
-        {"item_id": result.id, "kind": "rating", "rating": float(rating), "rank": result.rank,
-         "phi": result.phi_vector}])
+    return store.feedback.add(
+        profile,
+        results.query_id,
+        [
+            {
+                "item_id": result.id,
+                "kind": "rating",
+                "rating": float(rating),
+                "rank": result.rank,
+                "phi": result.phi_vector,
+            }
+        ],
+    )
 
 
 def update_profile(store: Store, profile: str) -> tuple[np.ndarray, Preference]:

@@ -45,8 +45,10 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise LabelsError(f"{path}: not a readable CSV file ({str(error).splitlines()[0]})") from None
     if "path" not in frame.columns:
-        raise LabelsError(f"{path}: needs a 'path' column (and optionally emotion, style, character, intensity, "
-                          f"{', '.join(ACTION_PARAMS)})")
+        raise LabelsError(
+            f"{path}: needs a 'path' column (and optionally emotion, style, character, intensity, "
+            f"{', '.join(ACTION_PARAMS)})"
+        )
     for column in ("emotion", "style", "character", "intensity", "source", *ACTION_PARAMS):
         if column not in frame.columns:
             frame[column] = ""
@@ -62,8 +64,9 @@ def read_labels(path: str | Path) -> pd.DataFrame:
         values = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
         bad = frame.index[(frame[column] != "") & (values.isna() | (values < 0) | (values > 1))]
         if len(bad):
-            raise LabelsError(f"{path}: row {bad[0] + 2}: {column}={frame.at[bad[0], column]!r} is not a number in "
-                              "[0, 1]")
+            raise LabelsError(
+                f"{path}: row {bad[0] + 2}: {column}={frame.at[bad[0], column]!r} is not a number in [0, 1]"
+            )
         frame[column] = values.astype("float32")
     base = path.parent.resolve()
     frame.index = [str((Path(p) if Path(p).is_absolute() else base / p).resolve()) for p in frame["path"]]
@@ -78,9 +81,12 @@ class IngestReport:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": [{"id": i, "path": p} for i, p in self.added],
-                "duplicates": [{"path": p, "existing": e} for p, e in self.duplicates],
-                "failed": [{"path": p, "error": e} for p, e in self.failed], "notes": self.notes}
+        return {
+            "added": [{"id": i, "path": p} for i, p in self.added],
+            "duplicates": [{"path": p, "existing": e} for p, e in self.duplicates],
+            "failed": [{"path": p, "error": e} for p, e in self.failed],
+            "notes": self.notes,
+        }
 
 
 @dataclass
@@ -115,8 +121,12 @@ def _labels_for(row: pd.Series | None) -> dict[str, Any]:
     return labels
 
 
-def add_images(library: Library, paths: Iterable[str | Path], labels: str | Path | pd.DataFrame | None = None,
-               source: str = "folder") -> IngestReport:
+def add_images(
+    library: Library,
+    paths: Iterable[str | Path],
+    labels: str | Path | pd.DataFrame | None = None,
+    source: str = "folder",
+) -> IngestReport:
     """Ingest image files and folders into `library`; `labels` (a CSV path or read_labels frame) supplies emotion, style, etc."""
     table = read_labels(labels) if isinstance(labels, (str, Path)) else labels
     by_name: dict[str, list[str]] = {}
@@ -150,8 +160,9 @@ def add_images(library: Library, paths: Iterable[str | Path], labels: str | Path
             report.failed.append((name, str(error).replace("uploaded image: ", "", 1)))
             continue
         labels_row = _labels_for(row)
-        pending.append(_Pending(name, hashlib.sha256(data).hexdigest(), face,
-                                labels_row.pop("source", source), labels_row))
+        pending.append(
+            _Pending(name, hashlib.sha256(data).hexdigest(), face, labels_row.pop("source", source), labels_row)
+        )
     store_pending(library, pending, report)
     return report
 
@@ -168,7 +179,7 @@ def store_pending(library: Library, pending: list[_Pending], report: IngestRepor
         return
     embedders = library.need_embedders()
     for start in range(0, len(fresh), STORE_CHUNK):
-        chunk = fresh[start:start + STORE_CHUNK]
+        chunk = fresh[start : start + STORE_CHUNK]
         vectors, emotion_probs, style_probs = embedders.embed_faces(np.stack([p.face for p in chunk]))
         items = [_library_item(p, v, e, s) for p, v, e, s in zip(chunk, vectors, emotion_probs, style_probs)]
         ids = library.store.library.add(items)
@@ -201,8 +212,9 @@ def _without_duplicates(store: Store, pending: list[_Pending], report: IngestRep
     return fresh
 
 
-def _library_item(pending: _Pending, vector: np.ndarray, emotion_probs: np.ndarray,
-                  style_probs: np.ndarray) -> LibraryItem:
+def _library_item(
+    pending: _Pending, vector: np.ndarray, emotion_probs: np.ndarray, style_probs: np.ndarray
+) -> LibraryItem:
     labels = pending.labels
     emotion = labels.get("emotion") or EMOTIONS[int(np.argmax(emotion_probs))]
     style = labels.get("style") or STYLES[int(np.argmax(style_probs))]
@@ -210,15 +222,26 @@ def _library_item(pending: _Pending, vector: np.ndarray, emotion_probs: np.ndarr
         emotion_probs = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index(emotion)]
     if labels.get("style"):
         style_probs = np.eye(len(STYLES), dtype=np.float32)[STYLES.index(style)]
-    return LibraryItem(content_sha256=pending.digest, source=pending.source, source_path=pending.source_path,
-                       emotion=emotion, style=style, emotion_probs=emotion_probs, style_probs=style_probs,
-                       embedding=vector, thumbnail=_png(pending.face), labelled=bool(labels.get("emotion")),
-                       character=labels.get("character"), intensity=labels.get("intensity"),
-                       params=labels.get("params"))
+    return LibraryItem(
+        content_sha256=pending.digest,
+        source=pending.source,
+        source_path=pending.source_path,
+        emotion=emotion,
+        style=style,
+        emotion_probs=emotion_probs,
+        style_probs=style_probs,
+        embedding=vector,
+        thumbnail=_png(pending.face),
+        labelled=bool(labels.get("emotion")),
+        character=labels.get("character"),
+        intensity=labels.get("intensity"),
+        params=labels.get("params"),
+    )
 
 
-def add_from_analysis(store: Store, analysis_id: int, library: Library | None = None,
-                      embedders: Embedders | None = None) -> IngestReport:
+def add_from_analysis(
+    store: Store, analysis_id: int, library: Library | None = None, embedders: Embedders | None = None
+) -> IngestReport:
     """Ingest the key-moment faces of stored clip analysis `analysis_id` (its report's thumbnails).
 
     Each key moment becomes an item: its thumbnail is the face crop the analysis encoded; its emotion is the one the
@@ -264,9 +287,11 @@ def add_from_analysis(store: Store, analysis_id: int, library: Library | None = 
     fresh = _without_duplicates(store, pending, result)
     if fresh:
         vectors, emotion_probs, style_probs = embedders.embed_faces(np.stack([p.face for p in fresh]))
-        ids = store.library.add([_library_item(p, v, e, s) for p, v, e, s in
-                                       zip(fresh, vectors, emotion_probs, style_probs)])
+        ids = store.library.add(
+            [_library_item(p, v, e, s) for p, v, e, s in zip(fresh, vectors, emotion_probs, style_probs)]
+        )
         result.added += [(i, p.source_path) for i, p in zip(ids, fresh)]
-        result.notes.append("stored without updating the vector index: it is brought up to date when the library "
-                            "next opens")
+        result.notes.append(
+            "stored without updating the vector index: it is brought up to date when the library next opens"
+        )
     return result

@@ -36,8 +36,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-TERMS: tuple[str, ...] = ("emotional_similarity", "style_consistency", "temporal_coherence", "character_identity",
-                          "user_preference")
+TERMS: tuple[str, ...] = (
+    "emotional_similarity",
+    "style_consistency",
+    "temporal_coherence",
+    "character_identity",
+    "user_preference",
+)
 DEFAULT_WEIGHTS = np.array([0.45, 0.25, 0.15, 0.10, 0.05], np.float32)  # seed 003, Table 8
 NEUTRAL = 0.5  # a term the query or context says nothing about: equal for every item, so it cannot reorder them
 
@@ -52,11 +57,11 @@ class PreferenceScorer(Protocol):
 class RankingContext:
     """What the re-rank compares candidates with: the query's vector and distributions, and the production context."""
 
-    vector: np.ndarray                      # L2-normalised query embedding [D]
-    emotion: np.ndarray | None = None       # query emotion distribution [7], None = not asked
-    style: np.ndarray | None = None         # query style distribution [4], None = not asked
-    previous: np.ndarray | None = None      # embedding of the previous shot in the sequence [D]
-    character: str | None = None            # the character being cast (soft; a hard filter is Filters.character)
+    vector: np.ndarray  # L2-normalised query embedding [D]
+    emotion: np.ndarray | None = None  # query emotion distribution [7], None = not asked
+    style: np.ndarray | None = None  # query style distribution [4], None = not asked
+    previous: np.ndarray | None = None  # embedding of the previous shot in the sequence [D]
+    character: str | None = None  # the character being cast (soft; a hard filter is Filters.character)
 
 
 def _cosine_rows(query: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -65,8 +70,13 @@ def _cosine_rows(query: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.clip((rows @ query) / np.maximum(norms, 1e-12), 0.0, 1.0)
 
 
-def phi_matrix(context: RankingContext, candidates: dict[str, np.ndarray], similarity: np.ndarray,
-               preference: PreferenceScorer | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
+def phi_matrix(
+    context: RankingContext,
+    candidates: dict[str, np.ndarray],
+    similarity: np.ndarray,
+    preference: PreferenceScorer | None = None,
+    embeddings: np.ndarray | None = None,
+) -> np.ndarray:
     """φ values [N, len(TERMS)] of the candidates (dict from Store.library_candidates).
 
     `similarity` is the inner product of the query vector with each candidate (from FAISS or the exact search);
@@ -99,8 +109,9 @@ def normalised_weights(weights: Any) -> np.ndarray:
     return vector / vector.sum()
 
 
-def rerank(phi: np.ndarray, weights: Any = DEFAULT_WEIGHTS, tie_break: np.ndarray | None = None
-           ) -> tuple[np.ndarray, np.ndarray]:
+def rerank(
+    phi: np.ndarray, weights: Any = DEFAULT_WEIGHTS, tie_break: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(order, R) with order the candidate positions by R descending; ties keep `tie_break` descending (the
     embedding similarity), then the input order."""
     scores = phi @ normalised_weights(weights)
@@ -112,5 +123,7 @@ def rerank(phi: np.ndarray, weights: Any = DEFAULT_WEIGHTS, tie_break: np.ndarra
 def explain(phi_row: np.ndarray, weights: Any) -> dict[str, dict[str, float]]:
     """{term: {"phi": φ, "weight": w, "contribution": w φ}} for one result."""
     w = normalised_weights(weights)
-    return {term: {"phi": round(float(p), 4), "weight": round(float(wi), 4), "contribution": round(float(p * wi), 4)}
-            for term, p, wi in zip(TERMS, phi_row, w)}
+    return {
+        term: {"phi": round(float(p), 4), "weight": round(float(wi), 4), "contribution": round(float(p * wi), 4)}
+        for term, p, wi in zip(TERMS, phi_row, w)
+    }

@@ -80,11 +80,19 @@ class SearchResult:
         return np.asarray([self.phi[t] for t in TERMS], np.float32)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rank": self.rank, "id": self.id, "score": round(self.score, 4), "similarity": round(self.similarity, 4),
-                "emotion": self.emotion, "style": self.style, "character": self.character,
-                "intensity": None if self.intensity is None else round(self.intensity, 3), "source": self.source,
-                "source_path": self.source_path,
-                "explanation": explain(self.phi_vector, [self.weights[t] for t in TERMS])}
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "score": round(self.score, 4),
+            "similarity": round(self.similarity, 4),
+            "emotion": self.emotion,
+            "style": self.style,
+            "character": self.character,
+            "intensity": None if self.intensity is None else round(self.intensity, 3),
+            "source": self.source,
+            "source_path": self.source_path,
+            "explanation": explain(self.phi_vector, [self.weights[t] for t in TERMS]),
+        }
 
 
 @dataclass
@@ -103,10 +111,16 @@ class SearchResults:
         return [r.id for r in self.results]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"query_id": self.query_id, "query_type": self.query_type, "profile": self.profile,
-                "weights": self.weights, "exact_search": self.exact, "notes": self.notes,
-                "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-                "results": [r.as_dict() for r in self.results]}
+        return {
+            "query_id": self.query_id,
+            "query_type": self.query_type,
+            "profile": self.profile,
+            "weights": self.weights,
+            "exact_search": self.exact,
+            "notes": self.notes,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "results": [r.as_dict() for r in self.results],
+        }
 
 
 def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[np.ndarray, RankingContext]:
@@ -116,8 +130,10 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
         if not isinstance(text, str) or not text.strip():
             raise QueryError("the text query is empty: describe the expression in a few words")
         if len(text) > MAX_QUERY_CHARS:
-            notes.append(f"the query text had {len(text)} characters; only the first {MAX_QUERY_CHARS} were used "
-                         "(the text model reads about 32 words)")
+            notes.append(
+                f"the query text had {len(text)} characters; only the first {MAX_QUERY_CHARS} were used "
+                "(the text model reads about 32 words)"
+            )
             text = text[:MAX_QUERY_CHARS]
     for value, vocabulary, what in ((query.emotion, EMOTIONS, "emotion"), (query.style, STYLES, "style")):
         if value is not None and value not in vocabulary:
@@ -131,8 +147,7 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
             face = fit_square(np.asarray(image, np.uint8), FACE_SIZE)
         except (ImageDecodeError, ValueError) as error:
             raise QueryError(f"query image: {error}") from None
-    emotion_onehot = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index(query.emotion)] \
-        if query.emotion else None
+    emotion_onehot = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index(query.emotion)] if query.emotion else None
     style_onehot = np.eye(len(STYLES), dtype=np.float32)[STYLES.index(query.style)] if query.style else None
 
     emotion_views, style_views = [], []
@@ -150,15 +165,24 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
         emotion_views.append(np.asarray(image_emotion[0], np.float32))
         style_views.append(np.asarray(image_style[0], np.float32))
     vector = embedders.fuse(text_vector, image_vector, emotion_onehot, style_onehot)
-    emotion = emotion_onehot if emotion_onehot is not None else (
-        np.mean(emotion_views, axis=0) if emotion_views else None)
+    emotion = (
+        emotion_onehot if emotion_onehot is not None else (np.mean(emotion_views, axis=0) if emotion_views else None)
+    )
     style = style_onehot if style_onehot is not None else (np.mean(style_views, axis=0) if style_views else None)
     return vector, RankingContext(vector=vector, emotion=emotion, style=style)
 
 
-def search(library: Library, query: Query, *, top_k: int = 10, filters: Filters | None = None, profile: str | None = None,
-           previous_item: int | None = None, character_context: str | None = None,
-           candidates: int = CANDIDATES) -> SearchResults:
+def search(
+    library: Library,
+    query: Query,
+    *,
+    top_k: int = 10,
+    filters: Filters | None = None,
+    profile: str | None = None,
+    previous_item: int | None = None,
+    character_context: str | None = None,
+    candidates: int = CANDIDATES,
+) -> SearchResults:
     """Two-stage search (module docstring). `previous_item` (an item id) and `character_context` are the
     production context of the temporal-coherence and character-identity terms."""
     if not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP:
@@ -189,20 +213,34 @@ def search(library: Library, query: Query, *, top_k: int = 10, filters: Filters 
 
     mark = time.perf_counter()
     need_embeddings = context.previous is not None
-    rows = library.store.library.search_candidates(ids.tolist(), emotion=filters.emotion, style=filters.style,
-                                         character=filters.character, with_embeddings=need_embeddings)
+    rows = library.store.library.search_candidates(
+        ids.tolist(),
+        emotion=filters.emotion,
+        style=filters.style,
+        character=filters.character,
+        with_embeddings=need_embeddings,
+    )
     exact = False
     if len(rows["id"]) < top_k:
-        matching = library.store.library.filtered_count(emotion=filters.emotion, style=filters.style,
-                                                     character=filters.character)
+        matching = library.store.library.filtered_count(
+            emotion=filters.emotion, style=filters.style, character=filters.character
+        )
         if matching > len(rows["id"]):
             exact = True
-            ids, scores = library.store.library.exact_search(vector, wanted, emotion=filters.emotion,
-                                                          style=filters.style, character=filters.character)
-            rows = library.store.library.search_candidates(ids.tolist(), emotion=filters.emotion, style=filters.style,
-                                                 character=filters.character, with_embeddings=need_embeddings)
-            notes.append(f"the filters kept {len(rows['id'])} of the approximate candidates; searched all "
-                         f"{matching} matching items exactly")
+            ids, scores = library.store.library.exact_search(
+                vector, wanted, emotion=filters.emotion, style=filters.style, character=filters.character
+            )
+            rows = library.store.library.search_candidates(
+                ids.tolist(),
+                emotion=filters.emotion,
+                style=filters.style,
+                character=filters.character,
+                with_embeddings=need_embeddings,
+            )
+            notes.append(
+                f"the filters kept {len(rows['id'])} of the approximate candidates; searched all "
+                f"{matching} matching items exactly"
+            )
     similarity = dict(zip(ids.tolist(), scores.tolist()))
     candidate_similarity = np.asarray([similarity[int(i)] for i in rows["id"]], np.float32)
     timings["fetch"] = 1000 * (time.perf_counter() - mark)
@@ -215,13 +253,22 @@ def search(library: Library, query: Query, *, top_k: int = 10, filters: Filters 
     results = []
     for rank, position in enumerate(order[:top_k], start=1):
         intensity = float(rows["intensity"][position])
-        results.append(SearchResult(
-            rank=rank, id=int(rows["id"][position]), score=float(total[position]),
-            similarity=float(candidate_similarity[position]),
-            phi={t: float(v) for t, v in zip(TERMS, phi[position])}, weights=weight_map,
-            emotion=str(rows["emotion"][position]), style=str(rows["style"][position]),
-            character=rows["character"][position], intensity=None if np.isnan(intensity) else intensity,
-            source=str(rows["source"][position]), source_path=str(rows["source_path"][position])))
+        results.append(
+            SearchResult(
+                rank=rank,
+                id=int(rows["id"][position]),
+                score=float(total[position]),
+                similarity=float(candidate_similarity[position]),
+                phi={t: float(v) for t, v in zip(TERMS, phi[position])},
+                weights=weight_map,
+                emotion=str(rows["emotion"][position]),
+                style=str(rows["style"][position]),
+                character=rows["character"][position],
+                intensity=None if np.isnan(intensity) else intensity,
+                source=str(rows["source"][position]),
+                source_path=str(rows["source_path"][position]),
+            )
+        )
     timings["rerank"] = 1000 * (time.perf_counter() - mark)
     timings["total"] = 1000 * (time.perf_counter() - started)
     if not results:

@@ -121,8 +121,9 @@ class VectorIndex:
         return self.index.ntotal > 0 and len(self.tombstones) > COMPACT_FRACTION * self.index.ntotal
 
     def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim),
-                                                                                                  np.float32)
+        return (
+            np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
+        )
 
     # ---- search ---------------------------------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class VectorIndex:
         width = 0
         for row in range(len(queries)):
             row_ids, row_scores = ids[row][keep[row]][:k], scores[row][keep[row]][:k]
-            out_ids[row, :len(row_ids)], out_scores[row, :len(row_ids)] = row_ids, row_scores
+            out_ids[row, : len(row_ids)], out_scores[row, : len(row_ids)] = row_ids, row_scores
             width = max(width, len(row_ids))
         return out_ids[:, :width], out_scores[:, :width]
 
@@ -168,10 +169,19 @@ class VectorIndex:
         faiss.write_index(self.index, str(temporary))
         os.replace(temporary, index_path)
         count, total, squares = id_summary(self.live_ids())
-        sidecar = {"format": INDEX_FORMAT, "kind": "faiss.IndexIDMap2(IndexHNSWFlat, inner product)",
-                   "dim": self.dim, "links": HNSW_LINKS, "ef_construction": EF_CONSTRUCTION, "ntotal":
-                   int(self.index.ntotal), "count": count, "id_sum": str(total), "id_square_sum": str(squares),
-                   "tombstones": sorted(self.tombstones), "saved_at": time.time()}
+        sidecar = {
+            "format": INDEX_FORMAT,
+            "kind": "faiss.IndexIDMap2(IndexHNSWFlat, inner product)",
+            "dim": self.dim,
+            "links": HNSW_LINKS,
+            "ef_construction": EF_CONSTRUCTION,
+            "ntotal": int(self.index.ntotal),
+            "count": count,
+            "id_sum": str(total),
+            "id_square_sum": str(squares),
+            "tombstones": sorted(self.tombstones),
+            "saved_at": time.time(),
+        }
         temporary = sidecar_path.with_name(f".{sidecar_path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(sidecar))
         os.replace(temporary, sidecar_path)
@@ -188,8 +198,10 @@ class VectorIndex:
         except (OSError, ValueError) as error:
             raise IndexFileError(f"index sidecar {sidecar_path} is unreadable ({error})") from None
         if sidecar.get("format") != INDEX_FORMAT or sidecar.get("dim") != dim:
-            raise IndexFileError(f"index {index_path} has format {sidecar.get('format')} / dimension "
-                                 f"{sidecar.get('dim')}, expected {INDEX_FORMAT} / {dim}")
+            raise IndexFileError(
+                f"index {index_path} has format {sidecar.get('format')} / dimension "
+                f"{sidecar.get('dim')}, expected {INDEX_FORMAT} / {dim}"
+            )
         try:
             index = faiss.read_index(str(index_path))
         except RuntimeError as error:
@@ -198,8 +210,9 @@ class VectorIndex:
             raise IndexFileError(f"index file {index_path} is not a {dim}-d id-mapped index")
         loaded = cls(dim, index, {int(i) for i in sidecar.get("tombstones", [])})
         if int(sidecar.get("ntotal", -1)) != int(index.ntotal):  # index written, sidecar not: tombstones unknown
-            raise IndexFileError(f"index {index_path} holds {index.ntotal} vectors, its sidecar says "
-                                 f"{sidecar.get('ntotal')}")
+            raise IndexFileError(
+                f"index {index_path} holds {index.ntotal} vectors, its sidecar says {sidecar.get('ntotal')}"
+            )
         return loaded
 
 
@@ -214,8 +227,14 @@ def rebuild_from_store(store, dim: int) -> VectorIndex:
     return VectorIndex.build(ids, vectors, dim)
 
 
-def open_index(store, index_path: Path, sidecar_path: Path, dim: int, notes: list[str] | None = None,
-               rng: np.random.Generator | None = None) -> VectorIndex:
+def open_index(
+    store,
+    index_path: Path,
+    sidecar_path: Path,
+    dim: int,
+    notes: list[str] | None = None,
+    rng: np.random.Generator | None = None,
+) -> VectorIndex:
     """Load the index and make it agree with DuckDB (see the module docstring); repairs are appended to `notes`."""
     notes = notes if notes is not None else []
     started = time.perf_counter()
@@ -223,8 +242,10 @@ def open_index(store, index_path: Path, sidecar_path: Path, dim: int, notes: lis
     def rebuilt(reason: str) -> VectorIndex:
         index = rebuild_from_store(store, dim)
         index.save(index_path, sidecar_path)
-        notes.append(f"{reason}: rebuilt the vector index from the library database ({len(index)} items, "
-                     f"{time.perf_counter() - started:.1f} s)")
+        notes.append(
+            f"{reason}: rebuilt the vector index from the library database ({len(index)} items, "
+            f"{time.perf_counter() - started:.1f} s)"
+        )
         return index
 
     try:
@@ -249,8 +270,10 @@ def open_index(store, index_path: Path, sidecar_path: Path, dim: int, notes: lis
         if len(missing):
             ids, vectors = store.library.embeddings(missing.tolist())
             index.add(ids, vectors)
-        notes.append(f"the vector index was stale ({len(missing)} items missing, {len(extra)} deleted items still "
-                     "in it): brought up to date from the library database")
+        notes.append(
+            f"the vector index was stale ({len(missing)} items missing, {len(extra)} deleted items still "
+            "in it): brought up to date from the library database"
+        )
         changed = True
 
     live = index.live_ids()

@@ -72,7 +72,9 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         gray = np.clip(np.rint(np.asarray(image, dtype=np.float64)), 0, 255).astype(np.uint8)
         image = Image.fromarray(gray, mode="L")
 
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode in ("RGB", "L") and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("RGB", "L") and "transparency" in image.info
+    ):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -103,8 +105,10 @@ def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
         except Image.DecompressionBombError:
             # Pillow refuses headers past twice its own limit before we see the size.
             limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-            raise ImageDecodeError(f"{name}: the image is too large (its header claims more than {limit:,} pixels, "
-                                   f"at most {max_pixels:,} are accepted); it looks like a decompression bomb") from None
+            raise ImageDecodeError(
+                f"{name}: the image is too large (its header claims more than {limit:,} pixels, "
+                f"at most {max_pixels:,} are accepted); it looks like a decompression bomb"
+            ) from None
         except Exception as error:  # a broken header makes Pillow raise many kinds of errors
             raise ImageDecodeError(f"{name}: the image header is corrupt ({error})") from None
 
@@ -112,8 +116,10 @@ def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
         if width <= 0 or height <= 0:
             raise ImageDecodeError(f"{name}: the image has no pixels ({width}x{height})")
         if width * height > max_pixels:
-            raise ImageDecodeError(f"{name}: the image is too large ({width}x{height} = {width * height:,} pixels; "
-                                   f"at most {max_pixels:,} are accepted)")
+            raise ImageDecodeError(
+                f"{name}: the image is too large ({width}x{height} = {width * height:,} pixels; "
+                f"at most {max_pixels:,} are accepted)"
+            )
         try:
             image.seek(0)  # animated GIF / WebP: the first frame
             image.load()
@@ -128,8 +134,9 @@ def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
     try:
         rgb = _to_rgb(image)
     except Exception as error:
-        raise ImageDecodeError(f"{name}: the image uses a colour format that cannot be converted to RGB "
-                               f"(mode {image.mode}: {error})") from None
+        raise ImageDecodeError(
+            f"{name}: the image uses a colour format that cannot be converted to RGB (mode {image.mode}: {error})"
+        ) from None
     return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
 
 
@@ -166,7 +173,7 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
     canvas[:] = border_colour(image)
     top = (size - new_height) // 2
     left = (size - new_width) // 2
-    canvas[top:top + new_height, left:left + new_width] = resized
+    canvas[top : top + new_height, left : left + new_width] = resized
     return canvas
 
 
@@ -201,7 +208,7 @@ def face_crop(frame: np.ndarray, box_xyxy, size: int, margin: float = FACE_CROP_
     if (cx0, cy0, cx1, cy1) != (sx0, sy0, sx0 + side, sy0 + side):
         canvas = np.empty((side, side, 3), np.uint8)
         canvas[:] = border_colour(inside)
-        canvas[cy0 - sy0:cy1 - sy0, cx0 - sx0:cx1 - sx0] = inside
+        canvas[cy0 - sy0 : cy1 - sy0, cx0 - sx0 : cx1 - sx0] = inside
         inside = canvas
     resample = Image.Resampling.BILINEAR if side > size else Image.Resampling.BICUBIC
     return np.asarray(Image.fromarray(np.ascontiguousarray(inside)).resize((size, size), resample), dtype=np.uint8)

@@ -31,7 +31,11 @@ class Letterbox:
     def to_frame(self, boxes_normalised: np.ndarray) -> np.ndarray:
         """Boxes [N, 4] xyxy in [0, 1] of the model input → pixels of the original frame (clipped to it)."""
         boxes = np.asarray(boxes_normalised, dtype=np.float64).reshape(-1, 4) * [
-            self.input_width, self.input_height, self.input_width, self.input_height]
+            self.input_width,
+            self.input_height,
+            self.input_width,
+            self.input_height,
+        ]
         boxes = (boxes - [self.pad_x, self.pad_y, self.pad_x, self.pad_y]) / self.scale
         return np.clip(boxes, 0, [self.frame_width, self.frame_height, self.frame_width, self.frame_height])
 
@@ -47,8 +51,15 @@ def letterbox_geometry(frame_height: int, frame_width: int, input_height: int, i
     scale = min(input_width / frame_width, input_height / frame_height)
     width = min(input_width, max(1, round(frame_width * scale)))
     height = min(input_height, max(1, round(frame_height * scale)))
-    return Letterbox(scale, (input_width - width) // 2, (input_height - height) // 2, frame_width, frame_height,
-                     input_width, input_height)
+    return Letterbox(
+        scale,
+        (input_width - width) // 2,
+        (input_height - height) // 2,
+        frame_width,
+        frame_height,
+        input_width,
+        input_height,
+    )
 
 
 def letterbox(frame: np.ndarray, input_height: int, input_width: int) -> tuple[np.ndarray, Letterbox]:
@@ -65,7 +76,7 @@ def letterbox(frame: np.ndarray, input_height: int, input_width: int) -> tuple[n
         resample = Image.Resampling.BOX if geometry.scale < 1 else Image.Resampling.BILINEAR
         resized = np.asarray(Image.fromarray(frame).resize((width, height), resample))
     canvas = np.full((input_height, input_width, 3), PAD_VALUE, dtype=np.uint8)
-    canvas[geometry.pad_y:geometry.pad_y + height, geometry.pad_x:geometry.pad_x + width] = resized
+    canvas[geometry.pad_y : geometry.pad_y + height, geometry.pad_x : geometry.pad_x + width] = resized
     return canvas, geometry
 
 

@@ -93,18 +93,23 @@ def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.strea
     if not path.is_file():
         raise MediaError(f"{name}: not a file")
     if path.stat().st_size == 0:
-        raise EmptyMediaFile(f"{name}: the file is empty (0 bytes); the upload or copy did not finish, so copy or "
-                             f"export the clip again")
+        raise EmptyMediaFile(
+            f"{name}: the file is empty (0 bytes); the upload or copy did not finish, so copy or export the clip again"
+        )
     try:
         container = av.open(name, "r")
     except av.error.FFmpegError as error:
         announced = _sniff_container(path)
         if announced is not None:
-            raise TruncatedVideo(f"{name}: the file starts like a {announced} video but cannot be opened: its "
-                                 f"index or header is incomplete, which happens when a download, copy or "
-                                 f"recording is cut off; copy or export the clip again") from None
-        raise NotAVideo(f"{name}: not a video file that can be read ({_describe_error(error)}); supported "
-                        f"containers: {SUPPORTED_CONTAINERS}") from None
+            raise TruncatedVideo(
+                f"{name}: the file starts like a {announced} video but cannot be opened: its "
+                f"index or header is incomplete, which happens when a download, copy or "
+                f"recording is cut off; copy or export the clip again"
+            ) from None
+        raise NotAVideo(
+            f"{name}: not a video file that can be read ({_describe_error(error)}); supported "
+            f"containers: {SUPPORTED_CONTAINERS}"
+        ) from None
     except OSError as error:
         raise MediaError(f"{name}: the file cannot be read ({error.strerror or error})") from None
 
@@ -113,18 +118,21 @@ def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.strea
         if format_name in _STILL_IMAGE_DEMUXERS or format_name.endswith("_pipe"):
             kind = "text" if format_name == "tty" else "a still image"
             raise NotAVideo(f"{name}: this is {kind}, not a video; supported containers: {SUPPORTED_CONTAINERS}")
-        videos = [stream for stream in container.streams.video
-                  if not stream.disposition & av.stream.Disposition.attached_pic]  # cover art of a music file
+        videos = [
+            stream for stream in container.streams.video if not stream.disposition & av.stream.Disposition.attached_pic
+        ]  # cover art of a music file
         if not videos:
             what = "only audio" if container.streams.audio else "no picture at all"
-            raise NoVideoStream(f"{name}: the file has no video stream ({what}); choose a file with "
-                                f"moving pictures")
-        stream = max(videos, key=lambda s: (s.codec_context is not None,
-                                            (s.codec_context.width * s.codec_context.height) if s.codec_context
-                                            else 0))
+            raise NoVideoStream(f"{name}: the file has no video stream ({what}); choose a file with moving pictures")
+        stream = max(
+            videos,
+            key=lambda s: (
+                s.codec_context is not None,
+                (s.codec_context.width * s.codec_context.height) if s.codec_context else 0,
+            ),
+        )
         if stream.codec_context is None:
-            raise UnsupportedCodec(f"{name}: the video codec of this file is not supported here; "
-                                   f"{_CONVERT_HINT}")
+            raise UnsupportedCodec(f"{name}: the video codec of this file is not supported here; {_CONVERT_HINT}")
     except BaseException:
         container.close()
         raise
@@ -132,8 +140,10 @@ def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.strea
 
 
 def _no_frames(path: Path) -> TruncatedVideo:
-    return TruncatedVideo(f"{path}: the header is there but no frame can be decoded; the video data is missing or "
-                          f"damaged (a cut-off download or copy); copy or export the clip again")
+    return TruncatedVideo(
+        f"{path}: the header is there but no frame can be decoded; the video data is missing or "
+        f"damaged (a cut-off download or copy); copy or export the clip again"
+    )
 
 
 def _describe_error(error: Exception) -> str:
@@ -216,8 +226,10 @@ def probe_video(path: str | Path) -> VideoInfo:
         if first_frame is None:
             raise _no_frames(path)
         rotation = _clockwise_rotation(first_frame)
-        coded_width, coded_height = stream.codec_context.width or first_frame.width, \
-            stream.codec_context.height or first_frame.height
+        coded_width, coded_height = (
+            stream.codec_context.width or first_frame.width,
+            stream.codec_context.height or first_frame.height,
+        )
         duration = _stream_duration(container, stream)
         fps = _stream_rate(stream)
         if stream.frames and stream.frames > 0:
@@ -300,8 +312,21 @@ _THUMB_ROWS, _THUMB_COLS = 36, 64
 _SAMPLES_PER_CELL_SIDE = 4
 _TOP_FRACTION = 0.005
 DEFAULT_CHANGE_THRESHOLD = 0.03
-_PLANAR_8BIT_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
-                    "yuv411p", "yuv410p", "nv12", "nv21", "gray"}
+_PLANAR_8BIT_YUV = {
+    "yuv420p",
+    "yuvj420p",
+    "yuv422p",
+    "yuvj422p",
+    "yuv444p",
+    "yuvj444p",
+    "yuv440p",
+    "yuvj440p",
+    "yuv411p",
+    "yuv410p",
+    "nv12",
+    "nv21",
+    "gray",
+}
 
 
 def _luma_thumbnail(frame: av.VideoFrame) -> np.ndarray:
@@ -333,7 +358,7 @@ def _change_score(thumbnail: np.ndarray, reference: np.ndarray) -> float:
         return 1.0
     difference = np.abs(thumbnail.astype(np.int32) - reference).ravel()
     top = max(1, round(difference.size * _TOP_FRACTION))
-    cell_range = 255.0 * _SAMPLES_PER_CELL_SIDE ** 2
+    cell_range = 255.0 * _SAMPLES_PER_CELL_SIDE**2
     return float(np.partition(difference, difference.size - top)[-top:].mean() / cell_range)
 
 
@@ -352,8 +377,9 @@ def _upright_rgb(frame: av.VideoFrame, max_long_side: int | None, reformatter: V
     pixel_format = "rgba" if has_alpha else "rgb24"
     # Fast bilinear is exact enough for shrinking by up to 2x; a larger step needs the area filter to not alias.
     interpolation = "FAST_BILINEAR" if width * 2 >= frame.width else "AREA"
-    pixels = reformatter.reformat(frame, width=width, height=height, format=pixel_format,
-                                  interpolation=interpolation).to_ndarray()
+    pixels = reformatter.reformat(
+        frame, width=width, height=height, format=pixel_format, interpolation=interpolation
+    ).to_ndarray()
     if has_alpha:
         # Transparency on white, as facecast.images does for stills, so a GIF frame looks as it does as a still.
         alpha = pixels[..., 3:4].astype(np.uint16)
@@ -364,10 +390,17 @@ def _upright_rgb(frame: av.VideoFrame, max_long_side: int | None, reformatter: V
     return np.ascontiguousarray(pixels)
 
 
-def sample_frames(path: str | Path, *, base_rate_hz: float = 4.0, max_rate_hz: float = 8.0,
-                  change_threshold: float = DEFAULT_CHANGE_THRESHOLD, max_long_side: int | None = 960,
-                  progress: Callable[[float], None] | None = None, cancel: threading.Event | None = None,
-                  stats: SamplingStats | None = None) -> Iterator[SampledFrame]:
+def sample_frames(
+    path: str | Path,
+    *,
+    base_rate_hz: float = 4.0,
+    max_rate_hz: float = 8.0,
+    change_threshold: float = DEFAULT_CHANGE_THRESHOLD,
+    max_long_side: int | None = 960,
+    progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
+    stats: SamplingStats | None = None,
+) -> Iterator[SampledFrame]:
     """Stream upright RGB frames of a video, adaptively sampled; opens the file (and raises) before returning.
 
     Every frame is decoded; one is kept on each point of a grid of `1 / base_rate_hz` seconds, plus extra frames
@@ -383,8 +416,18 @@ def sample_frames(path: str | Path, *, base_rate_hz: float = 4.0, max_rate_hz: f
         raise ValueError(f"max_long_side must be at least 1 or None, got {max_long_side}")
     path = Path(path)
     container, stream = _open_video(path)
-    return _sample(path, container, stream, base_rate_hz, max_rate_hz, change_threshold, max_long_side, progress,
-                   cancel, stats if stats is not None else SamplingStats())
+    return _sample(
+        path,
+        container,
+        stream,
+        base_rate_hz,
+        max_rate_hz,
+        change_threshold,
+        max_long_side,
+        progress,
+        cancel,
+        stats if stats is not None else SamplingStats(),
+    )
 
 
 def _decoded(container, stream, stats: SamplingStats) -> Iterator[av.VideoFrame]:
@@ -425,8 +468,18 @@ def _ends_with(path: Path, tail: bytes) -> bool:
         return False
 
 
-def _sample(path, container, stream, base_rate_hz, max_rate_hz, change_threshold, max_long_side, progress, cancel,
-            stats: SamplingStats) -> Iterator[SampledFrame]:
+def _sample(
+    path,
+    container,
+    stream,
+    base_rate_hz,
+    max_rate_hz,
+    change_threshold,
+    max_long_side,
+    progress,
+    cancel,
+    stats: SamplingStats,
+) -> Iterator[SampledFrame]:
     base_period = 1.0 / base_rate_hz
     min_gap = 1.0 / max_rate_hz
     with container:
@@ -498,10 +551,10 @@ def _sample(path, container, stream, base_rate_hz, max_rate_hz, change_threshold
             stats.truncated |= duration > 0 and missing > max(1.0, 0.05 * duration, 3 * nominal_gap)
         if stats.truncated:
             announced = f"it announces {duration:.1f} s but " if duration > last_t + nominal_gap else ""
-            stats.warning = (f"{path}: the file is cut off: {announced}its data ends at {last_t:.1f} s; only that "
-                             f"part was analysed")
+            stats.warning = (
+                f"{path}: the file is cut off: {announced}its data ends at {last_t:.1f} s; only that part was analysed"
+            )
         elif stats.decode_errors:
-            stats.warning = (f"{path}: {stats.decode_errors} damaged packet(s) could not be decoded and were "
-                             f"skipped")
+            stats.warning = f"{path}: {stats.decode_errors} damaged packet(s) could not be decoded and were skipped"
         if progress is not None:
             progress(1.0)

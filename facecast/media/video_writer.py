@@ -45,8 +45,9 @@ _FINE_TIME_BASE = Fraction(1, 90_000)
 def _check_frame(frame: np.ndarray, index: int, path: Path) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise MediaError(f"{path}: frame {index} must be a uint8 RGB array [H, W, 3], got {frame.dtype} "
-                         f"{list(frame.shape)}")
+        raise MediaError(
+            f"{path}: frame {index} must be a uint8 RGB array [H, W, 3], got {frame.dtype} {list(frame.shape)}"
+        )
     if frame.shape[0] < 1 or frame.shape[1] < 1:
         raise MediaError(f"{path}: frame {index} has no pixels ({frame.shape[1]}x{frame.shape[0]})")
     return frame
@@ -82,8 +83,15 @@ def _pixel_format(codec_name: str) -> str:
     return formats[0]
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, codec: str | None = None, *,
-                rotation: int = 0, timestamps_s: Sequence[float] | None = None) -> Path:
+def write_video(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    codec: str | None = None,
+    *,
+    rotation: int = 0,
+    timestamps_s: Sequence[float] | None = None,
+) -> Path:
     """Encode RGB frames (uint8 [H, W, 3], all the same size) into `path`; the container follows the suffix.
 
     .mp4 / .mov / .mkv -> H.264 (libx264, yuv420p), .webm -> VP9, .gif -> GIF; `codec` overrides the encoder.
@@ -97,8 +105,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, code
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in _CONTAINERS:
-        raise MediaError(f"{path}: cannot write a {suffix or 'suffix-less'} file; use one of "
-                         f"{', '.join(_CONTAINERS)}")
+        raise MediaError(f"{path}: cannot write a {suffix or 'suffix-less'} file; use one of {', '.join(_CONTAINERS)}")
     if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
         raise MediaError(f"{path}: fps must be a positive number, got {fps!r}")
     # Denominators up to 1001 make 29.97 and 23.976 (NTSC) exact.
@@ -128,8 +135,16 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, code
     return path
 
 
-def _encode(partial: Path, muxer: str, codec_name: str, frames: Iterable[np.ndarray], rate: Fraction,
-            rotation: int, times: list[float] | None, path: Path) -> None:
+def _encode(
+    partial: Path,
+    muxer: str,
+    codec_name: str,
+    frames: Iterable[np.ndarray],
+    rate: Fraction,
+    rotation: int,
+    times: list[float] | None,
+    path: Path,
+) -> None:
     options = {"movflags": "+faststart"} if muxer in ("mp4", "mov") else {}
     count = 0
     with av.open(str(partial), "w", format=muxer, options=options) as container:
@@ -155,8 +170,10 @@ def _encode(partial: Path, muxer: str, codec_name: str, frames: Iterable[np.ndar
                     # PyAV's angle is counter-clockwise (as VideoFrame.rotation reads it back); ours is clockwise.
                     stream.set_display_rotation(-rotation)
             if frame.shape[:2] != size:
-                raise MediaError(f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, but the first "
-                                 f"frame is {size[1]}x{size[0]}; all frames must have the same size")
+                raise MediaError(
+                    f"{path}: frame {index} is {frame.shape[1]}x{frame.shape[0]}, but the first "
+                    f"frame is {size[1]}x{size[0]}; all frames must have the same size"
+                )
             if needs_even:
                 frame = _pad_to_even(frame)
             video_frame = _to_video_frame(frame, stream.pix_fmt)

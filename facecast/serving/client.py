@@ -33,13 +33,20 @@ class ModelSignature:
     outputs: tuple[TensorSpec, ...]
 
     @classmethod
-    def from_config(cls, config: dict) -> "ModelSignature":
+    def from_config(cls, config: dict) -> ModelSignature:
         def specs(entries) -> tuple[TensorSpec, ...]:
-            return tuple(TensorSpec(e["name"], np.dtype(triton_to_np_dtype(e["data_type"].removeprefix("TYPE_"))),
-                                    tuple(int(d) for d in e["dims"])) for e in entries)
+            return tuple(
+                TensorSpec(
+                    e["name"],
+                    np.dtype(triton_to_np_dtype(e["data_type"].removeprefix("TYPE_"))),
+                    tuple(int(d) for d in e["dims"]),
+                )
+                for e in entries
+            )
 
-        return cls(config["name"], "", int(config.get("max_batch_size", 0)), specs(config["input"]),
-                   specs(config["output"]))
+        return cls(
+            config["name"], "", int(config.get("max_batch_size", 0)), specs(config["input"]), specs(config["output"])
+        )
 
 
 _CONNECTION_ERRORS = (OSError, ConnectionError, TimeoutError)
@@ -66,7 +73,8 @@ class TritonModelClient:
             clients = self._local.clients = {}
         if url not in clients:
             clients[url] = triton_http.InferenceServerClient(
-                url, connection_timeout=min(self.timeout_s, 10.0), network_timeout=self.timeout_s)
+                url, connection_timeout=min(self.timeout_s, 10.0), network_timeout=self.timeout_s
+            )
         return clients[url]
 
     def _on_any_endpoint(self, action):
@@ -86,16 +94,20 @@ class TritonModelClient:
                 raise
         raise TritonUnavailable(
             f"Triton is not reachable at {', '.join(self.urls)} ({'; '.join(failures)}). "
-            "Start the local server with `facecast serve --detach` (or `make run`).")
+            "Start the local server with `facecast serve --detach` (or `make run`)."
+        )
 
     @property
     def signature(self) -> ModelSignature:
         if self._signature is None:
+
             def fetch(client):
                 try:
                     if not client.is_model_ready(self.model_name):
-                        raise ModelUnavailable(f"model {self.model_name!r} is not ready on Triton "
-                                               "(see `facecast status`; rebuild it with `make repository`)")
+                        raise ModelUnavailable(
+                            f"model {self.model_name!r} is not ready on Triton "
+                            "(see `facecast status`; rebuild it with `make repository`)"
+                        )
                     return ModelSignature.from_config(client.get_model_config(self.model_name))
                 except InferenceServerException as error:
                     if _is_connection_problem(error):
@@ -113,15 +125,17 @@ class TritonModelClient:
             if array is None:
                 raise ValueError(f"{self.model_name} needs input {spec.name!r}")
             if array.dtype != spec.dtype or tuple(array.shape[1:]) != spec.dims:
-                raise ValueError(f"{self.model_name} input {spec.name!r} must be {spec.dtype} [N, "
-                                 f"{', '.join(map(str, spec.dims))}], got {array.dtype} {list(array.shape)}")
+                raise ValueError(
+                    f"{self.model_name} input {spec.name!r} must be {spec.dtype} [N, "
+                    f"{', '.join(map(str, spec.dims))}], got {array.dtype} {list(array.shape)}"
+                )
         count = len(next(iter(inputs.values())))
         if count == 0:
             return {spec.name: np.zeros((0, *spec.dims), spec.dtype) for spec in signature.outputs}
         step = signature.max_batch_size or count
         parts: dict[str, list[np.ndarray]] = {spec.name: [] for spec in signature.outputs}
         for start in range(0, count, step):
-            chunk = {name: np.ascontiguousarray(array[start:start + step]) for name, array in inputs.items()}
+            chunk = {name: np.ascontiguousarray(array[start : start + step]) for name, array in inputs.items()}
             for name, value in self._infer_chunk(chunk).items():
                 parts[name].append(value)
         return {name: np.concatenate(values) for name, values in parts.items()}
@@ -148,5 +162,15 @@ class TritonModelClient:
 
 def _is_connection_problem(error: InferenceServerException) -> bool:
     text = (error.message() or "").lower()
-    return any(word in text for word in ("connection refused", "failed to connect", "connection reset",
-                                         "timed out", "timeout", "unreachable", "broken pipe"))
+    return any(
+        word in text
+        for word in (
+            "connection refused",
+            "failed to connect",
+            "connection reset",
+            "timed out",
+            "timeout",
+            "unreachable",
+            "broken pipe",
+        )
+    )

@@ -64,7 +64,6 @@ class ServerNotRunning(TritonServerError):
     """`stop` found no server of ours on that port."""
 
 
-
 class TritonError(RuntimeError):
     """Base of the errors a model client raises: the server is unreachable, a model is missing, or it failed."""
 

@@ -104,18 +104,31 @@ def model_stats(url: str, timeout: float = 5.0) -> tuple[list[dict], list[dict]]
         def mean_ms(key: str, count: int = count) -> float:
             return round(int(inference.get(key, {}).get("ns", 0)) / max(count, 1) / 1e6, 3)
 
-        per_model.append({"model": entry["name"], "version": entry.get("version", ""), "requests": count,
-                          "executions": executions, "inferences": int(entry.get("inference_count", 0)),
-                          "mean batch": round(int(entry.get("inference_count", 0)) / max(executions, 1), 2),
-                          "queue ms/request": mean_ms("queue"), "compute ms/request": mean_ms("compute_infer"),
-                          "failed": int(inference.get("fail", {}).get("count", 0))})
+        per_model.append(
+            {
+                "model": entry["name"],
+                "version": entry.get("version", ""),
+                "requests": count,
+                "executions": executions,
+                "inferences": int(entry.get("inference_count", 0)),
+                "mean batch": round(int(entry.get("inference_count", 0)) / max(executions, 1), 2),
+                "queue ms/request": mean_ms("queue"),
+                "compute ms/request": mean_ms("compute_infer"),
+                "failed": int(inference.get("fail", {}).get("count", 0)),
+            }
+        )
         for batch in entry.get("batch_stats", []):
-            per_batch.append({"model": entry["name"], "batch size": int(batch["batch_size"]),
-                              "executions": int(batch.get("compute_infer", {}).get("count", 0))})
+            per_batch.append(
+                {
+                    "model": entry["name"],
+                    "batch size": int(batch["batch_size"]),
+                    "executions": int(batch.get("compute_infer", {}).get("count", 0)),
+                }
+            )
     return per_model, per_batch
 
 
-_METRIC_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$')
+_METRIC_LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -131,8 +144,14 @@ def parse_metrics(text: str, prefix: str = "nv_") -> list[dict]:
             value = float(match["value"])
         except ValueError:
             continue
-        rows.append({"metric": match["name"], "model": labels.get("model", ""), "version": labels.get("version", ""),
-                     "value": value})
+        rows.append(
+            {
+                "metric": match["name"],
+                "model": labels.get("model", ""),
+                "version": labels.get("version", ""),
+                "value": value,
+            }
+        )
     return rows
 
 

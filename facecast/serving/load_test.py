@@ -82,6 +82,14 @@ def load_test(settings: Settings, model: str, seconds: float = 2.0, concurrency:
             future.result()
     elapsed = time.perf_counter() - started
     latency_ms = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
-    return LoadTestResult(model, round(elapsed, 2), concurrency, len(latencies), len(errors),
-                          round(len(latencies) / max(elapsed, 1e-9), 1), round(float(np.percentile(latency_ms, 50)), 2),
-                          round(float(np.percentile(latency_ms, 95)), 2), errors[0] if errors else None)
+    return LoadTestResult(
+        model,
+        round(elapsed, 2),
+        concurrency,
+        len(latencies),
+        len(errors),
+        round(len(latencies) / max(elapsed, 1e-9), 1),
+        round(float(np.percentile(latency_ms, 50)), 2),
+        round(float(np.percentile(latency_ms, 95)), 2),
+        errors[0] if errors else None,
+    )

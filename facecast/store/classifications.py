@@ -17,6 +17,7 @@ from facecast.store.rows import (
 if TYPE_CHECKING:
     from facecast.store.database import Store
 
+
 class Classifications:
     """``store.classifications``: the images_classified table (`facecast classify`, the Classify page)."""
 
@@ -54,9 +55,7 @@ class Classifications:
             return self._store.read_df(sql)
         return self._store.read_df(sql + " LIMIT ?", [limit])
 
-    def find(
-        self, content_sha256: str, model_name: str, model_version: str
-    ) -> ImageClassification | None:
+    def find(self, content_sha256: str, model_name: str, model_version: str) -> ImageClassification | None:
         """The newest stored classification of this image content by this model version, or None."""
         columns = ", ".join(CLASSIFICATION_COLUMNS)
         rows = self._store.read_rows(

@@ -15,6 +15,7 @@ from facecast.store.rows import N_RANKING_TERMS, float32_vector, vector_column
 if TYPE_CHECKING:
     from facecast.store.database import Store
 
+
 class Feedback:
     """``store.feedback``: what users picked, skipped and rated in search results, and the ranking weights learned from it."""
 
@@ -30,16 +31,22 @@ class Feedback:
             if row["kind"] not in ("selected", "skipped", "rating"):
                 raise ValueError(f"feedback kind must be selected, skipped or rating, got {row['kind']!r}")
         with self._store.transaction() as tx:
-            tx.insert_arrow("library_feedback", pa.table({
-                "profile": pa.array([profile] * len(rows), type=pa.string()),
-                "query_id": pa.array([query_id] * len(rows), type=pa.string()),
-                "item_id": pa.array([int(row["item_id"]) for row in rows], type=pa.int64()),
-                "kind": pa.array([row["kind"] for row in rows], type=pa.string()),
-                "rating": pa.array([row.get("rating") for row in rows], type=pa.float32()),
-                "rank": pa.array([row.get("rank") for row in rows], type=pa.int32()),
-                "phi": vector_column([float32_vector(row["phi"], N_RANKING_TERMS, "phi") for row in rows],
-                                      N_RANKING_TERMS),
-            }))
+            tx.insert_arrow(
+                "library_feedback",
+                pa.table(
+                    {
+                        "profile": pa.array([profile] * len(rows), type=pa.string()),
+                        "query_id": pa.array([query_id] * len(rows), type=pa.string()),
+                        "item_id": pa.array([int(row["item_id"]) for row in rows], type=pa.int64()),
+                        "kind": pa.array([row["kind"] for row in rows], type=pa.string()),
+                        "rating": pa.array([row.get("rating") for row in rows], type=pa.float32()),
+                        "rank": pa.array([row.get("rank") for row in rows], type=pa.int32()),
+                        "phi": vector_column(
+                            [float32_vector(row["phi"], N_RANKING_TERMS, "phi") for row in rows], N_RANKING_TERMS
+                        ),
+                    }
+                ),
+            )
         return len(rows)
 
     def for_profile(self, profile: str) -> pd.DataFrame:
@@ -47,7 +54,9 @@ class Feedback:
         return self._store.read_df(
             "SELECT f.id, f.query_id, f.item_id, f.kind, f.rating, f.rank, f.phi, f.created_at, i.style, i.emotion, "
             "i.character, i.intensity FROM library_feedback f LEFT JOIN library_items i ON i.id = f.item_id "
-            "WHERE f.profile = ? ORDER BY f.id", [profile])
+            "WHERE f.profile = ? ORDER BY f.id",
+            [profile],
+        )
 
     def weights(self, profile: str) -> tuple[np.ndarray, int] | None:
         """(weights float32 [5], pairs learned from) stored for a profile, or None."""
@@ -61,5 +70,7 @@ class Feedback:
         with self._store.transaction() as tx:
             # delete + insert: DuckDB's ON CONFLICT DO UPDATE does not bind current_timestamp in its SET list
             tx.execute("DELETE FROM ranking_weights WHERE profile = ?", [profile])
-            tx.execute(f"INSERT INTO ranking_weights (profile, weights, pairs) VALUES (?, ?::FLOAT[{N_RANKING_TERMS}], ?)",
-                       [profile, vector.tolist(), int(pairs)])
+            tx.execute(
+                f"INSERT INTO ranking_weights (profile, weights, pairs) VALUES (?, ?::FLOAT[{N_RANKING_TERMS}], ?)",
+                [profile, vector.tolist(), int(pairs)],
+            )

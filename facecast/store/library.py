@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from facecast.store.errors import StoreError
-from facecast.store.rows import UTC_NOW, EMBEDDING_DIM, LibraryItem, arrow_matrix, float32_vector, vector_column
+from facecast.store.rows import EMBEDDING_DIM, UTC_NOW, LibraryItem, arrow_matrix, float32_vector, vector_column
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
 if TYPE_CHECKING:
@@ -56,42 +56,61 @@ class LibraryItems:
         with self._store.transaction() as tx:
             # checked here rather than left to the UNIQUE constraint: its error would abort the transaction
             # with a message about the transaction, not about the duplicate
-            clash = tx.execute("SELECT content_sha256, id FROM library_items "
-                               "WHERE content_sha256 IN (SELECT unnest(?::VARCHAR[])) ORDER BY id", [hashes])
+            clash = tx.execute(
+                "SELECT content_sha256, id FROM library_items "
+                "WHERE content_sha256 IN (SELECT unnest(?::VARCHAR[])) ORDER BY id",
+                [hashes],
+            )
             if clash:
-                raise StoreError(f"{len(clash)} image(s) are already in the library (first: item {clash[0][1]}, "
-                                 f"sha256 {clash[0][0]}); nothing was stored")
-            ids = sorted(row[0] for row in tx.execute("SELECT nextval('library_items_id_seq') FROM range(?)",
-                                                      [len(items)]))
+                raise StoreError(
+                    f"{len(clash)} image(s) are already in the library (first: item {clash[0][1]}, "
+                    f"sha256 {clash[0][0]}); nothing was stored"
+                )
+            ids = sorted(
+                row[0] for row in tx.execute("SELECT nextval('library_items_id_seq') FROM range(?)", [len(items)])
+            )
             params_present = [item.params is not None for item in items]
             params = pa.FixedSizeListArray.from_arrays(
-                pa.array(np.concatenate([item.params if item.params is not None else np.zeros(4, np.float32)
-                                         for item in items]), type=pa.float32()), len(ACTION_PARAMS),
-                mask=pa.array([not present for present in params_present]))
-            tx.insert_arrow("library_items", pa.table({
-                "id": pa.array(ids, type=pa.int64()),
-                "content_sha256": pa.array([item.content_sha256 for item in items], type=pa.string()),
-                "source": pa.array([item.source for item in items], type=pa.string()),
-                "source_path": pa.array([item.source_path for item in items], type=pa.string()),
-                "style": pa.array([item.style for item in items], type=pa.string()),
-                "emotion": pa.array([item.emotion for item in items], type=pa.string()),
-                "character": pa.array([item.character for item in items], type=pa.string()),
-                "intensity": pa.array([item.intensity for item in items], type=pa.float32()),
-                "params": params,
-                "emotion_probs": vector_column([item.emotion_probs for item in items], len(EMOTIONS)),
-                "style_probs": vector_column([item.style_probs for item in items], len(STYLES)),
-                "labelled": pa.array([bool(item.labelled) for item in items], type=pa.bool_()),
-                "embedding": vector_column([item.embedding for item in items], EMBEDDING_DIM),
-                "thumbnail": pa.array([bytes(item.thumbnail) for item in items], type=pa.binary()),
-            }))
+                pa.array(
+                    np.concatenate(
+                        [item.params if item.params is not None else np.zeros(4, np.float32) for item in items]
+                    ),
+                    type=pa.float32(),
+                ),
+                len(ACTION_PARAMS),
+                mask=pa.array([not present for present in params_present]),
+            )
+            tx.insert_arrow(
+                "library_items",
+                pa.table(
+                    {
+                        "id": pa.array(ids, type=pa.int64()),
+                        "content_sha256": pa.array([item.content_sha256 for item in items], type=pa.string()),
+                        "source": pa.array([item.source for item in items], type=pa.string()),
+                        "source_path": pa.array([item.source_path for item in items], type=pa.string()),
+                        "style": pa.array([item.style for item in items], type=pa.string()),
+                        "emotion": pa.array([item.emotion for item in items], type=pa.string()),
+                        "character": pa.array([item.character for item in items], type=pa.string()),
+                        "intensity": pa.array([item.intensity for item in items], type=pa.float32()),
+                        "params": params,
+                        "emotion_probs": vector_column([item.emotion_probs for item in items], len(EMOTIONS)),
+                        "style_probs": vector_column([item.style_probs for item in items], len(STYLES)),
+                        "labelled": pa.array([bool(item.labelled) for item in items], type=pa.bool_()),
+                        "embedding": vector_column([item.embedding for item in items], EMBEDDING_DIM),
+                        "thumbnail": pa.array([bytes(item.thumbnail) for item in items], type=pa.binary()),
+                    }
+                ),
+            )
         return ids
 
     def ids_by_hash(self, hashes: Sequence[str]) -> dict[str, int]:
         """content_sha256 -> id for the hashes already in the library."""
         if not hashes:
             return {}
-        rows = self._store.read_rows("SELECT content_sha256, id FROM library_items "
-                               "WHERE content_sha256 IN (SELECT unnest(?::VARCHAR[]))", [list(hashes)])
+        rows = self._store.read_rows(
+            "SELECT content_sha256, id FROM library_items WHERE content_sha256 IN (SELECT unnest(?::VARCHAR[]))",
+            [list(hashes)],
+        )
         return {digest: int(item_id) for digest, item_id in rows}
 
     def count(self) -> int:
@@ -101,7 +120,8 @@ class LibraryItems:
         """(count, sum of ids, sum of squared ids): a cheap fingerprint of the id set the FAISS index must hold."""
         count, total, squares = self._store.read_rows(
             "SELECT count(*), coalesce(sum(id::HUGEINT), 0)::VARCHAR, coalesce(sum(id::HUGEINT * id), 0)::VARCHAR "
-            "FROM library_items")[0]
+            "FROM library_items"
+        )[0]
         return int(count), int(total), int(squares)
 
     def ids(self) -> np.ndarray:
@@ -113,21 +133,31 @@ class LibraryItems:
         if ids is None:
             table = self._store.read_arrow("SELECT id, embedding FROM library_items ORDER BY id")
         else:
-            table = self._store.read_arrow("SELECT id, embedding FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) "
-                                     "ORDER BY id", [[int(i) for i in ids]])
+            table = self._store.read_arrow(
+                "SELECT id, embedding FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id",
+                [[int(i) for i in ids]],
+            )
         return table.column("id").to_numpy().astype(np.int64), arrow_matrix(table.column("embedding"), EMBEDDING_DIM)
 
-    def search_candidates(self, ids: Sequence[int] | None = None, *, emotion: str | None = None,
-                           style: str | None = None, character: str | None = None,
-                           with_embeddings: bool = False) -> dict[str, np.ndarray]:
+    def search_candidates(
+        self,
+        ids: Sequence[int] | None = None,
+        *,
+        emotion: str | None = None,
+        style: str | None = None,
+        character: str | None = None,
+        with_embeddings: bool = False,
+    ) -> dict[str, np.ndarray]:
         """What the ranking needs about items (those in `ids`, or every item matching the filters when None),
         filtered by emotion / style / character. Column name -> numpy array, rows in ascending id order;
         `params` rows are NaN where unknown, `character` None where unknown."""
         where, parameters = library_filter_sql(emotion, style, character)
         columns = ", ".join(_LIBRARY_RANKING_COLUMNS)
         extra = ", embedding" if with_embeddings else ""
-        sql = (f"SELECT {columns}, coalesce(params, {_NAN_PARAMS}) AS params, emotion_probs, style_probs{extra} "
-               "FROM library_items WHERE true")
+        sql = (
+            f"SELECT {columns}, coalesce(params, {_NAN_PARAMS}) AS params, emotion_probs, style_probs{extra} "
+            "FROM library_items WHERE true"
+        )
         if ids is not None:
             sql += " AND id IN (SELECT unnest(?::BIGINT[]))"
             parameters = [[int(i) for i in ids], *parameters]
@@ -135,7 +165,8 @@ class LibraryItems:
         result = {name: table.column(name).to_numpy(zero_copy_only=False) for name in _LIBRARY_RANKING_COLUMNS}
         result["id"] = result["id"].astype(np.int64)
         result["intensity"] = np.asarray(
-            [np.nan if v is None else v for v in table.column("intensity").to_pylist()], np.float32)
+            [np.nan if v is None else v for v in table.column("intensity").to_pylist()], np.float32
+        )
         result["params"] = arrow_matrix(table.column("params"), len(ACTION_PARAMS))
         result["emotion_probs"] = arrow_matrix(table.column("emotion_probs"), len(EMOTIONS))
         result["style_probs"] = arrow_matrix(table.column("style_probs"), len(STYLES))
@@ -143,29 +174,43 @@ class LibraryItems:
             result["embedding"] = arrow_matrix(table.column("embedding"), EMBEDDING_DIM)
         return result
 
-    def exact_search(self, vector: np.ndarray, k: int, *, emotion: str | None = None,
-                             style: str | None = None, character: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def exact_search(
+        self,
+        vector: np.ndarray,
+        k: int,
+        *,
+        emotion: str | None = None,
+        style: str | None = None,
+        character: str | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact inner-product search in DuckDB over the items matching the filters: (ids, scores), best first.
         Used when filters are so selective that the approximate candidates would miss matches."""
         query = float32_vector(vector, EMBEDDING_DIM, "query vector")
         where, parameters = library_filter_sql(emotion, style, character)
         rows = self._store.read_rows(
             f"SELECT id, array_inner_product(embedding, ?::FLOAT[{EMBEDDING_DIM}]) AS score FROM library_items "
-            f"WHERE true{where} ORDER BY score DESC, id LIMIT ?", [query.tolist(), *parameters, int(k)])
+            f"WHERE true{where} ORDER BY score DESC, id LIMIT ?",
+            [query.tolist(), *parameters, int(k)],
+        )
         return (np.asarray([r[0] for r in rows], np.int64), np.asarray([r[1] for r in rows], np.float32))
 
-    def filtered_count(self, *, emotion: str | None = None, style: str | None = None,
-                               character: str | None = None) -> int:
+    def filtered_count(
+        self, *, emotion: str | None = None, style: str | None = None, character: str | None = None
+    ) -> int:
         where, parameters = library_filter_sql(emotion, style, character)
         return int(self._store.read_rows(f"SELECT count(*) FROM library_items WHERE true{where}", parameters)[0][0])
 
     def items(self, ids: Sequence[int] | None = None, limit: int | None = 100) -> pd.DataFrame:
         """Items without embedding and thumbnail (the given ids, or the newest `limit`), newest first."""
-        columns = ("id, content_sha256, source, source_path, emotion, style, character, intensity, params, "
-                   "labelled, created_at, updated_at")
+        columns = (
+            "id, content_sha256, source, source_path, emotion, style, character, intensity, params, "
+            "labelled, created_at, updated_at"
+        )
         if ids is not None:
-            return self._store.read_df(f"SELECT {columns} FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) "
-                                 "ORDER BY id DESC", [[int(i) for i in ids]])
+            return self._store.read_df(
+                f"SELECT {columns} FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id DESC",
+                [[int(i) for i in ids]],
+            )
         sql = f"SELECT {columns} FROM library_items ORDER BY id DESC"
         return self._store.read_df(sql) if limit is None else self._store.read_df(sql + " LIMIT ?", [int(limit)])
 
@@ -179,14 +224,19 @@ class LibraryItems:
         if not wanted:
             return []
         with self._store.transaction() as tx:
-            found = [row[0] for row in tx.execute(
-                "SELECT id FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id", [wanted])]
+            found = [
+                row[0]
+                for row in tx.execute(
+                    "SELECT id FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id", [wanted]
+                )
+            ]
             if found:
                 tx.execute("DELETE FROM library_items WHERE id IN (SELECT unnest(?::BIGINT[]))", [found])
         return [int(i) for i in found]
 
-    def update_labels(self, item_id: int, *, emotion: str | None = None, style: str | None = None,
-                              character: str | None = None) -> bool:
+    def update_labels(
+        self, item_id: int, *, emotion: str | None = None, style: str | None = None, character: str | None = None
+    ) -> bool:
         """Set a person's labels on an item (the ranking then uses them one-hot); False when the id is unknown."""
         if emotion is not None and emotion not in EMOTIONS:
             raise ValueError(f"emotion {emotion!r} is not one of {EMOTIONS}")
@@ -207,17 +257,22 @@ class LibraryItems:
         with self._store.transaction() as tx:
             if not tx.execute("SELECT count(*) FROM library_items WHERE id = ?", [int(item_id)])[0][0]:
                 return False
-            tx.execute(f"UPDATE library_items SET {', '.join(sets)}, labelled = true, updated_at = {UTC_NOW} "
-                       "WHERE id = ?", [*parameters, int(item_id)])
+            tx.execute(
+                f"UPDATE library_items SET {', '.join(sets)}, labelled = true, updated_at = {UTC_NOW} WHERE id = ?",
+                [*parameters, int(item_id)],
+            )
         return True
 
     def stats(self) -> dict[str, Any]:
         """Counts per emotion, style, source and labelled, plus totals."""
         total, characters, labelled = self._store.read_rows(
-            "SELECT count(*), count(DISTINCT character), count(*) FILTER (WHERE labelled) FROM library_items")[0]
+            "SELECT count(*), count(DISTINCT character), count(*) FILTER (WHERE labelled) FROM library_items"
+        )[0]
         stats: dict[str, Any] = {"items": int(total), "characters": int(characters), "labelled": int(labelled)}
         for column in ("emotion", "style", "source"):
-            rows = self._store.read_rows(f"SELECT {column}, count(*) FROM library_items GROUP BY ALL ORDER BY 2 DESC, 1")
+            rows = self._store.read_rows(
+                f"SELECT {column}, count(*) FROM library_items GROUP BY ALL ORDER BY 2 DESC, 1"
+            )
             stats[column] = {str(value): int(count) for value, count in rows}
         stats["feedback"] = int(self._store.read_rows("SELECT count(*) FROM library_feedback")[0][0])
         return stats

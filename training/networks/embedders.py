@@ -42,6 +42,7 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1) -> nn.Seq
 # image_embedder
 # ----------------------------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ImageEmbedderConfig:
     backbone: expression.ExpressionEncoderConfig
@@ -82,20 +83,28 @@ class ImageEmbedder(SquareImageServing, nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.backbone_features(images)
-        return {"embedding": self.embed_features(out["features"]), "emotion_logits": out["emotion_logits"],
-                "style_logits": out["style_logits"]}
+        return {
+            "embedding": self.embed_features(out["features"]),
+            "emotion_logits": out["emotion_logits"],
+            "style_logits": out["style_logits"],
+        }
 
     def serving_signature(self) -> dict:
         size = self.config.image_size
-        return {"inputs": [("image", "UINT8", [size, size, 3])],
-                "outputs": [("embedding", "FP32", [self.config.embedding_dim]),
-                            ("emotion_logits", "FP32", [len(EMOTIONS)]),
-                            ("style_logits", "FP32", [len(STYLES)])]}
+        return {
+            "inputs": [("image", "UINT8", [size, size, 3])],
+            "outputs": [
+                ("embedding", "FP32", [self.config.embedding_dim]),
+                ("emotion_logits", "FP32", [len(EMOTIONS)]),
+                ("style_logits", "FP32", [len(STYLES)]),
+            ],
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # text_embedder
 # ----------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TextEmbedderConfig:
@@ -154,8 +163,10 @@ class TextEmbedder(nn.Module):
 
     def serving_signature(self) -> dict:
         length = self.config.max_tokens
-        return {"inputs": [("input_ids", "INT64", [length]), ("attention_mask", "INT64", [length])],
-                "outputs": [("embedding", "FP32", [self.config.embedding_dim])]}
+        return {
+            "inputs": [("input_ids", "INT64", [length]), ("attention_mask", "INT64", [length])],
+            "outputs": [("embedding", "FP32", [self.config.embedding_dim])],
+        }
 
 
 class _TextServing(nn.Module):
@@ -178,15 +189,23 @@ class _TextServing(nn.Module):
 AFFECT_NODES = ("positive_valence", "negative_valence", "high_arousal", "low_arousal")
 GRAPH_NODES = (*EMOTIONS, *STYLES, *AFFECT_NODES)
 GRAPH_EDGES = (
-    ("happiness", "positive_valence"), ("happiness", "high_arousal"),
-    ("sadness", "negative_valence"), ("sadness", "low_arousal"),
-    ("anger", "negative_valence"), ("anger", "high_arousal"),
-    ("surprise", "high_arousal"), ("surprise", "positive_valence"),
-    ("fear", "negative_valence"), ("fear", "high_arousal"),
+    ("happiness", "positive_valence"),
+    ("happiness", "high_arousal"),
+    ("sadness", "negative_valence"),
+    ("sadness", "low_arousal"),
+    ("anger", "negative_valence"),
+    ("anger", "high_arousal"),
+    ("surprise", "high_arousal"),
+    ("surprise", "positive_valence"),
+    ("fear", "negative_valence"),
+    ("fear", "high_arousal"),
     ("disgust", "negative_valence"),
     ("neutral", "low_arousal"),
-    ("surprise", "fear"), ("anger", "disgust"),
-    ("realistic", "stylized_3d"), ("stylized_3d", "anime"), ("anime", "cartoon"),
+    ("surprise", "fear"),
+    ("anger", "disgust"),
+    ("realistic", "stylized_3d"),
+    ("stylized_3d", "anime"),
+    ("anime", "cartoon"),
 )
 
 
@@ -224,7 +243,7 @@ class MetadataTower(nn.Module):
     def forward(self, emotion: torch.Tensor, style: torch.Tensor) -> dict[str, torch.Tensor]:
         nodes = F.gelu(self.gcn1(self.node_features, self.adjacency))
         nodes = self.gcn2(nodes, self.adjacency)  # [N, model_dim]
-        emotions, styles = nodes[: len(EMOTIONS)], nodes[len(EMOTIONS): len(EMOTIONS) + len(STYLES)]
+        emotions, styles = nodes[: len(EMOTIONS)], nodes[len(EMOTIONS) : len(EMOTIONS) + len(STYLES)]
         emotion_token, style_token = emotion @ emotions, style @ styles
         embedding = F.normalize(self.to_embedding(torch.cat([emotion_token, style_token], -1)), dim=-1)
         return {"emotion_token": emotion_token, "style_token": style_token, "embedding": embedding}
@@ -254,8 +273,9 @@ class _AttentionBlock(nn.Module):
 
     def forward(self, tokens: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
         batch, count, dim = tokens.shape
-        q, k, v = self.qkv(self.norm1(tokens)).view(batch, count, 3, self.heads, dim // self.heads).permute(
-            2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(self.norm1(tokens)).view(batch, count, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        )
         scores = q @ k.transpose(-1, -2) / math.sqrt(dim // self.heads) + key_bias[:, None, None, :]
         attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, count, dim)
         tokens = tokens + self.out(attended)
@@ -282,17 +302,32 @@ class QueryFuser(nn.Module):
         # per-modality gates of the residual sum (text, image, metadata)
         self.skip_gates = nn.Parameter(torch.ones(3))
 
-    def forward(self, text_embedding: torch.Tensor, image_embedding: torch.Tensor, emotion: torch.Tensor,
-                style: torch.Tensor, present: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        text_embedding: torch.Tensor,
+        image_embedding: torch.Tensor,
+        emotion: torch.Tensor,
+        style: torch.Tensor,
+        present: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """present: [B, 4] (text, image, emotion, style), > 0.5 = given. Absent inputs are ignored whatever
         their values; a query with nothing present returns the learned query token's vector."""
         flags = (present > 0.5).to(text_embedding.dtype)
         emotion = emotion * flags[:, 2:3]
         style = style * flags[:, 3:4]
         meta = self.metadata(emotion, style)
-        tokens = torch.stack([self.text_in(text_embedding) * flags[:, 0:1],
-                              self.image_in(image_embedding) * flags[:, 1:2],
-                              meta["emotion_token"], meta["style_token"]], dim=1) + self.modality_embeddings
+        tokens = (
+            torch.stack(
+                [
+                    self.text_in(text_embedding) * flags[:, 0:1],
+                    self.image_in(image_embedding) * flags[:, 1:2],
+                    meta["emotion_token"],
+                    meta["style_token"],
+                ],
+                dim=1,
+            )
+            + self.modality_embeddings
+        )
         batch = tokens.shape[0]
         tokens = torch.cat([self.query_token.expand(batch, -1, -1), tokens], dim=1)
         key_bias = torch.cat([torch.zeros_like(flags[:, :1]), (1.0 - flags) * -10000.0], dim=1)
@@ -300,8 +335,11 @@ class QueryFuser(nn.Module):
             tokens = block(tokens, key_bias)
         fused = self.to_embedding(self.norm(tokens[:, 0]))
         metadata_present = torch.clamp(flags[:, 2:3] + flags[:, 3:4], max=1.0)
-        skip = (self.skip_gates[0] * flags[:, 0:1] * text_embedding + self.skip_gates[1] * flags[:, 1:2]
-                * image_embedding + self.skip_gates[2] * metadata_present * meta["embedding"])
+        skip = (
+            self.skip_gates[0] * flags[:, 0:1] * text_embedding
+            + self.skip_gates[1] * flags[:, 1:2] * image_embedding
+            + self.skip_gates[2] * metadata_present * meta["embedding"]
+        )
         return {"embedding": F.normalize(fused + skip, dim=-1), "metadata_embedding": meta["embedding"]}
 
     def serving_module(self) -> nn.Module:
@@ -310,16 +348,26 @@ class QueryFuser(nn.Module):
     def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
         dim = self.config.embedding_dim
         present = (torch.rand(batch, len(MODALITIES)) < 0.6).float()
-        return (F.normalize(torch.randn(batch, dim), dim=-1), F.normalize(torch.randn(batch, dim), dim=-1),
-                torch.eye(len(EMOTIONS))[torch.randint(len(EMOTIONS), (batch,))],
-                torch.eye(len(STYLES))[torch.randint(len(STYLES), (batch,))], present)
+        return (
+            F.normalize(torch.randn(batch, dim), dim=-1),
+            F.normalize(torch.randn(batch, dim), dim=-1),
+            torch.eye(len(EMOTIONS))[torch.randint(len(EMOTIONS), (batch,))],
+            torch.eye(len(STYLES))[torch.randint(len(STYLES), (batch,))],
+            present,
+        )
 
     def serving_signature(self) -> dict:
         dim = self.config.embedding_dim
-        return {"inputs": [("text_embedding", "FP32", [dim]), ("image_embedding", "FP32", [dim]),
-                           ("emotion", "FP32", [len(EMOTIONS)]), ("style", "FP32", [len(STYLES)]),
-                           ("present", "FP32", [len(MODALITIES)])],
-                "outputs": [("embedding", "FP32", [dim])]}
+        return {
+            "inputs": [
+                ("text_embedding", "FP32", [dim]),
+                ("image_embedding", "FP32", [dim]),
+                ("emotion", "FP32", [len(EMOTIONS)]),
+                ("style", "FP32", [len(STYLES)]),
+                ("present", "FP32", [len(MODALITIES)]),
+            ],
+            "outputs": [("embedding", "FP32", [dim])],
+        }
 
 
 class _FuserServing(nn.Module):

@@ -127,8 +127,7 @@ class AttentionBlock(nn.Module):
         self.attention_norm = nn.LayerNorm(dim)
         self.attention = MaskedMultiHeadAttention(dim, heads)
         self.feedforward_norm = nn.LayerNorm(dim)
-        self.feedforward = nn.Sequential(nn.Linear(dim, feedforward_dim), nn.GELU(),
-                                         nn.Linear(feedforward_dim, dim))
+        self.feedforward = nn.Sequential(nn.Linear(dim, feedforward_dim), nn.GELU(), nn.Linear(feedforward_dim, dim))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,8 +137,16 @@ class AttentionBlock(nn.Module):
 
 
 class EngagementNetwork(nn.Module):
-    OUTPUT_NAMES = ("engagement", "resonance", "shareability", "appeal", "class_logits", "curve",
-                    "moment_weights", "interval_halfwidth")
+    OUTPUT_NAMES = (
+        "engagement",
+        "resonance",
+        "shareability",
+        "appeal",
+        "class_logits",
+        "curve",
+        "moment_weights",
+        "interval_halfwidth",
+    )
 
     def __init__(self, config: EngagementConfig):
         super().__init__()
@@ -152,8 +159,14 @@ class EngagementNetwork(nn.Module):
             # per-step modelling only: a position-wise MLP in place of the recurrent stream
             self.step_mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
         else:
-            self.lstm = nn.LSTM(dim, dim // 2, num_layers=config.lstm_layers, batch_first=True, bidirectional=True,
-                                dropout=config.dropout if config.lstm_layers > 1 else 0.0)
+            self.lstm = nn.LSTM(
+                dim,
+                dim // 2,
+                num_layers=config.lstm_layers,
+                batch_first=True,
+                bidirectional=True,
+                dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+            )
             self.lstm_norm = nn.LayerNorm(dim)
         if config.streams == "both" and config.fusion == "attention":
             # no dropout at the B·T·C scale: it cost ~10 % of a CPU training step; the time blocks regularise
@@ -164,15 +177,17 @@ class EngagementNetwork(nn.Module):
             self.register_buffer("positions", sinusoidal_positions(MAX_STEPS, dim), persistent=False)
             self.temporal_fusion = nn.ModuleList(
                 AttentionBlock(dim, config.heads, config.feedforward_dim, config.dropout)
-                for _ in range(config.transformer_layers))
+                for _ in range(config.transformer_layers)
+            )
             self.fusion_norm = nn.LayerNorm(dim)
         kernel = config.curve_kernel if config.streams != "visual" else 1
         self.curve_smoother = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
         self.curve_head = nn.Linear(dim, 1)
         self.moment_score = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Linear(dim // 2, 1))
         n_outputs = len(SCALAR_OUTPUTS) + len(AUDIENCE_GROUPS) + len(ENGAGEMENT_CLASSES)
-        self.clip_head = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(config.dropout),
-                                       nn.Linear(dim, n_outputs))
+        self.clip_head = nn.Sequential(
+            nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(dim, n_outputs)
+        )
         # split-conformal half-widths (INTERVAL_ORDER), set by calibration; NaN-free zeros until then
         self.register_buffer("interval_halfwidth", torch.zeros(len(INTERVAL_ORDER)))
 
@@ -188,8 +203,13 @@ class EngagementNetwork(nn.Module):
 
     def _pool_characters(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """h [B, C, T, D], mask [B, C, T] → [B, T, D]."""
-        pooled = torch.cat([masked_mean(h.transpose(1, 2), mask.transpose(1, 2), 2),
-                            masked_max(h.transpose(1, 2), mask.transpose(1, 2), 2)], dim=-1)
+        pooled = torch.cat(
+            [
+                masked_mean(h.transpose(1, 2), mask.transpose(1, 2), 2),
+                masked_max(h.transpose(1, 2), mask.transpose(1, 2), 2),
+            ],
+            dim=-1,
+        )
         return self.character_pool(pooled)
 
     def _characters_to_steps(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,8 +220,13 @@ class EngagementNetwork(nn.Module):
         features = features * mask.unsqueeze(-1)  # a masked cell carries nothing, whatever its row holds
         step_mask = mask.amax(1)
         if config.streams == "both" and config.fusion == "early":
-            raw = torch.cat([masked_mean(features.transpose(1, 2), mask.transpose(1, 2), 2),
-                             masked_max(features.transpose(1, 2), mask.transpose(1, 2), 2)], dim=-1)
+            raw = torch.cat(
+                [
+                    masked_mean(features.transpose(1, 2), mask.transpose(1, 2), 2),
+                    masked_max(features.transpose(1, 2), mask.transpose(1, 2), 2),
+                ],
+                dim=-1,
+            )
             return self._stream(raw, step_mask), step_mask
         flat_mask = mask.reshape(batch * characters, steps)
         h = self._stream(features.reshape(batch * characters, steps, -1), flat_mask)
@@ -227,8 +252,11 @@ class EngagementNetwork(nn.Module):
         curve_logits = self.curve_head(smoothed + h).squeeze(-1)
         moment_weights = masked_softmax(self.moment_score(h).squeeze(-1), step_mask)
         clip_vector = torch.cat([(moment_weights.unsqueeze(-1) * h).sum(1), masked_mean(h, step_mask, 1)], dim=-1)
-        return {"curve_logits": curve_logits, "moment_weights": moment_weights,
-                "clip_logits": self.clip_head(clip_vector)}
+        return {
+            "curve_logits": curve_logits,
+            "moment_weights": moment_weights,
+            "clip_logits": self.clip_head(clip_vector),
+        }
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """features float [B, C, T, F] (C ≤ MAX_CHARACTERS, T ≤ MAX_STEPS), mask float/bool [B, C, T]."""
@@ -240,20 +268,24 @@ class EngagementNetwork(nn.Module):
             # decision-level fusion: average each present character's own predictions
             present = mask.amax(2)  # [B, C]
             share = present / present.sum(1, keepdim=True).clamp_min(1.0)
-            raw = {name: (value.reshape(batch, characters, *value.shape[1:])
-                          * share.reshape(batch, characters, *([1] * (value.dim() - 1)))).sum(1)
-                   for name, value in raw.items()}
+            raw = {
+                name: (
+                    value.reshape(batch, characters, *value.shape[1:])
+                    * share.reshape(batch, characters, *([1] * (value.dim() - 1)))
+                ).sum(1)
+                for name, value in raw.items()
+            }
             step_mask = mask.amax(1)
         clip = raw["clip_logits"]
         n_scalars, n_groups = len(SCALAR_OUTPUTS), len(AUDIENCE_GROUPS)
         scalar_logits = clip[:, :n_scalars]
-        appeal_logits = clip[:, n_scalars:n_scalars + n_groups]
+        appeal_logits = clip[:, n_scalars : n_scalars + n_groups]
         return {
             "engagement": torch.sigmoid(scalar_logits[:, 0:1]),
             "resonance": torch.sigmoid(scalar_logits[:, 1:2]),
             "shareability": torch.sigmoid(scalar_logits[:, 2:3]),
             "appeal": torch.sigmoid(appeal_logits),
-            "class_logits": clip[:, n_scalars + n_groups:],
+            "class_logits": clip[:, n_scalars + n_groups :],
             "curve": torch.sigmoid(raw["curve_logits"]),
             "moment_weights": raw["moment_weights"] * step_mask,
             "interval_halfwidth": self.interval_halfwidth.unsqueeze(0).expand(batch, -1),
@@ -277,8 +309,10 @@ class EngagementNetwork(nn.Module):
 
     def serving_signature(self) -> dict:
         return {
-            "inputs": [("features", "FP32", [MAX_CHARACTERS, MAX_STEPS, FRAME_FEATURE_DIM]),
-                       ("mask", "FP32", [MAX_CHARACTERS, MAX_STEPS])],
+            "inputs": [
+                ("features", "FP32", [MAX_CHARACTERS, MAX_STEPS, FRAME_FEATURE_DIM]),
+                ("mask", "FP32", [MAX_CHARACTERS, MAX_STEPS]),
+            ],
             "outputs": [
                 ("engagement", "FP32", [1]),
                 ("resonance", "FP32", [1]),

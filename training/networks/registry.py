@@ -16,8 +16,9 @@ What every registered network provides (the export code and the one parametrized
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -41,10 +42,13 @@ def register_network(name: str, config: Any, builder: Callable[[Any], nn.Module]
 def _load_network_modules() -> None:
     # Importing a network module registers its configs; kept here so `build_model` works without callers
     # having to know which module defines which network.
-    from training.networks import engagement, expression_encoder  # noqa: F401
-    from training.networks import face_detector  # noqa: F401
-    from training.networks import embedders  # noqa: F401
-    from training.networks import style_mapper  # noqa: F401
+    from training.networks import (  # noqa: F401
+        embedders,  # noqa: F401
+        engagement,
+        expression_encoder,
+        face_detector,  # noqa: F401
+        style_mapper,  # noqa: F401
+    )
 
 
 def list_networks() -> list[str]:

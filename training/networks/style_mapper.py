@@ -49,14 +49,14 @@ LATENT_DIM = sum(size for _, size in LATENT_PARTS)
 
 @dataclass(frozen=True)
 class StyleMapperConfig:
-    image_size: int             # S: input and output are S × S RGB
-    conv1_channels: int         # Table 3: 64 at 256 px
-    conv2_channels: int         # Table 3: 128 at 256 px
-    encoder_res_blocks: int     # Table 3: ResBlock1-4
-    decoder_res_blocks: int     # AdaIN residual blocks (the style injection)
+    image_size: int  # S: input and output are S × S RGB
+    conv1_channels: int  # Table 3: 64 at 256 px
+    conv2_channels: int  # Table 3: 128 at 256 px
+    encoder_res_blocks: int  # Table 3: ResBlock1-4
+    decoder_res_blocks: int  # AdaIN residual blocks (the style injection)
     attention_heads: int
-    attention_reduction: int    # keys / values are average-pooled by this factor per axis
-    code_dim: int = 256         # width of the decoder's conditioning code
+    attention_reduction: int  # keys / values are average-pooled by this factor per axis
+    code_dim: int = 256  # width of the decoder's conditioning code
     triton_name: str = "style_mapper"
 
 
@@ -67,17 +67,32 @@ class StyleMapperConfig:
 # against 13.94 at step 842 and 14.04 at step 1401 without it), so it is not in.
 # The CPU default at 128 px: half the seed's widths, 1.6 GFLOP per image (torch FlopCounterMode); ~12 ms per
 # image from ONNX Runtime on 2 cores (docs/benchmarks.md).
-CPU = StyleMapperConfig(image_size=128, conv1_channels=32, conv2_channels=64, encoder_res_blocks=2,
-                        decoder_res_blocks=4, attention_heads=4, attention_reduction=2)
+CPU = StyleMapperConfig(
+    image_size=128,
+    conv1_channels=32,
+    conv2_channels=64,
+    encoder_res_blocks=2,
+    decoder_res_blocks=4,
+    attention_heads=4,
+    attention_reduction=2,
+)
 # Seed-sized (Table 3): 256 px, 64/128 channels, 23 GFLOP per image, for the TensorRT flavour.
-GPU = StyleMapperConfig(image_size=256, conv1_channels=64, conv2_channels=128, encoder_res_blocks=2,
-                        decoder_res_blocks=4, attention_heads=8, attention_reduction=4)
+GPU = StyleMapperConfig(
+    image_size=256,
+    conv1_channels=64,
+    conv2_channels=128,
+    encoder_res_blocks=2,
+    decoder_res_blocks=4,
+    attention_heads=8,
+    attention_reduction=4,
+)
 
 
 def _style_bounds() -> torch.Tensor:
     """[styles, params, 2] lower and upper bounds (seed 003 Table 5), in vocabulary order."""
-    return torch.tensor([[STYLE_PARAM_BOUNDS[style][param] for param in ACTION_PARAMS] for style in STYLES],
-                        dtype=torch.float32)
+    return torch.tensor(
+        [[STYLE_PARAM_BOUNDS[style][param] for param in ACTION_PARAMS] for style in STYLES], dtype=torch.float32
+    )
 
 
 def style_weights(target_style: torch.Tensor) -> torch.Tensor:
@@ -97,8 +112,15 @@ class _GradientReversal(torch.autograd.Function):
 
 
 def conv_block(in_channels: int, out_channels: int, kernel: int, stride: int, norm: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel, stride, padding=(kernel - 1) // 2
-                                         if stride == 1 else (kernel - stride + 1) // 2)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding=(kernel - 1) // 2 if stride == 1 else (kernel - stride + 1) // 2,
+        )
+    ]
     if norm:
         layers.append(nn.InstanceNorm2d(out_channels))
     layers.append(nn.LeakyReLU(0.2))
@@ -111,8 +133,12 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1), nn.InstanceNorm2d(channels), nn.LeakyReLU(0.2),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.InstanceNorm2d(channels))
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.InstanceNorm2d(channels),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.InstanceNorm2d(channels),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -174,17 +200,17 @@ class SpatialSelfAttention(nn.Module):
 class Encoding:
     """What the encoder reads from a batch of faces."""
 
-    content: torch.Tensor       # [B, C2, S/4, S/4]
-    skip: torch.Tensor          # [B, C1, S/2, S/2] (Conv1's features)
-    mean: torch.Tensor          # [B, LATENT_DIM]
-    logvar: torch.Tensor        # [B, LATENT_DIM]
-    latent: torch.Tensor        # sampled in training, the mean in eval
+    content: torch.Tensor  # [B, C2, S/4, S/4]
+    skip: torch.Tensor  # [B, C1, S/2, S/2] (Conv1's features)
+    mean: torch.Tensor  # [B, LATENT_DIM]
+    logvar: torch.Tensor  # [B, LATENT_DIM]
+    latent: torch.Tensor  # sampled in training, the mean in eval
 
     def part(self, name: str, of: str = "latent") -> torch.Tensor:
         start = 0
         for part_name, size in LATENT_PARTS:
             if part_name == name:
-                return getattr(self, of)[:, start:start + size]
+                return getattr(self, of)[:, start : start + size]
             start += size
         raise KeyError(name)
 
@@ -201,9 +227,13 @@ class StyleMapper(nn.Module):
         self.conv1 = conv_block(3, c1, 7, 2)
         self.conv2 = conv_block(c1, c2, 4, 2)
         self.res_blocks = nn.Sequential(*(ResBlock(c2) for _ in range(config.encoder_res_blocks)))
-        self.to_latent = nn.Sequential(conv_block(c2, 2 * c2, 4, 2, norm=False),
-                                       conv_block(2 * c2, 2 * c2, 4, 2, norm=False),
-                                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * c2, 2 * LATENT_DIM))
+        self.to_latent = nn.Sequential(
+            conv_block(c2, 2 * c2, 4, 2, norm=False),
+            conv_block(2 * c2, 2 * c2, 4, 2, norm=False),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * c2, 2 * LATENT_DIM),
+        )
         sizes = dict(LATENT_PARTS)
         self.source_style_head = nn.Linear(sizes["style"], len(STYLES))
         self.emotion_head = nn.Linear(sizes["expression"], len(EMOTIONS))
@@ -214,8 +244,9 @@ class StyleMapper(nn.Module):
         self.style_embedding = nn.Parameter(torch.randn(len(STYLES), sizes["style"]) * 0.5)
         self.params_embedding = nn.Sequential(nn.Linear(len(ACTION_PARAMS), 32), nn.LeakyReLU(0.2))
         code_in = sizes["style"] + sizes["identity"] + sizes["expression"] + sizes["auxiliary"] + 32
-        self.to_code = nn.Sequential(nn.Linear(code_in, code), nn.LeakyReLU(0.2), nn.Linear(code, code),
-                                     nn.LeakyReLU(0.2))
+        self.to_code = nn.Sequential(
+            nn.Linear(code_in, code), nn.LeakyReLU(0.2), nn.Linear(code, code), nn.LeakyReLU(0.2)
+        )
         # decoder
         self.style_blocks = nn.ModuleList(AdaINResBlock(c2, code) for _ in range(config.decoder_res_blocks))
         self.attention = SpatialSelfAttention(c2, config.attention_heads, config.attention_reduction)
@@ -235,8 +266,9 @@ class StyleMapper(nn.Module):
         latent = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if self.training else mean
         return Encoding(content, skip, mean, logvar, latent)
 
-    def applied_params(self, source_params: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor,
-                       params_mask: torch.Tensor) -> torch.Tensor:
+    def applied_params(
+        self, source_params: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor, params_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Overrides where the mask says so, the source's parameters (`heads(...)["source_params"]`) elsewhere,
         clamped to the target's bounds."""
         mask = params_mask.clamp(0.0, 1.0)
@@ -248,9 +280,18 @@ class StyleMapper(nn.Module):
     def decode(self, encoding: Encoding, target_style: torch.Tensor, applied_params: torch.Tensor) -> torch.Tensor:
         """The mapped faces, float [B, 3, S, S] in [0, 1]."""
         style = style_weights(target_style) @ self.style_embedding
-        code = self.to_code(torch.cat([
-            style, encoding.part("identity"), encoding.part("expression"), encoding.part("auxiliary"),
-            self.params_embedding(applied_params)], dim=1))
+        code = self.to_code(
+            torch.cat(
+                [
+                    style,
+                    encoding.part("identity"),
+                    encoding.part("expression"),
+                    encoding.part("auxiliary"),
+                    self.params_embedding(applied_params),
+                ],
+                dim=1,
+            )
+        )
         x = encoding.content
         for block in self.style_blocks:
             x = block(x, code)
@@ -270,28 +311,46 @@ class StyleMapper(nn.Module):
         }
 
     # --- registry contract ------------------------------------------------------------------------------------
-    def forward(self, images: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor,
-                params_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, target_style: torch.Tensor, params: torch.Tensor, params_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         encoding = self.encode(images)
         heads = self.heads(encoding)
         applied = self.applied_params(heads["source_params"], target_style, params, params_mask)
-        return {"mapped": self.decode(encoding, target_style, applied), "applied_params": applied,
-                **heads, "latent_mean": encoding.mean, "latent_logvar": encoding.logvar}
+        return {
+            "mapped": self.decode(encoding, target_style, applied),
+            "applied_params": applied,
+            **heads,
+            "latent_mean": encoding.mean,
+            "latent_logvar": encoding.logvar,
+        }
 
     def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
         size = self.config.image_size
         target = F.one_hot(torch.randint(len(STYLES), (batch,)), len(STYLES)).float()
-        return (torch.rand(batch, 3, size, size), target, torch.rand(batch, len(ACTION_PARAMS)),
-                (torch.rand(batch, len(ACTION_PARAMS)) < 0.5).float())
+        return (
+            torch.rand(batch, 3, size, size),
+            target,
+            torch.rand(batch, len(ACTION_PARAMS)),
+            (torch.rand(batch, len(ACTION_PARAMS)) < 0.5).float(),
+        )
 
     def serving_signature(self) -> dict:
         size = self.config.image_size
         return {
-            "inputs": [("image", "UINT8", [size, size, 3]), ("target_style", "FP32", [len(STYLES)]),
-                       ("params", "FP32", [len(ACTION_PARAMS)]), ("params_mask", "FP32", [len(ACTION_PARAMS)])],
-            "outputs": [("mapped", "UINT8", [size, size, 3]), ("applied_params", "FP32", [len(ACTION_PARAMS)]),
-                        ("source_params", "FP32", [len(ACTION_PARAMS)]),
-                        ("source_style_logits", "FP32", [len(STYLES)]), ("emotion_logits", "FP32", [len(EMOTIONS)])],
+            "inputs": [
+                ("image", "UINT8", [size, size, 3]),
+                ("target_style", "FP32", [len(STYLES)]),
+                ("params", "FP32", [len(ACTION_PARAMS)]),
+                ("params_mask", "FP32", [len(ACTION_PARAMS)]),
+            ],
+            "outputs": [
+                ("mapped", "UINT8", [size, size, 3]),
+                ("applied_params", "FP32", [len(ACTION_PARAMS)]),
+                ("source_params", "FP32", [len(ACTION_PARAMS)]),
+                ("source_style_logits", "FP32", [len(STYLES)]),
+                ("emotion_logits", "FP32", [len(EMOTIONS)]),
+            ],
         }
 
     def serving_module(self) -> nn.Module:
@@ -308,8 +367,13 @@ class StyleMapperServing(nn.Module):
     def forward(self, image, target_style, params, params_mask):
         outputs = self.network(image.permute(0, 3, 1, 2).to(torch.float32) / 255.0, target_style, params, params_mask)
         mapped = (outputs["mapped"] * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-        return (mapped, outputs["applied_params"], outputs["source_params"], outputs["source_style_logits"],
-                outputs["emotion_logits"])
+        return (
+            mapped,
+            outputs["applied_params"],
+            outputs["source_params"],
+            outputs["source_style_logits"],
+            outputs["emotion_logits"],
+        )
 
 
 def _build(config: StyleMapperConfig) -> StyleMapper:
