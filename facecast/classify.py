@@ -4,8 +4,10 @@ clear error per file out, and the row the store keeps for each."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +27,7 @@ class ClassifiedImage:
     def as_record(self, model_version: str = "1") -> ImageClassification:
         """The row the store keeps for a classified image (only for successful ones)."""
         p = self.prediction
-        if p is None:
+        if p is None or self.content_sha256 is None:
             raise ValueError(f"{self.source} was not classified: {self.error}")
         return ImageClassification(
             content_sha256=self.content_sha256,
@@ -39,7 +41,7 @@ class ClassifiedImage:
             action_params=np.array([p.action_params[a] for a in ACTION_PARAMS], np.float32),
         )
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         if self.prediction is None:
             return {"path": self.source, "error": self.error}
         return {"path": self.source, "sha256": self.content_sha256, **self.prediction.as_dict()}
@@ -62,12 +64,12 @@ def classify_images(sources: list[tuple[str, bytes]], recognizer: ExpressionReco
     if faces:
         for (index, digest), prediction in zip(positions, recognizer.predict(np.stack(faces))):
             results[index] = ClassifiedImage(sources[index][0], digest, prediction)
-    return results
+    return [result for result in results if result is not None]  # every position was filled above
 
 
-def read_sources(paths: list[str | Path]) -> list[tuple[str, bytes | None, str | None]]:
+def read_sources(paths: Sequence[str | Path]) -> list[tuple[str, bytes | None, str | None]]:
     """(name, bytes or None, error or None) per path: a missing or unreadable file is reported, not raised."""
-    read = []
+    read: list[tuple[str, bytes | None, str | None]] = []
     for path in paths:
         path = Path(path)
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_ROOT.parent
@@ -56,7 +57,7 @@ class Settings:
         """host:port of Triton's HTTP endpoint, as tritonclient.http expects it."""
         return f"{self.host}:{self.http_port}"
 
-    def with_overrides(self, **changes) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:  # noqa: ANN401  # any field of Settings, by name
         """A copy with some fields replaced (None values are ignored), e.g. from CLI flags."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

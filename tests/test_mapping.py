@@ -24,8 +24,6 @@ from facecast.mapping import (
     NotAFaceError,
     StyleMapper,
     load_picture,
-    map_expression,
-    map_to_all_styles,
     validate_overrides,
     validate_style,
     write_png_atomically,
@@ -247,7 +245,7 @@ def test_input_size_comes_from_the_served_config(mapper, full_server) -> None:
 def test_map_a_synthetic_face_into_another_style(mapper, style_sets) -> None:
     size = mapper.input_size
     realistic = style_sets["images"][0, STYLES.index("realistic")]
-    result = map_expression(mapper, realistic, "anime")
+    result = mapper.map_expression(realistic, "anime")
     assert result.target_style == "anime"
     assert result.mapped.dtype == np.uint8 and result.mapped.shape == (size, size, 3)
     assert result.source.face.shape == (size, size, 3)
@@ -306,7 +304,7 @@ def test_all_styles_is_one_batched_request_of_four_different_pictures(mapper, st
     face = style_sets["images"][2, STYLES.index("realistic")]
     prepared = mapper.prepare(face)  # detection happens once, outside the counted request
     before = inference_counts(full_server.triton_url)
-    results = map_to_all_styles(mapper, prepared, {"mouth": 0.99})
+    results = mapper.map_to_all_styles(prepared, {"mouth": 0.99})
     after = inference_counts(full_server.triton_url)
     assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (1, 4, 1)
     assert list(results) == list(STYLES)

@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facecast.cli import options
 from facecast.cli.exits import UsageError, outcome
 from facecast.config import Settings
+
+if TYPE_CHECKING:
+    from facecast.classify import ClassifiedImage
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return outcome(len(results) - failed, failed)
 
 
-def _record(results, db_path: Path) -> None:
+def _record(results: list[ClassifiedImage], db_path: Path) -> None:
     from facecast.store import StoreError, open_store
 
     rows = [r.as_record() for r in results if r.prediction is not None]

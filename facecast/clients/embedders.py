@@ -8,6 +8,7 @@ vector is L2-normalised, so inner product is cosine similarity.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,8 @@ STYLE_PROTOTYPES = {
     "anime": "a face in anime style",
     "stylized_3d": "a face rendered in stylized 3D",
 }
+# A label name, several names, or weights over a vocabulary (emotions or styles).
+Distribution = str | Sequence[str] | Sequence[float] | np.ndarray
 MODALITIES = ("text", "image", "emotion", "style")  # order of query_fuser's `present` input
 
 
@@ -87,7 +90,7 @@ class TextEmbedder:
         return self.client.infer({"input_ids": ids, "attention_mask": mask})["embedding"].astype(np.float32)
 
 
-def _distribution(value, vocabulary: tuple[str, ...], kind: str) -> np.ndarray:
+def _distribution(value: Distribution, vocabulary: tuple[str, ...], kind: str) -> np.ndarray:
     """A label name, a list of names, or a vector over the vocabulary → float32 vector (non-negative, sums to 1)."""
     if isinstance(value, str):
         value = [value]
@@ -119,7 +122,13 @@ class QueryEncoder:
         self.image_embedder = image_embedder
         self.fuser = fuser
 
-    def encode(self, text: str | None = None, image: np.ndarray | None = None, emotion=None, style=None) -> np.ndarray:
+    def encode(
+        self,
+        text: str | None = None,
+        image: np.ndarray | None = None,
+        emotion: Distribution | None = None,
+        style: Distribution | None = None,
+    ) -> np.ndarray:
         """float32 [512]. `image`: one uint8 [S, S, 3] face; `emotion` / `style`: a name, a list of names, or a
         weight vector over facecast.vocab.EMOTIONS / STYLES. At least one of the four must be given."""
         if text is not None and not isinstance(text, str):

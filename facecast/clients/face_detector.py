@@ -81,10 +81,11 @@ def detections_from_outputs(
         frame_boxes[:, 3] - frame_boxes[:, 1] >= MIN_BOX_PIXELS
     )
     frame_boxes, frame_scores = frame_boxes[sized], frame_scores[sized]
-    return [
-        Detection(tuple(float(v) for v in frame_boxes[i]), float(frame_scores[i]))
-        for i in suppress_overlapping(frame_boxes, frame_scores)
-    ]
+    detections = []
+    for i in suppress_overlapping(frame_boxes, frame_scores):
+        x0, y0, x1, y1 = (float(v) for v in frame_boxes[i])
+        detections.append(Detection((x0, y0, x1, y1), float(frame_scores[i])))
+    return detections
 
 
 class FaceDetector:

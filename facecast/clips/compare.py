@@ -46,7 +46,11 @@ def differences(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
 
 
 def best_per_group(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
-    rows = [{"audience": "everyone (engagement)", "best cut": max(cuts, key=lambda c: cuts[c].engagement.value)}]
+    def engagement(cut: str) -> float:
+        scored = cuts[cut].engagement
+        return scored.value if scored is not None else -1.0  # a cut without faces has no engagement to lead with
+
+    rows = [{"audience": "everyone (engagement)", "best cut": max(cuts, key=engagement)}]
     rows += [
         {"audience": group.replace("_", " "), "best cut": max(cuts, key=lambda c: cuts[c].appeal[group].value)}
         for group in AUDIENCE_GROUPS

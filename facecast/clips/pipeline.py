@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,11 +36,13 @@ from facecast.media.images import face_crop
 from facecast.store.rows import AnalysisRecord, ClipRow, FaceRow, ScoreRow, TrackRow
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
+T = TypeVar("T")
 WINDOW_S = MAX_STEPS / MODEL_RATE_HZ
 # A face seen in a single sample was on screen for less than a quarter second: nothing an audience reads, and
 # most often a false detection. Such tracks are left out (unless the clip itself has a single sampled frame).
 MIN_TRACK_OBSERVATIONS = 2
-# The detector's operating threshold favours recall (facecast.clients.face_detector), so weak detections may continue a track,
+# The detector's operating threshold favours recall (facecast.clients.face_detector), so weak detections may continue
+# a track,
 # but a track only counts once one of its detections is confident (as ByteTrack does): textures in a photograph
 # make long, weak tracks (mean score ≈ 0.2) that a real face (≈ 0.5–0.7) never looks like. Only confirmed tracks'
 # faces are encoded, which also keeps the encoder's work proportional to the faces on screen.
@@ -124,7 +127,7 @@ class _Clock:
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
-    def timed(self, stage: str, action, *args):
+    def timed(self, stage: str, action: Callable[..., T], *args: object) -> T:
         start = time.perf_counter()
         try:
             return action(*args)
@@ -372,9 +375,10 @@ def _prefetched(frames: Iterator, depth: int = 48) -> Iterator:
             close()
 
 
-def _windows(frames: Iterator, window_s: float) -> Iterator[tuple[float, list]]:
+def _windows(frames: Iterator[video.SampledFrame], window_s: float) -> Iterator[tuple[float, list[video.SampledFrame]]]:
     """Group sampled frames into consecutive windows [k·window_s, (k+1)·window_s)."""
-    current, start = [], 0.0
+    current: list[video.SampledFrame] = []
+    start = 0.0
     for frame in frames:
         while frame.t >= start + window_s:
             if current:

@@ -106,11 +106,15 @@ class EngagementReport:
     def message(self) -> str:
         """One line for people: the headline, or why there is none."""
         if not self.faces_found:
-            return f"{self.clip.name}: no faces found in {self.clip.duration_s:.1f} s, so there is no engagement prediction"
-        e = self.engagement
+            return (
+                f"{self.clip.name}: no faces found in {self.clip.duration_s:.1f} s, so there is no engagement "
+                "prediction"
+            )
+        e, resonance, shareability = self.engagement, self.resonance, self.shareability
+        assert e is not None and resonance is not None and shareability is not None, "faces found: scores are set"
         return (
             f"{self.clip.name}: engagement {e.value:.2f} [{e.low:.2f}, {e.high:.2f}] ({self.engagement_class}), "
-            f"resonance {self.resonance.value:.2f}, shareability {self.shareability.value:.2f}"
+            f"resonance {resonance.value:.2f}, shareability {shareability.value:.2f}"
         )
 
     def as_dict(self, *, thumbnails: bool = True) -> dict[str, Any]:
@@ -122,7 +126,7 @@ class EngagementReport:
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> EngagementReport:
-        def scored(value):
+        def scored(value: dict[str, float] | None) -> Scored | None:
             return Scored(**value) if value is not None else None
 
         data = dict(document)

@@ -74,8 +74,10 @@ def report_html(report: EngagementReport) -> str:
         parts.append(
             "<div class='cards'>"
             + "".join(
-                f"<div class='card'>{name}<b>{s.value:.2f}</b><small>90 % interval {s.low:.2f}–{s.high:.2f}</small></div>"
+                f"<div class='card'>{name}<b>{s.value:.2f}</b>"
+                f"<small>90 % interval {s.low:.2f}–{s.high:.2f}</small></div>"
                 for name, s in cards
+                if s is not None
             )
             + f"<div class='card'>Class<b>{escape(report.engagement_class or '')}</b><small>"
             + escape(", ".join(f"{k} {v:.0%}" for k, v in report.class_probabilities.items()))

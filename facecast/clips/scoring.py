@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,9 @@ class Observation:
         return EMOTIONS[int(np.argmax(self.emotion_probs))]
 
     def features(self) -> np.ndarray:
-        return frame_features(self.emotion_probs, self.style_probs, self.action_params, self.box, self.detection_score)
+        return frame_features(
+            self.emotion_probs, self.style_probs, self.action_params, np.asarray(self.box), self.detection_score
+        )
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class ClipScores:
 
     @property
     def engagement_class(self) -> str:
-        return max(self.class_probabilities, key=self.class_probabilities.get)
+        return max(self.class_probabilities, key=lambda name: self.class_probabilities[name])
 
 
 def combine_windows(windows: list[WindowScores], observed_steps: list[float], window_steps: list[int]) -> ClipScores:
@@ -90,7 +93,7 @@ def combine_windows(windows: list[WindowScores], observed_steps: list[float], wi
     weights = np.asarray(observed_steps, np.float64)
     weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(windows), 1 / len(windows))
 
-    def mean(values) -> float:
+    def mean(values: Sequence[float] | Sequence[np.ndarray]) -> float:
         return float(np.dot(weights, np.asarray(values, np.float64)))
 
     values = {
@@ -172,10 +175,10 @@ def fill_scores(
     report: EngagementReport, windows: list[ScoredWindow], observations: list[Observation], duration: float
 ) -> None:
     """Clip-level scores, curve, characters and key moments from the scored windows."""
-    scored = [w for w in windows if w.scores is not None]
+    scored = [(w, w.scores) for w in windows if w.scores is not None]
     total_steps = step_count(duration)
-    steps = [max(0, min(MAX_STEPS, total_steps - int(round(w.start * MODEL_RATE_HZ)))) for w in scored]
-    clip_scores = combine_windows([w.scores for w in scored], [w.observed_steps for w in scored], steps)
+    steps = [max(0, min(MAX_STEPS, total_steps - int(round(w.start * MODEL_RATE_HZ)))) for w, _ in scored]
+    clip_scores = combine_windows([s for _, s in scored], [w.observed_steps for w, _ in scored], steps)
     values, widths = clip_scores.values, clip_scores.halfwidths
     report.engagement = Scored.around(values["engagement"], widths["engagement"])
     report.resonance = Scored.around(values["resonance"], widths["resonance"])
@@ -187,9 +190,9 @@ def fill_scores(
     # The clip's per-step curve: each scored window's curve in place; windows without faces stay at 0 (no
     # character on screen, nothing for the audience to read from faces).
     curve = np.zeros(total_steps, np.float32)
-    for window in scored:
+    for window, scores in scored:
         first = int(round(window.start * MODEL_RATE_HZ))
-        part = window.scores.curve[: max(0, min(MAX_STEPS, total_steps - first))]
+        part = scores.curve[: max(0, min(MAX_STEPS, total_steps - first))]
         curve[first : first + part.size] = part
     report.curve = _per_second(curve, clip_scores.curve_halfwidth, duration)
     empty = [w.start for w in windows if w.scores is None]
@@ -199,14 +202,14 @@ def fill_scores(
             + ", ".join(f"{t:.0f} s" for t in empty)
             + "; the curve is 0 there"
         )
-    if any(w.tracks_left_out for w in scored):
+    if any(w.tracks_left_out for w, _ in scored):
         report.notes.append(
             "more than 4 characters were tracked; each 32-s window scores the 4 with the most screen time in it"
         )
     report.characters = _characters(observations)
-    candidates = [m for w in scored for m in w.moments]
-    total_observed = sum(w.observed_steps for w in scored)
-    weight_of = {id(m): m.weight * w.observed_steps / total_observed for w in scored for m in w.moments}
+    candidates = [m for w, _ in scored for m in w.moments]
+    total_observed = sum(w.observed_steps for w, _ in scored)
+    weight_of = {id(m): m.weight * w.observed_steps / total_observed for w, _ in scored for m in w.moments}
     report.key_moments = sorted(
         sorted(candidates, key=lambda m: weight_of[id(m)], reverse=True)[:KEY_MOMENTS], key=lambda m: m.t_s
     )
@@ -221,7 +224,7 @@ def moment_candidates(
     crops: list[np.ndarray],
 ) -> list[KeyMoment]:
     """This window's most heavily weighted steps, each shown by its most expressive face (with a thumbnail)."""
-    moments = []
+    moments: list[KeyMoment] = []
     for step in np.argsort(scores.moment_weights)[::-1]:
         if len(moments) == KEY_MOMENTS:
             break

@@ -97,7 +97,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
-def _as_state(box: Sequence[float]) -> np.ndarray:
+def _as_state(box: Sequence[float] | np.ndarray) -> np.ndarray:
     """(x0, y0, x1, y1) → (cx, cy, w, h)."""
     x0, y0, x1, y1 = box
     return np.array([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dtype=np.float64)
@@ -123,13 +123,13 @@ class _LiveTrack:
         return predicted
 
 
-def _detection_parts(detection) -> tuple[Box, float]:
+def _detection_parts(detection: object) -> tuple[Box, float]:
     """A facecast.clients.face_detector.Detection, or a (box, score) pair."""
     if hasattr(detection, "box") and hasattr(detection, "score"):
         box, score = detection.box, detection.score
     else:
         try:
-            box, score = detection
+            box, score = detection  # type: ignore[misc]  # any (box, score) pair; checked below
         except (TypeError, ValueError):
             raise TrackingError(f"a detection must have a box and a score, got {detection!r}") from None
     try:
@@ -202,7 +202,8 @@ class FaceTracker:
                 self._live.append(live)
             else:
                 self._advance(live, t, boxes[index])
-            live.track.observations.append(Observation(t, tuple(float(v) for v in boxes[index]), float(scores[index])))
+            x0, y0, x1, y1 = (float(v) for v in boxes[index])
+            live.track.observations.append(Observation(t, (x0, y0, x1, y1), float(scores[index])))
             ids[index] = live.track.track_id
         return [ids[duplicate_of.get(i, i)] for i in range(len(parts))]
 

@@ -11,7 +11,8 @@ Two things adapt, both small and explainable:
   (chosen + 1) / (chosen + passed over + 2), compared with that attribute's overall rate (people pick only a few of
   the ten they see, so a liked value's rate is high only relative to the rest). An item's φ adds the log-odds lifts
   of its values as independent evidence, σ(Σ [logit(rate) − logit(base rate)]), so a strong liking for one
-  attribute is not diluted by attributes with no opinion; 0.5 when nothing is known. A rating of 4–5 counts as chosen, 1–2 as passed over.
+  attribute is not diluted by attributes with no opinion; 0.5 when nothing is known. A rating of 4–5 counts as
+  chosen, 1–2 as passed over.
 * **The weights** (:func:`learn_weights`): a pairwise logistic model. For every (chosen, passed-over) pair from one
   shown list, d = φ(chosen) − φ(passed over), with the preference term recomputed from the current profile; the
   weights maximise Σ log σ(β w·d) − λ‖w − w₀‖² by projected gradient ascent, starting at and pulled towards the
@@ -73,7 +74,7 @@ class Preference:
         count = len(candidates["id"])
         if not self.rates:
             return np.full(count, NEUTRAL, np.float32)
-        columns = {
+        columns: dict[str, Sequence[object] | np.ndarray] = {
             "style": candidates["style"],
             "character": candidates["character"],
             "intensity_band": [intensity_band(float(v)) for v in candidates["intensity"]],
@@ -162,7 +163,7 @@ def _project(weights: np.ndarray) -> np.ndarray:
     return np.clip(weights + (low + high) / 2, MIN_WEIGHTS, MAX_WEIGHTS)
 
 
-def learn_weights(differences: np.ndarray, prior: Sequence[float] = DEFAULT_WEIGHTS) -> np.ndarray:
+def learn_weights(differences: np.ndarray, prior: Sequence[float] | np.ndarray = DEFAULT_WEIGHTS) -> np.ndarray:
     """Weights from pairwise differences (see the module docstring). No pairs: the prior unchanged."""
     w0 = normalised_weights(prior).astype(np.float64)
     if len(differences) == 0:

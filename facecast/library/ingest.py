@@ -127,7 +127,8 @@ def add_images(
     labels: str | Path | pd.DataFrame | None = None,
     source: str = "folder",
 ) -> IngestReport:
-    """Ingest image files and folders into `library`; `labels` (a CSV path or read_labels frame) supplies emotion, style, etc."""
+    """Ingest image files and folders into `library`; `labels` (a CSV path or read_labels frame) supplies emotion,
+    style, etc."""
     table = read_labels(labels) if isinstance(labels, (str, Path)) else labels
     by_name: dict[str, list[str]] = {}
     if table is not None:

@@ -31,8 +31,9 @@ one, so R is in [0, 1] too. Each result keeps its φ values and the weights, so 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def phi_matrix(
     return phi
 
 
-def normalised_weights(weights: Any) -> np.ndarray:
+def normalised_weights(weights: Sequence[float] | np.ndarray) -> np.ndarray:
     vector = np.asarray(weights, np.float32).reshape(-1)
     if vector.shape != (len(TERMS),) or not np.all(np.isfinite(vector)) or (vector < 0).any() or vector.sum() <= 0:
         raise ValueError(f"ranking weights must be {len(TERMS)} non-negative numbers, got {vector.tolist()}")
@@ -110,7 +111,7 @@ def normalised_weights(weights: Any) -> np.ndarray:
 
 
 def rerank(
-    phi: np.ndarray, weights: Any = DEFAULT_WEIGHTS, tie_break: np.ndarray | None = None
+    phi: np.ndarray, weights: Sequence[float] | np.ndarray = DEFAULT_WEIGHTS, tie_break: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(order, R) with order the candidate positions by R descending; ties keep `tie_break` descending (the
     embedding similarity), then the input order."""
@@ -120,7 +121,7 @@ def rerank(
     return order, scores
 
 
-def explain(phi_row: np.ndarray, weights: Any) -> dict[str, dict[str, float]]:
+def explain(phi_row: np.ndarray, weights: Sequence[float] | np.ndarray) -> dict[str, dict[str, float]]:
     """{term: {"phi": φ, "weight": w, "contribution": w φ}} for one result."""
     w = normalised_weights(weights)
     return {

@@ -150,7 +150,8 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
     emotion_onehot = np.eye(len(EMOTIONS), dtype=np.float32)[EMOTIONS.index(query.emotion)] if query.emotion else None
     style_onehot = np.eye(len(STYLES), dtype=np.float32)[STYLES.index(query.style)] if query.style else None
 
-    emotion_views, style_views = [], []
+    emotion_views: list[np.ndarray] = []
+    style_views: list[np.ndarray] = []
     text_vector = image_vector = None
     if text is not None:
         text_vector = embedders.text.embed([text])[0]

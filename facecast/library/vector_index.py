@@ -30,6 +30,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from facecast.store import Store
+
 INDEX_FORMAT = 1
 HNSW_LINKS = 16  # M: links per node (seed 003 §5.1: "a 16-node HNSW index structure")
 EF_CONSTRUCTION = 64
@@ -62,7 +64,7 @@ class VectorIndex:
     index: faiss.IndexIDMap2
     tombstones: set[int] = field(default_factory=set)
     ef_search: int = DEFAULT_EF_SEARCH
-    _gpu_index: object | None = field(default=None, repr=False)
+    _gpu_index: faiss.Index | None = field(default=None, repr=False)
 
     @classmethod
     def empty(cls, dim: int, links: int = HNSW_LINKS, ef_construction: int = EF_CONSTRUCTION) -> VectorIndex:
@@ -120,7 +122,7 @@ class VectorIndex:
     def needs_compaction(self) -> bool:
         return self.index.ntotal > 0 and len(self.tombstones) > COMPACT_FRACTION * self.index.ntotal
 
-    def reconstruct(self, ids: Sequence[int]) -> np.ndarray:
+    def reconstruct(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         return (
             np.stack([self.index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
         )
@@ -146,7 +148,7 @@ class VectorIndex:
         if self._gpu_index is not None:
             scores, ids = self._gpu_index.search(queries, wanted)
         else:
-            parameters = faiss.SearchParametersHNSW(efSearch=max(ef_search or self.ef_search, wanted))
+            parameters = faiss.SearchParametersHNSW(efSearch=max(ef_search or self.ef_search, wanted))  # type: ignore[attr-defined]
             scores, ids = self.index.search(queries, wanted, params=parameters)
         keep = ids >= 0
         if self.tombstones:
@@ -221,14 +223,14 @@ class VectorIndex:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def rebuild_from_store(store, dim: int) -> VectorIndex:
+def rebuild_from_store(store: Store, dim: int) -> VectorIndex:
     """A fresh index holding every item's embedding as DuckDB has it."""
     ids, vectors = store.library.embeddings()
     return VectorIndex.build(ids, vectors, dim)
 
 
 def open_index(
-    store,
+    store: Store,
     index_path: Path,
     sidecar_path: Path,
     dim: int,

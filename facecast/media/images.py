@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -127,12 +127,13 @@ def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
             reason = "truncated" if "truncated" in str(error).lower() else "corrupt"
             raise ImageDecodeError(f"{name}: the image data is {reason} and cannot be decoded ({error})") from None
 
+    upright: Image.Image = image
     try:
-        image = ImageOps.exif_transpose(image)
+        upright = ImageOps.exif_transpose(image)
     except Exception:
         pass  # an unreadable EXIF block must not reject a decodable image; it is then shown as stored
     try:
-        rgb = _to_rgb(image)
+        rgb = _to_rgb(upright)
     except Exception as error:
         raise ImageDecodeError(
             f"{name}: the image uses a colour format that cannot be converted to RGB (mode {image.mode}: {error})"
@@ -185,7 +186,7 @@ def load_face(source: str | Path | bytes, size: int, *, max_pixels: int = DEFAUL
 FACE_CROP_MARGIN = 0.15  # of the face box's longer side, on each side: the crop shows the whole head and a little more
 
 
-def square_around(box_xyxy, margin: float = FACE_CROP_MARGIN) -> tuple[float, float, float, float]:
+def square_around(box_xyxy: Sequence[float], margin: float = FACE_CROP_MARGIN) -> tuple[float, float, float, float]:
     """The square (x0, y0, x1, y1) centred on a face box, its side the box's longer side plus `margin` each side."""
     x0, y0, x1, y1 = (float(v) for v in box_xyxy)
     side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
@@ -193,7 +194,7 @@ def square_around(box_xyxy, margin: float = FACE_CROP_MARGIN) -> tuple[float, fl
     return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
 
 
-def face_crop(frame: np.ndarray, box_xyxy, size: int, margin: float = FACE_CROP_MARGIN) -> np.ndarray:
+def face_crop(frame: np.ndarray, box_xyxy: Sequence[float], size: int, margin: float = FACE_CROP_MARGIN) -> np.ndarray:
     """The face crop the expression encoder sees: `square_around(box)` cut from the frame, resized to size×size.
 
     Where the square leaves the frame it is padded with the frame's border colour near the face (like fit_square),

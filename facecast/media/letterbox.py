@@ -80,7 +80,7 @@ def letterbox(frame: np.ndarray, input_height: int, input_width: int) -> tuple[n
     return canvas, geometry
 
 
-def _check_frame(frame) -> None:
+def _check_frame(frame: object) -> None:
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shape = list(frame.shape) if isinstance(frame, np.ndarray) else type(frame).__name__
         dtype = frame.dtype if isinstance(frame, np.ndarray) else ""

@@ -70,7 +70,8 @@ def _to_video_frame(frame: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     used = np.asarray(quantized.getpalette(), np.uint8).reshape(-1, 3)[:256]
     rgb[: len(used)] = used
     argb = np.concatenate([np.full((256, 1), 255, np.uint8), rgb], axis=1)
-    return av.VideoFrame.from_ndarray((np.asarray(quantized, np.uint8), argb), format="pal8")
+    # pal8 takes (indices, palette); PyAV's stubs know only single arrays
+    return av.VideoFrame.from_ndarray((np.asarray(quantized, np.uint8), argb), format="pal8")  # type: ignore[arg-type]
 
 
 def _pixel_format(codec_name: str) -> str:
@@ -148,18 +149,23 @@ def _encode(
     options = {"movflags": "+faststart"} if muxer in ("mp4", "mov") else {}
     count = 0
     with av.open(str(partial), "w", format=muxer, options=options) as container:
-        stream = None
-        size = None
+        stream: av.video.stream.VideoStream | None = None
+        size: tuple[int, ...] = ()
+        pix_fmt = ""
+        needs_even = False
         for count, frame in enumerate(frames, start=1):
             index = count - 1
             frame = _check_frame(frame, index, path)
             if stream is None:
                 try:
-                    stream = container.add_stream(codec_name, rate=rate)
+                    added = container.add_stream(codec_name, rate=rate)
                 except (av.error.FFmpegError, ValueError) as error:
                     raise MediaError(f"{path}: encoder {codec_name!r} is not available ({error})") from None
-                stream.pix_fmt = _pixel_format(codec_name)
-                needs_even = stream.pix_fmt.startswith(("yuv420", "yuvj420"))
+                if not isinstance(added, av.video.stream.VideoStream):
+                    raise MediaError(f"{path}: {codec_name!r} is not a video encoder")
+                stream = added
+                stream.pix_fmt = pix_fmt = _pixel_format(codec_name)
+                needs_even = pix_fmt.startswith(("yuv420", "yuvj420"))
                 size = frame.shape[:2]
                 padded = _pad_to_even(frame) if needs_even else frame
                 stream.height, stream.width = padded.shape[:2]
@@ -176,7 +182,7 @@ def _encode(
                 )
             if needs_even:
                 frame = _pad_to_even(frame)
-            video_frame = _to_video_frame(frame, stream.pix_fmt)
+            video_frame = _to_video_frame(frame, pix_fmt)
             if times is not None:
                 if index >= len(times):
                     raise MediaError(f"{path}: more frames than timestamps_s ({len(times)})")

@@ -12,10 +12,11 @@ Modules, in the order a request meets them:
 
 The server is the real `tritonserver` 2.51 binary that ships inside the PyPI wheel `nvidia-pytriton==0.7.0`, run
 straight from the server's own virtualenv (`Settings.triton_env`, built by `make triton-env`). That wheel is the only
-Triton that runs on our CPU machines (docs/platform.md). It bundles the python backend but no onnxruntime/pytorch/tensorrt
-backend, so our CPU models are python-backend `model.py` files that call ONNX Runtime.
+Triton that runs on our CPU machines (docs/platform.md). It bundles the python backend but no onnxruntime, pytorch or
+tensorrt backend, so our CPU models are python-backend `model.py` files that call ONNX Runtime.
 
-Running the binary outside PyTriton has four traps; facecast.serving.environment applies the fixes every time it starts a server:
+Running the binary outside PyTriton has four traps; facecast.serving.environment applies the fixes every time it
+starts a server:
 
 1. **The python backend cannot find its stub.** `libtriton_python.so` looks for `triton_python_backend_stub` next
    to itself in `backends/python/`, but the wheel ships the stubs per Python version under

@@ -8,13 +8,17 @@ model's max_batch_size are split; Triton's dynamic batcher merges small requests
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,8 @@ class ModelSignature:
     outputs: tuple[TensorSpec, ...]
 
     @classmethod
-    def from_config(cls, config: dict) -> ModelSignature:
-        def specs(entries) -> tuple[TensorSpec, ...]:
+    def from_config(cls, config: dict[str, Any]) -> ModelSignature:
+        def specs(entries: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
             return tuple(
                 TensorSpec(
                     e["name"],
@@ -77,7 +81,7 @@ class TritonModelClient:
             )
         return clients[url]
 
-    def _on_any_endpoint(self, action):
+    def _on_any_endpoint(self, action: Callable[[triton_http.InferenceServerClient], T]) -> T:
         """Run action(client) on the first endpoint that answers; connection failures move to the next one."""
         failures = []
         for url in self.urls:
@@ -101,7 +105,7 @@ class TritonModelClient:
     def signature(self) -> ModelSignature:
         if self._signature is None:
 
-            def fetch(client):
+            def fetch(client: triton_http.InferenceServerClient) -> ModelSignature:
                 try:
                     if not client.is_model_ready(self.model_name):
                         raise ModelUnavailable(
@@ -148,7 +152,7 @@ class TritonModelClient:
             tensor.set_data_from_numpy(array, binary_data=True)
             tensors.append(tensor)
 
-        def run(client):
+        def run(client: triton_http.InferenceServerClient) -> dict[str, np.ndarray]:
             try:
                 result = client.infer(self.model_name, tensors, outputs=requested)
             except InferenceServerException as error:

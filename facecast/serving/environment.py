@@ -78,7 +78,9 @@ def _probe_python(python: Path) -> dict:
             [str(python), "-c", _PROBE_SCRIPT], check=False, capture_output=True, text=True, timeout=60
         )
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise TritonEnvironmentMissing(f"cannot run the server env's python {python}: {error}; {MAKE_TRITON_ENV_HINT}")
+        raise TritonEnvironmentMissing(
+            f"cannot run the server env's python {python}: {error}; {MAKE_TRITON_ENV_HINT}"
+        ) from error
     if result.returncode != 0:
         raise TritonEnvironmentMissing(
             f"the server env's python {python} fails: {result.stderr.strip()[-300:]}; {MAKE_TRITON_ENV_HINT}"

@@ -17,7 +17,9 @@ def base_url(url: str) -> str:
     return url if url.startswith(("http://", "https://")) else f"http://{url}"
 
 
-def _http(url: str, path: str, *, method: str = "GET", body: bytes | None = None, timeout: float = 5.0):
+def _http(
+    url: str, path: str, *, method: str = "GET", body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
     request = urllib.request.Request(base_url(url) + path, data=body, method=method)
     if body is not None:
         request.add_header("Content-Type", "application/json")
@@ -101,7 +103,7 @@ def model_stats(url: str, timeout: float = 5.0) -> tuple[list[dict], list[dict]]
         count = int(inference.get("success", {}).get("count", 0))
         executions = int(entry.get("execution_count", 0))
 
-        def mean_ms(key: str, count: int = count) -> float:
+        def mean_ms(key: str, count: int = count, inference: dict = inference) -> float:
             return round(int(inference.get(key, {}).get("ns", 0)) / max(count, 1) / 1e6, 3)
 
         per_model.append(

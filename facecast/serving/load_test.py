@@ -38,7 +38,7 @@ def is_loopback(settings: Settings) -> bool:
 def random_inputs(client: TritonModelClient, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs of the model's served signature: pixels for UINT8, small random values for FP32, ids for INT64."""
     rng = np.random.default_rng(seed)
-    inputs = {}
+    inputs: dict[str, np.ndarray] = {}
     for spec in client.signature.inputs:
         shape = (batch, *spec.dims)
         if spec.dtype == np.uint8:

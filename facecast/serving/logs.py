@@ -85,13 +85,13 @@ def extract_server_errors(log_text: str) -> tuple[list[str], list[str]]:
     picked.extend(_model_table_failures(lines))
     if not reasons:
         # Nothing we recognise: the last error lines ("E..." or "error: ...") are the best explanation.
-        errors = [l for l in lines if (l.startswith(("E", "error"))) and not any(h in l for h in _HARMLESS)]
+        errors = [line for line in lines if line.startswith(("E", "error")) and not any(h in line for h in _HARMLESS)]
         if errors:
             reasons.append(errors[-1].split("] ", 1)[-1].strip().strip('"'))
             if errors[-1] not in picked:
                 picked.append(errors[-1])
     if not picked:
-        picked = [l for l in lines if l.strip() and not l.startswith(("|", "+", "#"))][-15:]
+        picked = [line for line in lines if line.strip() and not line.startswith(("|", "+", "#"))][-15:]
     return picked, reasons
 
 

@@ -22,7 +22,7 @@ import urllib.error
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from facecast.config import Settings
 from facecast.serving.environment import TritonEnvironment, locate_triton_environment
@@ -88,7 +88,8 @@ def _check_ports_free(settings: Settings) -> None:
         if owner is not None:
             raise PortInUse(
                 f"{role} port {port} on {settings.host} is in use by facecast's own tritonserver "
-                f"(pid {owner.pid}, pid file {owner.pid_path}); stop it with `facecast stop --http-port {owner.http_port}` "
+                f"(pid {owner.pid}, pid file {owner.pid_path}); stop it with "
+                f"`facecast stop --http-port {owner.http_port}` "
                 f"or choose other ports",
                 port=port,
                 owner_pid=owner.pid,
@@ -421,7 +422,8 @@ def _reuse_running_server(settings: Settings, model_repository: Path | None, tim
             raise start_error_from_log(record.log_path, None)
         if time.monotonic() > deadline:
             raise TritonStartTimeout(
-                f"facecast's own tritonserver (pid {record.pid}) at {record.http_url} was not ready after {timeout:g} s",
+                f"facecast's own tritonserver (pid {record.pid}) at {record.http_url} was not ready after "
+                f"{timeout:g} s",
                 log_path=record.log_path,
                 server_lines=[],
             )
@@ -463,7 +465,8 @@ def stop_server(settings: Settings, *, grace_s: float = EXIT_TIMEOUT_S + STOP_GR
         url = f"{settings.host}:{settings.http_port}"
         someone = " (a server does answer at that address, but facecast did not start it)" if is_live(url) else ""
         raise ServerNotRunning(
-            f"no facecast tritonserver on HTTP port {settings.http_port}: no pid file {pid_file_path(settings)}{someone}"
+            f"no facecast tritonserver on HTTP port {settings.http_port}: no pid file "
+            f"{pid_file_path(settings)}{someone}"
         )
     return record.stop(grace_s=grace_s)
 
@@ -500,7 +503,8 @@ def serve_foreground(
         )
         if process.reused:
             echo(
-                f"# facecast: tritonserver already running at {process.http_url} (pid {process.pid}); not starting another"
+                f"# facecast: tritonserver already running at {process.http_url} (pid {process.pid}); "
+                "not starting another"
             )
             return 0
         follower = LogFollower(process.log_path, start_at=process.log_position)
@@ -530,7 +534,7 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_keyboard_interrupt(signum, frame):
+def _raise_keyboard_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 

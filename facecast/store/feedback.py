@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class Feedback:
-    """``store.feedback``: what users picked, skipped and rated in search results, and the ranking weights learned from it."""
+    """``store.feedback``: what users picked, skipped and rated in search results, and the ranking weights learned
+    from it."""
 
     def __init__(self, store: Store) -> None:
         self._store = store

@@ -1,7 +1,8 @@
-"""The expression library's items (migration 3): one row per distinct image content (content_sha256 UNIQUE: ingesting the
-same file twice finds the first row). `emotion_probs` / `style_probs` are the distributions the ranking compares:
-the image_embedder's heads, or the one-hot label when a person labelled the item (`labelled`). `embedding` is the
-image_embedder's L2-normalised vector; the FAISS index beside the file is derived from this column and rebuilt from it.
+"""The expression library's items (migration 3): one row per distinct image content (content_sha256 UNIQUE:
+ingesting the same file twice finds the first row). `emotion_probs` / `style_probs` are the distributions the
+ranking compares: the image_embedder's heads, or the one-hot label when a person labelled the item (`labelled`).
+`embedding` is the image_embedder's L2-normalised vector; the FAISS index beside the file is derived from this column
+and rebuilt from it.
 
 All SQL takes values as parameters; nothing a user types is pasted into a statement."""
 

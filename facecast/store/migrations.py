@@ -88,7 +88,7 @@ def stored_version(connection: duckdb.DuckDBPyConnection) -> int:
     )
     if not has_table:
         return 0
-    return int(scalar(connection, "SELECT coalesce(max(version), 0) FROM schema_version"))  # type: ignore[arg-type]
+    return int(str(scalar(connection, "SELECT coalesce(max(version), 0) FROM schema_version")))
 
 
 def _has_any_table(connection: duckdb.DuckDBPyConnection) -> bool:

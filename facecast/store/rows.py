@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
@@ -20,7 +21,7 @@ N_RANKING_TERMS = 5  # facecast.library.ranking.TERMS
 UTC_NOW = "(current_timestamp AT TIME ZONE 'UTC')"
 
 
-def float32_vector(value: Any, length: int, name: str) -> np.ndarray:
+def float32_vector(value: npt.ArrayLike, length: int, name: str) -> np.ndarray:
     vector = np.asarray(value, dtype=np.float32).reshape(-1)
     if vector.shape != (length,):
         raise ValueError(f"{name} must have {length} values, got {vector.size}")
