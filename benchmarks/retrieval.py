@@ -195,18 +195,21 @@ def main(argv: list[str] | None = None) -> None:
         ]
     ]
     text_100k = latency[(latency["query"] == "text") & (latency["items"] == max(args.sizes))]["p50 ms"]
-    markdown = f"""## Library search at scale (`python -m benchmarks.retrieval --sizes {" ".join(map(str, args.sizes))} --queries {args.queries}`)
+    text_p50_ms = float(text_100k.iloc[0]) if len(text_100k) else float("nan")
+    command = f"python -m benchmarks.retrieval --sizes {' '.join(map(str, args.sizes))} --queries {args.queries}"
+    markdown = f"""## Library search at scale (`{command}`)
 
 Items are perturbed copies (cosine ≈ 0.95) of {args.base} real image_embedder vectors of held-out synthetic
 characters, with those stills' labels and synthetic character ids (tiny shared thumbnails): a stand-in for a large
 studio library, said so because the renderer cannot draw 100k faces in the time budget. One query at a time,
-top 10, {args.queries} queries per type, FAISS on {args.threads} thread(s), Triton (CPU, python backend + ONNX Runtime) on
-the same 2 shared cores. Stage columns are medians in ms: encode = query through Triton (embedder(s) + query_fuser),
-ann = HNSW (M=16, efSearch {DEFAULT_EF_SEARCH}, 200 candidates), fetch = DuckDB rows of the candidates, rerank = φ and R.
+top 10, {args.queries} queries per type, FAISS on {args.threads} thread(s), Triton (CPU, python backend + ONNX Runtime)
+on the same 2 shared cores. Stage columns are medians in ms: encode = query through Triton (embedder(s) +
+query_fuser), ann = HNSW (M=16, efSearch {DEFAULT_EF_SEARCH}, 200 candidates), fetch = DuckDB rows of the candidates,
+rerank = φ and R.
 
 {markdown_table(latency, index=False, floatfmt=".2f")}
 
-Text query end to end at {max(args.sizes)} items: p50 {float(text_100k.iloc[0]) if len(text_100k) else float("nan"):.2f} ms (target ≤ 15 ms).
+Text query end to end at {max(args.sizes)} items: p50 {text_p50_ms:.2f} ms (target ≤ 15 ms).
 
 HNSW recall@10 against exact inner-product search over the same vectors ({2 * args.queries} text + image query
 vectors), for the first stage as the library runs it (200 candidates, top 10 compared) at efSearch 256, 512 and

@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         for process in processes:
             url = f"http://{HOST}:{process.extra['replica'].http_port}"
             wait_until(
-                lambda: (
+                lambda process=process, url=url: (
                     process.popen.poll() is None
                     and http(f"{url}/v2/health/ready", timeout=2)[0] == 200
                     or process.popen.poll() is not None

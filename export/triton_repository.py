@@ -2,7 +2,8 @@
 flavour (TensorRT plan), with identical names, shapes and dtypes (docs/architecture.md, serving contract).
 
     python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository
-    python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository_gpu --flavour gpu
+    python -m export.triton_repository --weights weights/expression_encoder-cpu.pt --out model_repository_gpu \\
+        --flavour gpu
 
 The GPU flavour writes config.pbtxt and model.onnx; export/tensorrt/build_plans.sh turns the ONNX into model.plan
 inside NVIDIA's Triton container of the pinned version.
@@ -78,7 +79,8 @@ def config_pbtxt(name: str, signature: dict, flavour: str, settings: ServingSett
     lines.append(f"instance_group [\n  {{\n    count: {settings.instance_count}\n    kind: {kind}\n  }}\n]")
     if flavour == "cpu":
         lines.append(
-            'parameters: {\n  key: "intra_op_threads"\n  value: { string_value: "%d" }\n}' % settings.intra_op_threads
+            'parameters: {\n  key: "intra_op_threads"\n'
+            f'  value: {{ string_value: "{settings.intra_op_threads:d}" }}\n}}'
         )
     return "\n".join(lines) + "\n"
 

@@ -229,14 +229,19 @@ def test_two_clips_at_once_on_one_analyzer_give_their_solo_results(full_server, 
         together: dict[Path, dict] = {}
         failures: list[BaseException] = []
 
-        def analyse(path: Path) -> None:
+        # this round's barrier and result holders are bound per call, not looked up late from the loop
+        def analyse(
+            path: Path, start: threading.Barrier, together: dict[Path, dict], failures: list[BaseException]
+        ) -> None:
             try:
                 start.wait(timeout=30)
                 together[path] = _comparable(analyzer.analyze(path).report)
             except BaseException as error:  # handed to the test's thread: an assert in a thread only warns
                 failures.append(error)
 
-        threads = [threading.Thread(target=analyse, args=(path,)) for path in (emoji_clip, no_faces)]
+        threads = [
+            threading.Thread(target=analyse, args=(path, start, together, failures)) for path in (emoji_clip, no_faces)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -317,7 +317,7 @@ def test_two_hour_clip_streams_in_bounded_memory_with_progress(two_hour_clip):
     count = 0
     tracemalloc.start()
     try:
-        for sampled in sample_frames(two_hour_clip, progress=fractions.append):
+        for _sampled in sample_frames(two_hour_clip, progress=fractions.append):
             count += 1
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -34,7 +34,7 @@ def test_forward_backward_export(name: str, tmp_path) -> None:
     # another batch size than the export example's (2): the batch axis must really be dynamic
     inputs = example_serving_inputs(signature, batch + 1, seed=1)
     served = run_serving_module(model, inputs)
-    for output_name, dtype, dims in signature["outputs"]:
+    for output_name, _dtype, dims in signature["outputs"]:
         assert served[output_name].shape == (batch + 1, *dims), output_name
         assert np.isfinite(served[output_name]).all(), f"served {output_name} has NaN/inf"
     differences = onnx_matches_torch(model, onnx_path, inputs, atol=1e-3)

@@ -132,7 +132,7 @@ def test_wrong_input_shape_is_refused_before_sending(client) -> None:
 def test_triton_down_gives_a_clear_error() -> None:
     (port,) = process.find_free_ports(1)
     with pytest.raises(TritonUnavailable, match="facecast serve --detach"):
-        TritonModelClient(EXPRESSION_ENCODER, f"127.0.0.1:{port}").signature
+        _ = TritonModelClient(EXPRESSION_ENCODER, f"127.0.0.1:{port}").signature  # the property makes the request
 
 
 # ------------------------------------------------------------------------------------------- the CLI

@@ -5,9 +5,9 @@
 Predictions come from the exported ONNX model run by ONNX Runtime (what Triton serves), on scenes the detector
 never saw: synthetic scenes of held-out characters (test range of training/data/build.py) and emoji composites of
 held-out emoji identities (training/data/detection.py). A face counts as found when a detection with score ≥ the
-client's operating threshold (facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD) overlaps it with IoU ≥ 0.5, matching
-greedily by score, each detection at most one face. AP50 is the area under the precision-recall curve over all
-thresholds (all-point interpolation). The threshold sweep on the validation split is what the operating threshold
+client's operating threshold (facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD) overlaps it with IoU ≥ 0.5,
+matching greedily by score, each detection at most one face. AP50 is the area under the precision-recall curve over
+all thresholds (all-point interpolation). The threshold sweep on the validation split is what the operating threshold
 was chosen from. Also measured: ONNX Runtime time per frame at batch 8.
 """
 
@@ -205,7 +205,8 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     agreement = (
         "which is the client's threshold"
         if chosen == threshold
-        else f"**the client's threshold ({threshold}) differs: update facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD**"
+        else f"**the client's threshold ({threshold}) differs: "
+        "update facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD**"
     )
 
     summary = pd.DataFrame(
@@ -244,8 +245,8 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
         "c01300–c01499 only, the emoji test scenes only emoji identities held out of training in all three sets.",
         "",
         f"A face is found when a detection with score ≥ **{threshold}** (the client's operating threshold, "
-        "`facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates precision "
-        "over all thresholds. Face size = face height / the frame's short side.",
+        "`facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates "
+        "precision over all thresholds. Face size = face height / the frame's short side.",
         "",
         "## Summary",
         "",

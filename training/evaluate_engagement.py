@@ -496,7 +496,8 @@ def write_report(
         "",
         markdown_table(headline),
         "",
-        f"Target model / oracle Spearman ≥ {TARGETS['ratio']}: **{'met' if facts['ratio'] >= TARGETS['ratio'] else 'missed'}** "
+        f"Target model / oracle Spearman ≥ {TARGETS['ratio']}: "
+        f"**{'met' if facts['ratio'] >= TARGETS['ratio'] else 'missed'}** "
         f"({facts['ratio']:.3f}). Target 3-class accuracy ≥ {TARGETS['accuracy']}: "
         f"**{'met' if facts['accuracy'] >= TARGETS['accuracy'] else 'missed'}** ({facts['accuracy']:.3f}; the oracle "
         f"itself reaches {facts['oracle_accuracy']:.3f} because the class is drawn from the noisy engagement).",

@@ -438,8 +438,8 @@ def main(argv: list[str] | None = None) -> None:
 Written by `python -m training.evaluate_retrieval --stills {args.stills} --queries {args.queries}` in
 {elapsed / 60:.1f} min (it starts its own Triton with the three embedders). Everything goes through the product
 path: images ingested by `facecast.library` (image_embedder on Triton → DuckDB + FAISS HNSW), queries encoded by the
-served text_embedder / image_embedder / query_fuser, HNSW candidates (200) re-ranked by `facecast.library.ranking` with the
-seed's default weights (0.45 / 0.25 / 0.15 / 0.10 / 0.05).
+served text_embedder / image_embedder / query_fuser, HNSW candidates (200) re-ranked by `facecast.library.ranking` with
+the seed's default weights (0.45 / 0.25 / 0.15 / 0.10 / 0.05).
 
 "Labelled": the library was ingested with its manifest (emotion, style, character, intensity are a person's labels).
 "Unlabelled": plain image files; the image_embedder's heads label the items. Relevance always uses the true labels.

