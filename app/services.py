@@ -13,9 +13,8 @@ from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.clips.pipeline import ClipAnalyzer
 from facecast.config import Settings, load_settings
 from facecast.library import Library
-from facecast.serving.client import TritonModelClient
+from facecast.serving.replicas import configured_urls
 from facecast.store import Store, open_store
-from facecast.vocab import EXPRESSION_ENCODER
 
 DEFAULT_PROFILE = "app"  # the feedback profile the app's thumbs and "use this" teach
 
@@ -25,14 +24,20 @@ def settings() -> Settings:
     return load_settings()
 
 
+def triton_urls() -> list[str]:
+    """The deployment's endpoints (FACECAST_TRITON_URLS, the local replicas, or the single server); every client
+    spreads its requests over them and survives one going away (facecast.serving.client)."""
+    return configured_urls(settings())
+
+
 @st.cache_resource
 def recognizer() -> ExpressionRecognizer:
-    return ExpressionRecognizer(TritonModelClient(EXPRESSION_ENCODER, settings().triton_url))
+    return ExpressionRecognizer.for_urls(triton_urls())
 
 
 @st.cache_resource
 def analyzer() -> ClipAnalyzer:
-    return ClipAnalyzer.for_urls([settings().triton_url])
+    return ClipAnalyzer.for_urls(triton_urls())
 
 
 @st.cache_resource
@@ -43,7 +48,7 @@ def store() -> Store:
 @st.cache_resource
 def library() -> Library:
     """The expression library over the app's store (one DuckDB connection) and its FAISS index."""
-    return Library(store(), Embedders.for_urls([settings().triton_url]), use_gpu=False)
+    return Library(store(), Embedders.for_urls(triton_urls()), use_gpu=False)
 
 
 def store_and_past_analyses(limit: int = 500):

@@ -34,6 +34,21 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"FACECAST_{name}={value!r} is not an integer") from error
 
 
+def _urls(name: str) -> tuple[str, ...]:
+    """FACECAST_<name>=host:port,host:port → ("host:port", ...); an http:// prefix is accepted and dropped."""
+    value = os.environ.get(f"FACECAST_{name}", "")
+    urls = []
+    for part in value.split(","):
+        url = part.strip().rstrip("/").removeprefix("http://").removeprefix("https://")
+        if not url:
+            continue
+        host, _, port = url.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"FACECAST_{name}={value!r}: {part.strip()!r} is not host:port")
+        urls.append(url)
+    return tuple(urls)
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path = PROJECT_ROOT
@@ -51,6 +66,9 @@ class Settings:
     http_port: int = field(default_factory=lambda: _int("HTTP_PORT", 8000))
     grpc_port: int = field(default_factory=lambda: _int("GRPC_PORT", 8001))
     metrics_port: int = field(default_factory=lambda: _int("METRICS_PORT", 8002))
+    # Every Triton endpoint of a deployment (replicas, or a balancer in front of them): FACECAST_TRITON_URLS=
+    # host:port,host:port. Empty: the local replicas `facecast serve --replicas` recorded, else host:http_port.
+    triton_urls: tuple[str, ...] = field(default_factory=lambda: _urls("TRITON_URLS"))
 
     @property
     def triton_url(self) -> str:

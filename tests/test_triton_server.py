@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from facecast.config import PROJECT_ROOT, Settings
-from facecast.serving import environment, errors, health, process
+from facecast.serving import environment, errors, health, process, replicas
 
 DOUBLE_MODEL_PY = """
 import numpy as np
@@ -171,9 +171,13 @@ def test_serve_detach_infer_status_stop(tmp_path, settings, ports):
         status = run_cli("status", "--json", f"--http-port={ports['http_port']}", run_dir=run_dir)
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
-        assert report["ready"] is True and report["server_version"] == "2.51.0"
-        assert {"name": "double", "version": "1", "state": "READY"} in report["models"]
-        assert report["process"]["pid"] == record["pid"] and report["process"]["running"] is True
+        [replica] = report["replicas"]
+        assert report["ready"] is True and replica["ready"] is True and replica["server_version"] == "2.51.0"
+        assert replica["url"] == f"http://127.0.0.1:{ports['http_port']}"
+        assert replica["grpc_url"] == f"127.0.0.1:{ports['grpc_port']}"
+        assert replica["metrics_url"] == f"http://127.0.0.1:{ports['metrics_port']}/metrics"
+        assert {"name": "double", "version": "1", "state": "READY"} in replica["models"]
+        assert replica["pid"] == record["pid"] and replica["running"] is True
 
         # `serve --reuse` (what `make run` calls) accepts our running server instead of starting a second one.
         reused = run_cli(
@@ -200,7 +204,7 @@ def test_serve_detach_infer_status_stop(tmp_path, settings, ports):
         assert after.returncode != 0 and "not reachable" in after.stdout
     finally:
         if process.read_pid_file(settings):
-            process.stop_server(settings)
+            replicas.stop_replicas(settings)
 
 
 @needs_server

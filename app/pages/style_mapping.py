@@ -27,7 +27,7 @@ FROM_LIBRARY, FROM_UPLOAD = "A library item", "An uploaded face"
 
 @st.cache_resource
 def style_mapper() -> StyleMapper:
-    return StyleMapper.for_urls([services.settings().triton_url])
+    return StyleMapper.for_urls(services.triton_urls())
 
 
 def pretty(style: str) -> str:

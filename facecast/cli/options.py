@@ -14,9 +14,11 @@ def triton(parser: argparse.ArgumentParser) -> None:
         "--url",
         action="append",
         metavar="HOST:PORT",
-        help="Triton HTTP endpoint (repeat for several replicas; default: the local server)",
+        help="Triton HTTP endpoint (repeat for replicas; default: FACECAST_TRITON_URLS, or the local replicas)",
     )
-    parser.add_argument("--http-port", type=int, help="port of the local Triton (default: FACECAST_HTTP_PORT or 8000)")
+    parser.add_argument(
+        "--http-port", type=int, help="HTTP port of the local Triton (the first replica's; default 8000)"
+    )
 
 
 def store(parser: argparse.ArgumentParser, *, what: str = "DuckDB file") -> None:
@@ -47,5 +49,8 @@ def settings_from_args(settings: Settings, args: argparse.Namespace) -> Settings
 
 
 def triton_urls(args: argparse.Namespace, settings: Settings) -> list[str]:
-    """The endpoints a command talks to: --url flags, else the configured ones."""
-    return list(args.url) if getattr(args, "url", None) else [settings.triton_url]
+    """The endpoints a command spreads its requests over: --url flags, else the deployment's (FACECAST_TRITON_URLS,
+    or the replicas `facecast serve --replicas` started, or the single local server)."""
+    from facecast.serving.replicas import configured_urls
+
+    return list(args.url) if getattr(args, "url", None) else configured_urls(settings)

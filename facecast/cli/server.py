@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from facecast.cli import options
@@ -14,6 +15,12 @@ from facecast.config import Settings
 def serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detach", action="store_true", help="return once the server is ready; it keeps running (stop: facecast stop)"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="start N tritonservers over the same repository, replica i on the base ports + 10·i (default 1)",
     )
     options.server_ports(parser)
     parser.add_argument(
@@ -30,17 +37,27 @@ def serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast.serving import health, process
+    from facecast.serving import health, process, replicas
 
     timeout = args.timeout if args.timeout is not None else health.DEFAULT_START_TIMEOUT_S
     if not args.detach:
+        if args.replicas > 1:
+            return replicas.serve_replicas_foreground(settings, args.replicas, timeout=timeout)
         return process.serve_foreground(settings, timeout=timeout, reuse=args.reuse)
-    server = process.start_server(settings, timeout=timeout, reuse=args.reuse)
-    already = "already running, reused" if server.reused else "ready"
-    print(f"tritonserver {already} at {server.http_url} (pid {server.pid})")
-    print(f"pid file: {server.pid_path}")
-    print(f"log: {server.log_path}")
-    print(f"stop it with: facecast stop --http-port {server.http_port}")
+    began = time.monotonic()
+    servers = replicas.start_replicas(settings, args.replicas, timeout=timeout, reuse=args.reuse)
+    for server in servers:
+        already = "already running, reused" if server.reused else "ready"
+        print(f"tritonserver {already} at {server.http_url} (pid {server.pid})")
+        print(f"  gRPC {server.host}:{server.grpc_port}, metrics {server.metrics_url}")
+        print(f"  pid file: {server.pid_path}")
+        print(f"  log: {server.log_path}")
+    if len(servers) > 1:
+        print(
+            f"{len(servers)} replicas ready in {time.monotonic() - began:.1f} s; the CLI and the app spread requests "
+            f"over them ({replicas.replica_set_path(settings)})"
+        )
+    print(f"stop with: facecast stop --http-port {settings.http_port}")
     return EXIT_OK
 
 
@@ -49,14 +66,14 @@ def stop_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def stop(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast.serving import process
+    from facecast.serving import replicas
 
-    result = process.stop_server(settings)
-    if not result.was_running:
-        print(f"tritonserver pid {result.pid} was not running; removed its stale pid file")
-    else:
-        how = " (it ignored SIGTERM: killed)" if result.killed else ""
-        print(f"stopped tritonserver pid {result.pid} in {result.seconds:.1f} s{how}")
+    for result in replicas.stop_replicas(settings):
+        if not result.was_running:
+            print(f"tritonserver pid {result.pid} was not running; removed its stale pid file")
+        else:
+            how = " (it ignored SIGTERM: killed)" if result.killed else ""
+            print(f"stopped tritonserver pid {result.pid} in {result.seconds:.1f} s{how}")
     return EXIT_OK
 
 
@@ -66,28 +83,29 @@ def status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def status(args: argparse.Namespace, settings: Settings) -> int:
-    from facecast.serving import process
+    from facecast.serving import replicas
 
-    report = process.server_status(settings)
+    report = replicas.deployment_status(settings)
     exit_code = EXIT_OK if report["ready"] else EXIT_NOT_READY
     if args.json:
         print(json.dumps(report, indent=2))
         return exit_code
-
-    if not report["live"]:
-        print(f"tritonserver at {report['url']}: not reachable")
-    else:
-        version = report.get("server_version", "?")
-        print(f"tritonserver {version} at {report['url']}: {'ready' if report['ready'] else 'live, NOT ready'}")
-    record = report.get("process")
-    if record:
-        state = "running" if record["running"] else "not running (stale pid file)"
-        print(f"pid {record['pid']}: {state}; started {record['started_at_iso']}; pid file {report['pid_file']}")
-        print(f"log: {record['log_path']}")
-        print(f"model repository: {record['model_repository']}")
-    if report["live"]:
-        print("models:" if report["models"] else "models: none")
-        for model in report["models"]:
-            reason = f"  {model['reason']}" if model.get("reason") else ""
-            print(f"  {model['name']:<24} version {model.get('version', '-'):<4} {model.get('state', '?')}{reason}")
+    for replica in report["replicas"]:
+        if not replica["live"]:
+            print(f"tritonserver at {replica['url']}: not reachable")
+        else:
+            version = replica.get("server_version", "?")
+            state = "ready" if replica["ready"] else "live, NOT ready"
+            print(f"tritonserver {version} at {replica['url']}: {state}")
+        if replica.get("pid") is not None:
+            running = "running" if replica.get("running") else "not running (stale pid file)"
+            print(f"  pid {replica['pid']}: {running}; started {replica['started_at_iso']}; log {replica['log_path']}")
+            print(f"  model repository: {replica['model_repository']}")
+        if replica["live"]:
+            print("  models:" if replica["models"] else "  models: none")
+            for model in replica["models"]:
+                reason = f"  {model['reason']}" if model.get("reason") else ""
+                print(
+                    f"    {model['name']:<24} version {model.get('version', '-'):<4} {model.get('state', '?')}{reason}"
+                )
     return exit_code

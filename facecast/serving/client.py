@@ -1,13 +1,26 @@
-"""Talking to Triton: one client per model, over one or more server endpoints, with failover and clear errors.
+"""Talking to Triton: one client per model, over one or more server endpoints (replicas), balanced and failing over.
 
 The model's config (input names, dims, max_batch_size) is read from the server, so the client never hard-codes
 shapes: the image size S of `expression_encoder` is whatever its config.pbtxt declares. Requests larger than the
 model's max_batch_size are split; Triton's dynamic batcher merges small requests from many clients on its side.
+
+Several endpoints (facecast.serving.endpoints.EndpointPool, shared by every client in the process):
+
+* each request goes to the endpoint with the fewest requests in flight from this process (ties take turns), so a
+  slow or stalled replica gets less work as soon as its requests pile up;
+* a connection-level failure (refused, reset, closed mid-response, no answer within the per-try timeout) ejects
+  the endpoint for a back-off that doubles with each failure, and the request is retried on another endpoint:
+  inference is idempotent, so a retry can only cost time, never a double effect;
+* an ejected endpoint is tried again only after it answers a readiness check, so a dead replica costs one timeout,
+  not one per call; with every endpoint gone the call fails with one TritonUnavailable naming each and why;
+* a model error (bad input, the model raised) is not the endpoint's fault: it is raised at once, never retried.
 """
 
 from __future__ import annotations
 
+import http.client
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,9 +29,47 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from facecast.serving.endpoints import DEFAULT_POOL, EndpointPool, normalise_url
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
 T = TypeVar("T")
+
+# A try that gets no answer in this long counts as a dead endpoint. The slowest single request facecast sends is a
+# 64-frame detector batch, well under a second here even with three replicas sharing two cores; 15 s leaves room
+# for a busy server without letting a stalled one (SIGSTOP, a hung GPU) hold a request for a minute.
+DEFAULT_TRY_TIMEOUT_S = 15.0
+# The whole call, all tries together: past this the user hears that Triton is unavailable.
+DEFAULT_DEADLINE_S = 60.0
+CONNECT_TIMEOUT_S = 5.0
+
+
+class EndpointFailure(Exception):
+    """A try failed because of the endpoint (connection, timeout, server stopping), not because of the request."""
+
+
+# Every error tritonclient's HTTP stack raises when the connection, not the request, fails: refused or reset sockets
+# and timeouts (OSError, incl. TimeoutError), a server that closes the connection mid-response (geventhttpclient's
+# HTTPConnectionClosed is an http.client.HTTPException), and gevent's own timeout (a BaseException, not an Exception).
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+try:
+    import gevent
+
+    _CONNECTION_ERRORS += (gevent.Timeout,)
+except ImportError:  # pragma: no cover - tritonclient[http] always brings gevent
+    pass
+# What a server says when it is the endpoint that cannot answer (starting, draining, stopping), not the request.
+_ENDPOINT_MESSAGES = (
+    "connection refused",
+    "failed to connect",
+    "connection reset",
+    "timed out",
+    "timeout",
+    "unreachable",
+    "broken pipe",
+    "server is not ready",
+    "server is stopping",
+    "shutting down",
+)
 
 
 @dataclass(frozen=True)
@@ -53,21 +104,28 @@ class ModelSignature:
         )
 
 
-_CONNECTION_ERRORS = (OSError, ConnectionError, TimeoutError)
-
-
 class TritonModelClient:
-    """Inference on one Triton model. `urls` are tried in order; a dead endpoint is skipped until it answers again.
+    """Inference on one Triton model over one or more endpoints (module docstring for how they are used).
 
-    Thread-safe: each thread gets its own HTTP connection (tritonclient's synchronous client is not thread-safe).
+    Thread-safe: each thread gets its own HTTP connection per endpoint (tritonclient's synchronous client is not
+    thread-safe); the endpoints' health is shared by every client and thread of the process.
     """
 
-    def __init__(self, model_name: str, urls: str | list[str], timeout_s: float = 60.0):
+    def __init__(
+        self,
+        model_name: str,
+        urls: str | list[str] | tuple[str, ...],
+        timeout_s: float = DEFAULT_TRY_TIMEOUT_S,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        pool: EndpointPool | None = None,
+    ):
         self.model_name = model_name
-        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self.urls = [normalise_url(url) for url in ([urls] if isinstance(urls, str) else urls)]
         if not self.urls:
             raise ValueError("no Triton URL configured")
         self.timeout_s = timeout_s
+        self.deadline_s = max(deadline_s, timeout_s)
+        self.pool = pool or DEFAULT_POOL
         self._local = threading.local()
         self._signature: ModelSignature | None = None
 
@@ -77,27 +135,45 @@ class TritonModelClient:
             clients = self._local.clients = {}
         if url not in clients:
             clients[url] = triton_http.InferenceServerClient(
-                url, connection_timeout=min(self.timeout_s, 10.0), network_timeout=self.timeout_s
+                url, connection_timeout=min(self.timeout_s, CONNECT_TIMEOUT_S), network_timeout=self.timeout_s
             )
         return clients[url]
 
-    def _on_any_endpoint(self, action: Callable[[triton_http.InferenceServerClient], T]) -> T:
-        """Run action(client) on the first endpoint that answers; connection failures move to the next one."""
-        failures = []
-        for url in self.urls:
+    def _forget_client(self, url: str) -> None:
+        client = getattr(self._local, "clients", {}).pop(url, None)
+        if client is not None:
             try:
-                return action(self._client(url))
-            except _CONNECTION_ERRORS as error:
-                failures.append(f"{url}: {error.__class__.__name__}: {error}")
-                self._local.clients.pop(url, None)
-            except InferenceServerException as error:
-                if _is_connection_problem(error):
-                    failures.append(f"{url}: {error}")
-                    self._local.clients.pop(url, None)
-                    continue
-                raise
+                client.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped either way
+                pass
+
+    def _on_some_endpoint(self, action: Callable[[triton_http.InferenceServerClient], T]) -> T:
+        """Run action(client) on the best endpoint; on an endpoint failure eject it and try the next, until every
+        endpoint was tried once or the deadline passed."""
+        deadline = time.monotonic() + self.deadline_s
+        failures: list[str] = []
+        tried: set[str] = set()
+        while time.monotonic() < deadline:
+            url = self.pool.choose(self.urls, exclude=tried)
+            if url is None:
+                break
+            tried.add(url)
+            self.pool.started(url)
+            began = time.monotonic()
+            try:
+                result = action(self._client(url))
+            except _CONNECTION_ERRORS as error:  # gevent.Timeout among them is a BaseException, not an Exception
+                failure: BaseException = error
+            except EndpointFailure as error:
+                failure = error
+            else:
+                self.pool.finished(url, ok=True, seconds=time.monotonic() - began)
+                return result
+            self.pool.finished(url, ok=False, seconds=time.monotonic() - began, error=_describe(failure))
+            self._forget_client(url)
+            failures.append(f"{url}: {_describe(failure)}")
         raise TritonUnavailable(
-            f"Triton is not reachable at {', '.join(self.urls)} ({'; '.join(failures)}). "
+            f"Triton is not reachable at {', '.join(self.urls)} ({'; '.join(failures) or 'no endpoint answered'}). "
             "Start the local server with `facecast serve --detach` (or `make run`)."
         )
 
@@ -114,11 +190,11 @@ class TritonModelClient:
                         )
                     return ModelSignature.from_config(client.get_model_config(self.model_name))
                 except InferenceServerException as error:
-                    if _is_connection_problem(error):
-                        raise
+                    if _is_endpoint_problem(error):
+                        raise EndpointFailure(error.message()) from error
                     raise ModelUnavailable(f"model {self.model_name!r}: {error.message()}") from error
 
-            self._signature = self._on_any_endpoint(fetch)
+            self._signature = self._on_some_endpoint(fetch)
         return self._signature
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -156,25 +232,21 @@ class TritonModelClient:
             try:
                 result = client.infer(self.model_name, tensors, outputs=requested)
             except InferenceServerException as error:
-                if _is_connection_problem(error):
-                    raise
+                if _is_endpoint_problem(error):
+                    raise EndpointFailure(error.message()) from error
                 raise InferenceFailed(f"{self.model_name}: {error.message()}") from error
             return {spec.name: result.as_numpy(spec.name) for spec in self.signature.outputs}
 
-        return self._on_any_endpoint(run)
+        return self._on_some_endpoint(run)
 
 
-def _is_connection_problem(error: InferenceServerException) -> bool:
+def _is_endpoint_problem(error: InferenceServerException) -> bool:
     text = (error.message() or "").lower()
-    return any(
-        word in text
-        for word in (
-            "connection refused",
-            "failed to connect",
-            "connection reset",
-            "timed out",
-            "timeout",
-            "unreachable",
-            "broken pipe",
-        )
-    )
+    return any(words in text for words in _ENDPOINT_MESSAGES)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip() or "no answer"
+    if isinstance(error, TimeoutError) or type(error).__name__ == "Timeout":
+        text = f"no answer within the per-try timeout ({text})"
+    return f"{type(error).__name__}: {text}"

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facecast.config import Settings
 from facecast.serving.client import TritonModelClient
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -31,8 +30,9 @@ class LoadTestResult:
     first_error: str | None = None
 
 
-def is_loopback(settings: Settings) -> bool:
-    return settings.host in LOOPBACK_HOSTS
+def is_loopback(urls: list[str]) -> bool:
+    """Every endpoint is on this machine (the load test never targets a shared server)."""
+    return bool(urls) and all(url.rsplit(":", 1)[0].strip("[]") in LOOPBACK_HOSTS for url in urls)
 
 
 def random_inputs(client: TritonModelClient, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -50,14 +50,15 @@ def random_inputs(client: TritonModelClient, batch: int, seed: int = 0) -> dict[
     return inputs
 
 
-def load_test(settings: Settings, model: str, seconds: float = 2.0, concurrency: int = 4) -> LoadTestResult:
-    """`concurrency` threads send single-row requests to `model` for `seconds` (both capped), on loopback only.
-    Triton's dynamic batcher merges them: the statistics afterwards show the batch sizes it formed."""
-    if not is_loopback(settings):
-        raise ValueError(f"the load test only runs against a server on this machine, not {settings.host}")
+def load_test(urls: list[str], model: str, seconds: float = 2.0, concurrency: int = 4) -> LoadTestResult:
+    """`concurrency` threads send single-row requests to `model` for `seconds` (both capped), spread over every
+    endpoint the way the app's own clients spread them, on loopback only. Triton's dynamic batcher merges them: the
+    statistics afterwards show the batch sizes it formed on each replica."""
+    if not is_loopback(urls):
+        raise ValueError(f"the load test only runs against servers on this machine, not {', '.join(urls)}")
     seconds = min(float(seconds), MAX_LOAD_SECONDS)
     concurrency = max(1, min(int(concurrency), MAX_CONCURRENCY))
-    client = TritonModelClient(model, settings.triton_url, timeout_s=10.0)
+    client = TritonModelClient(model, urls, timeout_s=10.0)
     inputs = random_inputs(client, 1)  # also fails fast (TritonUnavailable / ModelUnavailable) before threads start
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []

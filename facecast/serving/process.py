@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +28,11 @@ from facecast.serving.environment import TritonEnvironment, locate_triton_enviro
 from facecast.serving.errors import (
     ModelRepositoryMissing,
     PortInUse,
-    ServerNotRunning,
     TritonStartTimeout,
 )
 from facecast.serving.health import (
     DEFAULT_START_TIMEOUT_S,
-    base_url,
-    is_live,
     is_ready,
-    model_index,
-    server_metadata,
 )
 from facecast.serving.logs import LogFollower, start_error_from_log
 
@@ -457,20 +451,6 @@ def read_pid_file(settings: Settings) -> TritonProcess | None:
     return TritonProcess.from_pid_file(pid_file_path(settings))
 
 
-def stop_server(settings: Settings, *, grace_s: float = EXIT_TIMEOUT_S + STOP_GRACE_EXTRA_S) -> StopResult:
-    """Stop the server whose pid file is `<run_dir>/triton-<http_port>.pid`. A stale pid file is removed and
-    reported (was_running=False). No pid file → ServerNotRunning."""
-    record = read_pid_file(settings)
-    if record is None:
-        url = f"{settings.host}:{settings.http_port}"
-        someone = " (a server does answer at that address, but facecast did not start it)" if is_live(url) else ""
-        raise ServerNotRunning(
-            f"no facecast tritonserver on HTTP port {settings.http_port}: no pid file "
-            f"{pid_file_path(settings)}{someone}"
-        )
-    return record.stop(grace_s=grace_s)
-
-
 def serve_foreground(
     settings: Settings,
     *,
@@ -490,8 +470,8 @@ def serve_foreground(
 
     # Treat SIGTERM (docker stop, systemd, kill) like Ctrl-C so the server is stopped, not orphaned.
     previous_handler = None
-    if _in_main_thread():
-        previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    if in_main_thread():
+        previous_handler = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         process = start_server(
             settings,
@@ -530,29 +510,9 @@ def serve_foreground(
             signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _in_main_thread() -> bool:
+def in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> NoReturn:
+def raise_keyboard_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
-
-
-def server_status(settings: Settings) -> dict:
-    """What `facecast status` reports: reachability, readiness, version, models, and our pid file if any."""
-    url = settings.triton_url
-    status: dict = {"url": base_url(url), "live": is_live(url), "ready": False, "models": []}
-    if status["live"]:
-        status["ready"] = is_ready(url)
-        with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-            status["server_version"] = server_metadata(url).get("version")
-        with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
-            status["models"] = [
-                {k: entry[k] for k in ("name", "version", "state", "reason") if k in entry}
-                for entry in model_index(url)
-            ]
-    record = read_pid_file(settings)
-    if record is not None:
-        status["pid_file"] = str(record.pid_path)
-        status["process"] = {**record.to_json(), "running": record.is_running()}
-    return status
