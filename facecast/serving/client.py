@@ -6,13 +6,14 @@ model's max_batch_size are split; Triton's dynamic batcher merges small requests
 
 Several endpoints (facecast.serving.endpoints.EndpointPool, shared by every client in the process):
 
-* each request goes to the endpoint with the fewest requests in flight from this process (ties take turns), so a
-  slow or stalled replica gets less work as soon as its requests pile up;
+* requests take turns over the endpoints (so traffic spreads evenly over equal replicas), passing over one whose
+  requests in flight from this process pile up (a slow or stalled replica gets less work before it ever fails);
 * a connection-level failure (refused, reset, closed mid-response, no answer within the per-try timeout) ejects
   the endpoint for a back-off that doubles with each failure, and the request is retried on another endpoint:
   inference is idempotent, so a retry can only cost time, never a double effect;
-* an ejected endpoint is tried again only after it answers a readiness check, so a dead replica costs one timeout,
-  not one per call; with every endpoint gone the call fails with one TritonUnavailable naming each and why;
+* an ejected endpoint gets traffic again only after it answers a readiness check (made in the background, once per
+  back-off), so a dead replica costs one timeout, not one per call; with every endpoint gone the call fails with one
+  TritonUnavailable naming each and why;
 * a model error (bad input, the model raised) is not the endpoint's fault: it is raised at once, never retried.
 """
 
@@ -204,7 +205,7 @@ class TritonModelClient:
             array = inputs.get(spec.name)
             if array is None:
                 raise ValueError(f"{self.model_name} needs input {spec.name!r}")
-            if array.dtype != spec.dtype or tuple(array.shape[1:]) != spec.dims:
+            if array.dtype != spec.dtype or not _shape_fits(array.shape[1:], spec.dims):
                 raise ValueError(
                     f"{self.model_name} input {spec.name!r} must be {spec.dtype} [N, "
                     f"{', '.join(map(str, spec.dims))}], got {array.dtype} {list(array.shape)}"
@@ -238,6 +239,11 @@ class TritonModelClient:
             return {spec.name: result.as_numpy(spec.name) for spec in self.signature.outputs}
 
         return self._on_some_endpoint(run)
+
+
+def _shape_fits(shape: tuple[int, ...], dims: tuple[int, ...]) -> bool:
+    """A shape without its batch axis against the served dims, where -1 is any size."""
+    return len(shape) == len(dims) and all(d == -1 or d == s for s, d in zip(shape, dims))
 
 
 def _is_endpoint_problem(error: InferenceServerException) -> bool:

@@ -1,9 +1,9 @@
 """How healthy each Triton endpoint is right now, as this process's clients see it.
 
-:class:`EndpointPool` is shared by every model client in the process: requests in flight per endpoint
-(least-outstanding balancing), ejection with a doubling back-off after a connection-level failure, re-admission only
-after a readiness check, and counters the Ops page shows. Which endpoints a deployment has is
-facecast.serving.replicas.configured_urls.
+:class:`EndpointPool` is shared by every model client in the process: requests in flight per endpoint (requests take
+turns, skipping a replica whose requests pile up), ejection with a doubling back-off after a connection-level
+failure, re-admission only after a readiness check, and counters the Ops page shows. Which endpoints a deployment
+has is facecast.serving.replicas.configured_urls.
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ import itertools
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from facecast.serving.health import is_ready
 
-# Back-off after consecutive failures: 0.5, 1, 2, 4 ... s, at most 30 s between readiness checks of a dead endpoint.
+# Back-off after consecutive failures: 0.5, 1, 2, 4, 5, 5 ... s between readiness checks of an ejected endpoint. The
+# cap bounds how long a replica that came back waits for traffic (local replicas restart in ~5 s); a check is one GET.
 FIRST_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 5.0
 READY_CHECK_TIMEOUT_S = 1.0
+PROBE_INTERVAL_S = 0.2
+# How many more requests in flight than the least busy endpoint an endpoint may have and still get the next one.
+IMBALANCE = 2
 
 
 def normalise_url(url: str) -> str:
@@ -43,6 +47,7 @@ class EndpointState:
     ok: int = 0
     failed: int = 0
     ejections: int = 0
+    readmissions: int = 0
     seconds: float = 0.0  # time spent in successful tries, for the mean latency the Ops page shows
     last_error: str = ""
 
@@ -59,18 +64,21 @@ class EndpointState:
             "ok": self.ok,
             "failed": self.failed,
             "ejections": self.ejections,
+            "readmissions": self.readmissions,
             "mean_ms": round(1000 * self.seconds / self.ok, 2) if self.ok else None,
             "last_error": self.last_error,
         }
 
 
-@dataclass
 class EndpointPool:
-    """Thread-safe. `choose` picks, `started` / `finished` bracket each try."""
+    """Thread-safe. `choose` picks, `started` / `finished` bracket each try. Ejected endpoints are checked for
+    readiness by a background thread (alive only while some endpoint is ejected), never in a request's path."""
 
-    _states: dict[str, EndpointState] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _turn: itertools.count = field(default_factory=itertools.count)
+    def __init__(self) -> None:
+        self._states: dict[str, EndpointState] = {}
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+        self._prober: threading.Thread | None = None
 
     def _state(self, url: str) -> EndpointState:
         state = self._states.get(url)
@@ -78,35 +86,28 @@ class EndpointPool:
             state = self._states[url] = EndpointState(url)
         return state
 
-    def choose(self, urls: Iterable[str], exclude: set[str] = frozenset()) -> str | None:  # type: ignore[assignment]
-        """The endpoint for the next try: an admitted one with the fewest requests in flight (ties take turns); else
-        an ejected one whose back-off is over and that answers a readiness check; else, when nothing else is left,
-        the ejected endpoint due soonest (a last try beats failing without one). None when all were tried."""
-        candidates = [url for url in urls if url not in exclude]
+    def choose(self, urls: Iterable[str], exclude: Iterable[str] = ()) -> str | None:
+        """The endpoint for the next try: the admitted ones take turns, skipping any with IMBALANCE more requests in
+        flight than the least busy; when every candidate is ejected, the one due back soonest (a last try beats
+        failing without one). None when all were tried."""
+        excluded = set(exclude)
+        candidates = [url for url in urls if url not in excluded]
         if not candidates:
             return None
         with self._lock:
             states = [self._state(url) for url in candidates]
             admitted = [state for state in states if state.admitted]
-            if admitted:
-                offset = next(self._turn)
-                count = len(admitted)
-                order = sorted(range(count), key=lambda i: (admitted[i].in_flight, (i - offset) % count))
-                return admitted[order[0]].url
-            now = time.monotonic()
-            due = [state for state in states if state.ejected_until <= now and not state.checking]
-            for state in due:
-                state.checking = True
-        for state in due:
-            ready = is_ready(state.url, timeout=READY_CHECK_TIMEOUT_S)
-            with self._lock:
-                state.checking = False
-                if ready:
-                    state.failures = 0
+            if not admitted:
+                return min(states, key=lambda state: state.ejected_until).url
+            # Round-robin over the admitted endpoints spreads requests evenly; one that has more in flight than the
+            # least busy by over IMBALANCE (slow, or stalled without failing yet) is passed over until it catches up.
+            least = min(state.in_flight for state in admitted)
+            offset = next(self._turn)
+            for i in range(len(admitted)):
+                state = admitted[(offset + i) % len(admitted)]
+                if state.in_flight <= least + IMBALANCE:
                     return state.url
-                self._back_off(state)
-        with self._lock:
-            return min(states, key=lambda state: state.ejected_until).url
+            return admitted[offset % len(admitted)].url  # unreachable: the least busy always qualifies
 
     def started(self, url: str) -> None:
         with self._lock:
@@ -121,27 +122,55 @@ class EndpointPool:
             if ok:
                 state.ok += 1
                 state.seconds += seconds
-                state.failures = 0
+                if not state.admitted:  # the last-resort try worked: it is back
+                    state.failures = 0
+                    state.readmissions += 1
                 return
             state.failed += 1
             state.last_error = error
             if state.admitted:
                 state.ejections += 1
             self._back_off(state)
+            if self._prober is None or not self._prober.is_alive():
+                self._prober = threading.Thread(target=self._probe_ejected, name="facecast-endpoint-probe", daemon=True)
+                self._prober.start()
 
     def _back_off(self, state: EndpointState) -> None:
         state.failures += 1
         state.ejected_until = time.monotonic() + min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (state.failures - 1))
+
+    def _probe_ejected(self) -> None:
+        """Re-admit each ejected endpoint once its back-off is over and it answers a readiness check; back off
+        further when it does not. Ends when no endpoint is ejected."""
+        while True:
+            with self._lock:
+                ejected = [state for state in self._states.values() if not state.admitted]
+                due = [state for state in ejected if state.ejected_until <= time.monotonic() and not state.checking]
+                for state in due:
+                    state.checking = True
+            if not ejected:
+                return
+            for state in due:
+                ready = is_ready(state.url, timeout=READY_CHECK_TIMEOUT_S)
+                with self._lock:
+                    state.checking = False
+                    if state.admitted:
+                        continue  # a last-resort try re-admitted it meanwhile
+                    if ready:
+                        state.failures = 0
+                        state.readmissions += 1
+                    else:
+                        self._back_off(state)
+            time.sleep(PROBE_INTERVAL_S)
 
     def snapshot(self) -> list[dict[str, object]]:
         """Every endpoint this process has talked to, as the client sees it (for the Ops page and status)."""
         with self._lock:
             return [state.as_dict() for state in self._states.values()]
 
-    def forget(self) -> None:
-        """Drop all state (tests; the app after its endpoints changed)."""
+    def state(self, url: str) -> dict[str, object]:
         with self._lock:
-            self._states.clear()
+            return self._state(normalise_url(url)).as_dict()
 
 
 DEFAULT_POOL = EndpointPool()
