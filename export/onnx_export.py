@@ -92,6 +92,18 @@ def run_serving_module(network: nn.Module, inputs: dict[str, np.ndarray]) -> dic
     return {name: value.numpy() for (name, _, _), value in zip(signature["outputs"], outputs)}
 
 
+def _max_difference(onnx: np.ndarray, torch_output: np.ndarray) -> float:
+    """Largest |ONNX − torch|; NaN when either side has a NaN or an infinity (never a pass)."""
+    if onnx.shape != torch_output.shape:
+        return float("nan")
+    if not onnx.size:
+        return 0.0
+    a, b = onnx.astype(np.float64), torch_output.astype(np.float64)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
+    return float(np.abs(a - b).max())
+
+
 def onnx_matches_torch(
     network: nn.Module, onnx_path: str | Path, inputs: dict[str, np.ndarray] | np.ndarray, atol: float = 1e-4
 ) -> dict[str, float]:
@@ -108,14 +120,12 @@ def onnx_matches_torch(
     output_names = [name for name, _, _ in signature["outputs"]]
     onnx_outputs = session.run(output_names, inputs)
     torch_outputs = run_serving_module(network, inputs)
-    differences = {
-        name: float(np.abs(o.astype(np.float64) - torch_outputs[name].astype(np.float64)).max()) if o.size else 0.0
-        for name, o in zip(output_names, onnx_outputs)
-    }
+    differences = {name: _max_difference(o, torch_outputs[name]) for name, o in zip(output_names, onnx_outputs)}
     # A uint8 output (a picture) is rounded from floats, so a float difference far below atol can still flip a
     # value that sits on a rounding boundary by one level.
     tolerance = {name: max(atol, 1.0) if dtype == "UINT8" else atol for name, dtype, _ in signature["outputs"]}
-    failing = {name: d for name, d in differences.items() if d > tolerance[name]}
+    # `not d <= tol` rather than `d > tol`: a NaN difference fails (NaN compares False both ways)
+    failing = {name: d for name, d in differences.items() if not d <= tolerance[name]}
     if failing:
         raise AssertionError(f"ONNX Runtime differs from torch beyond tolerance {tolerance}: {differences}")
     return differences

@@ -88,15 +88,29 @@ ALL_MODELS = (
 )
 
 
+def built_repository_is_current(built: Path) -> bool:
+    """`make repository` finished (its stamp file) after every file it is built from changed (the Makefile's own
+    rule): weights, the exporters and the network definitions. Otherwise the tests export afresh."""
+    stamp = built / ".built"
+    if not stamp.is_file() or not all((built / name / "config.pbtxt").is_file() for name in ALL_MODELS):
+        return False
+    sources = [
+        *WEIGHTS_DIR.glob("*.pt"),
+        *(PROJECT_ROOT / "export").rglob("*.py"),
+        *(PROJECT_ROOT / "training" / "networks").glob("*.py"),
+    ]
+    return all(source.stat().st_mtime <= stamp.stat().st_mtime for source in sources)
+
+
 @pytest.fixture(scope="session")
 def full_repository(tmp_path_factory) -> Path:
     """All seven served models (what `make run` serves): a copy of model_repository/ when `make repository` built it
-    completely, otherwise exported from the shipped weights the same way."""
+    from the current weights and code, otherwise exported from the shipped weights the same way."""
     import shutil
 
     built = PROJECT_ROOT / "model_repository"
     repository = tmp_path_factory.mktemp("full_repository")
-    if all((built / name / "config.pbtxt").is_file() for name in ALL_MODELS):
+    if built_repository_is_current(built):
         for name in ALL_MODELS:
             shutil.copytree(built / name, repository / name)
         return repository
@@ -117,3 +131,35 @@ def full_server(full_repository, tmp_path_factory) -> Settings:
     mapping)."""
     with serving(full_repository, tmp_path_factory.mktemp("full_state")) as settings:
         yield settings
+
+
+# ---- markers and skips --------------------------------------------------------------------------------------------
+
+# A test that uses one of these starts (or shares) a real tritonserver: it carries the `triton` marker whether or not
+# its file says so, so `-m "not triton"` selects exactly the tests that need no server.
+SERVER_FIXTURES = {"full_server", "expression_server", "full_repository", "expression_repository"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.triton)
+
+
+_SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI everything a test needs is installed (.ci/run), so a skip means a test silently did not run: fail."""
+    if os.environ.get("CI") == "true" and _SKIPPED and exitstatus == 0:
+        lines = "\n".join(f"  {line}" for line in _SKIPPED)
+        session.config.get_terminal_writer().line(
+            f"\nCI: {len(_SKIPPED)} test(s) skipped unexpectedly:\n{lines}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -172,6 +172,8 @@ def test_analyze_with_triton_down_shows_a_banner_and_retry(app_env, triton_down)
     assert not app.exception
     assert "model server is not available" in app.error[0].value
     assert app.button[0].label == "Retry"
+    app.button[0].click().run()  # still down: the same banner again, never a traceback
+    assert not app.exception and "model server is not available" in app.error[0].value
 
 
 def test_history_and_compare_when_nothing_was_analysed(app_env, triton_down) -> None:
@@ -239,11 +241,40 @@ def test_library_add_search_and_feedback(app_env, full_server, tmp_path) -> None
         assert (feedback["kind"] == "selected").sum() == 1 and (feedback["kind"] == "skipped").sum() == len(cards) - 1
 
 
-def test_library_search_with_triton_down(app_env, triton_down) -> None:
-    app_env(triton_down)
+def test_library_search_with_triton_down(app_env, triton_down, tmp_path) -> None:
+    """The library opens without the server (its items are in DuckDB); a search needs the text embedder, so it
+    shows the banner, and Retry while the server is still down shows it again."""
+    from facecast.store import EMBEDDING_DIM, LibraryItem, open_store
+
+    db = tmp_path / "library.duckdb"
+    vectors = np.eye(3, EMBEDDING_DIM, dtype=np.float32)
+    with open_store(db) as store:
+        store.library.add(
+            [
+                LibraryItem(
+                    content_sha256=f"item-{i}",
+                    source="test",
+                    source_path=f"faces/{i}.png",
+                    emotion="happiness",
+                    style="cartoon",
+                    emotion_probs=np.eye(7)[0],
+                    style_probs=np.eye(4)[1],
+                    embedding=vectors[i],
+                    thumbnail=b"\x89PNG test",
+                )
+                for i in range(3)
+            ]
+        )
+    app_env(triton_down, db=db)
     app = run_page("expression_library")
+    assert not app.exception and not app.error
+    app.text_input[0].set_value("a happy face")
+    next(button for button in app.button if button.label == "Search").click().run()
     assert not app.exception
-    assert "The library is empty" in app.info[-1].value  # the page opens; searching needs the server
+    assert "The search needs the model server" in app.error[0].value and "not reachable" in app.error[0].value
+    retry = next(button for button in app.button if button.label == "Retry")
+    retry.click().run()
+    assert not app.exception
 
 
 # ---- classify faces ------------------------------------------------------------------------------------------------
@@ -276,12 +307,22 @@ def test_classify_without_input_asks_for_some(app_env, full_server) -> None:
     assert "Upload a face image" in app.info[0].value
 
 
-def test_classify_with_triton_down_shows_a_banner_and_retry(app_env, triton_down) -> None:
+def test_classify_with_triton_down_shows_a_banner_and_retry(app_env, triton_down, expression_repository) -> None:
+    """Retry really retries: while the server is down the banner comes back; once a server answers on that
+    address, the same click brings the page up."""
     app_env(triton_down)
     app = run_page("classify_faces")
     assert not app.exception
     assert "model server is not available" in app.error[0].value
     assert app.button[0].label == "Retry"
+    app.button[0].click().run()
+    assert not app.exception and "model server is not available" in app.error[0].value
+    grpc, metrics = process.find_free_ports(2)
+    up = triton_down.with_overrides(grpc_port=grpc, metrics_port=metrics, model_repository=expression_repository)
+    with process.running_server(up, model_repository=expression_repository):
+        app.button[0].click().run()
+        assert not app.exception and not app.error
+        assert app.get("file_uploader"), "the page is up: it offers the uploader"
 
 
 # ---- style mapping -------------------------------------------------------------------------------------------------

@@ -63,3 +63,23 @@ def test_failed_export_leaves_the_previous_model_untouched(tmp_path) -> None:
         write_model(tmp_path, broken, "cpu")
     assert (tmp_path / "expression_encoder" / "1" / "model.onnx").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["expression_encoder"]
+
+
+def test_parity_check_fails_on_nan_outputs(tmp_path) -> None:
+    """A checkpoint with a NaN weight makes torch and ONNX Runtime both output NaN: that is no match (NaN > atol is
+    False, so a plain `difference > atol` check would pass it)."""
+    import numpy as np
+    import torch
+
+    from export.onnx_export import example_serving_inputs, export_onnx, onnx_matches_torch
+
+    network = build_model("expression_encoder-cpu").eval()
+    with torch.no_grad():
+        next(network.parameters()).fill_(float("nan"))
+    onnx_path = export_onnx(network, tmp_path / "nan.onnx")
+    inputs = example_serving_inputs(network.serving_signature(), batch=2)
+    with pytest.raises(AssertionError, match="differs from torch"):
+        onnx_matches_torch(network, onnx_path, inputs)
+    healthy = build_model("expression_encoder-cpu").eval()
+    differences = onnx_matches_torch(healthy, export_onnx(healthy, tmp_path / "ok.onnx"), inputs)
+    assert all(np.isfinite(d) and d <= 1e-4 for d in differences.values()), differences

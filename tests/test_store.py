@@ -246,17 +246,25 @@ def test_a_failing_transaction_in_one_thread_does_not_take_another_threads_write
             except RuntimeError:
                 pass
 
+        seen_by_b: list[bool] = []
+        errors: list[BaseException] = []
+
         def thread_b() -> None:
-            a_inside.wait(timeout=5)
-            assert store.classifications.newest().empty  # A's uncommitted row is invisible to other threads
-            store.classifications.add([make_row(2)])
-            b_done.set()
+            try:
+                a_inside.wait(timeout=5)
+                seen_by_b.append(store.classifications.newest().empty)
+                store.classifications.add([make_row(2)])
+                b_done.set()
+            except BaseException as error:  # noqa: BLE001 - handed to the test's thread (a thread's assert only warns)
+                errors.append(error)
 
         a, b = threading.Thread(target=thread_a), threading.Thread(target=thread_b)
         a.start()
         b.start()
         a.join()
         b.join()
+        assert errors == []
+        assert seen_by_b == [True], "A's uncommitted row is invisible to other threads"
         assert store.classifications.newest()["content_sha256"].tolist() == [make_row(2).content_sha256]
 
 

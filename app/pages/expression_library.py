@@ -82,7 +82,6 @@ try:
     add_section()
 except TRITON_ERRORS as error:
     triton_down(error)
-    st.stop()
 except (LibraryError, StoreError) as error:
     st.error(str(error))
 
@@ -115,7 +114,6 @@ if searched:
         st.session_state["library.reference"] = reference.getvalue() if reference else None
     except TRITON_ERRORS as error:
         triton_down(error, "The search needs the model server, which is not available.")
-        st.stop()
     except (LibraryError, EmbeddingQueryError) as error:
         st.warning(f"**The search cannot run.** {error}", icon=":material/search_off:")
         st.session_state.pop("library.results", None)
