@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,51 @@ def test_parity_check_fails_on_nan_outputs(tmp_path) -> None:
     healthy = build_model("expression_encoder-cpu").eval()
     differences = onnx_matches_torch(healthy, export_onnx(healthy, tmp_path / "ok.onnx"), inputs)
     assert all(np.isfinite(d) and d <= 1e-4 for d in differences.values()), differences
+
+
+@pytest.mark.slow
+def test_gpu_repository_is_written_and_the_plan_builder_covers_every_input(tmp_path) -> None:
+    """The GPU flavour as `make repository-gpu` writes it (every served network, from the shipped weights), then
+    export/tensorrt/build_plans.sh as a dry run (TRTEXEC=echo): one trtexec call per model, on its ONNX file, with a
+    min/opt/max shape for every input that config.pbtxt declares. TensorRT itself runs only in NVIDIA's container."""
+    import subprocess
+
+    from export.embedders import MODELS as EMBEDDERS
+    from export.embedders import write_embedder_models
+    from export.triton_repository import write_repository
+    from facecast.config import PROJECT_ROOT
+    from facecast.vocab import SERVED_MODELS
+
+    weights = PROJECT_ROOT / "weights"
+    write_repository(tmp_path, [weights / f"{name}-cpu.pt" for name in SERVED_MODELS if name not in EMBEDDERS], "gpu")
+    write_embedder_models(tmp_path, weights, "gpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SERVED_MODELS)
+    built = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "export" / "tensorrt" / "build_plans.sh"), str(tmp_path)],
+        env={**os.environ, "TRTEXEC": "echo trtexec"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    calls = [line for line in built.stdout.splitlines() if line.startswith("trtexec ")]
+    assert len(calls) == len(SERVED_MODELS), built.stdout
+    for name in SERVED_MODELS:
+        config = (tmp_path / name / "config.pbtxt").read_text()
+        assert 'platform: "tensorrt_plan"' in config and "KIND_GPU" in config
+        [call] = [c for c in calls if f"/{name}/1/model.onnx" in c]
+        onnx = call.split("--onnx=")[1].split()[0]
+        assert Path(onnx).is_file() and "--fp16" in call and f"--saveEngine={Path(onnx).with_suffix('.plan')}" in call
+        max_batch = int(re.search(r"max_batch_size: (\d+)", config).group(1))
+        declared = re.findall(
+            r'name: "(\w+)"\s+data_type: \w+\s+dims: \[ ([\d, -]+) \]',
+            config[config.index("input [") : config.index("output [")],
+        )
+        assert declared, config
+        min_shapes = call.split("--minShapes=")[1].split()[0].split(",")
+        max_shapes = call.split("--maxShapes=")[1].split()[0].split(",")
+        assert len(min_shapes) == len(max_shapes) == len(declared), (name, call)
+        for input_name, dims in declared:
+            shape = "x".join(d.strip() for d in dims.split(","))
+            assert f"{input_name}:1x{shape}" in min_shapes and f"{input_name}:{max_batch}x{shape}" in max_shapes
