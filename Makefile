@@ -166,3 +166,33 @@ bench-retrieval: setup
 
 clean:
 	rm -rf model_repository/*/ model_repository/.built var/run
+
+## perf_analyzer and autoscaling recordings (benchmarks/perf.py, benchmarks/hpa_recording.py, hpa_report.py) ###########
+.PHONY: perf-env perf hpa-record hpa-report
+PERF_VENV ?= .venv-perf
+HPA_RECORDING ?= benchmarks/recordings/hpa-2-replicas
+
+# perf_analyzer ships inside PyPI tritonclient[all]==2.51.0 (2.73's is an empty placeholder: docs/platform.md). It
+# links Debian's libb64 and libcudart.so.12 (PyPI nvidia-cuda-runtime-cu12; no GPU is needed) even on CPU.
+perf-env: $(PERF_VENV)/.installed
+$(PERF_VENV)/.installed:
+	@echo "==> perf_analyzer environment ($(PERF_VENV)): tritonclient[all]==2.51.0 + libcudart.so.12"
+	dpkg -s libb64-0d >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q libb64-0d; } || \
+	    { echo "perf-env: install Debian libb64-0d as root (apt-get install -y libb64-0d)"; exit 1; }
+	test -x $(PERF_VENV)/bin/python || $(PYTHON) -m venv $(PERF_VENV)
+	$(PERF_VENV)/bin/pip install -q --upgrade pip
+	$(PERF_VENV)/bin/pip install -q "tritonclient[all]==2.51.0" "nvidia-cuda-runtime-cu12==12.6.77"
+	LD_LIBRARY_PATH="$$(ls -d $(abspath $(PERF_VENV))/lib/python3*/site-packages/nvidia/cuda_runtime/lib)" \
+	    $(PERF_VENV)/bin/perf_analyzer --version
+	touch $@
+
+# 7 models × concurrency 1, 4, 16 × 1 and 3 replicas (haproxy in front of 3): ~10 minutes on 2 cores
+perf: setup perf-env
+	$(PY) -m benchmarks.perf
+
+# 2 replicas, 0 → 8 → 60 → 8 → 0 requests/s over 5 minutes, /metrics every 5 s; then the HPA replay
+hpa-record: setup
+	$(PY) -m benchmarks.hpa_recording --out $(HPA_RECORDING)
+
+hpa-report: $(VENV)/.installed
+	$(PY) -m benchmarks.hpa_report --recording $(HPA_RECORDING)

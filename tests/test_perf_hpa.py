@@ -66,6 +66,8 @@ def test_every_replica_file_reads_with_the_simulators_own_loader():
         assert set(sim.FACECAST_MODELS) <= set(values[sim.SUCCESS])
         assert {sim.QUEUE_US, sim.PENDING, sim.COMPUTE_US} <= set(values)
         assert [s[0] for s in scrapes] == sorted(s[0] for s in scrapes)
+        # scheduled times on the scrape grid, so the simulator's 15-s syncs and strict window cut-offs line up
+        assert all(t == meta["scrape_interval_s"] * i for i, (t, _) in enumerate(scrapes))
     assert sum(f.stat().st_size for f in files) < 200_000
 
 
