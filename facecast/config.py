@@ -34,6 +34,16 @@ def _int(name: str, default: int) -> int:
         raise ConfigError(f"FACECAST_{name}={value!r} is not an integer") from error
 
 
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(f"FACECAST_{name}")
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as error:
+        raise ConfigError(f"FACECAST_{name}={value!r} is not a number") from error
+
+
 def _urls(name: str) -> tuple[str, ...]:
     """FACECAST_<name>=host:port,host:port → ("host:port", ...); an http:// prefix is accepted and dropped."""
     value = os.environ.get(f"FACECAST_{name}", "")
@@ -58,6 +68,8 @@ class Settings:
     triton_env: Path = field(default_factory=lambda: _path("TRITON_ENV", PROJECT_ROOT / ".venv-triton"))
     # DuckDB file: the source of truth for everything facecast stores.
     db_path: Path = field(default_factory=lambda: _path("DB", PROJECT_ROOT / "var" / "facecast.duckdb"))
+    # How long an operation waits for the store file while other processes use it, before saying who holds it.
+    store_wait_s: float = field(default_factory=lambda: _float("STORE_WAIT_S", 30.0))
     # Demo content the first `make run` prepares (faces to try in the app).
     demo_dir: Path = field(default_factory=lambda: _path("DEMO_DIR", PROJECT_ROOT / "var" / "demo"))
     # Pid files and server logs of detached servers.

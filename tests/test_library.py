@@ -175,7 +175,10 @@ def test_vectors_that_disagree_with_duckdb_trigger_a_rebuild(tmp_path):
         assert np.allclose(index.reconstruct([int(store.library.ids()[2])])[0], other, atol=1e-6)
 
 
-def test_a_library_file_locked_by_another_process_says_so(tmp_path):
+def test_a_library_file_kept_open_by_another_program_says_so(tmp_path, monkeypatch):
+    """facecast processes take turns on the file; a program that keeps it open (here a DuckDB connection that
+    sleeps) is waited for FACECAST_STORE_WAIT_S, then named."""
+    monkeypatch.setenv("FACECAST_STORE_WAIT_S", "1")
     path = tmp_path / "locked.duckdb"
     open_store(path).close()
     holder = subprocess.Popen(
@@ -306,3 +309,77 @@ def test_remove_many_compacts_the_index(library):
     library.remove(ids[:100].tolist())
     assert library.index.tombstones == set() and len(library.index) == 200  # > 20 % removed: rebuilt
     assert time.perf_counter() - started < 30
+
+
+def test_sessions_of_one_process_write_and_search_one_library_at_once(library, tmp_path):
+    """The app shares one Library across browser sessions: adds, removals and searches from several threads at once
+    leave a store and an index that agree (FAISS is not thread-safe; index saves must not collide)."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    batches = [_items(rng, 5, start=1000 + 10 * b) for b in range(40)]
+    errors: list[BaseException] = []
+
+    def write(batch_numbers: range) -> None:
+        try:
+            for b in batch_numbers:
+                library.add_items(batches[b])
+                if b % 4 == 0:
+                    library.remove([int(library.store.library.ids()[0])])
+        except BaseException as error:  # noqa: BLE001 - handed to the test's thread
+            errors.append(error)
+
+    def search() -> None:
+        try:
+            for vector in _unit(rng, 60):
+                with library.index_lock:
+                    library.index.search(vector, 10)
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(range(i, 40, 4),)) for i in range(4)]
+    threads.append(threading.Thread(target=search))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    db_ids = np.sort(library.store.library.ids())
+    assert np.array_equal(np.sort(library.index.live_ids()), db_ids)
+    index_path, sidecar_path = index_paths(library.store.path)
+    reloaded = VectorIndex.load(index_path, sidecar_path, EMBEDDING_DIM)  # the saved pair is whole
+    assert np.array_equal(np.sort(reloaded.live_ids()), db_ids)
+    assert not list(index_path.parent.glob(".*.tmp")), "no temporary file left behind"
+
+
+def test_a_library_follows_what_another_process_wrote(tmp_path):
+    """The FAISS index is a cache of DuckDB: rows another process adds or removes show up in this process's
+    searches without reopening."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "shared.duckdb"
+    mine = Library(open_store(path))
+    mine.add_items(_items(rng, 20))
+    other_items = _items(rng, 10, start=500)
+    script = textwrap.dedent(f"""
+        import pickle, sys
+        from facecast.library import Library
+        from facecast.store import open_store
+        items = pickle.loads(sys.stdin.buffer.read())
+        other = Library(open_store({str(path)!r}))
+        other.add_items(items)
+        other.remove([1, 2])
+    """)
+    import pickle
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=pickle.dumps(other_items), capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    mine.follow_store()
+    assert np.array_equal(np.sort(mine.index.live_ids()), np.sort(mine.store.library.ids()))
+    assert 1 not in set(mine.index.live_ids().tolist()) and len(mine.index) == 28
+    with mine.index_lock:
+        ids, _ = mine.index.search(other_items[3].embedding, 1)
+    digest = other_items[3].content_sha256
+    assert int(ids[0][0]) == mine.store.library.ids_by_hash([digest])[digest]
+    mine.close()

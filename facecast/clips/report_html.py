@@ -3,6 +3,7 @@ URIs, the curve as inline SVG), so it can be mailed or archived and opens offlin
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from facecast.clips.report import EngagementReport
@@ -101,8 +102,8 @@ def report_html(report: EngagementReport) -> str:
                 + "".join(
                     "<div class='moment'>"
                     + (
-                        f"<img alt='face' src='data:image/png;base64,{m.thumbnail_png_b64}'>"
-                        if m.thumbnail_png_b64
+                        f"<img alt='face' src='data:image/png;base64,{escape(m.thumbnail_png_b64, quote=True)}'>"
+                        if _is_base64(m.thumbnail_png_b64)
                         else ""
                     )
                     + f"<br>{m.t_s:.1f} s · character {m.track_id}<br>{escape(m.emotion)} ({m.confidence:.0%}) · "
@@ -131,3 +132,12 @@ def report_html(report: EngagementReport) -> str:
         f"{report.interval_coverage:.0%} coverage.</p></body></html>"
     )
     return "".join(parts)
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def _is_base64(text: str | None) -> bool:
+    """A thumbnail goes into an attribute only as plain base64: a stored report is data, and data that is not a
+    picture must not become markup (escaped besides, for the same reason)."""
+    return bool(text) and _BASE64.fullmatch(text or "") is not None

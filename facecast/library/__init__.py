@@ -13,6 +13,7 @@ All SQL takes values as parameters (facecast.store); nothing a user types is pas
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from facecast.library.feedback import Preference
 from facecast.library.ingest import IngestReport, read_labels
 from facecast.library.ranking import DEFAULT_WEIGHTS, RankingContext
 from facecast.library.search import Filters, Query, SearchResult, SearchResults
-from facecast.library.vector_index import VectorIndex, index_paths, open_index, rebuild_from_store
+from facecast.library.vector_index import VectorIndex, index_paths, open_index, rebuild_from_store, reconcile_index
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store, open_store
 
 __all__ = [
@@ -53,10 +54,30 @@ class Library:
         self.embedders = embedders
         self.notes: list[str] = []
         self.index_path, self.sidecar_path = index_paths(store.path)
+        # Every use of the index (search, add, remove, save, catching up) holds this: FAISS is not thread-safe, and the
+        # app's sessions share one Library.
+        self.index_lock = threading.RLock()
+        self._token = store.change_token()
         self.index: VectorIndex = open_index(store, self.index_path, self.sidecar_path, EMBEDDING_DIM, self.notes)
         if use_gpu and self.index.use_gpu_if_available():
             self.notes.append("searching on the GPU (faiss-gpu)")
         self._profiles: dict[str, tuple[np.ndarray, Preference | None]] = {}
+
+    def mark_current(self) -> None:
+        """The index now holds what the store holds (after this Library's own writes)."""
+        self._token = self.store.change_token()
+
+    def follow_store(self) -> None:
+        """Bring the index up to date when another process (or Library) wrote to the store since we last looked:
+        the change token is a stat of the files, so this costs nothing while nobody else writes."""
+        token = self.store.change_token()
+        if token == self._token:
+            return
+        with self.index_lock:
+            self.index = reconcile_index(
+                self.store, self.index, self.index_path, self.sidecar_path, self.notes, spot_check=False
+            )
+            self._token = token
 
     @classmethod
     def open(
@@ -115,12 +136,14 @@ class Library:
     def remove(self, ids: Iterable[int]) -> tuple[list[int], list[int]]:
         """Delete items: (removed ids, ids that were not in the library)."""
         wanted = sorted({int(i) for i in ids})
-        removed = self.store.library.remove(wanted)
-        self.index.remove(removed)
-        if self.index.needs_compaction():
-            self.notes.append(f"{len(self.index.tombstones)} removed items in the vector index: rebuilt it")
-            self.index = rebuild_from_store(self.store, EMBEDDING_DIM)
-        self.index.save(self.index_path, self.sidecar_path)
+        with self.index_lock:
+            removed = self.store.library.remove(wanted)
+            self.index.remove(removed)
+            if self.index.needs_compaction():
+                self.notes.append(f"{len(self.index.tombstones)} removed items in the vector index: rebuilt it")
+                self.index = rebuild_from_store(self.store, EMBEDDING_DIM)
+            self.index.save(self.index_path, self.sidecar_path)
+            self.mark_current()
         return removed, [i for i in wanted if i not in set(removed)]
 
     def update_labels(
@@ -129,6 +152,7 @@ class Library:
         return self.store.library.update_labels(item_id, emotion=emotion, style=style, character=character)
 
     def stats(self) -> dict[str, Any]:
+        self.follow_store()
         stats = self.store.library.stats()
         stats["index"] = {
             "path": str(self.index_path),
@@ -164,6 +188,7 @@ class Library:
     ) -> SearchResults:
         """Two-stage search (facecast.library.search). `previous_item` (an item id) and `character_context` are the
         production context of the temporal-coherence and character-identity terms."""
+        self.follow_store()
         return search.search(
             self,
             query,

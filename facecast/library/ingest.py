@@ -175,6 +175,8 @@ def add_manifest(library: Library, manifest: str | Path) -> IngestReport:
 
 
 def store_pending(library: Library, pending: list[_Pending], report: IngestReport) -> None:
+    """Embed, store and index the faces, a chunk at a time (each chunk one transaction, then the index follows).
+    Content that another session or process stored meanwhile is reported as a duplicate."""
     fresh = _without_duplicates(library.store, pending, report)
     if not fresh:
         return
@@ -183,17 +185,26 @@ def store_pending(library: Library, pending: list[_Pending], report: IngestRepor
         chunk = fresh[start : start + STORE_CHUNK]
         vectors, emotion_probs, style_probs = embedders.embed_faces(np.stack([p.face for p in chunk]))
         items = [_library_item(p, v, e, s) for p, v, e, s in zip(chunk, vectors, emotion_probs, style_probs)]
-        ids = library.store.library.add(items)
-        library.index.add(ids, np.stack([item.embedding for item in items]))
-        report.added += [(i, p.source_path) for i, p in zip(ids, chunk)]
-    library.index.save(library.index_path, library.sidecar_path)
+        with library.index_lock:
+            stored, ids, existing = library.store.library.add_new(items)
+            if stored:
+                library.index.add(ids, np.stack([item.embedding for item in stored]))
+        by_hash = {p.digest: p for p in chunk}
+        report.added += [(i, by_hash[item.content_sha256].source_path) for i, item in zip(ids, stored)]
+        report.duplicates += [(by_hash[digest].source_path, item_id) for digest, item_id in existing.items()]
+    with library.index_lock:
+        library.index.save(library.index_path, library.sidecar_path)
+        library.mark_current()
 
 
 def add_items(library: Library, items: Sequence[LibraryItem]) -> list[int]:
     """Store ready-made items (embedding already computed) and index them; for bulk loads and benchmarks."""
-    ids = library.store.library.add(items)
-    library.index.add(ids, np.stack([item.embedding for item in items]) if items else np.zeros((0, EMBEDDING_DIM)))
-    library.index.save(library.index_path, library.sidecar_path)
+    with library.index_lock:
+        ids = library.store.library.add(items)
+        vectors = np.stack([item.embedding for item in items]) if items else np.zeros((0, EMBEDDING_DIM))
+        library.index.add(ids, vectors)
+        library.index.save(library.index_path, library.sidecar_path)
+        library.mark_current()
     return ids
 
 

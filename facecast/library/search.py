@@ -208,7 +208,8 @@ def search(
 
     mark = time.perf_counter()
     wanted = max(candidates, top_k)
-    ids, scores = library.index.search(vector, wanted)
+    with library.index_lock:
+        ids, scores = library.index.search(vector, wanted)
     ids, scores = ids[0], scores[0]
     timings["ann"] = 1000 * (time.perf_counter() - mark)
 

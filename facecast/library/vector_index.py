@@ -8,8 +8,11 @@ beside the database file as ``<db>.faiss`` plus a small JSON sidecar ``<db>.fais
   stored vector by id (the spot check needs that).
 * HNSW cannot delete. A removed id becomes a tombstone (kept in the sidecar and skipped in results); when
   tombstones pass :data:`COMPACT_FRACTION` of the index the library rebuilds it from DuckDB.
-* Files are written to a temporary name and moved into place (``os.replace``), index first, sidecar second, so a
-  crash leaves either the old pair or a pair the check at open detects and repairs.
+* Files are written to a temporary name unique to the process and thread (pid + random), then moved into place
+  (``os.replace``), index first, sidecar second, so a crash or two writers at once leave either a whole pair or a
+  pair the check at open detects and repairs.
+* Other processes write the same library: a Library compares the store's change token before each search and, when
+  another process committed since, brings its index up to date the same way (:func:`reconcile_index`).
 * :func:`open_index` checks the index against DuckDB every time the library opens: id count and id checksum, then
   a spot check of a few stored vectors. Ids only DuckDB has are added, ids only the index has are tombstoned, and
   anything worse (unreadable file, wrong dimension, vectors that disagree) rebuilds it from DuckDB. Each repair is
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +171,7 @@ class VectorIndex:
     def save(self, index_path: Path, sidecar_path: Path) -> None:
         index_path, sidecar_path = Path(index_path), Path(sidecar_path)
         index_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
+        temporary = index_path.with_name(f".{index_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         faiss.write_index(self.index, str(temporary))
         os.replace(temporary, index_path)
         count, total, squares = id_summary(self.live_ids())
@@ -184,7 +188,7 @@ class VectorIndex:
             "tombstones": sorted(self.tombstones),
             "saved_at": time.time(),
         }
-        temporary = sidecar_path.with_name(f".{sidecar_path.name}.{os.getpid()}.tmp")
+        temporary = sidecar_path.with_name(f".{sidecar_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         temporary.write_text(json.dumps(sidecar))
         os.replace(temporary, sidecar_path)
 
@@ -239,17 +243,6 @@ def open_index(
 ) -> VectorIndex:
     """Load the index and make it agree with DuckDB (see the module docstring); repairs are appended to `notes`."""
     notes = notes if notes is not None else []
-    started = time.perf_counter()
-
-    def rebuilt(reason: str) -> VectorIndex:
-        index = rebuild_from_store(store, dim)
-        index.save(index_path, sidecar_path)
-        notes.append(
-            f"{reason}: rebuilt the vector index from the library database ({len(index)} items, "
-            f"{time.perf_counter() - started:.1f} s)"
-        )
-        return index
-
     try:
         index = VectorIndex.load(index_path, sidecar_path, dim)
     except IndexFileError as error:
@@ -257,8 +250,24 @@ def open_index(
             index = VectorIndex.empty(dim)  # a new library: nothing to rebuild or to say
             index.save(index_path, sidecar_path)
             return index
-        return rebuilt(str(error))
+        return _rebuilt(store, index_path, sidecar_path, dim, notes, str(error))
+    return reconcile_index(store, index, index_path, sidecar_path, notes, rng)
 
+
+def reconcile_index(
+    store: Store,
+    index: VectorIndex,
+    index_path: Path,
+    sidecar_path: Path,
+    notes: list[str],
+    rng: np.random.Generator | None = None,
+    *,
+    spot_check: bool = True,
+) -> VectorIndex:
+    """`index` made to agree with DuckDB: ids only DuckDB has are added, ids only the index has are tombstoned,
+    anything worse rebuilds it. Also how a library follows what other processes wrote (then without the spot check:
+    the vectors it already held were checked when it opened)."""
+    dim = index.dim
     changed = False
     if id_summary(index.live_ids()) != store.library.id_summary():
         db_ids = store.library.ids()
@@ -266,7 +275,9 @@ def open_index(
         missing = np.setdiff1d(db_ids, live)
         extra = np.setdiff1d(live, db_ids)
         if np.isin(missing, np.fromiter(index.tombstones, np.int64, len(index.tombstones))).any():
-            return rebuilt("the index had removed ids that the database holds again")
+            return _rebuilt(
+                store, index_path, sidecar_path, dim, notes, "the index had removed ids that the database holds again"
+            )
         if len(extra):
             index.remove(extra.tolist())
         if len(missing):
@@ -279,14 +290,36 @@ def open_index(
         changed = True
 
     live = index.live_ids()
-    if len(live):
+    if spot_check and len(live):
         rng = rng or np.random.default_rng()
         sample = rng.choice(live, size=min(SPOT_CHECKS, len(live)), replace=False)
         ids, stored = store.library.embeddings(sample.tolist())
         if not np.allclose(index.reconstruct(ids), stored, atol=1e-5):
-            return rebuilt("vectors in the index disagree with the library database")
+            return _rebuilt(
+                store, index_path, sidecar_path, dim, notes, "vectors in the index disagree with the library database"
+            )
     if index.needs_compaction():
-        return rebuilt(f"{len(index.tombstones)} removed items made up over {COMPACT_FRACTION:.0%} of the index")
+        return _rebuilt(
+            store,
+            index_path,
+            sidecar_path,
+            dim,
+            notes,
+            f"{len(index.tombstones)} removed items made up over {COMPACT_FRACTION:.0%} of the index",
+        )
     if changed:
         index.save(index_path, sidecar_path)
+    return index
+
+
+def _rebuilt(
+    store: Store, index_path: Path, sidecar_path: Path, dim: int, notes: list[str], reason: str
+) -> VectorIndex:
+    started = time.perf_counter()
+    index = rebuild_from_store(store, dim)
+    index.save(index_path, sidecar_path)
+    notes.append(
+        f"{reason}: rebuilt the vector index from the library database ({len(index)} items, "
+        f"{time.perf_counter() - started:.1f} s)"
+    )
     return index

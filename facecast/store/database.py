@@ -8,13 +8,14 @@ Design
   (facecast.store.migrations says how, and how to add one).
 * The tables are reached by domain: ``store.classifications``, ``store.analyses``, ``store.library`` and
   ``store.feedback`` (one small module each); this module holds what they share: opening, transactions, reads.
-* One writer, with transactions. All writes go through :meth:`Store.transaction` (BEGIN ... COMMIT, ROLLBACK on any
-  exception), serialised by a process-wide lock per database file, so two Streamlit sessions (threads) never
-  interleave statements inside one transaction. Reads run on their own short-lived cursors and do not wait for
-  writers (see :meth:`Store._reading` for why).
-* DuckDB lets one process at a time open a file for writing. A second process gets :class:`StoreLocked`, naming the
-  file and the process holding it. Anything DuckDB cannot open (corrupt, truncated, not a DuckDB file) is a
-  :class:`StoreError`; the file is left exactly as it was.
+* Every process may read and write; none holds the file between operations (facecast.store.gate): each operation
+  takes the file, runs, and gives it back, waiting its turn when another process has it. Only a wait longer than
+  ``Settings.store_wait_s`` (a foreign program holding the file) ends in :class:`StoreLocked`, naming the holder.
+  Anything DuckDB cannot open (corrupt, truncated, not a DuckDB file) is a :class:`StoreError`; the file is left
+  exactly as it was.
+* Writes are transactions: :meth:`Store.transaction` (BEGIN ... COMMIT, ROLLBACK on any exception), serialised
+  within a process by a lock per database file, so two Streamlit sessions (threads) never interleave statements
+  inside one transaction. Reads run on their own cursors and do not wait for this process's writers.
 * Timestamps are naive ``TIMESTAMP`` values in UTC. Vectors are fixed-size ``FLOAT[N]`` arrays and come back as
   ``numpy.float32`` arrays.
 
@@ -23,14 +24,13 @@ duckdb 2.x behaviours this module relies on
 * ``execute()`` streams: a result not read to its end blocks ``register()``/``sql()`` on that connection
   ("unfinished result from execute()"), so every result here is drained with ``fetchall()``/``df()``.
 * A connection used from two threads at once refuses ("connection is busy with another call") rather than waiting:
-  hence the write lock, and a cursor per read.
+  hence the write lock, and a cursor per operation.
 * Every statement costs about a millisecond, so rows go in as one Arrow table, not one INSERT each.
 * Reading a ``TIMESTAMPTZ`` into Python needs ``pytz`` (not installed): columns are UTC ``TIMESTAMP`` instead.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,8 +45,9 @@ import pyarrow as pa
 from facecast.config import load_settings
 from facecast.store.analyses import Analyses
 from facecast.store.classifications import Classifications
-from facecast.store.errors import StoreError, StoreLocked
+from facecast.store.errors import StoreError
 from facecast.store.feedback import Feedback
+from facecast.store.gate import WaitStats, gate_for
 from facecast.store.library import LibraryItems
 from facecast.store.migrations import migrate, rollback_quietly
 
@@ -62,65 +63,29 @@ def _write_lock_for(path: Path) -> threading.RLock:
         return _WRITE_LOCKS.setdefault(path, threading.RLock())
 
 
-_LOCK_HOLDER_PID = re.compile(r"\(PID (\d+)\)")
-
-
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    """Open the file, turning DuckDB's errors into StoreLocked / StoreError with the file named."""
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as error:
-        detail = str(error)
-        if "Could not set lock" in detail or "Conflicting lock" in detail:
-            pid = _LOCK_HOLDER_PID.search(detail)
-            raise StoreLocked(path, int(pid.group(1)) if pid else None, detail) from error
-        raise StoreError(_unreadable_message(path, detail)) from error
-    except duckdb.ConnectionException as error:
-        # DuckDB shares one database per file within a process; it must be opened with one configuration.
-        raise StoreError(
-            f"facecast store {path} is already open in this process with a different mode (read-only vs "
-            f"read-write); use the Store that is already open. DuckDB said: {error}"
-        ) from error
-    except duckdb.Error as error:
-        raise StoreError(_unreadable_message(path, str(error))) from error
-
-
-def _unreadable_message(path: Path, detail: str) -> str:
-    return (
-        f"cannot open facecast store {path}: it is corrupt, truncated or not a DuckDB database file (or cannot be "
-        f"read). The file was not modified; move it aside to start a fresh store. DuckDB said: {detail}"
-    )
-
-
-def open_store(path: str | Path | None = None, *, read_only: bool = False) -> Store:
+def open_store(path: str | Path | None = None, *, read_only: bool = False, wait_s: float | None = None) -> Store:
     """Open (creating and migrating if needed) the facecast store at ``path`` (default: ``Settings.db_path``).
 
-    Raises StoreLocked when another process holds the file and StoreError when it cannot be used (corrupt, newer
-    schema, not a facecast store, a read-only open of a missing or outdated file).
+    Raises StoreLocked when a program keeps the file for longer than ``wait_s`` (default ``Settings.store_wait_s``)
+    and StoreError when it cannot be used (corrupt, newer schema, not a facecast store, a read-only open of a missing
+    or outdated file).
     """
-    db_path = Path(path if path is not None else load_settings().db_path).expanduser().resolve()
-    if read_only:
-        if not db_path.is_file():
-            raise StoreError(f"no facecast store at {db_path} (a read-only open never creates one)")
-    else:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-    write_lock = _write_lock_for(db_path)
-    connection = _connect(db_path, read_only)
-    try:
-        # Under the write lock: two threads opening the same new file at once must not both run migration 1.
-        with write_lock:
-            version = migrate(connection, db_path, read_only)
-        return Store(db_path, connection, write_lock, read_only=read_only, schema_version=version)
-    except BaseException:
-        connection.close()
-        raise
+    settings = load_settings()
+    db_path = Path(path if path is not None else settings.db_path).expanduser().resolve()
+    if read_only and not db_path.is_file():
+        raise StoreError(f"no facecast store at {db_path} (a read-only open never creates one)")
+    store = Store(db_path, read_only=read_only, wait_s=settings.store_wait_s if wait_s is None else wait_s)
+    # Under the write lock: two threads opening the same new file at once must not both run migration 1.
+    with store._write_lock, store._gate.connection(read_only=read_only, wait_s=store.wait_s) as connection:
+        store.schema_version = migrate(connection, db_path, read_only)
+    return store
 
 
 class Transaction:
     """The handle ``Store.transaction()`` yields: runs SQL inside the open transaction, only in its own thread."""
 
     def __init__(self, connection: duckdb.DuckDBPyConnection) -> None:
-        self._connection = connection
+        self.connection = connection
         self.thread_id = threading.get_ident()
         self.active = True
         # Set when an inner (joined) transaction block failed: the outer block must not commit a partial result
@@ -130,25 +95,25 @@ class Transaction:
     def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> list[tuple]:
         """Run one statement (or several, without parameters) and return all its rows."""
         self._check_usable()
-        return self._connection.execute(sql, parameters).fetchall()
+        return self.connection.execute(sql, parameters).fetchall()
 
     def insert_arrow(self, table_name: str, rows: pa.Table) -> None:
         """Insert an Arrow table into ``table_name``, matching columns by name (bulk path for vectors)."""
         self._check_usable()
         view_name = f"incoming_{uuid.uuid4().hex}"
-        self._connection.register(view_name, rows)
+        self.connection.register(view_name, rows)
         try:
             columns = ", ".join(rows.column_names)
-            self._connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM {view_name}")
+            self.connection.execute(f"INSERT INTO {table_name} ({columns}) SELECT {columns} FROM {view_name}")
         except duckdb.Error:
             # After a failed INSERT the transaction is aborted and unregister() fails too ("transaction aborted"):
             # that second error must not hide the first (e.g. which constraint the rows violated).
             try:
-                self._connection.unregister(view_name)
+                self.connection.unregister(view_name)
             except duckdb.Error:
                 pass
             raise
-        self._connection.unregister(view_name)
+        self.connection.unregister(view_name)
 
     def _check_usable(self) -> None:
         if not self.active:
@@ -158,26 +123,16 @@ class Transaction:
 
 
 class Store:
-    """An open facecast store. Create with :func:`open_store`; close with :meth:`close` or a ``with`` block."""
+    """A facecast store. Create with :func:`open_store`; it holds no file handle between operations, so `close`
+    only marks it closed (and a ``with`` block reads well)."""
 
-    def __init__(
-        self,
-        path: Path,
-        connection: duckdb.DuckDBPyConnection,
-        write_lock: threading.RLock,
-        *,
-        read_only: bool,
-        schema_version: int,
-    ) -> None:
+    def __init__(self, path: Path, *, read_only: bool, wait_s: float, schema_version: int = 0) -> None:
         self.path = path
         self.read_only = read_only
+        self.wait_s = wait_s
         self.schema_version = schema_version
-        self._connection = connection  # the writer: used only while holding _write_lock
-        self._write_lock = write_lock
-        # Parent of the per-read cursors. Created now, while only this thread knows the Store; cursor() on it is
-        # guarded by _cursor_lock so concurrent reads never touch one connection object at the same time.
-        self._cursor_parent = connection.cursor()
-        self._cursor_lock = threading.Lock()
+        self._gate = gate_for(path)
+        self._write_lock = _write_lock_for(path)
         self._transaction: Transaction | None = None
         self._closed = False
         # The tables by domain: store.analyses.add(...), store.library.search_candidates(...), ...
@@ -197,15 +152,28 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close the store; waits for a running transaction (in another thread) to finish. Idempotent."""
+        """Mark the store closed; waits for a running transaction (in another thread) to finish. Idempotent."""
         if self._in_own_transaction():
             raise StoreError("close() called inside a transaction; leave the `with store.transaction()` block first")
-        with self._write_lock, self._cursor_lock:
-            if self._closed:
-                return
+        with self._write_lock:
             self._closed = True
-            self._cursor_parent.close()
-            self._connection.close()
+
+    @property
+    def wait_stats(self) -> WaitStats:
+        """How long this process's operations waited for the file (all Stores of the file share it)."""
+        return self._gate.stats
+
+    def change_token(self) -> tuple[int, ...]:
+        """Changes whenever any process commits a write (the database file or its write-ahead log changed): what
+        an in-process cache of this store compares to notice other processes' writes without opening the file."""
+        token: list[int] = []
+        for file in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                stat = file.stat()
+                token += [stat.st_mtime_ns, stat.st_size]
+            except FileNotFoundError:
+                token += [0, 0]
+        return tuple(token)
 
     # ---- transactions -------------------------------------------------------------------------------------------
 
@@ -229,10 +197,10 @@ class Store:
 
         if self.read_only:
             raise StoreError(f"facecast store {self.path} is open read-only; writes need open_store(read_only=False)")
-        with self._write_lock:
+        with self._write_lock, self._gate.connection(read_only=False, wait_s=self.wait_s) as connection:
             self._check_open()
-            self._connection.execute("BEGIN TRANSACTION")
-            transaction = Transaction(self._connection)
+            connection.execute("BEGIN TRANSACTION")
+            transaction = Transaction(connection)
             self._transaction = transaction
             try:
                 yield transaction
@@ -240,13 +208,13 @@ class Store:
                     raise StoreError("a nested transaction block failed; the whole transaction was rolled back")
             except BaseException:
                 self._end_transaction(transaction)
-                rollback_quietly(self._connection)
+                rollback_quietly(connection)
                 raise
             self._end_transaction(transaction)
             try:
-                self._connection.execute("COMMIT")
+                connection.execute("COMMIT")
             except duckdb.Error as error:
-                rollback_quietly(self._connection)  # a failed COMMIT may leave the transaction open
+                rollback_quietly(connection)  # a failed COMMIT may leave the transaction open
                 raise StoreError(f"commit failed on {self.path}; nothing was stored: {error}") from error
 
     def _end_transaction(self, transaction: Transaction) -> None:
@@ -262,24 +230,15 @@ class Store:
 
     @contextmanager
     def _reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to read with.
-
-        A DuckDB connection object is not safe to use from two threads at once. Two ways out: share the writer
-        connection under the write lock, or give each read its own cursor (a new connection to the same database).
-        Cursors win: a Streamlit page reading the history should not wait for a long ingest in another session,
-        and DuckDB's MVCC gives each cursor a consistent snapshot of committed data. Inside a transaction the
-        owning thread reads on the writer connection instead, so it sees its own uncommitted rows.
-        """
-        if self._in_own_transaction():
-            yield self._connection
+        """A connection to read with: the thread's own transaction's (so it sees its uncommitted rows), else a
+        cursor of its own for this one read (DuckDB's MVCC gives it a consistent snapshot of committed data)."""
+        transaction = self._transaction
+        if transaction is not None and transaction.thread_id == threading.get_ident():
+            yield transaction.connection
             return
-        with self._cursor_lock:
-            self._check_open()
-            cursor = self._cursor_parent.cursor()
-        try:
-            yield cursor
-        finally:
-            cursor.close()
+        self._check_open()
+        with self._gate.connection(read_only=self.read_only, wait_s=self.wait_s) as connection:
+            yield connection
 
     def read_df(self, sql: str, parameters: Sequence[Any] | None = None) -> pd.DataFrame:
         with self._reading() as connection:

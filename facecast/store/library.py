@@ -43,11 +43,21 @@ class LibraryItems:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    def add_new(self, items: Sequence[LibraryItem]) -> tuple[list[LibraryItem], list[int], dict[str, int]]:
+        """Insert the items whose content is not in the library yet, in one transaction: (the inserted items, their
+        ids, {content hash: id} of those already there). The check runs inside the transaction, so another process
+        adding the same content at the same moment makes it a duplicate here, never a failed batch."""
+        items = list(items)
+        with self._store.transaction():
+            existing = self.ids_by_hash([item.content_sha256 for item in items])
+            fresh = [item for item in items if item.content_sha256 not in existing]
+            return fresh, self.add(fresh), existing
+
     def add(self, items: Sequence[LibraryItem]) -> list[int]:
         """Insert library items in one transaction (or the caller's); returns their ids in input order.
 
         Content already in the library (or twice in the batch) is refused with StoreError and nothing is stored:
-        callers de-duplicate first with :meth:`library_ids_by_hash`."""
+        callers de-duplicate first (:meth:`add_new` does, in the same transaction)."""
         items = list(items)
         if not items:
             return []
