@@ -1,20 +1,29 @@
-"""facecast web app: `streamlit run app/main.py` (the README's first command does this for you)."""
+"""facecast web app: `streamlit run app/main.py` (the README's first command does this for you).
+
+Each page is listed only for people whose roles allow it (facecast.access; without sign-in, the local user sees all),
+so a page someone may not use is not reachable at all, not just hidden."""
 
 import streamlit as st
 
+from app.components import auth
+
 st.set_page_config(page_title="facecast", page_icon=":material/theater_comedy:", layout="wide")
 
-pages = {
-    "Marketing": [
-        st.Page("pages/analyze_clips.py", title="Analyze clips", icon=":material/movie:", default=True),
-        st.Page("pages/compare_cuts.py", title="Compare cuts", icon=":material/compare:"),
-        st.Page("pages/history.py", title="History", icon=":material/history:"),
-    ],
-    "Artists": [
-        st.Page("pages/expression_library.py", title="Expression library", icon=":material/photo_library:"),
-        st.Page("pages/classify_faces.py", title="Classify faces", icon=":material/face:"),
-        st.Page("pages/style_mapping.py", title="Style mapping", icon=":material/palette:"),
-    ],
-    "Ops": [st.Page("pages/triton_status.py", title="Triton status", icon=":material/monitor_heart:")],
-}
+# (section, page file, title, icon, the action the page needs)
+PAGES = [
+    ("Marketing", "pages/analyze_clips.py", "Analyze clips", ":material/movie:", "clips.analyse"),
+    ("Marketing", "pages/compare_cuts.py", "Compare cuts", ":material/compare:", "clips.compare"),
+    ("Marketing", "pages/history.py", "History", ":material/history:", "clips.history"),
+    ("Artists", "pages/expression_library.py", "Expression library", ":material/photo_library:", "library.search"),
+    ("Artists", "pages/classify_faces.py", "Classify faces", ":material/face:", "faces.classify"),
+    ("Artists", "pages/style_mapping.py", "Style mapping", ":material/palette:", "faces.map"),
+    ("Ops", "pages/triton_status.py", "Triton status", ":material/monitor_heart:", "ops.status"),
+]
+
+person = auth.identity()
+allowed = [page for page in PAGES if person.may(page[4])]
+pages: dict[str, list] = {}
+for index, (section, path, title, icon, _) in enumerate(allowed):
+    pages.setdefault(section, []).append(st.Page(path, title=title, icon=icon, default=index == 0))
+auth.sidebar(person)
 st.navigation(pages).run()

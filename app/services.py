@@ -16,8 +16,6 @@ from facecast.library import Library
 from facecast.serving.replicas import configured_urls
 from facecast.store import Store, open_store
 
-DEFAULT_PROFILE = "app"  # the feedback profile the app's thumbs and "use this" teach
-
 
 @st.cache_resource
 def settings() -> Settings:

@@ -18,6 +18,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 
 from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.config import PROJECT_ROOT
@@ -246,7 +247,7 @@ def test_expression_library_text_and_image_search_with_feedback(browser, app_url
         page.get_by_test_id("stBaseButton-primaryFormSubmit")
     ).click()
     page.get_by_role("heading", name="12 results for the text query").wait_for(timeout=WAIT_MS)
-    first_card = page.locator(".st-key-result-1")
+    first_card = page.locator(".st-key-result-1").filter(visible=True)  # Streamlit may keep a stale card hidden
     # the heading can arrive before the cards are filled in (Streamlit streams the page): wait for the card's button
     first_card.get_by_role("button", name="Good").wait_for(timeout=WAIT_MS)
     assert "anger" in first_card.inner_text()
@@ -264,9 +265,11 @@ def test_expression_library_text_and_image_search_with_feedback(browser, app_url
         page.get_by_test_id("stBaseButton-primaryFormSubmit")
     ).click()
     page.get_by_role("heading", name="12 results for the image query").wait_for(timeout=WAIT_MS)
-    first_card = page.locator(".st-key-result-1")
-    first_card.get_by_role("button", name="Use this").wait_for(timeout=WAIT_MS)
-    assert "realistic-happiness.png" in first_card.inner_text()  # the very face searched for ranks first
+    first_card = page.locator(".st-key-result-1").filter(visible=True)  # Streamlit may keep a stale card hidden
+    # while Streamlit replaces the text query's cards, the old card and the new one can both be in the page for a
+    # moment: wait until the first card is the new one alone
+    expect(first_card.get_by_role("button", name="Use this")).to_have_count(1, timeout=WAIT_MS)
+    expect(first_card).to_contain_text("realistic-happiness.png", timeout=WAIT_MS)  # the face searched for ranks first
     first_card.get_by_role("button", name="Use this").click()
     page.get_by_text("Using expression").first.wait_for(timeout=WAIT_MS)
     screenshot(page, "library-image-search")

@@ -423,6 +423,7 @@ SHIPPED_MIGRATIONS = {
     "001_images_classified.sql": "60d1ec440244ddb59cbb673da3e6b3e96ee2d716067e5508582164aad437480a",
     "002_clip_analyses.sql": "562cbb8f9724a584f2f3960afd15e1f28c441a7cc1afc81e04566518eecf01fa",
     "003_library.sql": "3734643c7275c5856ef1088e537abb1947d9eb006203a5bfe9bb3cfdcec6dd4d",
+    "004_analysed_by.sql": "37411df23fc0d2c872f63bc68602c8822e458bab2e3050752b9048f8856d2fae",
 }
 
 
@@ -455,15 +456,18 @@ def _schema(path: Path) -> dict[str, list[tuple]]:
         }
 
 
-def test_a_store_written_before_the_package_opens_upgrades_and_loses_nothing(tmp_path: Path) -> None:
+def test_a_store_written_before_the_package_opens_upgrades_and_loses_nothing(tmp_path: Path, monkeypatch) -> None:
     from tests.legacy_store import MIGRATIONS_AT_4282C63, build_legacy_store
 
     legacy = build_legacy_store(tmp_path / "legacy.duckdb")
+    # the shipped migrations up to the legacy version build exactly the schema main wrote...
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[: len(MIGRATIONS_AT_4282C63)])
+        with open_store(tmp_path / "as-shipped.duckdb"):
+            pass
+    assert _schema(legacy) == _schema(tmp_path / "as-shipped.duckdb"), "a shipped migration no longer builds it"
     with open_store(tmp_path / "fresh.duckdb"):
         pass
-    fresh_schema = _schema(tmp_path / "fresh.duckdb")
-    if LATEST == len(MIGRATIONS_AT_4282C63):
-        assert _schema(legacy) == fresh_schema, "the shipped migrations no longer build the schema main wrote"
 
     with open_store(legacy) as store:
         assert store.schema_version == LATEST
@@ -488,3 +492,5 @@ def test_a_store_written_before_the_package_opens_upgrades_and_loses_nothing(tmp
         # and it takes new rows after the upgrade, with ids after the old ones
         [new_id] = store.classifications.add([make_row(1)])
         assert new_id == 2
+    # ...and upgraded, it has exactly the schema of a store created today
+    assert _schema(legacy) == _schema(tmp_path / "fresh.duckdb")

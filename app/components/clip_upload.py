@@ -45,7 +45,9 @@ def load_report(store: Store, analysis_id: int) -> EngagementReport | None:
     return EngagementReport.from_dict(json.loads(stored.report_json)) if stored else None
 
 
-def analyse_upload(upload, analyzer: ClipAnalyzer, store: Store, fingerprint: str) -> ClipResult:
+def analyse_upload(
+    upload, analyzer: ClipAnalyzer, store: Store, fingerprint: str, *, analysed_by: str | None = None
+) -> ClipResult:
     """One uploaded clip through the stages, each with its own progress bar. MediaError (a bad file) is returned as
     the result's error; Triton errors propagate so the page can show its banner."""
     from facecast.media.video import MediaError
@@ -99,7 +101,7 @@ def analyse_upload(upload, analyzer: ClipAnalyzer, store: Store, fingerprint: st
         for stage, bar in bars.items():
             bar.progress(1.0, text=f"{stage_text[stage]}: done in {analysis.report.timings_s[stage]:.2f} s")
         storing = st.progress(0.0, text="Storing the report")
-        result.analysis_id = store.analyses.add(analysis.record())
+        result.analysis_id = store.analyses.add(analysis.record(analysed_by=analysed_by))
         storing.progress(1.0, text=f"Stored as analysis {result.analysis_id}")
         status.update(label=f"{upload.name}: analysed", state="complete", expanded=False)
     return result

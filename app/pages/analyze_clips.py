@@ -5,12 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services
+from app.components import auth
 from app.components.banners import store_unavailable, triton_down
 from app.components.clip_upload import CLIP_TYPES, analyse_upload, load_report
 from app.components.report_view import show_report
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.store import StoreError
 
+person = auth.require("clips.analyse")
 st.title("Analyze clips")
 st.caption(
     "Predicted audience engagement of a clip from its characters' faces and expressions: scores with 90 % "
@@ -43,7 +45,7 @@ if submitted:
         shown, problems = [], []
         try:
             for upload in uploads:
-                result = analyse_upload(upload, analyzer, store, fingerprint)
+                result = analyse_upload(upload, analyzer, store, fingerprint, analysed_by=person.name)
                 (problems if result.error else shown).append(result)
         except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
             triton_down(error, "The analysis stopped: the model server is not available.")

@@ -11,6 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from app import services
+from app.components import auth
 from app.components.banners import triton_down
 from facecast.classify import ClassifiedImage, classify_images
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
@@ -21,6 +22,7 @@ from facecast.vocab import EMOTIONS
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 MAX_FILES = 64
 
+auth.require("faces.classify")
 st.title("Classify faces")
 st.caption(
     "Emotion, art style and action parameters (mouth, eye, brow, cheek) of character faces, "

@@ -6,9 +6,11 @@ import altair as alt
 import streamlit as st
 
 from app import services
+from app.components import auth
 from app.components.clip_upload import load_report
 from facecast.clips.compare import best_per_group, differences, divergent_moments, overlaid_curves
 
+auth.require("clips.compare")
 st.title("Compare cuts")
 st.caption("Pick two or more analysed cuts (analyse them on **Analyze clips** first). Nothing is recomputed.")
 store, past = services.store_and_past_analyses()

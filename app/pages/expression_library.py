@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import services
+from app.components import auth
 from app.components.banners import store_unavailable, triton_down
 from facecast.clients.embedders import QueryError as EmbeddingQueryError
 from facecast.library import Filters, LibraryError, Query
@@ -19,9 +20,10 @@ from facecast.vocab import EMOTIONS, STYLES
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 TRITON_ERRORS = (TritonUnavailable, ModelUnavailable, InferenceFailed)
-PROFILE = services.DEFAULT_PROFILE
 COLUMNS = 4
 
+person = auth.require("library.search")
+PROFILE = person.name  # the signed-in person's own ranking weights and preferences
 st.title("Expression library")
 try:
     library = services.library()
@@ -36,6 +38,8 @@ st.caption(
 
 
 def add_section() -> None:
+    if not person.may("library.add"):
+        return
     with st.expander("Add expressions", expanded=stats["items"] == 0):
         with st.form("add-images", border=False):
             uploads = st.file_uploader("Face images", type=IMAGE_TYPES, accept_multiple_files=True)
@@ -103,6 +107,7 @@ with st.form("search", border=False):
     top_k = top_col.slider("Results", 4, 48, 12, step=4)
     searched = st.form_submit_button("Search", type="primary")
 
+search_messages = st.container(key="search-errors")  # always there, so a warning never moves the results
 if searched:
     query = Query(text=text.strip() or None, image=reference.getvalue() if reference else None)
     filters = Filters(emotion=None if emotion == "any" else emotion, style=None if style == "any" else style)
@@ -115,7 +120,7 @@ if searched:
     except TRITON_ERRORS as error:
         triton_down(error, "The search needs the model server, which is not available.")
     except (LibraryError, EmbeddingQueryError) as error:
-        st.warning(f"**The search cannot run.** {error}", icon=":material/search_off:")
+        search_messages.warning(f"**The search cannot run.** {error}", icon=":material/search_off:")
         st.session_state.pop("library.results", None)
 
 
@@ -133,14 +138,34 @@ def give_feedback(kind: str, item_id: int) -> None:
         st.session_state["library.feedback"] = f"Feedback not stored: {error}"
 
 
+def remove_item(item_id: int) -> None:
+    """Ops and admins only (the button is not shown to others, and this checks again)."""
+    if not person.may("library.remove"):
+        st.session_state["library.feedback"] = "Removing items needs the ops role."
+        return
+    try:
+        removed, _ = library.remove([item_id])
+        st.session_state["library.feedback"] = (
+            f"Removed expression {item_id} from the library."
+            if removed
+            else (f"Expression {item_id} was already gone.")
+        )
+        st.session_state.pop("library.results", None)
+    except StoreError as error:
+        st.session_state["library.feedback"] = f"Not removed: {error}"
+
+
 results = st.session_state.get("library.results")
 if results is None:
     st.stop()
-if message := st.session_state.pop("library.feedback", None):
-    st.toast(message, icon=":material/thumb_up:")
-    st.success(message)
-for note in results.notes:
-    st.caption(note)
+# Every part below sits in a container of its own, present on every run: a message or a note more or less then never
+# moves the result cards to other positions (where Streamlit could leave an earlier search's card standing).
+with st.container(key="search-messages"):
+    if message := st.session_state.pop("library.feedback", None):
+        st.toast(message, icon=":material/thumb_up:")
+        st.success(message)
+    for note in results.notes:
+        st.caption(note)
 if not results.results:
     st.info("No expression matches: loosen the filters or describe it differently.")
     st.stop()
@@ -190,3 +215,12 @@ for row in rows:
                 on_click=give_feedback,
                 args=("use", result.id),
             )
+            if person.may("library.remove"):
+                st.button(
+                    "Remove",
+                    icon=":material/delete:",
+                    key=f"remove-{results.query_id}-{result.id}",
+                    help="Delete this expression from the library (ops)",
+                    on_click=remove_item,
+                    args=(result.id,),
+                )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app import services
+from app.components import auth
 from app.components.clip_upload import load_report
 from app.components.report_view import show_report
 
+auth.require("clips.history")
 st.title("History")
 store, past = services.store_and_past_analyses()
 
@@ -27,6 +29,7 @@ table = past[
         "resonance",
         "shareability",
         "duration_s",
+        "analysed_by",
     ]
 ].rename(
     columns={
@@ -35,6 +38,7 @@ table = past[
         "engagement_class": "class",
         "duration_s": "seconds",
         "created_at": "analysed (UTC)",
+        "analysed_by": "by",
     }
 )
 st.dataframe(

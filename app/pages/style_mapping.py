@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import services
+from app.components import auth
 from app.components.banners import TRITON_DOWN, store_unavailable, triton_down
 from facecast.library import LibraryError
 from facecast.mapping import MappingInputError, MappingResult, NotAFaceError, StyleMapper, save_to_library
@@ -38,6 +39,7 @@ def server_down(error: Exception, what: str = TRITON_DOWN) -> NoReturn:
     triton_down(error, what, forget=style_mapper.clear)
 
 
+auth.require("faces.map")
 st.title("Style mapping")
 st.caption(
     "Carry a face's expression into another art style with the `style_mapper` network served by Triton. "

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app import services
+from app.components import auth
 from facecast.serving.client import DEFAULT_POOL
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 from facecast.serving.health import batching_settings, model_config, model_stats
@@ -23,6 +24,7 @@ from facecast.serving.replicas import deployment_status
 # bound the chaos test holds the client pool to).
 SPREAD_TOLERANCE = 0.25
 
+auth.require("ops.status")
 st.title("Triton status")
 urls = services.triton_urls()
 replicas = deployment_status(services.settings())["replicas"]

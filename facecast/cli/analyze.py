@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import threading
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     continue
                 report = analysis.report
                 if store is not None:
-                    store.analyses.add(analysis.record())
+                    store.analyses.add(analysis.record(analysed_by=f"cli:{getpass.getuser()}"))
             reports.append(report)
             if not args.json:
                 print_report(report)

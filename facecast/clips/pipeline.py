@@ -75,12 +75,14 @@ class Analysis:
     observations: list[Observation]
     fingerprint: str
 
-    def record(self) -> AnalysisRecord:
+    def record(self, analysed_by: str | None = None) -> AnalysisRecord:
         """What the store keeps of this analysis (facecast.store.analyses), in one transaction."""
-        return analysis_record(self.report, self.observations, self.fingerprint)
+        return analysis_record(self.report, self.observations, self.fingerprint, analysed_by)
 
 
-def analysis_record(report: EngagementReport, observations: list[Observation], fingerprint: str) -> AnalysisRecord:
+def analysis_record(
+    report: EngagementReport, observations: list[Observation], fingerprint: str, analysed_by: str | None = None
+) -> AnalysisRecord:
     clip, engagement = report.clip, report.engagement
     return AnalysisRecord(
         clip=ClipRow(
@@ -98,6 +100,7 @@ def analysis_record(report: EngagementReport, observations: list[Observation], f
             TrackRow(c.track_id, c.first_s, c.last_s, c.observations, c.screen_time_s, c.dominant_emotion, c.style)
             for c in report.characters
         ],
+        analysed_by=analysed_by,
         faces=[
             FaceRow(
                 o.track_id, o.t_s, o.box, o.detection_score, o.emotion, o.emotion_probs, o.style_probs, o.action_params

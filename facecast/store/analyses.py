@@ -45,8 +45,8 @@ class Analyses:
             ((analysis_id,),) = tx.execute("SELECT nextval('clip_analyses_id_seq')")
             tx.execute(
                 "INSERT INTO clip_analyses (id, content_sha256, fingerprint, name, faces_found, engagement, "
-                "engagement_low, engagement_high, engagement_class, resonance, shareability, report_json) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "engagement_low, engagement_high, engagement_class, resonance, shareability, report_json, "
+                "analysed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     analysis_id,
                     clip.content_sha256,
@@ -60,6 +60,7 @@ class Analyses:
                     record.resonance,
                     record.shareability,
                     record.report_json,
+                    record.analysed_by,
                 ],
             )
             tracks, faces = record.tracks, record.faces
@@ -116,7 +117,7 @@ class Analyses:
         """The newest analyses first: id, name, created_at, headline scores and clip duration (no report JSON)."""
         sql = (
             "SELECT a.id, a.name, a.created_at, a.faces_found, a.engagement, a.engagement_low, a.engagement_high, "
-            "a.engagement_class, a.resonance, a.shareability, c.duration_s, a.content_sha256 "
+            "a.engagement_class, a.resonance, a.shareability, c.duration_s, a.content_sha256, a.analysed_by "
             "FROM clip_analyses a JOIN clips c USING (content_sha256) ORDER BY a.id DESC"
         )
         if limit is None:

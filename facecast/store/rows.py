@@ -147,9 +147,10 @@ class StoredAnalysis:
     name: str
     created_at: datetime
     report_json: str
+    analysed_by: str | None = None
 
 
-ANALYSIS_COLUMNS = "id, content_sha256, fingerprint, name, created_at, report_json"
+ANALYSIS_COLUMNS = "id, content_sha256, fingerprint, name, created_at, report_json, analysed_by"
 
 
 def vector_column(vectors: Sequence[np.ndarray], length: int) -> pa.FixedSizeListArray:
@@ -241,3 +242,4 @@ class AnalysisRecord:
     report_json: str
     tracks: Sequence[TrackRow] = ()
     faces: Sequence[FaceRow] = ()
+    analysed_by: str | None = None  # a signed-in user, the local app user, or cli:<login>
