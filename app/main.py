@@ -20,7 +20,7 @@ PAGES = [
     ("Ops", "pages/triton_status.py", "Triton status", ":material/monitor_heart:", "ops.status"),
 ]
 
-person = auth.identity()
+person = auth.identity(main=True)
 allowed = [page for page in PAGES if person.may(page[4])]
 pages: dict[str, list] = {}
 for index, (section, path, title, icon, _) in enumerate(allowed):

@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -24,39 +21,22 @@ from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.config import PROJECT_ROOT
 from facecast.media.images import load_face
 from facecast.serving.client import TritonModelClient
-from facecast.serving.process import find_free_ports
 from facecast.vocab import AUDIENCE_GROUPS, EXPRESSION_ENCODER
+from tests.browser_helpers import chromium, streamlit_app
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import settings_environment
 
 pytestmark = pytest.mark.triton
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = PROJECT_ROOT / "artifacts"
-WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("FACECAST_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
+
+
+WAIT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
@@ -116,29 +96,8 @@ def app_url(full_server, tmp_path_factory):
         timeout=300,
     )
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    (port,) = find_free_ports(1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited: {process.stdout.read()}")
-            time.sleep(0.5)
-    yield url, demo / "faces"
-    process.terminate()
-    output, _ = process.communicate(timeout=20)
-    assert "Traceback" not in output, output
+    with streamlit_app(env) as url:
+        yield url, demo / "faces"
 
 
 def open_page(browser, url: str, title: str | None = None):

@@ -32,9 +32,12 @@ def _policy(path: str | None) -> Policy:
     return Policy.load(path)
 
 
-def identity() -> Identity:
+def identity(*, main: bool = False) -> Identity:
     """The session's identity; asks to sign in (and stops the page) when that is needed first. Worked out on every
-    run, so an expired or withdrawn sign-in takes effect at the next click."""
+    run, so an expired or withdrawn sign-in takes effect at the next click. `main`: called by app/main.py before it
+    lists the pages, so a stop there must not leave Streamlit listing app/pages/ by itself."""
+    global _MAIN
+    _MAIN = main
     if not auth_configured():
         address = st.get_option("server.address")
         if not is_loopback_address(address):
@@ -61,7 +64,7 @@ def identity() -> Identity:
             icon=":material/lock:",
         )
         st.button("Sign out", on_click=st.logout)
-        st.stop()
+        _stop()
     return person
 
 
@@ -90,9 +93,25 @@ def _sign_in_screen(message: str, *, again: bool = False) -> NoReturn:
     st.title("facecast")
     (st.warning if again else st.info)(message, icon=":material/login:")
     st.button("Sign in again" if again else "Sign in", type="primary", on_click=st.login)
-    st.stop()
+    _stop()
 
 
 def _refuse(message: str) -> NoReturn:
     st.error(f"**facecast will not run like this.** {message}", icon=":material/lock:")
+    _stop()
+
+
+_MAIN = False
+
+
+def _stop() -> NoReturn:
+    """Stop the run. From app/main.py, first tell Streamlit the app has no pages to offer: a script that stops before
+    st.navigation would otherwise get Streamlit's automatic list of app/pages/ (each page checks again, but a person
+    who may not use them should not see them listed)."""
+    if _MAIN:
+        st.navigation([st.Page(_nothing, title="facecast")], position="hidden")
     st.stop()
+
+
+def _nothing() -> None:
+    return None
