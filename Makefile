@@ -16,7 +16,7 @@ SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt
 EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
-.PHONY: setup run serve stop test data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
+.PHONY: setup run serve stop test lint validate-deploy chaos multiuser data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector clips engagement-data engagement evaluate-engagement embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
 
@@ -77,6 +77,27 @@ run: setup
 ## Tests ##########################################################################################################
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The habits: ruff (lint + format check, pyproject.toml) over the repository, mypy over facecast/.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# docker/ and docker/k8s/ validated offline (docker/README.md "Validation"); the validators live in their own venv.
+DEPLOY_VENV ?= .venv-deploy
+validate-deploy:
+	bash docker/install-validators.sh $(DEPLOY_VENV)
+	DOCKER_TOOLS_VENV=$(abspath $(DEPLOY_VENV)) K8S_TOOLS_VENV=$(abspath $(DEPLOY_VENV)) bash docker/validate.sh
+
+# Three local replicas under analyses and searches, one killed, one stopped, the killed one restarted (~1 min)
+chaos: setup
+	$(PY) -m benchmarks.chaos
+
+# Eight app sessions and two CLI processes writing one store at once, through the local Triton
+multiuser: setup
+	$(FACECAST) serve --detach --reuse
+	$(PY) -m benchmarks.multiuser --seconds 60
 
 ## Models: data → training → evaluation → export (rebuilds the shipped weights from scratch) ######################
 data: $(VENV)/.installed

@@ -9,8 +9,14 @@ from pathlib import Path
 
 from facecast.config import PROJECT_ROOT
 
-CONTRACTS = {"facecast", "facecast.config", "facecast.vocab", "facecast.engagement_features", "facecast.tokenizer",
-             "facecast.access"}
+CONTRACTS = {
+    "facecast",
+    "facecast.config",
+    "facecast.vocab",
+    "facecast.engagement_features",
+    "facecast.tokenizer",
+    "facecast.access",
+}
 FEATURES = ("facecast.clips", "facecast.library", "facecast.mapping", "facecast.classify")
 # training scripts that evaluate (or prepare demo content) through the served models, as users would, or compute
 # features through the exported graph the server runs: they may use the runtime, and export/ for those graphs

@@ -18,17 +18,42 @@ def _png_b64() -> str:
 
 
 def report(name: str, thumbnail: str) -> EngagementReport:
-    clip = ClipInfo(name=name, sha256="ab" * 32, size_bytes=1, duration_s=2.0, width=64, height=64, fps=8.0,
-                    codec="h264", rotation=0)
+    clip = ClipInfo(
+        name=name,
+        sha256="ab" * 32,
+        size_bytes=1,
+        duration_s=2.0,
+        width=64,
+        height=64,
+        fps=8.0,
+        codec="h264",
+        rotation=0,
+    )
     scored = Scored.around(0.5, 0.1)
     return EngagementReport(
-        clip=clip, faces_found=True, engagement=scored, resonance=scored, shareability=scored,
-        engagement_class="medium", class_probabilities={"low": 0.2, "medium": 0.6, "high": 0.2},
-        characters=[CharacterSummary(track_id=1, first_s=0.0, last_s=1.0, observations=4, screen_time_s=1.0,
-                                     dominant_emotion="happiness", style="<b>cartoon</b>", mean_face_height=0.3,
-                                     timeline=[])],
-        key_moments=[KeyMoment(t_s=0.5, weight=0.9, track_id=1, emotion="happiness", confidence=0.8,
-                               thumbnail_png_b64=thumbnail)],
+        clip=clip,
+        faces_found=True,
+        engagement=scored,
+        resonance=scored,
+        shareability=scored,
+        engagement_class="medium",
+        class_probabilities={"low": 0.2, "medium": 0.6, "high": 0.2},
+        characters=[
+            CharacterSummary(
+                track_id=1,
+                first_s=0.0,
+                last_s=1.0,
+                observations=4,
+                screen_time_s=1.0,
+                dominant_emotion="happiness",
+                style="<b>cartoon</b>",
+                mean_face_height=0.3,
+                timeline=[],
+            )
+        ],
+        key_moments=[
+            KeyMoment(t_s=0.5, weight=0.9, track_id=1, emotion="happiness", confidence=0.8, thumbnail_png_b64=thumbnail)
+        ],
         notes=["<script>alert('note')</script>"],
     )
 
