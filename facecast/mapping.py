@@ -44,12 +44,12 @@ from PIL import Image
 from facecast.clients.face_detector import FaceDetector
 from facecast.clients.style_mapper import MappedFaces, StyleMapperClient
 from facecast.library import IngestReport, Library
-from facecast.media.images import ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
+from facecast.media.images import DEFAULT_MAX_SIDE, ImageDecodeError, border_colour, face_crop, fit_square, load_rgb
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_PARAM_BOUNDS, STYLES
 
 MIN_SIDE = 24  # px: below this there is no face left to read an expression from
 MAX_PIXELS = 40_000_000  # far above any face picture or 8K frame (33 MP); checked from the header, before decoding
-MAX_SIDE = 10_000  # px: a 10000×40 strip is not a face picture either
+MAX_SIDE = DEFAULT_MAX_SIDE  # px: a 10000×40 strip is not a face picture either
 
 # Face finding (locate_face), measured on the served face_detector with these values (`python -m
 # benchmarks.face_check`, docs/benchmarks.md "face check"): of 313 pictures that are one face (the 28 demo faces,
@@ -103,23 +103,6 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
 
 
-def _header_size(source: str | Path | bytes) -> tuple[int, int] | None:
-    """(width, height) from the file's header without decoding it, or None (load_rgb then says what is wrong)."""
-    import io
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(
-                io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
-            )
-            with opened as image:
-                return image.size
-    except Exception:  # noqa: BLE001 - missing, unreadable, not an image, a bomb: load_rgb reports each in plain words
-        return None
-
-
 def load_picture(source: str | Path | bytes | np.ndarray, *, name: str | None = None) -> np.ndarray:
     """Decode a picture to uint8 RGB [H, W, 3] and check that a face can be mapped from it.
 
@@ -130,18 +113,12 @@ def load_picture(source: str | Path | bytes | np.ndarray, *, name: str | None = 
         picture = _array_to_rgb(source, label)
     else:
         label = name or (str(source) if isinstance(source, (str, Path)) else "uploaded image")
-        size = _header_size(source)
-        if size is not None and max(size) > MAX_SIDE:  # refused from the header, before anything is decoded
-            raise MappingInputError(
-                f"{label}: the picture is too large ({size[0]}x{size[1]} px); at most "
-                f"{MAX_SIDE} px on a side are accepted; crop it to the face"
-            )
-        try:
-            picture = load_rgb(source, max_pixels=MAX_PIXELS)
+        try:  # load_rgb refuses a bomb or an absurd side from the header, before anything is decoded
+            picture = load_rgb(source, max_pixels=MAX_PIXELS, max_side=MAX_SIDE, name=label)
         except ImageDecodeError as error:
             message = str(error)
-            if name and not isinstance(source, (str, Path)):  # load_rgb calls bytes "uploaded image"
-                message = message.replace("uploaded image", name, 1)
+            if "too large (" in message and "px" in message:
+                message += "; crop it to the face"
             raise MappingInputError(message) from None
     height, width = picture.shape[:2]
     if height == 0 or width == 0:
@@ -153,7 +130,7 @@ def load_picture(source: str | Path | bytes | np.ndarray, *, name: str | None = 
         )
     if max(height, width) > MAX_SIDE or height * width > MAX_PIXELS:
         raise MappingInputError(
-            f"{label}: the picture is too large ({width}x{height} px); at most {MAX_SIDE} px "
+            f"{label}: the picture is too large ({width}x{height} px); at most {MAX_SIDE:,} px "
             f"on a side and {MAX_PIXELS:,} pixels are accepted; crop it to the face"
         )
     return picture

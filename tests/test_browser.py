@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from app.components.uploads import IMAGE_UPLOAD_MB
 from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.config import PROJECT_ROOT
 from facecast.media.images import load_face
@@ -266,11 +267,17 @@ def test_classify_demo_faces_in_the_browser(browser, app_url, full_server) -> No
     page.close()
 
 
-def test_style_mapping_in_the_browser(browser, app_url) -> None:
+def test_style_mapping_in_the_browser(browser, app_url, tmp_path) -> None:
     url, faces = app_url
     page = open_page(browser, url, "Style mapping")
     page.get_by_text("An uploaded face").click()
-    upload(page, page.locator('[data-testid="stFileUploader"]'), faces / "cartoon-surprise.png")
+    uploader = page.locator('[data-testid="stFileUploader"]')
+    # a picture over the pictures' own limit is refused by the browser, long before the 1 GB allowed for clips
+    oversized = tmp_path / "poster.png"
+    oversized.write_bytes(b"\0" * (IMAGE_UPLOAD_MB * 1024 * 1024 + 1))
+    uploader.locator('input[type="file"]').set_input_files(str(oversized))
+    expect(uploader).to_contain_text(f"File must be {IMAGE_UPLOAD_MB}.0MB or smaller", timeout=WAIT_MS)
+    upload(page, uploader, faces / "cartoon-surprise.png")
     page.get_by_role("heading", name="In all four styles").wait_for(timeout=WAIT_MS)
     # the source and the face in each of the four styles
     page.locator('[data-testid="stImage"] img').nth(4).wait_for(timeout=WAIT_MS)

@@ -178,9 +178,24 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 def test_max_pixels_is_configurable():
     data = encode(Image.new("RGB", (100, 100)))
-    with pytest.raises(ImageDecodeError, match="10,000 pixels"):
+    with pytest.raises(ImageDecodeError, match="9,999 pixels"):
         load_rgb(data, max_pixels=9_999)
     assert load_rgb(data, max_pixels=10_000).shape == (100, 100, 3)
+
+
+def test_an_absurd_side_is_refused_from_the_header():
+    with pytest.raises(ImageDecodeError, match=r"100000x1 px; at most 10,000 px on a side"):
+        load_rgb(_png_claiming_size(100_000, 1))  # 100,000 pixels only, but no picture of a face
+
+
+def test_a_file_over_the_byte_limit_is_never_read(tmp_path):
+    huge = tmp_path / "huge.png"
+    with huge.open("wb") as file:  # sparse: 100 MB on paper, nothing on disk
+        file.truncate(100 * 1024 * 1024)
+    with pytest.raises(ImageDecodeError, match=r"huge.png: the file is too large \(104.9 MB; .* at most 67 MB"):
+        load_rgb(huge)
+    with pytest.raises(ImageDecodeError, match=r"face.png: the file is too large"):
+        load_rgb(encode(Image.new("RGB", (64, 64))), max_bytes=10, name="face.png")
 
 
 # --- fit_square -------------------------------------------------------------------------------------------------

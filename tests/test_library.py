@@ -229,6 +229,17 @@ def test_labels_csv_errors_name_file_row_and_problem(tmp_path):
         read_labels(tmp_path / "absent.csv")
 
 
+def test_a_manifest_too_long_or_too_large_is_refused_before_parsing(tmp_path):
+    long = tmp_path / "million.csv"
+    long.write_text("path\n" + "a.png\n" * 1_000_000)  # 6 MB: under the byte limit, over the row limit
+    with pytest.raises(LabelsError, match=r"million.csv: more than 100,000 rows"):
+        read_labels(long)
+    large = tmp_path / "large.csv"
+    large.write_text("path,character\n" + f"a.png,{'x' * 9_000_000}\n")
+    with pytest.raises(LabelsError, match=r"large.csv: the file is too large \(9.0 MB"):
+        read_labels(large)
+
+
 # ---- ranking and feedback --------------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 from PIL import Image
 
 from app import services
-from app.components import auth
+from app.components import auth, uploads
 from app.components.banners import triton_down
 from facecast.classify import ClassifiedImage, classify_images
 from facecast.media.images import ImageDecodeError, fit_square, load_rgb
@@ -19,7 +19,6 @@ from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUna
 from facecast.store import StoreError
 from facecast.vocab import EMOTIONS
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 MAX_FILES = 64
 
 auth.require("faces.classify")
@@ -42,11 +41,8 @@ def demo_faces() -> list[Path]:
 
 
 with st.form("faces", border=False):
-    uploads = st.file_uploader(
-        "Face images",
-        type=IMAGE_TYPES,
-        accept_multiple_files=True,
-        help=f"Up to {MAX_FILES} images; each is fitted to {face_size}×{face_size} px.",
+    pictures = uploads.image_uploads(
+        "Face images", help=f"Up to {MAX_FILES} images; each is fitted to {face_size}×{face_size} px."
     )
     demos = demo_faces()
     chosen_demos = []
@@ -57,7 +53,7 @@ with st.form("faces", border=False):
     submitted = st.form_submit_button("Classify", type="primary")
 
 if submitted:
-    sources = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    sources = [(upload.name, upload.getvalue()) for upload in pictures]
     sources += [(path.name, path.read_bytes()) for path in chosen_demos]
     if not sources:
         st.info("Upload a face image or pick a demo face first.")

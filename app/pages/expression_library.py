@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import services
-from app.components import auth
+from app.components import auth, uploads
 from app.components.banners import store_unavailable, triton_down
 from facecast.clients.embedders import QueryError as EmbeddingQueryError
 from facecast.library import Filters, LibraryError, Query
@@ -18,7 +18,6 @@ from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUna
 from facecast.store import StoreError
 from facecast.vocab import EMOTIONS, STYLES
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 TRITON_ERRORS = (TritonUnavailable, ModelUnavailable, InferenceFailed)
 COLUMNS = 4
 
@@ -42,12 +41,12 @@ def add_section() -> None:
         return
     with st.expander("Add expressions", expanded=stats["items"] == 0):
         with st.form("add-images", border=False):
-            uploads = st.file_uploader("Face images", type=IMAGE_TYPES, accept_multiple_files=True)
+            pictures = uploads.image_uploads("Face images")
             add_images = st.form_submit_button("Add images")
-        if add_images and uploads:
+        if add_images and pictures:
             with tempfile.TemporaryDirectory(prefix="facecast-") as folder:
                 paths = []
-                for upload in uploads:
+                for upload in pictures:
                     path = Path(folder) / Path(upload.name).name
                     path.write_bytes(upload.getvalue())
                     paths.append(path)
@@ -100,7 +99,8 @@ if library.stats()["items"] == 0:
 with st.form("search", border=False):
     words, picture = st.columns([3, 2])
     text = words.text_input("Describe the expression", placeholder="e.g. a furious cartoon villain")
-    reference = picture.file_uploader("…or give a reference face", type=IMAGE_TYPES)
+    with picture:
+        reference = uploads.image_uploader("…or give a reference face")
     emotion_col, style_col, top_col = st.columns(3)
     emotion = emotion_col.selectbox("Emotion", ["any", *EMOTIONS])
     style = style_col.selectbox("Style", ["any", *STYLES], format_func=lambda s: s.replace("_", " "))

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app import services
-from app.components import auth
+from app.components import auth, uploads
 from app.components.banners import TRITON_DOWN, store_unavailable, triton_down
 from facecast.library import LibraryError
 from facecast.mapping import MappingInputError, MappingResult, NotAFaceError, StyleMapper, save_to_library
@@ -20,7 +20,6 @@ from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUna
 from facecast.store import StoreError
 from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "gif", "bmp"]
 TRITON_ERRORS = (TritonUnavailable, ModelUnavailable, InferenceFailed)
 LIBRARY_CHOICES = 500  # newest items offered in the picker
 FROM_LIBRARY, FROM_UPLOAD = "A library item", "An uploaded face"
@@ -100,10 +99,8 @@ def library_source() -> tuple[bytes, str, str, str | None]:
 
 
 def upload_source() -> tuple[bytes, str, str, None]:
-    upload = st.file_uploader(
-        "Face picture",
-        type=IMAGE_TYPES,
-        help="A character's face, or a frame with one in it: the face detector finds it.",
+    upload = uploads.image_uploader(
+        "Face picture", help="A character's face, or a frame with one in it: the face detector finds it."
     )
     if upload is None:
         st.info("Upload a face picture, or pick a library item.", icon=":material/upload:")

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from facecast.library import Library
 
 FACE_SIZE = 64  # the image_embedder's input (its Triton dims)
+# A manifest lists a studio's face pictures, a few thousand rows; both limits are checked before pandas parses it.
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024  # ~100,000 rows of typical paths and labels
+MAX_MANIFEST_ROWS = 100_000
 STORE_CHUNK = 1024  # faces embedded and committed together
 
 
@@ -40,10 +43,20 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise LabelsError(f"{path}: labels file not found")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise LabelsError(
+            f"{path}: the file is too large ({size / 1e6:,.1f} MB; manifests of at most "
+            f"{MAX_MANIFEST_BYTES / 1e6:,.0f} MB are accepted): split it into several"
+        )
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=MAX_MANIFEST_ROWS + 1)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise LabelsError(f"{path}: not a readable CSV file ({str(error).splitlines()[0]})") from None
+    if len(frame) > MAX_MANIFEST_ROWS:
+        raise LabelsError(
+            f"{path}: more than {MAX_MANIFEST_ROWS:,} rows; split it into manifests of at most that many"
+        )
     if "path" not in frame.columns:
         raise LabelsError(
             f"{path}: needs a 'path' column (and optionally emotion, style, character, intensity, "

@@ -26,8 +26,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# The one size check every image path goes through (uploads, library ingest, classify, map, training data), all
+# refused before any pixel is decoded:
 # 50 megapixels: far above any real face crop or frame (8K is 33 MP), far below what fills memory when decoded.
 DEFAULT_MAX_PIXELS = 50_000_000
+# 10,000 px on a side: a 100000×1 strip has few pixels but is no picture of a face, and tiles badly when resized.
+DEFAULT_MAX_SIDE = 10_000
+# 64 MB on disk: an 8K PNG is ~50 MB; a larger file is read whole into memory for nothing.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 SUPPORTED_FORMATS = "PNG, JPEG, WebP, GIF, BMP"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 WHITE = (255, 255, 255)
@@ -44,8 +50,17 @@ def _describe(source: str | Path | bytes) -> str:
     return str(source)
 
 
-def _read_bytes(source: str | Path | bytes, name: str) -> bytes:
+def _too_big(name: str, size: int, max_bytes: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"{name}: the file is too large ({size / 1e6:,.1f} MB; image files of at most {max_bytes / 1e6:,.0f} MB "
+        "are accepted)"
+    )
+
+
+def _read_bytes(source: str | Path | bytes, name: str, max_bytes: int) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > max_bytes:
+            raise _too_big(name, len(source), max_bytes)
         return bytes(source)
     path = Path(source)
     if not path.exists():
@@ -53,6 +68,9 @@ def _read_bytes(source: str | Path | bytes, name: str) -> bytes:
     if not path.is_file():
         raise ImageDecodeError(f"{name}: not a file")
     try:
+        size = path.stat().st_size
+        if size > max_bytes:  # before reading: a 2 GB file named .png is never loaded
+            raise _too_big(name, size, max_bytes)
         return path.read_bytes()
     except OSError as error:
         raise ImageDecodeError(f"{name}: cannot be read ({error.strerror or error})") from None
@@ -83,15 +101,24 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
-def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_rgb(
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    name: str | None = None,
+) -> np.ndarray:
     """Decode an image file (path or bytes) to uint8 RGB [H, W, 3].
 
     Reads PNG, JPEG, WebP, GIF (first frame) and BMP. Raises ImageDecodeError for an empty file, something that
-    is not an image, a truncated or corrupt file, or an image of more than `max_pixels` pixels (checked from the
-    header, before anything is decoded, so a decompression bomb costs nothing).
+    is not an image, a truncated or corrupt file, a file of more than `max_bytes`, or an image of more than
+    `max_pixels` pixels or `max_side` px on a side (checked from the header, before anything is decoded, so a
+    decompression bomb costs nothing). `name` is how the user knows the source (an upload's file name); messages
+    start with it.
     """
-    name = _describe(source)
-    data = _read_bytes(source, name)
+    name = name or _describe(source)
+    data = _read_bytes(source, name, max_bytes)
     if not data:
         raise ImageDecodeError(f"{name}: the file is empty (0 bytes)")
 
@@ -115,10 +142,10 @@ def load_rgb(source: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
         width, height = image.size
         if width <= 0 or height <= 0:
             raise ImageDecodeError(f"{name}: the image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
+        if width * height > max_pixels or max(width, height) > max_side:
             raise ImageDecodeError(
-                f"{name}: the image is too large ({width}x{height} = {width * height:,} pixels; "
-                f"at most {max_pixels:,} are accepted)"
+                f"{name}: the image is too large ({width}x{height} px; at most {max_side:,} px on a side and "
+                f"{max_pixels:,} pixels are accepted)"
             )
         try:
             image.seek(0)  # animated GIF / WebP: the first frame
