@@ -54,9 +54,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise LabelsError(f"{path}: not a readable CSV file ({str(error).splitlines()[0]})") from None
     if len(frame) > MAX_MANIFEST_ROWS:
-        raise LabelsError(
-            f"{path}: more than {MAX_MANIFEST_ROWS:,} rows; split it into manifests of at most that many"
-        )
+        raise LabelsError(f"{path}: more than {MAX_MANIFEST_ROWS:,} rows; split it into manifests of at most that many")
     if "path" not in frame.columns:
         raise LabelsError(
             f"{path}: needs a 'path' column (and optionally emotion, style, character, intensity, "
