@@ -8,6 +8,7 @@ from app import services
 from app.components import auth
 from app.components.clip_upload import load_report
 from app.components.report_view import show_report
+from facecast.clips.history import history_csv, history_table, spreadsheet_safe_table
 
 auth.require("clips.history")
 st.title("History")
@@ -17,30 +18,7 @@ if past.empty:
     st.info("No clip has been analysed yet: analyse one on the **Analyze clips** page.", icon=":material/history:")
     st.stop()
 
-table = past[
-    [
-        "id",
-        "name",
-        "created_at",
-        "engagement",
-        "engagement_low",
-        "engagement_high",
-        "engagement_class",
-        "resonance",
-        "shareability",
-        "duration_s",
-        "analysed_by",
-    ]
-].rename(
-    columns={
-        "engagement_low": "low",
-        "engagement_high": "high",
-        "engagement_class": "class",
-        "duration_s": "seconds",
-        "created_at": "analysed (UTC)",
-        "analysed_by": "by",
-    }
-)
+table = spreadsheet_safe_table(history_table(past))
 st.dataframe(
     table,
     hide_index=True,
@@ -49,6 +27,14 @@ st.dataframe(
         c: st.column_config.NumberColumn(format="%.2f")
         for c in ("engagement", "low", "high", "resonance", "shareability", "seconds")
     },
+)
+
+st.download_button(
+    "Download table (CSV)",
+    data=history_csv(past),
+    file_name="facecast-history.csv",
+    mime="text/csv",
+    help="Names a spreadsheet would run as formulas (starting with =, +, -, @) are written as text.",
 )
 
 labels = {int(row.id): f"{row.id} · {row.name} · {row.created_at:%Y-%m-%d %H:%M}" for row in past.itertuples()}
