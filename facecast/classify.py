@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from facecast.clients.expression_encoder import ExpressionPrediction, ExpressionRecognizer
-from facecast.media.images import ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import MIN_FACE_SIDE, ImageDecodeError, fit_square, load_rgb
 from facecast.store.rows import ImageClassification
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, EXPRESSION_ENCODER, STYLES
 
@@ -55,7 +55,7 @@ def classify_images(sources: list[tuple[str, bytes]], recognizer: ExpressionReco
     for index, (name, data) in enumerate(sources):
         digest = hashlib.sha256(data).hexdigest()
         try:
-            faces.append(fit_square(load_rgb(data), size))
+            faces.append(fit_square(load_rgb(data, min_side=MIN_FACE_SIDE), size))
             positions.append((index, digest))
         except ImageDecodeError as error:
             # load_rgb calls in-memory bytes "uploaded image"; the user knows them by their file name

@@ -257,3 +257,16 @@ def test_load_face_combines_decode_and_fit():
     assert face.shape == (48, 48, 3)
     assert tuple(face[0, 0]) == (255, 255, 255)  # white background and white padding
     assert tuple(face[24, 24]) == (0, 128, 0)
+
+
+def test_a_face_picture_under_the_minimum_side_is_refused_with_its_size():
+    from facecast.media.images import MIN_FACE_SIDE
+
+    dot = encode(Image.new("RGB", (1, 1)))
+    assert load_rgb(dot).shape == (1, 1, 3)  # a picture, for callers that do not need a face in it
+    with pytest.raises(
+        ImageDecodeError,
+        match=rf"dot.png: the picture is too small \(1x1 px\); a face needs at least {MIN_FACE_SIDE} px",
+    ):
+        load_rgb(dot, min_side=MIN_FACE_SIDE, name="dot.png")
+    assert load_rgb(encode(Image.new("RGB", (MIN_FACE_SIDE, 40))), min_side=MIN_FACE_SIDE).shape == (40, 16, 3)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from facecast.clients.embedders import Embedders
 from facecast.library.errors import LabelsError, LibraryError
-from facecast.media.images import ImageDecodeError, fit_square, image_files, load_rgb
+from facecast.media.images import MIN_FACE_SIDE, ImageDecodeError, fit_square, image_files, load_rgb
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
@@ -167,7 +167,7 @@ def add_images(
                 key = by_name[path.name][0]  # labels written for the same files in another folder
             row = table.loc[key] if key in table.index else None
         try:
-            face = fit_square(load_rgb(data), FACE_SIZE)
+            face = fit_square(load_rgb(data, min_side=MIN_FACE_SIDE), FACE_SIZE)
         except ImageDecodeError as error:
             report.failed.append((name, str(error).replace("uploaded image: ", "", 1)))
             continue

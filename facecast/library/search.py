@@ -18,7 +18,7 @@ from facecast.clients._common import softmax
 from facecast.clients.embedders import Embedders
 from facecast.library.errors import QueryError
 from facecast.library.ranking import TERMS, RankingContext, explain, phi_matrix, rerank
-from facecast.media.images import ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import MIN_FACE_SIDE, ImageDecodeError, fit_square, load_rgb
 from facecast.vocab import EMOTIONS, STYLES
 
 if TYPE_CHECKING:
@@ -143,7 +143,9 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
     face = None
     if query.image is not None:
         try:
-            image = query.image if isinstance(query.image, np.ndarray) else load_rgb(query.image)
+            image = (
+                query.image if isinstance(query.image, np.ndarray) else load_rgb(query.image, min_side=MIN_FACE_SIDE)
+            )
             face = fit_square(np.asarray(image, np.uint8), FACE_SIZE)
         except (ImageDecodeError, ValueError) as error:
             raise QueryError(f"query image: {error}") from None

@@ -34,6 +34,9 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MAX_SIDE = 10_000
 # 64 MB on disk: an 8K PNG is ~50 MB; a larger file is read whole into memory for nothing.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# 16 px: the smallest face picture classify, the library and search accept (upscaling a 1×1 dot to 64 px gives the
+# networks a flat colour, and a confident-looking answer about nothing).
+MIN_FACE_SIDE = 16
 SUPPORTED_FORMATS = "PNG, JPEG, WebP, GIF, BMP"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
 WHITE = (255, 255, 255)
@@ -107,6 +110,7 @@ def load_rgb(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int = DEFAULT_MAX_SIDE,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    min_side: int = 1,
     name: str | None = None,
 ) -> np.ndarray:
     """Decode an image file (path or bytes) to uint8 RGB [H, W, 3].
@@ -114,8 +118,8 @@ def load_rgb(
     Reads PNG, JPEG, WebP, GIF (first frame) and BMP. Raises ImageDecodeError for an empty file, something that
     is not an image, a truncated or corrupt file, a file of more than `max_bytes`, or an image of more than
     `max_pixels` pixels or `max_side` px on a side (checked from the header, before anything is decoded, so a
-    decompression bomb costs nothing). `name` is how the user knows the source (an upload's file name); messages
-    start with it.
+    decompression bomb costs nothing), or under `min_side` px on a side. `name` is how the user knows the source
+    (an upload's file name); messages start with it.
     """
     name = name or _describe(source)
     data = _read_bytes(source, name, max_bytes)
@@ -142,6 +146,11 @@ def load_rgb(
         width, height = image.size
         if width <= 0 or height <= 0:
             raise ImageDecodeError(f"{name}: the image has no pixels ({width}x{height})")
+        if min(width, height) < min_side:
+            raise ImageDecodeError(
+                f"{name}: the picture is too small ({width}x{height} px); a face needs at least {min_side} px on "
+                "each side"
+            )
         if width * height > max_pixels or max(width, height) > max_side:
             raise ImageDecodeError(
                 f"{name}: the image is too large ({width}x{height} px; at most {max_side:,} px on a side and "
