@@ -292,8 +292,8 @@ def render_section(metas: list[dict], decisions, spans, served, command: str, pn
     pods = len(metas)
     label = meta.get("label", "")
     title = "## Autoscaling on a recorded load: NVIDIA's chart query vs facecast's metric"
-    if label:
-        title += f" — {label.upper()} (the lead re-records with `make hpa-record`)"
+    if label:  # what the recording is (a smoke run says so in its label)
+        title += f" — {label}"
     mix = ", ".join(f"{w['model']} ({w['rows']} rows/request, {w['share']:.0%})" for w in meta.get("mix", []))
     phases = " → ".join(
         f"{p['name']} {p['rps']:g} req/s for {p['seconds']:g} s" if isinstance(p, dict) else str(p)
