@@ -51,7 +51,21 @@ CPU_SERVING = {
 GPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=128, max_queue_delay_us=500, instance_count=2)}
 
 
-def config_pbtxt(name: str, signature: dict, flavour: str, settings: ServingSettings) -> str:
+def bounds_parameter(bounds: dict[str, tuple[float, float]]) -> str:
+    """`name:low:high;…`, read back by export/python_backend/model.py (a plain string: config.pbtxt has no lists)."""
+    return ";".join(f"{name}:{low:g}:{high:g}" for name, (low, high) in sorted(bounds.items()))
+
+
+def config_pbtxt(
+    name: str,
+    signature: dict,
+    flavour: str,
+    settings: ServingSettings,
+    bounds: dict[str, tuple[float, float]] | None = None,
+) -> str:
+    """The model's config.pbtxt. `bounds` (valid values per input) go to the CPU flavour's python backend, which
+    refuses a request outside them with a message naming the input; TensorRT has no such hook (see model.py)."""
+
     def tensors(kind: str) -> str:
         entries = []
         for tensor_name, dtype, dims in signature[kind]:
@@ -82,6 +96,10 @@ def config_pbtxt(name: str, signature: dict, flavour: str, settings: ServingSett
             'parameters: {\n  key: "intra_op_threads"\n'
             f'  value: {{ string_value: "{settings.intra_op_threads:d}" }}\n}}'
         )
+        if bounds:
+            lines.append(
+                f'parameters: {{\n  key: "input_bounds"\n  value: {{ string_value: "{bounds_parameter(bounds)}" }}\n}}'
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -100,7 +118,10 @@ def write_model(
         onnx_path = export_onnx(network, version_dir / "model.onnx")
         if flavour == "cpu":
             shutil.copy(PYTHON_BACKEND_MODEL, version_dir / "model.py")
-        (staging / "config.pbtxt").write_text(config_pbtxt(name, network.serving_signature(), flavour, settings))
+        bounds = network.serving_bounds() if hasattr(network, "serving_bounds") else {}
+        (staging / "config.pbtxt").write_text(
+            config_pbtxt(name, network.serving_signature(), flavour, settings, bounds)
+        )
         target = repository / name
         if target.exists():
             shutil.rmtree(target)

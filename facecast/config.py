@@ -81,6 +81,9 @@ class Settings:
     # Every Triton endpoint of a deployment (replicas, or a balancer in front of them): FACECAST_TRITON_URLS=
     # host:port,host:port. Empty: the local replicas `facecast serve --replicas` recorded, else host:http_port.
     triton_urls: tuple[str, ...] = field(default_factory=lambda: _urls("TRITON_URLS"))
+    # How long one inference call keeps trying (other replicas, a restarting server) before saying Triton is
+    # unavailable: 60 s covers a replica's restart (~6 s here, docs/operations.md) with room for a slow host.
+    triton_deadline_s: float = field(default_factory=lambda: _float("TRITON_DEADLINE_S", 60.0))
 
     @property
     def triton_url(self) -> str:

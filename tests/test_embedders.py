@@ -237,3 +237,46 @@ def test_bad_queries_get_clear_errors(embedders) -> None:
     assert long_query.shape == (1, 512) and abs(np.linalg.norm(long_query) - 1) < 1e-4
     quoted = text.embed(['\'; DROP TABLE faces; -- "angry"'])
     assert np.isfinite(quoted).all()
+
+
+@pytest.mark.triton
+def test_served_models_refuse_bad_tensors_by_name_and_still_answer_good_requests(full_server) -> None:
+    """export/python_backend/model.py checks each request before it joins a batch: a token id past the vocabulary,
+    a mask that is not 0/1 or a NaN gets a message naming the model and input (not ONNX Runtime's "Gather …
+    indices element out of data bounds"), and good requests batched with a bad one are answered as usual."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facecast import vocab
+    from facecast.serving.client import TritonModelClient
+    from facecast.serving.errors import InferenceFailed
+
+    text = TritonModelClient(vocab.TEXT_EMBEDDER, full_server.triton_url)
+    ids, mask = tokenize(["a furious face"])
+    bad_ids = ids.copy()
+    bad_ids[0, 1] = 10_000_000
+    with pytest.raises(InferenceFailed, match=r"text_embedder: input input_ids must lie within \[0, \d+\], got"):
+        text.infer({"input_ids": bad_ids, "attention_mask": mask})
+    with pytest.raises(InferenceFailed, match=r"input attention_mask must lie within \[0, 1\], got values from -2 to 1"):
+        text.infer({"input_ids": ids, "attention_mask": mask - 2 * (mask == 0)})
+
+    fuser = TritonModelClient(vocab.QUERY_FUSER, full_server.triton_url)
+    fused = {
+        "text_embedding": np.full((1, 512), np.nan, np.float32),
+        "image_embedding": np.zeros((1, 512), np.float32),
+        "emotion": np.zeros((1, 7), np.float32),
+        "style": np.zeros((1, 4), np.float32),
+        "present": np.array([[1, 0, 0, 0]], np.float32),
+    }
+    with pytest.raises(InferenceFailed, match="query_fuser: input text_embedding has NaN or infinite values"):
+        fuser.infer(fused)
+
+    def one(good: bool):
+        try:
+            return text.infer({"input_ids": ids if good else bad_ids, "attention_mask": mask})["embedding"]
+        except InferenceFailed as error:
+            return error
+
+    with ThreadPoolExecutor(8) as pool:  # concurrent requests: the dynamic batcher mixes good and bad ones
+        answers = list(pool.map(one, [i % 2 == 0 for i in range(64)]))
+    assert all(isinstance(a, np.ndarray) and np.isfinite(a).all() for a in answers[::2])
+    assert all(isinstance(a, InferenceFailed) for a in answers[1::2])

@@ -30,6 +30,7 @@ import numpy as np
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from facecast.config import load_settings
 from facecast.serving.endpoints import DEFAULT_POOL, EndpointPool, normalise_url
 from facecast.serving.errors import InferenceFailed, ModelUnavailable, TritonUnavailable
 
@@ -39,8 +40,8 @@ T = TypeVar("T")
 # 64-frame detector batch, well under a second here even with three replicas sharing two cores; 15 s leaves room
 # for a busy server without letting a stalled one (SIGSTOP, a hung GPU) hold a request for a minute.
 DEFAULT_TRY_TIMEOUT_S = 15.0
-# The whole call, all tries together: past this the user hears that Triton is unavailable.
-DEFAULT_DEADLINE_S = 60.0
+# The whole call, all tries together: past this the user hears that Triton is unavailable (Settings.
+# triton_deadline_s, FACECAST_TRITON_DEADLINE_S, 60 s by default).
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -117,7 +118,7 @@ class TritonModelClient:
         model_name: str,
         urls: str | list[str] | tuple[str, ...],
         timeout_s: float = DEFAULT_TRY_TIMEOUT_S,
-        deadline_s: float = DEFAULT_DEADLINE_S,
+        deadline_s: float | None = None,
         pool: EndpointPool | None = None,
     ):
         self.model_name = model_name
@@ -125,6 +126,8 @@ class TritonModelClient:
         if not self.urls:
             raise ValueError("no Triton URL configured")
         self.timeout_s = timeout_s
+        if deadline_s is None:
+            deadline_s = load_settings().triton_deadline_s
         self.deadline_s = max(deadline_s, timeout_s)
         self.pool = pool or DEFAULT_POOL
         self._local = threading.local()
@@ -235,7 +238,10 @@ class TritonModelClient:
             except InferenceServerException as error:
                 if _is_endpoint_problem(error):
                     raise EndpointFailure(error.message()) from error
-                raise InferenceFailed(f"{self.model_name}: {error.message()}") from error
+                message = error.message()
+                if not message.startswith(f"{self.model_name}: "):  # facecast's served models name themselves
+                    message = f"{self.model_name}: {message}"
+                raise InferenceFailed(message) from error
             return {spec.name: result.as_numpy(spec.name) for spec in self.signature.outputs}
 
         return self._on_some_endpoint(run)

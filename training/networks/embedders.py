@@ -168,6 +168,10 @@ class TextEmbedder(nn.Module):
             "outputs": [("embedding", "FP32", [self.config.embedding_dim])],
         }
 
+    def serving_bounds(self) -> dict[str, tuple[float, float]]:
+        """Valid values of each input, enforced by the served model (an id past the vocabulary is not a word)."""
+        return {"input_ids": (0, self.config.encoder.vocab_size - 1), "attention_mask": (0, 1)}
+
 
 class _TextServing(nn.Module):
     def __init__(self, network: TextEmbedder):
@@ -368,6 +372,10 @@ class QueryFuser(nn.Module):
             ],
             "outputs": [("embedding", "FP32", [dim])],
         }
+
+    def serving_bounds(self) -> dict[str, tuple[float, float]]:
+        """Distributions and presence flags live in [0, 1]; the embeddings are only required to be finite."""
+        return {"emotion": (0, 1), "style": (0, 1), "present": (0, 1)}
 
 
 class _FuserServing(nn.Module):

@@ -326,6 +326,10 @@ class EngagementNetwork(nn.Module):
             ],
         }
 
+    def serving_bounds(self) -> dict[str, tuple[float, float]]:
+        """The mask says which (character, step) cells hold a face: 0 or 1, nothing else."""
+        return {"mask": (0, 1)}
+
 
 class EngagementServing(nn.Module):
     """What Triton serves: (features, mask) in, the signature's outputs in order."""

@@ -353,6 +353,10 @@ class StyleMapper(nn.Module):
             ],
         }
 
+    def serving_bounds(self) -> dict[str, tuple[float, float]]:
+        """Style weights, action parameters and their mask all live in [0, 1]; the served model refuses others."""
+        return {"target_style": (0, 1), "params": (0, 1), "params_mask": (0, 1)}
+
     def serving_module(self) -> nn.Module:
         return StyleMapperServing(self)
 
