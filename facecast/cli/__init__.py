@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from facecast import __version__
-from facecast.cli import analyze, classify, library, server, train
+from facecast.cli import analyze, backup, classify, library, server, train
 from facecast.cli import map as map_command
 from facecast.cli.exits import EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 from facecast.cli.options import settings_from_args
@@ -64,6 +64,15 @@ COMMANDS: tuple[Command, ...] = (
         "draw a face's expression in another style (realistic, cartoon, anime, stylized_3d) via Triton",
         map_command.arguments,
         map_command.run,
+    ),
+    Command(
+        "export",
+        "back up the whole store (analyses, library with vectors, feedback) to Parquet",
+        backup.export_arguments,
+        backup.export,
+    ),
+    Command(
+        "import", "load a `facecast export` backup into a new, empty store", backup.import_arguments, backup.import_
     ),
 )
 

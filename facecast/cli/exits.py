@@ -34,6 +34,7 @@ def error_classes() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
     from facecast.media.images import ImageDecodeError
     from facecast.media.video import AnalysisCancelled, MediaError
     from facecast.serving.errors import TritonError, TritonServerError
+    from facecast.store.backup import BackupError
     from facecast.store.errors import StoreError
     from facecast.tokenizer import QueryTextError, TokenizerMissing
 
@@ -50,6 +51,7 @@ def error_classes() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
                 FeedbackError,
                 QueryTextError,
                 EmbeddingQueryError,
+                BackupError,
             ),
             EXIT_BAD_INPUT,
         ),
