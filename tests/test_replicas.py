@@ -186,13 +186,16 @@ def test_a_stopped_replica_costs_one_timeout_then_is_left_alone(two_replicas) ->
 def test_with_every_replica_gone_one_clear_error(two_replicas) -> None:
     settings, started = two_replicas
     pool = EndpointPool()
-    client = TritonModelClient("double", [s.url for s in started], timeout_s=1.0, pool=pool)
+    client = TritonModelClient("double", [s.url for s in started], timeout_s=1.0, deadline_s=3.0, pool=pool)
     double(client)
     for server in started:
         os.kill(server.pid, signal.SIGKILL)
         assert server._wait_gone(10)
+    began = time.monotonic()
     with pytest.raises(TritonUnavailable) as caught:
         double(client)
+    # they answered before, so the client waited for a restart, for its deadline and no longer
+    assert 3.0 <= time.monotonic() - began < 8.0
     message = str(caught.value)
     assert "\n" not in message and all(server.url in message for server in started)
-    assert "facecast serve" in message
+    assert "did not come back within 3 s" in message and "facecast serve" in message

@@ -152,14 +152,19 @@ class TritonModelClient:
                 pass
 
     def _on_some_endpoint(self, action: Callable[[triton_http.InferenceServerClient], T]) -> T:
-        """Run action(client) on the best endpoint; on an endpoint failure eject it and try the next, until every
-        endpoint was tried once or the deadline passed."""
+        """Run action(client) on the best endpoint; on an endpoint failure eject it and try the next. When every
+        endpoint has failed: if one of them answered earlier in this process (a restart, a rolling upgrade), wait
+        for the readiness checks to re-admit one and go on, up to the deadline; otherwise (nothing was ever
+        started there) fail at once."""
         deadline = time.monotonic() + self.deadline_s
         failures: list[str] = []
         tried: set[str] = set()
         while time.monotonic() < deadline:
             url = self.pool.choose(self.urls, exclude=tried)
             if url is None:
+                if self.pool.has_answered(self.urls) and self.pool.wait_for_admission(self.urls, deadline):
+                    tried.clear()
+                    continue
                 break
             tried.add(url)
             self.pool.started(url)
@@ -176,6 +181,12 @@ class TritonModelClient:
             self.pool.finished(url, ok=False, seconds=time.monotonic() - began, error=_describe(failure))
             self._forget_client(url)
             failures.append(f"{url}: {_describe(failure)}")
+        if self.pool.has_answered(self.urls):
+            raise TritonUnavailable(
+                f"Triton stopped answering at {', '.join(self.urls)} and did not come back within "
+                f"{self.deadline_s:g} s (FACECAST_TRITON_DEADLINE_S) ({failures[-1] if failures else 'no answer'}). "
+                "See `facecast status`; `facecast serve --detach` starts the local server again."
+            )
         raise TritonUnavailable(
             f"Triton is not reachable at {', '.join(self.urls)} ({'; '.join(failures) or 'no endpoint answered'}). "
             "Start the local server with `facecast serve --detach` (or `make run`)."

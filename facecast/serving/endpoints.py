@@ -163,6 +163,23 @@ class EndpointPool:
                         self._back_off(state)
             time.sleep(PROBE_INTERVAL_S)
 
+    def has_answered(self, urls: Iterable[str]) -> bool:
+        """Whether any of `urls` answered a request in this process: a server that did, and stopped answering, is
+        most likely restarting, and worth waiting for; one that never did is most likely not started at all."""
+        with self._lock:
+            return any(self._state(url).ok > 0 for url in urls)
+
+    def wait_for_admission(self, urls: Iterable[str], until: float) -> bool:
+        """Block until one of `urls` is admitted again (the background readiness checks re-admit it) or the
+        monotonic time `until`; True if one was."""
+        urls = list(urls)
+        while time.monotonic() < until:
+            with self._lock:
+                if any(self._state(url).admitted for url in urls):
+                    return True
+            time.sleep(min(PROBE_INTERVAL_S, max(0.0, until - time.monotonic())))
+        return False
+
     def snapshot(self) -> list[dict[str, object]]:
         """Every endpoint this process has talked to, as the client sees it (for the Ops page and status)."""
         with self._lock:
