@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from facecast.clients.expression_encoder import ExpressionPrediction, ExpressionRecognizer
-from facecast.media.images import MIN_FACE_SIDE, ImageDecodeError, fit_square, load_rgb
+from facecast.media.images import MIN_FACE_SIDE, ImageDecodeError, fit_square, load_rgb, read_image_bytes
 from facecast.store.rows import ImageClassification
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, EXPRESSION_ENCODER, STYLES
 
@@ -71,11 +71,8 @@ def read_sources(paths: Sequence[str | Path]) -> list[tuple[str, bytes | None, s
     """(name, bytes or None, error or None) per path: a missing or unreadable file is reported, not raised."""
     read: list[tuple[str, bytes | None, str | None]] = []
     for path in paths:
-        path = Path(path)
         try:
-            read.append((str(path), path.read_bytes(), None))
-        except IsADirectoryError:
-            read.append((str(path), None, f"{path}: is a folder, not an image file"))
-        except OSError as error:
-            read.append((str(path), None, f"{path}: cannot read ({error.strerror or error})"))
+            read.append((str(path), read_image_bytes(path), None))
+        except ImageDecodeError as error:  # missing, a folder, too large (never read), unreadable
+            read.append((str(path), None, str(error)))
     return read

@@ -124,9 +124,9 @@ def test_empty_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_file_and_directory_are_clear_errors(tmp_path):
-    with pytest.raises(ImageDecodeError, match=r"nope\.png: file not found"):
+    with pytest.raises(ImageDecodeError, match=r"nope\.png: no such file"):
         load_rgb(tmp_path / "nope.png")
-    with pytest.raises(ImageDecodeError, match="not a file"):
+    with pytest.raises(ImageDecodeError, match="is a folder, not an image file"):
         load_rgb(tmp_path)
 
 

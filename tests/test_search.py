@@ -265,7 +265,8 @@ def test_cli_library_and_search(tmp_path, faces, embedder_url):
         "library", "add", str(folder), "--labels", str(faces / "labels.csv"), "--db", db, "--url", embedder_url
     )
     assert added.returncode == 4, added.stderr  # partial: one file failed
-    assert "broken.png: error:" in added.stdout and "added 80 item(s)" in added.stdout
+    assert "broken.png: " in added.stderr and "added 80 item(s)" in added.stdout
+    assert "facecast library add: error: " in added.stderr
     again = _cli("library", "add", str(folder / "face_000.png"), "--db", db, "--url", embedder_url)
     assert again.returncode == 0 and "already in the library" in again.stdout
 

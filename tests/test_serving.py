@@ -194,11 +194,18 @@ def test_classify_reports_bad_files_and_keeps_going(expression_server, face_file
         "--no-store",
     )
     assert result.returncode == 4, result.stdout + result.stderr  # partial: one of five classified
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 5
-    assert "error" not in lines[0]
-    for line, words in zip(lines[1:], ["empty", "not an image", "truncated|corrupt|damaged", "cannot read"]):
-        assert "error" in line and any(w in line for w in words.split("|")), line
+    [classified] = result.stdout.strip().splitlines()  # results on stdout, each failure on stderr, in order
+    assert classified.startswith(str(face_files[0]))
+    errors = result.stderr.strip().splitlines()
+    expected = [
+        (empty, "empty"),
+        (text, "not an image"),
+        (truncated, "truncated|corrupt"),
+        (tmp_path / "missing.png", "no such file"),
+    ]
+    assert len(errors) == len(expected), result.stderr
+    for line, (path, words) in zip(errors, expected):
+        assert line.startswith(f"facecast classify: error: {path}: ") and any(w in line for w in words.split("|")), line
     assert "Traceback" not in result.stderr
 
 

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for path in args.clips:
             if not path.is_file():
-                print(f"facecast analyze: error: {path}: no such file", file=sys.stderr)
+                problem = "is a folder, not a clip" if path.is_dir() else "no such file"
+                print(f"facecast analyze: error: {path}: {problem}", file=sys.stderr)
                 failed += 1
                 continue
             digest = file_sha256(path)

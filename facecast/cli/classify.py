@@ -51,8 +51,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         for result in results:
-            if result.prediction is None:
-                print(f"{result.source}: error: {result.error}")
+            if result.prediction is None:  # the error names the file
+                print(f"facecast classify: error: {result.error}", file=sys.stderr)
                 continue
             p = result.prediction
             params = " ".join(f"{k}={v:.2f}" for k, v in p.action_params.items())

@@ -124,8 +124,8 @@ def _add(library: Library, args: argparse.Namespace) -> int:
         for path, existing in total.duplicates:
             same = f"item {existing}" if isinstance(existing, int) else f"same content as {existing}"
             print(f"{path}: already in the library ({same})")
-        for path, error in total.failed:
-            print(f"{path}: error: {error}")
+        for path, error in total.failed:  # on stderr, like every command's errors; the summary stays on stdout
+            print(f"facecast library add: error: {path}: {error}", file=sys.stderr)
         for note in total.notes:
             print(f"note: {note}")
         print(

@@ -23,7 +23,14 @@ from PIL import Image
 
 from facecast.clients.embedders import Embedders
 from facecast.library.errors import LabelsError, LibraryError
-from facecast.media.images import MIN_FACE_SIDE, ImageDecodeError, fit_square, image_files, load_rgb
+from facecast.media.images import (
+    MIN_FACE_SIDE,
+    ImageDecodeError,
+    fit_square,
+    image_files,
+    load_rgb,
+    read_image_bytes,
+)
 from facecast.store import EMBEDDING_DIM, LibraryItem, Store
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
@@ -150,15 +157,9 @@ def add_images(
     for path in image_files(paths, recursive=True):
         name = str(path)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            report.failed.append((name, "no such file"))
-            continue
-        except IsADirectoryError:
-            report.failed.append((name, "is a folder"))
-            continue
-        except OSError as error:
-            report.failed.append((name, f"cannot read ({error.strerror or error})"))
+            data = read_image_bytes(path)
+        except ImageDecodeError as error:  # missing, a folder, too large (never read), unreadable
+            report.failed.append((name, str(error).removeprefix(f"{name}: ")))
             continue
         row = None
         if table is not None:

@@ -53,11 +53,17 @@ def _describe(source: str | Path | bytes) -> str:
     return str(source)
 
 
-def _too_big(name: str, size: int, max_bytes: int) -> ImageDecodeError:
+def _too_big(name: str, size: int, max_bytes: int) -> ImageDecodeError:  # one wording for paths and bytes
     return ImageDecodeError(
         f"{name}: the file is too large ({size / 1e6:,.1f} MB; image files of at most {max_bytes / 1e6:,.0f} MB "
         "are accepted)"
     )
+
+
+def read_image_bytes(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """An image file's bytes, for callers that hash or keep them before decoding; a missing file, a folder, a file
+    over `max_bytes` (checked before reading) or an unreadable one raises ImageDecodeError naming the path."""
+    return _read_bytes(path, str(path), max_bytes)
 
 
 def _read_bytes(source: str | Path | bytes, name: str, max_bytes: int) -> bytes:
@@ -67,7 +73,9 @@ def _read_bytes(source: str | Path | bytes, name: str, max_bytes: int) -> bytes:
         return bytes(source)
     path = Path(source)
     if not path.exists():
-        raise ImageDecodeError(f"{name}: file not found")
+        raise ImageDecodeError(f"{name}: no such file")
+    if path.is_dir():
+        raise ImageDecodeError(f"{name}: is a folder, not an image file")
     if not path.is_file():
         raise ImageDecodeError(f"{name}: not a file")
     try:
@@ -146,15 +154,15 @@ def load_rgb(
         width, height = image.size
         if width <= 0 or height <= 0:
             raise ImageDecodeError(f"{name}: the image has no pixels ({width}x{height})")
-        if min(width, height) < min_side:
-            raise ImageDecodeError(
-                f"{name}: the picture is too small ({width}x{height} px); a face needs at least {min_side} px on "
-                "each side"
-            )
         if width * height > max_pixels or max(width, height) > max_side:
             raise ImageDecodeError(
                 f"{name}: the image is too large ({width}x{height} px; at most {max_side:,} px on a side and "
                 f"{max_pixels:,} pixels are accepted)"
+            )
+        if min(width, height) < min_side:
+            raise ImageDecodeError(
+                f"{name}: the picture is too small ({width}x{height} px); a face needs at least {min_side} px on "
+                "each side"
             )
         try:
             image.seek(0)  # animated GIF / WebP: the first frame

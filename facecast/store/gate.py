@@ -189,6 +189,8 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 
 
 def unreadable_message(path: Path, detail: str) -> str:
+    if path.is_dir():
+        return f"cannot open facecast store {path}: it is a folder; FACECAST_DB (or --db) names the DuckDB file itself"
     return (
         f"cannot open facecast store {path}: it is corrupt, truncated or not a DuckDB database file (or cannot be "
         f"read). The file was not modified; move it aside to start a fresh store. DuckDB said: {detail}"
