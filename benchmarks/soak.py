@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -122,13 +123,31 @@ async def history(page, url: str, _rng: random.Random, _: dict) -> None:
 
 
 async def analyse(page, url: str, rng: random.Random, inputs: dict) -> None:
+    """In a session of its own (a marketer opening the app to try a cut): the page keeps earlier results on screen,
+    which would make "this clip is done" ambiguous in a session that analysed before."""
     clip = rng.choice(inputs["clips"])
-    await _open(page, url, "Analyze clips")
-    await page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(clip))
-    await page.get_by_text(clip.name).first.wait_for(timeout=30_000)
-    await page.get_by_role("button", name="Analyze").click()
-    await page.get_by_text(f"{clip.name}: ").first.wait_for(timeout=WAIT_MS)  # analysed / reopened
-    await page.get_by_text("Engagement").first.wait_for(timeout=WAIT_MS)
+    context = await page.context.browser.new_context(viewport={"width": 1400, "height": 1600})
+    try:
+        fresh = await context.new_page()
+        await _open(fresh, url, "Analyze clips")
+        uploader = fresh.locator('[data-testid="stFileUploader"]')
+        for attempt in range(3):  # a rerun still finishing can re-draw the widget and drop the file: choose again
+            await uploader.locator('input[type="file"]').set_input_files(str(clip))
+            try:
+                await uploader.get_by_text(clip.name).first.wait_for(timeout=15_000)
+                break
+            except Exception:  # noqa: BLE001 - playwright's TimeoutError; the last attempt re-raises
+                if attempt == 2:
+                    raise
+        await fresh.get_by_role("button", name="Analyze").click()
+        # "<name>: analysed" or "<name>: reopened analysis N", the status box's label once it is stored
+        await fresh.get_by_text(re.compile(rf"{re.escape(clip.name)}: (analysed|reopened)")).first.wait_for(
+            state="attached", timeout=WAIT_MS
+        )
+        if await fresh.get_by_text("Traceback").count():
+            raise RuntimeError("a traceback on the page")
+    finally:
+        await context.close()
 
 
 async def map_style(page, url: str, _rng: random.Random, inputs: dict) -> None:
@@ -271,6 +290,8 @@ def main(argv: list[str] | None = None) -> None:
             env = {
                 **os.environ,
                 "FACECAST_TRITON_URLS": settings.triton_url,
+                "FACECAST_HTTP_PORT": str(settings.http_port),  # training.data.demo talks to the local server
+                "FACECAST_RUN_DIR": str(settings.run_dir),
                 "FACECAST_DB": str(folder / "soak.duckdb"),
                 "FACECAST_DEMO_DIR": str(folder / "demo"),
             }
