@@ -91,7 +91,7 @@ def test_the_report_replays_both_pods_for_both_metrics(smoke, tmp_path):
         assert image.size == (1100, 640) and image.format == "PNG"
 
     text = report.render_section(metas, decisions, spans, served, "make hpa-record", "images/hpa-simulation.png")
-    assert "SMOKE RUN" in text.splitlines()[0]
+    assert text.splitlines()[0].endswith(f"— {metas[0]['label']}")  # shown as written: a smoke run says so itself
     assert "![desired replicas per metric over the recording](images/hpa-simulation.png)" in text
     assert sum(line.startswith("|") for line in text.splitlines()) == 2 + len(spans)  # header, rule, a row per phase
 
