@@ -16,7 +16,7 @@ SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt
 EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
-.PHONY: setup run serve stop test lint validate-deploy chaos multiuser data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
+.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector clips engagement-data engagement evaluate-engagement embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
 
@@ -98,6 +98,16 @@ chaos: setup
 multiuser: setup
 	$(FACECAST) serve --detach --reuse
 	$(PY) -m benchmarks.multiuser --seconds 60
+
+# docs/reliability.md: 65 kinds of bad input (~3 min), the faults (~4 min), a 10-minute soak with 4 browsers
+adversarial: setup
+	$(PY) -m benchmarks.adversarial
+
+faults: setup
+	$(PY) -m benchmarks.faults
+
+soak: setup
+	$(PY) -m benchmarks.soak --minutes 10 --clients 4
 
 ## Models: data → training → evaluation → export (rebuilds the shipped weights from scratch) ######################
 data: $(VENV)/.installed

@@ -129,7 +129,9 @@ def test_the_pool_spreads_requests_and_survives_a_killed_replica(two_replicas) -
         before = [served_requests(first.url), served_requests(second.url)]
         assert all(np.array_equal(out, VALUES * 2) for out in workers.map(lambda _: double(client), range(200)))
     counts = [served_requests(first.url) - before[0], served_requests(second.url) - before[1]]
-    assert sum(counts) == 200 and all(abs(c - 100) <= 25 for c in counts), counts  # within ±25 % of the mean
+    # within ±40 % of the mean: turns alternate, but a replica slowed by a noisy neighbour is passed over while
+    # it has more requests in flight (IMBALANCE), as it should be
+    assert sum(counts) == 200 and all(abs(c - 100) <= 40 for c in counts), counts
 
     os.kill(first.pid, signal.SIGKILL)
     assert first._wait_gone(10)
