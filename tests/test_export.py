@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from export.triton_repository import CPU_SERVING, GPU_SERVING, ServingSettings, config_pbtxt, write_model
+from facecast.config import PROJECT_ROOT
 from training.networks import build_model, list_networks
 
 
@@ -133,3 +134,51 @@ def test_gpu_repository_is_written_and_the_plan_builder_covers_every_input(tmp_p
         for input_name, dims in declared:
             shape = "x".join(d.strip() for d in dims.split(","))
             assert f"{input_name}:1x{shape}" in min_shapes and f"{input_name}:{max_batch}x{shape}" in max_shapes
+
+
+def _readme_contract() -> dict[str, dict[str, dict[str, tuple[str | None, list[int]]]]]:
+    """README's serving table → {model: {"inputs"/"outputs": {tensor: (dtype or None, dims)}}}. A cell lists
+    tensors as `name` [DTYPE] [dims]; names before one dims share them (`input_ids`, `attention_mask` INT64 [32])."""
+    import re
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("## Serving contract", 1)[1].split("\n## ", 1)[0]
+    token = re.compile(r"`(?P<name>\w+)`|(?P<dtype>UINT8|FP32|INT64|INT32)|\[(?P<dims>[\d, ]+)\]|\((?P<note>[^)]*)\)")
+    contract = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        model = cells[0].strip("`")
+        contract[model] = {}
+        for kind, cell in zip(("inputs", "outputs"), cells[1:]):
+            tensors, pending, dtype = {}, [], None
+            for match in token.finditer(cell):
+                if match["name"]:
+                    pending.append(match["name"])
+                elif match["dtype"]:
+                    dtype = match["dtype"]
+                elif match["dims"]:
+                    for name in pending:
+                        tensors[name] = (dtype, [int(d) for d in match["dims"].split(",")])
+                    pending, dtype = [], None
+            contract[model][kind] = tensors
+    return contract
+
+
+def test_the_readme_serving_table_is_what_every_network_serves() -> None:
+    """The README's table is the contract people read: it must name every served model's tensors with the dims
+    (and, where it states one, the dtype) each network's serving_signature() declares (the CPU flavour)."""
+    from facecast.vocab import SERVED_MODELS
+
+    contract = _readme_contract()
+    assert set(contract) == set(SERVED_MODELS)
+    for model in SERVED_MODELS:
+        signature = build_model(f"{model}-cpu").serving_signature()
+        for kind in ("inputs", "outputs"):
+            declared = {name: (dtype, list(dims)) for name, dtype, dims in signature[kind]}
+            written = contract[model][kind]
+            assert set(written) == set(declared), (model, kind, sorted(written), sorted(declared))
+            for name, (dtype, dims) in written.items():
+                assert dims == declared[name][1], (model, name, dims, declared[name][1])
+                assert dtype in (None, declared[name][0]), (model, name, dtype, declared[name][0])
