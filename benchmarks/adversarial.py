@@ -19,12 +19,10 @@ import io
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from PIL import Image
 
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.media.video_writer import write_video
+from tests.badfiles import audio_only, index_last_mp4, png_claiming_size
 
 RELIABILITY_MD = PROJECT_ROOT / "docs" / "reliability.md"
 GROUPS = ("clip", "image", "manifest", "search", "id", "markup", "store", "model", "app")
@@ -227,18 +226,6 @@ class Bench:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims a huge canvas: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-
-
 def face_png(size: int = 64) -> bytes:
     from training.data.synthetic import sample_still
 
@@ -254,36 +241,12 @@ def _encode(image: Image.Image, format: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
-def audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp", layout="mono")
-        frame.sample_rate = 16000
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
-
-
 def no_frames(path: Path) -> Path:
     """A Matroska file with a video stream and not one frame in it (the header is written, then the trailer)."""
     with av.open(str(path), "w", format="matroska") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         container.start_encoding()
-    return path
-
-
-def index_last_mp4(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """An MP4 as cameras and plain `ffmpeg` write it: the index (moov) after the data, so a cut loses the index."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
     return path
 
 

@@ -256,7 +256,9 @@ def test_served_models_refuse_bad_tensors_by_name_and_still_answer_good_requests
     bad_ids[0, 1] = 10_000_000
     with pytest.raises(InferenceFailed, match=r"text_embedder: input input_ids must lie within \[0, \d+\], got"):
         text.infer({"input_ids": bad_ids, "attention_mask": mask})
-    with pytest.raises(InferenceFailed, match=r"input attention_mask must lie within \[0, 1\], got values from -2 to 1"):
+    with pytest.raises(
+        InferenceFailed, match=r"input attention_mask must lie within \[0, 1\], got values from -2 to 1"
+    ):
         text.infer({"input_ids": ids, "attention_mask": mask - 2 * (mask == 0)})
 
     fuser = TritonModelClient(vocab.QUERY_FUSER, full_server.triton_url)

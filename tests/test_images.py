@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from facecast.media.images import ImageDecodeError, border_colour, fit_square, load_face, load_rgb
+from tests.badfiles import png_claiming_size
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -157,23 +156,11 @@ def test_corrupt_png_data_is_a_clear_error():
         load_rgb(bytes(data))
 
 
-def _png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny valid-looking PNG whose header claims a huge canvas: a decompression bomb."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(ImageDecodeError, match="too large|absurdly large"):
-        load_rgb(_png_claiming_size(100_000, 100_000))  # 10 gigapixels
+        load_rgb(png_claiming_size(100_000, 100_000))  # 10 gigapixels
     with pytest.raises(ImageDecodeError, match="too large"):
-        load_rgb(_png_claiming_size(10_000, 6_000))  # 60 MP: over the 50 MP default, under Pillow's own limit
+        load_rgb(png_claiming_size(10_000, 6_000))  # 60 MP: over the 50 MP default, under Pillow's own limit
 
 
 def test_max_pixels_is_configurable():
@@ -185,7 +172,7 @@ def test_max_pixels_is_configurable():
 
 def test_an_absurd_side_is_refused_from_the_header():
     with pytest.raises(ImageDecodeError, match=r"100000x1 px; at most 10,000 px on a side"):
-        load_rgb(_png_claiming_size(100_000, 1))  # 100,000 pixels only, but no picture of a face
+        load_rgb(png_claiming_size(100_000, 1))  # 100,000 pixels only, but no picture of a face
 
 
 def test_a_file_over_the_byte_limit_is_never_read(tmp_path):

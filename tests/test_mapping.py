@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from facecast.mapping import (
 from facecast.serving import process
 from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_MAPPER, STYLE_PARAM_BOUNDS, STYLES
+from tests.badfiles import png_claiming_size
 from tests.clipmaker import photo
 
 EMOJI = PROJECT_ROOT / "data" / "emoji"
@@ -40,18 +39,6 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def png_claiming_size(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims a huge canvas (a decompression bomb)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
 
 
 def not_a_face(kind: str = "blank") -> np.ndarray:

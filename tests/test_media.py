@@ -8,7 +8,6 @@ import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,6 +26,7 @@ from facecast.media.video import (
     sample_frames,
 )
 from facecast.media.video_writer import write_video
+from tests.badfiles import audio_only, index_last_mp4
 
 CONTAINERS = [(".mp4", "h264"), (".mov", "h264"), (".mkv", "h264"), (".webm", "vp9"), (".gif", "gif")]
 
@@ -51,30 +51,6 @@ def solid(colour: tuple[int, int, int], height: int = 64, width: int = 96) -> np
 
 def mean_abs_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
-def write_audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=44_100)
-        for k in range(30):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate = 44_100
-            frame.pts = k * 1024
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
-
-
-def write_mp4_index_last(path: Path, frames: list[np.ndarray], fps: int = 30) -> Path:
-    """An MP4 as cameras and plain `ffmpeg` write it: the index (moov) after the data, so a cut loses the index."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
 
 
 def noisy_frames(count: int, seed: int = 0, height: int = 64, width: int = 96) -> list[np.ndarray]:
@@ -397,7 +373,7 @@ def test_still_image_is_not_a_video(tmp_path):
 
 
 def test_audio_only(tmp_path):
-    path = write_audio_only(tmp_path / "song.m4a")
+    path = audio_only(tmp_path / "song.m4a")
     with pytest.raises(NoVideoStream) as caught:
         sample_frames(path)
     assert_clear(caught.value, path, "no video", "audio")
@@ -449,7 +425,7 @@ def test_truncated_mp4_cut_after_header(tmp_path):
 
 
 def test_truncated_mp4_with_index_at_the_end(tmp_path):
-    whole = write_mp4_index_last(tmp_path / "camera.mp4", noisy_frames(30))
+    whole = index_last_mp4(tmp_path / "camera.mp4", noisy_frames(30))
     assert len(list(sample_frames(whole))) >= 1  # the intact file is fine
     cut = tmp_path / "camera_cut.mp4"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
