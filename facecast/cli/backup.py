@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facecast.cli import options
 from facecast.cli.exits import EXIT_OK
 from facecast.config import Settings
+
+if TYPE_CHECKING:
+    from facecast.store.backup import BackupSummary
 
 
 def export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +27,7 @@ def import_arguments(parser: argparse.ArgumentParser) -> None:
     options.json_output(parser)
 
 
-def _report(summary, verb: str, as_json: bool) -> None:
+def _report(summary: BackupSummary, verb: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
         return
