@@ -1070,11 +1070,7 @@ def table(results: list[tuple[Case, Outcome]]) -> str:
 def serving(repository: Path, folder: Path) -> Iterator[Settings]:
     from facecast.serving import process
 
-    http, grpc, metrics = process.find_free_ports(3)
-    settings = Settings().with_overrides(
-        http_port=http, grpc_port=grpc, metrics_port=metrics, run_dir=folder / "run", model_repository=repository
-    )
-    with process.running_server(settings, model_repository=repository, timeout=180):
+    with process.loopback_server(repository, folder / "run", timeout=180) as (settings, _):
         yield settings
 
 

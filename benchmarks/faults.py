@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -217,11 +216,7 @@ def own_triton(repository: Path, folder: Path) -> Iterator[Settings]:
     """A Triton of its own (the fault kills it)."""
     from facecast.serving import process
 
-    http, grpc, metrics = process.find_free_ports(3)
-    settings = Settings().with_overrides(
-        http_port=http, grpc_port=grpc, metrics_port=metrics, run_dir=folder / "run", model_repository=repository
-    )
-    with process.running_server(settings, model_repository=repository, timeout=180):
+    with process.loopback_server(repository, folder / "run", timeout=180) as (settings, _):
         yield settings
 
 
@@ -353,8 +348,7 @@ def app_killed_mid_analysis(settings: Settings, folder: Path) -> FaultResult:
     """`kill -9` of `streamlit run` while it analyses three uploads (the first stored), then start it again."""
     from playwright.sync_api import expect
 
-    from facecast.serving.process import find_free_ports
-    from tests.browser_helpers import chromium
+    from tests.browser_helpers import chromium, start_streamlit
 
     result = FaultResult("kill -9 of the app (`streamlit run`) while it analyses and stores uploaded clips")
     # a short first clip, then long ones: the kill lands while the second is analysed
@@ -365,23 +359,7 @@ def app_killed_mid_analysis(settings: Settings, folder: Path) -> FaultResult:
     env = environment(settings, FACECAST_DB=str(db), FACECAST_DEMO_DIR=str(folder / "demo"))
 
     def start_app() -> tuple[subprocess.Popen, str]:
-        (port,) = find_free_ports(1)
-        app = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    return app, url
-            except OSError:
-                time.sleep(0.5)
-        app.kill()
-        raise RuntimeError("streamlit did not start")
+        return start_streamlit(env, output=subprocess.DEVNULL)
 
     with chromium() as browser:
         app, url = start_app()

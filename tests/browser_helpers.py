@@ -46,17 +46,18 @@ def chromium() -> Iterator:
             browser.close()
 
 
-@contextmanager
-def streamlit_app(env: dict[str, str], *args: str, port: int | None = None) -> Iterator[str]:
-    """`streamlit run app/main.py` as a process (as `make run` starts it), until its health endpoint answers; yields
-    its URL; stops it afterwards and fails the test if it printed a traceback."""
+def start_streamlit(
+    env: dict[str, str], *args: str, port: int | None = None, output: int = subprocess.PIPE
+) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app/main.py` as a process (as `make run` starts it), returned once its health endpoint
+    answers, with its URL. `output`: where its stdout and stderr go (subprocess.PIPE to read them afterwards)."""
     if port is None:
         (port,) = find_free_ports(1)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port), *args],
         cwd=PROJECT_ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -65,11 +66,23 @@ def streamlit_app(env: dict[str, str], *args: str, port: int | None = None) -> I
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                break
+                return process, url
         except OSError:
             if process.poll() is not None:
-                pytest.fail(f"streamlit exited: {process.stdout.read() if process.stdout else ''}")
+                raise RuntimeError(f"streamlit exited: {process.stdout.read() if process.stdout else ''}") from None
             time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"streamlit did not answer on {url} within 60 s")
+
+
+@contextmanager
+def streamlit_app(env: dict[str, str], *args: str, port: int | None = None) -> Iterator[str]:
+    """The app as a process (start_streamlit) for a `with` block; stops it afterwards and fails the test if it
+    printed a traceback."""
+    try:
+        process, url = start_streamlit(env, *args, port=port)
+    except RuntimeError as error:
+        pytest.fail(str(error))
     try:
         yield url
     finally:

@@ -32,16 +32,7 @@ def require_triton() -> None:
 def serving(repository: Path, state: Path) -> Iterator[Settings]:
     """A real Triton on free loopback ports serving `repository`; its run folder and DuckDB file live in `state`."""
     require_triton()
-    http, grpc, metrics = process.find_free_ports(3)
-    settings = Settings().with_overrides(
-        http_port=http,
-        grpc_port=grpc,
-        metrics_port=metrics,
-        model_repository=repository,
-        run_dir=state / "run",
-        db_path=state / "facecast.duckdb",
-    )
-    with process.running_server(settings, model_repository=repository):
+    with process.loopback_server(repository, state / "run", db_path=state / "facecast.duckdb") as (settings, _):
         yield settings
 
 

@@ -446,6 +446,25 @@ def running_server(
         process.stop()
 
 
+@contextlib.contextmanager
+def loopback_server(
+    model_repository: Path, run_dir: Path, *, timeout: float = DEFAULT_START_TIMEOUT_S, db_path: Path | None = None
+) -> Iterator[tuple[Settings, TritonProcess]]:
+    """A ready server on free loopback ports serving `model_repository` (tests, benchmarks: several at once never
+    collide), its pid file and log under `run_dir`; stopped afterwards. `db_path`: the store its Settings name."""
+    http, grpc, metrics = find_free_ports(3)
+    settings = Settings().with_overrides(
+        http_port=http,
+        grpc_port=grpc,
+        metrics_port=metrics,
+        run_dir=run_dir,
+        model_repository=model_repository,
+        **({"db_path": db_path} if db_path is not None else {}),
+    )
+    with running_server(settings, model_repository=model_repository, timeout=timeout) as server:
+        yield settings, server
+
+
 def read_pid_file(settings: Settings) -> TritonProcess | None:
     """The record of our server on settings.http_port, if a pid file exists (it may be stale: see is_running)."""
     return TritonProcess.from_pid_file(pid_file_path(settings))
