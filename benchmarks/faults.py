@@ -279,7 +279,7 @@ def triton_killed_mid_analysis(repository: Path, folder: Path) -> FaultResult:
     line = errors[0].split(": error: ", 1)[1] if errors else stderr.strip()[-200:]
     result.outcome = (
         f"exit {code} {waited:.0f} s after the kill (it had answered, so the client waited "
-        f"FACECAST_TRITON_DEADLINE_S=15 for a restart), nothing stored; the one line: “{line[:200]}”"
+        f"FACECAST_TRITON_DEADLINE_S=15 for a restart), nothing stored; the one line: “{line}”"
     )
     return result
 

@@ -22,15 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 
 RELIABILITY_MD = PROJECT_ROOT / "docs" / "reliability.md"
+ARTIFACTS = PROJECT_ROOT / "artifacts"  # screenshots of the first errors (git-ignored)
 WAIT_MS = 120_000
 QUERIES = ("a furious cartoon villain", "shy smile, anime", "a terrified face", "crying realistic portrait")
 DEMO_FACES = ("cartoon-surprise", "anime-happiness", "realistic-sadness", "stylized_3d-anger")
@@ -122,6 +122,15 @@ async def history(page, url: str, _rng: random.Random, _: dict) -> None:
     await page.wait_for_timeout(500)
 
 
+def _browser_log(page) -> list[str]:
+    """What the browser reports (console errors, failed requests, upload responses), printed when an action fails."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(f"console {m.type}: {m.text[:120]}") if m.type == "error" else None)
+    page.on("requestfailed", lambda r: seen.append(f"request failed: {r.method} {r.url[-60:]} {r.failure}"))
+    page.on("response", lambda r: seen.append(f"{r.url[-40:]} -> {r.status}") if "upload_file" in r.url else None)
+    return seen
+
+
 async def analyse(page, url: str, rng: random.Random, inputs: dict) -> None:
     """In a session of its own (a marketer opening the app to try a cut): the page keeps earlier results on screen,
     which would make "this clip is done" ambiguous in a session that analysed before."""
@@ -129,10 +138,16 @@ async def analyse(page, url: str, rng: random.Random, inputs: dict) -> None:
     context = await page.context.browser.new_context(viewport={"width": 1400, "height": 1600})
     try:
         fresh = await context.new_page()
+        seen = _browser_log(fresh)
         await _open(fresh, url, "Analyze clips")
         uploader = fresh.locator('[data-testid="stFileUploader"]')
+        upload_button = uploader.get_by_role("button", name="Upload", exact=True)
+        # As a person does: press Upload and pick the file in the chooser. Setting the hidden <input> directly
+        # (playwright's set_input_files) lost about one choice in seven under load: no upload request was sent.
         for attempt in range(3):  # a rerun still finishing can re-draw the widget and drop the file: choose again
-            await uploader.locator('input[type="file"]').set_input_files(str(clip))
+            async with fresh.expect_file_chooser(timeout=WAIT_MS) as chooser:
+                await upload_button.click(timeout=WAIT_MS)
+            await (await chooser.value).set_files(str(clip))
             try:
                 await uploader.get_by_text(clip.name).first.wait_for(timeout=15_000)
                 break
@@ -146,6 +161,13 @@ async def analyse(page, url: str, rng: random.Random, inputs: dict) -> None:
         )
         if await fresh.get_by_text("Traceback").count():
             raise RuntimeError("a traceback on the page")
+    except Exception:
+        print("analyse failed; the browser saw:", *seen[-12:], sep="\n  ", file=sys.stderr)
+        ARTIFACTS.mkdir(exist_ok=True)
+        await fresh.screenshot(
+            path=str(ARTIFACTS / f"soak-analyse-{clip.stem}-{time.monotonic():.0f}.png"), full_page=True
+        )
+        raise
     finally:
         await context.close()
 
@@ -159,7 +181,8 @@ async def map_style(page, url: str, _rng: random.Random, inputs: dict) -> None:
 
 async def ops(page, url: str, _rng: random.Random, _: dict) -> None:
     await _open(page, url, "Triton status")
-    await page.get_by_text("ready", exact=True).first.wait_for(timeout=WAIT_MS)
+    server = page.locator('[data-testid="stMetric"]').filter(has_text="Server")
+    await server.get_by_text("ready", exact=True).wait_for(timeout=WAIT_MS)
 
 
 ACTIONS = {"search": search, "classify": classify, "history": history, "analyse": analyse, "map": map_style, "ops": ops}
@@ -182,6 +205,13 @@ async def client(browser, url: str, index: int, until: float, inputs: dict, stat
             stats.seconds.setdefault(name, []).append(time.monotonic() - began)
         except Exception as error:  # noqa: BLE001 - every failure a user would see is counted and kept
             stats.errors.append(f"client {index} {name}: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
+            if len(stats.errors) <= 10:  # what the page showed, to tell a slow app from a wrong expectation
+                ARTIFACTS.mkdir(exist_ok=True)
+                shot = ARTIFACTS / f"soak-error-{len(stats.errors)}-{name}.png"
+                try:
+                    await page.screenshot(path=str(shot), full_page=True)
+                except Exception:  # noqa: BLE001 - a page that cannot be photographed is still counted above
+                    pass
             await page.close()
             page = await context.new_page()
     await context.close()
@@ -275,18 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from benchmarks.doc_markers import write_section
     from facecast.serving import process
+    from tests.browser_helpers import start_streamlit
 
     with tempfile.TemporaryDirectory(prefix="facecast-soak-") as temporary:
         folder = Path(temporary)
-        http, grpc, metrics, port = process.find_free_ports(4)
-        settings = Settings().with_overrides(
-            http_port=http,
-            grpc_port=grpc,
-            metrics_port=metrics,
-            run_dir=folder / "run",
-            model_repository=args.repository,
-        )
-        with process.running_server(settings, model_repository=args.repository, timeout=180) as triton:
+        with process.loopback_server(args.repository, folder / "run", timeout=180) as (settings, triton):
             env = {
                 **os.environ,
                 "FACECAST_TRITON_URLS": settings.triton_url,
@@ -299,21 +322,8 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(
                 [sys.executable, "-m", "training.data.demo", "--library"], cwd=PROJECT_ROOT, env=env, check=True
             )
-            app = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port)],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            url = f"http://127.0.0.1:{port}"
+            app, url = start_streamlit(env, output=subprocess.DEVNULL)
             try:
-                for _ in range(120):
-                    try:
-                        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                            break
-                    except OSError:
-                        time.sleep(0.5)
                 samples = Samples()
                 stats = asyncio.run(
                     drive(url, args.clients, args.minutes * 60, inputs, samples, {"app": app.pid, "triton": triton.pid})
