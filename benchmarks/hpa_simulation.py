@@ -45,19 +45,13 @@ from pathlib import Path
 
 import numpy as np
 
+from facecast.vocab import SERVED_MODELS
+
 QUEUE_US = "nv_inference_queue_duration_us"
 SUCCESS = "nv_inference_request_success"
 COMPUTE_US = "nv_inference_compute_infer_duration_us"
 PENDING = "nv_inference_pending_request_count"
-FACECAST_MODELS = (
-    "face_detector",
-    "expression_encoder",
-    "engagement",
-    "image_embedder",
-    "text_embedder",
-    "query_fuser",
-    "style_mapper",
-)
+FACECAST_MODELS = SERVED_MODELS
 
 
 # --------------------------------------------------------------------------------------------------- PromQL subset

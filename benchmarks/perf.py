@@ -73,17 +73,10 @@ from facecast.config import PROJECT_ROOT, Settings
 from facecast.serving.health import model_config, model_index, model_stats
 from facecast.serving.process import find_free_ports, running_server
 from facecast.tokenizer import tokenize
+from facecast.vocab import SERVED_MODELS
 
 # The serving contract's order (README.md).
-MODELS = (
-    "face_detector",
-    "expression_encoder",
-    "engagement",
-    "image_embedder",
-    "text_embedder",
-    "query_fuser",
-    "style_mapper",
-)
+MODELS = SERVED_MODELS
 CONCURRENCY = (1, 4, 16)
 REPLICAS = (1, 3)
 MEASUREMENT_MS = 4000

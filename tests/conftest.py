@@ -15,6 +15,7 @@ import pytest
 
 from facecast.config import PROJECT_ROOT, Settings
 from facecast.serving import environment, errors, process
+from facecast.vocab import SERVED_MODELS
 
 SHIPPED_WEIGHTS = Path(os.environ.get("FACECAST_TEST_WEIGHTS", PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt"))
 
@@ -68,15 +69,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 WEIGHTS_DIR = PROJECT_ROOT / "weights"
-ALL_MODELS = (
-    "face_detector",
-    "expression_encoder",
-    "engagement",
-    "image_embedder",
-    "text_embedder",
-    "query_fuser",
-    "style_mapper",
-)
+ALL_MODELS = SERVED_MODELS
 
 
 def built_repository_is_current(built: Path) -> bool:
