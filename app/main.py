@@ -3,11 +3,17 @@
 Each page is listed only for people whose roles allow it (facecast.access; without sign-in, the local user sees all),
 so a page someone may not use is not reachable at all, not just hidden."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from app.components import auth
 
-st.set_page_config(page_title="facecast", page_icon=":material/theater_comedy:", layout="wide")
+# A local icon: a `:material/…:` page icon makes the browser fetch the tab icon from Google's font CDN, which an
+# offline studio cannot reach (the page icons in the sidebar use Streamlit's bundled font and need nothing).
+st.set_page_config(
+    page_title="facecast", page_icon=str(Path(__file__).parent / "static" / "facecast.svg"), layout="wide"
+)
 
 # (section, page file, title, icon, the action the page needs)
 PAGES = [

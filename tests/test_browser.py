@@ -310,3 +310,29 @@ def test_ops_page_and_load_test_in_the_browser(browser, app_url) -> None:
     page.get_by_text("Batch sizes the dynamic batcher formed").wait_for(timeout=WAIT_MS)
     screenshot(page, "triton-status")
     page.close()
+
+
+def test_no_page_asks_anything_of_the_internet(browser, app_url) -> None:
+    """Studios run facecast offline: every request the browser makes, on every page, goes to the app itself
+    (a `:material/…:` page icon once made the browser fetch the tab icon from Google's font CDN)."""
+    from urllib.parse import urlsplit
+
+    url, _ = app_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    elsewhere: list[str] = []
+    page.on("request", lambda r: elsewhere.append(r.url) if urlsplit(r.url).netloc != urlsplit(url).netloc else None)
+    page.goto(url, timeout=WAIT_MS)
+    for title in (
+        "Analyze clips",
+        "Compare cuts",
+        "History",
+        "Expression library",
+        "Classify faces",
+        "Style mapping",
+        "Triton status",
+    ):
+        page.get_by_role("link", name=title).click()
+        page.get_by_role("heading", name=title).wait_for(timeout=WAIT_MS)
+        page.wait_for_load_state("networkidle", timeout=WAIT_MS)
+    page.close()
+    assert not [u for u in elsewhere if not u.startswith(("data:", "blob:"))], elsewhere
