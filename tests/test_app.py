@@ -88,6 +88,21 @@ def test_main_page_runs_with_every_section(app_env, full_server) -> None:
 # ---- analyze clips, history, compare -------------------------------------------------------------------------------
 
 
+def test_first_screen_shows_the_newest_stored_analysis(app_env, full_server, cuts) -> None:
+    """A newcomer lands on a report, not an empty form: the newest analysis in the store, read back unchanged."""
+    app_env(full_server)
+    empty = run_page("analyze_clips")
+    assert not empty.exception
+    assert "Upload one or more clips" in empty.info[0].value and not empty.metric
+    analysed = upload_and_analyze(run_page("analyze_clips"), [clip_file(cuts[0])])
+    assert not analysed.exception and not analysed.error
+    first = run_page("analyze_clips")  # a new session: nothing uploaded in it
+    assert not first.exception
+    assert "Try it with your own cut" in first.info[0].value and cuts[0].name in first.info[0].value
+    assert first.subheader[0].value == cuts[0].name
+    assert {m.label: m.value for m in first.metric[:4]} == {m.label: m.value for m in analysed.metric[:4]}
+
+
 def test_analyze_stores_reopens_and_matches_the_cli(app_env, full_server, cuts, tmp_path) -> None:
     app_env(full_server)
     app = upload_and_analyze(run_page("analyze_clips"), [clip_file(p) for p in cuts])

@@ -72,7 +72,26 @@ if shown_ids:
         for analysis_id, report in reports:
             show_report(report, analysis_id, key=f"analysis-{analysis_id}")
 elif not submitted:
-    st.info(
-        "Upload one or more clips and press **Analyze**. Past analyses are on the **History** page.",
-        icon=":material/upload_file:",
-    )
+    # The first screen: the newest stored report (the demo's, on a fresh install) shows what the page gives, where an
+    # empty form would show nothing; it is read from the store, never recomputed.
+    try:
+        newest = store.analyses.newest(limit=1)
+    except StoreError as error:
+        store_unavailable(error)
+    if newest.empty:
+        st.info(
+            "Upload one or more clips and press **Analyze**. Past analyses are on the **History** page.",
+            icon=":material/upload_file:",
+        )
+    else:
+        latest = newest.iloc[0]
+        st.info(
+            "**Try it with your own cut:** upload it above and press **Analyze**. Below is the newest analysis in "
+            f"this studio's store, *{latest['name']}* ({latest['created_at']:%Y-%m-%d %H:%M}"
+            + (f", by {latest['analysed_by']}" if isinstance(latest["analysed_by"], str) else "")
+            + "); every past one is on the **History** page.",
+            icon=":material/upload_file:",
+        )
+        report = load_report(store, int(latest["id"]))
+        if report is not None:
+            show_report(report, int(latest["id"]), key=f"latest-{int(latest['id'])}")
