@@ -202,6 +202,7 @@ def test_sudden_changes_get_extra_samples_but_never_above_max_rate(tmp_path):
         assert cut / fps - 1e-6 <= s.t <= cut / fps + 1 / 8  # at the cut, or as soon as the max rate allows
         assert s.change > video.DEFAULT_CHANGE_THRESHOLD
         assert mean_abs_error(s.image, frames[cut]) < 6  # it shows the new shot
+    assert [s.t for s in sampled if s.cut] == [s.t for s in extra]  # each new picture is a shot cut, nothing else
     assert np.diff(times).min() >= 1 / 8 - 1e-6
     # every 0.25-s interval still holds a sample, so the 4 Hz model steps are all covered
     assert {int(t // 0.25) for t in times} == set(range(16))
@@ -249,6 +250,7 @@ def test_expression_change_of_a_face_gets_an_extra_sample(tmp_path):
         extra = [s for s in sampled if s.reason == "change"]
         assert [round(s.t, 3) for s in extra] == [0.667], style
         assert max(s.change for s in sampled if s.reason == "base") < video.DEFAULT_CHANGE_THRESHOLD / 3, style
+        assert not any(s.cut for s in sampled), style  # a face changing expression is not a shot cut
 
 
 def test_one_frame_clip(tmp_path):

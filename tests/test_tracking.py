@@ -176,3 +176,62 @@ def test_time_must_not_go_backwards() -> None:
     tracker.update(1.0, [])
     with pytest.raises(TrackingError, match="time order"):
         tracker.update(0.5, [])
+
+
+def test_appearance_is_a_colour_distribution_comparable_by_dot_product() -> None:
+    from facecast.clips.tracking import appearance
+
+    frame = np.zeros((200, 300, 3), np.uint8)
+    frame[20:80, 20:80] = (220, 180, 150)  # a pale face
+    frame[100:160, 200:260] = (60, 160, 70)  # a green one
+    frame[120:180, 20:80] = (222, 178, 152)  # the pale one again, elsewhere
+    pale, green, pale_again = (
+        appearance(frame, box) for box in ((20, 20, 80, 80), (200, 100, 260, 160), (20, 120, 80, 180))
+    )
+    assert abs(float(pale @ pale) - 1.0) < 1e-6
+    assert float(pale @ pale_again) > 0.95 and float(pale @ green) < 0.2
+    assert appearance(frame, (295, 195, 400, 400)).shape == pale.shape  # a box past the frame edge is clipped
+
+
+def test_appearance_carries_each_character_across_a_cut() -> None:
+    """Two characters, then a cut to a closer shot where they stand elsewhere, swapped: by position alone they get
+    new IDs; by appearance each keeps its own."""
+    pale, green = np.array([0.0, 1.0]), np.array([1.0, 0.0])  # any vectors: the tracker compares by dot product
+    tracker = FaceTracker()
+    for step in range(8):
+        tracker.update(
+            step / RATE_HZ, [Detection(square(80, 100), 0.9), Detection(square(300, 100), 0.9)], [pale, green]
+        )
+    tracker.mark_cut(8 / RATE_HZ)
+    for step in range(8, 16):
+        ids = tracker.update(
+            step / RATE_HZ, [Detection(square(90, 150, 80), 0.9), Detection(square(320, 150, 80), 0.9)], [green, pale]
+        )
+        assert ids == [1, 0]  # the green face (track 1) now on the left, the pale one (track 0) on the right
+    assert len(tracker.tracks()) == 2
+
+
+def test_a_new_character_after_a_cut_gets_a_new_id() -> None:
+    tracker = FaceTracker()
+    for step in range(6):
+        tracker.update(step / RATE_HZ, [Detection(square(80, 100), 0.9)], [np.array([0.0, 1.0])])
+    tracker.mark_cut(6 / RATE_HZ)
+    ids = tracker.update(6 / RATE_HZ, [Detection(square(80, 100), 0.9)], [np.array([1.0, 0.0])])
+    assert ids == [1]  # same place, other look: not the earlier character
+
+
+def test_appearance_vectors_must_match_the_detections() -> None:
+    with pytest.raises(TrackingError, match="2 appearance vectors for 1 detections"):
+        FaceTracker().update(0.0, [Detection(square(80, 100), 0.9)], [np.ones(4), np.ones(4)])
+
+
+def test_a_second_box_inside_a_face_is_the_same_face() -> None:
+    """A detector's extra box on part of a face (IoU with the face box well under duplicate_iou) starts no second
+    track that would alternate with the first."""
+    tracker = FaceTracker()
+    for step in range(8):
+        face = square(100 + 5 * step, 100, 60)
+        inner = (face[0] + 15, face[1] + 20, face[2] - 15, face[3] - 10)  # IoU 0.33, wholly inside
+        ids = tracker.update(step / RATE_HZ, [Detection(face, 0.9), Detection(inner, 0.6)])
+        assert ids[0] == ids[1] == 0
+    assert len(tracker.tracks()) == 1

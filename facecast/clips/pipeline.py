@@ -29,7 +29,7 @@ from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.clients.face_detector import Detection, FaceDetector
 from facecast.clips.report import ClipInfo, EngagementReport
 from facecast.clips.scoring import Observation, ScoredWindow, fill_scores, moment_candidates, track_arrays
-from facecast.clips.tracking import FaceTracker
+from facecast.clips.tracking import FaceTracker, appearance
 from facecast.engagement_features import MAX_STEPS, MODEL_RATE_HZ, build_window, step_count
 from facecast.media import video
 from facecast.media.images import face_crop
@@ -271,7 +271,10 @@ class ClipAnalyzer:
         faces = []  # (frame, detection, track id)
         for frame, frame_detections in zip(frames, detections):
             counts["faces_detected"] += len(frame_detections)
-            track_ids = clock.timed("track", run.tracker.update, frame.t, frame_detections)
+            if frame.cut:
+                run.tracker.mark_cut(frame.t)
+            looks = [appearance(frame.image, detection.box) for detection in frame_detections]
+            track_ids = clock.timed("track", run.tracker.update, frame.t, frame_detections, looks)
             # The tracker gives a duplicate box the id of the stronger detection: one face per track per frame.
             strongest: dict[int, Detection] = {}
             for detection, track_id in zip(frame_detections, track_ids):

@@ -16,11 +16,15 @@ detections of consecutive samples by where each track is expected to be:
 - **Minimum length.** Tracks with fewer than `min_observations` observations are dropped from the result (isolated
   false detections), except in clips too short to have that many samples (a 1-frame clip still has faces).
 - **Cuts.** After a shot cut positions say nothing about identity. The caller marks cuts (`mark_cut(t)`); every
-  track then ends and faces after the cut start new tracks — no geometric re-identification across a cut, since
-  it would link whichever character happens to stand where another stood. Linking the same character across
-  cuts needs appearance (e.g. expression-encoder embeddings) and is left to the caller. Without a marked cut,
-  the jump itself usually ends the tracks (boxes move too far to match); a face landing on the spot of a face
-  from before the cut within `reid_window_s` would be linked to it, which is why cuts should be marked.
+  track then ends, so no face after the cut continues a track by position (that would link whichever character
+  happens to stand where another stood).
+- **Appearance.** When the caller gives each detection an appearance vector (`appearance()`: the face's colour
+  distribution, which a drawn character keeps across shots while its size and place change), a face that starts a
+  new track is first compared with every track not continued at that sample (ended at a cut, lost, or too far
+  from its prediction; seen up to `appearance_window_s` ago): if one looks alike (Bhattacharyya coefficient
+  ≥ `min_appearance`), the face continues it, keeping the character's ID through cuts and long occlusions.
+- **Duplicates.** Boxes of one sample that overlap a stronger one by `duplicate_iou`, or lie mostly inside or
+  around it, are one face.
 
 Coordinates may be pixels or normalised: every gate is relative (IoU, distances in face sizes). Torch-free.
 """
@@ -51,6 +55,10 @@ class TrackerSettings:
     min_observations: int = 2  # shorter tracks are dropped (unless the clip has fewer samples)
     velocity_smoothing: float = 0.5  # weight of the newest velocity measurement
     duplicate_iou: float = 0.6  # detections of one sample overlapping this much are one face
+    duplicate_inside: float = 0.8  # ...or when this share of the smaller box lies inside the larger
+    min_appearance: float = 0.85  # re-identification by appearance: Bhattacharyya coefficient of colour histograms
+    appearance_window_s: float = 30.0  # how long an ended or lost track can be re-identified by appearance
+    appearance_memory: float = 0.8  # weight of a track's earlier appearance in its running mean
 
 
 class Observation(NamedTuple):
@@ -97,6 +105,15 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
+def _containment(boxes: np.ndarray) -> np.ndarray:
+    """[N, N]: the share of the smaller of each pair of boxes that lies inside the other (1 on the diagonal)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return ix * iy / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-12)
+
+
 def _as_state(box: Sequence[float] | np.ndarray) -> np.ndarray:
     """(x0, y0, x1, y1) → (cx, cy, w, h)."""
     x0, y0, x1, y1 = box
@@ -109,12 +126,35 @@ def _as_box(state: np.ndarray) -> Box:
     return (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
 
 
+# A 4 x 4 x 4 joint RGB histogram: coarse enough that lighting, expression and scale barely move it, fine enough
+# that characters drawn in different palettes differ. At most ~32 x 32 pixels are read per face (cheap per frame).
+_BINS = 4
+_SAMPLES = 32
+
+
+def appearance(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """A face's colour distribution: the square root of a normalised RGB histogram of the box's inner part (the
+    box edges hold background), so the dot product of two is their Bhattacharyya coefficient in [0, 1].
+    `image` uint8 [H, W, 3], `box` (x0, y0, x1, y1) in its pixels."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    inset_x, inset_y = (x1 - x0) * 0.15, (y1 - y0) * 0.15
+    left, right = int(np.clip(x0 + inset_x, 0, width - 1)), int(np.clip(np.ceil(x1 - inset_x), 1, width))
+    top, bottom = int(np.clip(y0 + inset_y, 0, height - 1)), int(np.clip(np.ceil(y1 - inset_y), 1, height))
+    step_y, step_x = max(1, (bottom - top) // _SAMPLES), max(1, (right - left) // _SAMPLES)
+    pixels = image[top : max(bottom, top + 1) : step_y, left : max(right, left + 1) : step_x].reshape(-1, 3)
+    bins = pixels.astype(np.int32) * _BINS // 256
+    counts = np.bincount((bins[:, 0] * _BINS + bins[:, 1]) * _BINS + bins[:, 2], minlength=_BINS**3)
+    return np.sqrt(counts / max(1, counts.sum())).astype(np.float32)
+
+
 @dataclass
 class _LiveTrack:
     track: Track
     state: np.ndarray  # cx, cy, w, h at the last observation
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # per second
-    ended: bool = False  # by a cut: never continued again
+    ended: bool = False  # by a cut: continued only by appearance, never by position
+    appearance: np.ndarray | None = None  # running mean of appearance() vectors
 
     def predict(self, t: float, max_gap_s: float) -> np.ndarray:
         dt = min(t - self.track.last_time, max_gap_s)
@@ -154,13 +194,15 @@ class FaceTracker:
         self._samples = 0
 
     def mark_cut(self, t: float) -> None:
-        """A shot cut at time t: every current track ends; faces from now on start new tracks."""
+        """A shot cut at time t: every current track ends; faces from now on start new tracks, or continue an ended
+        one only by appearance."""
         for live in self._live:
             live.ended = True
 
-    def update(self, t: float, detections: Sequence) -> list[int]:
+    def update(self, t: float, detections: Sequence, appearances: Sequence[np.ndarray] | None = None) -> list[int]:
         """Add one sample's detections at time t (seconds, non-decreasing); returns the track ID of each detection
-        (in the order given; a duplicate of a stronger detection gets that detection's ID)."""
+        (in the order given; a duplicate of a stronger detection gets that detection's ID). `appearances`, one
+        `appearance()` vector per detection, lets a face continue a track across a cut or a long gap."""
         t = float(t)
         if not math.isfinite(t):
             raise TrackingError(f"sample time must be a finite number of seconds, got {t}")
@@ -172,6 +214,8 @@ class FaceTracker:
         parts = [_detection_parts(d) for d in detections]
         if not parts:
             return []
+        if appearances is not None and len(appearances) != len(parts):
+            raise TrackingError(f"{len(appearances)} appearance vectors for {len(parts)} detections")
         boxes = np.array([box for box, _ in parts])
         scores = np.array([score for _, score in parts])
         keep, duplicate_of = self._suppress_duplicates(boxes, scores)
@@ -192,6 +236,22 @@ class FaceTracker:
         ]
         if unmatched and dormant:
             assigned.update(self._assign(t, dormant, boxes, unmatched, predicted=False))
+        recognised: dict[int, _LiveTrack] = {}
+        if appearances is not None:
+            unmatched = [i for i in keep if i not in assigned]
+            taken = {id(live) for live in assigned.values()}
+            # Any track not continued by position at this sample: ended by a cut, lost, or one whose face moved or
+            # changed size too much between samples for the geometric gates.
+            lost = [
+                live
+                for live in self._live
+                if id(live) not in taken
+                and live.appearance is not None
+                and live.track.last_time < t
+                and t - live.track.last_time <= settings.appearance_window_s
+            ]
+            recognised = self._assign_by_appearance(lost, appearances, unmatched)
+            assigned.update(recognised)
 
         ids = {}
         for index in keep:
@@ -200,16 +260,25 @@ class FaceTracker:
                 live = _LiveTrack(Track(self._next_id), _as_state(boxes[index]))
                 self._next_id += 1
                 self._live.append(live)
+            elif index in recognised:  # the same character in a new shot or after a long absence: old motion is moot
+                live.ended, live.state, live.velocity = False, _as_state(boxes[index]), np.zeros(4)
             else:
                 self._advance(live, t, boxes[index])
+            if appearances is not None:
+                seen = np.asarray(appearances[index], np.float32)
+                memory = self.settings.appearance_memory
+                live.appearance = seen if live.appearance is None else memory * live.appearance + (1 - memory) * seen
             x0, y0, x1, y1 = (float(v) for v in boxes[index])
             live.track.observations.append(Observation(t, (x0, y0, x1, y1), float(scores[index])))
             ids[index] = live.track.track_id
         return [ids[duplicate_of.get(i, i)] for i in range(len(parts))]
 
     def _suppress_duplicates(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[list[int], dict[int, int]]:
+        """A weaker box overlapping a stronger one by `duplicate_iou`, or lying mostly (`duplicate_inside`) inside it
+        or around it, is the same face: a detector's second box on one face (the face and its eyes-and-nose part)
+        would otherwise start a second track that alternates with the first."""
         order = list(np.argsort(-scores, kind="stable"))
-        overlaps = box_iou(boxes, boxes)
+        overlaps = np.maximum(box_iou(boxes, boxes), _containment(boxes) >= self.settings.duplicate_inside)
         keep: list[int] = []
         duplicate_of: dict[int, int] = {}
         for index in order:
@@ -244,6 +313,26 @@ class FaceTracker:
         while True:
             row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
             if similarity[row, col] < settings.min_similarity:
+                break
+            result[indices[col]] = candidates[row]
+            similarity[row, :] = -1.0
+            similarity[:, col] = -1.0
+        return result
+
+    def _assign_by_appearance(
+        self, candidates: list[_LiveTrack], appearances: Sequence[np.ndarray], indices: list[int]
+    ) -> dict[int, _LiveTrack]:
+        """Best-first assignment of detections `indices` to ended or lost tracks by appearance alone."""
+        if not candidates or not indices:
+            return {}
+        tracks = np.stack([live.appearance for live in candidates])  # type: ignore[misc]  # filtered: not None
+        faces = np.stack([np.asarray(appearances[i], np.float32) for i in indices])
+        norms = np.linalg.norm(tracks, axis=1)[:, None] * np.linalg.norm(faces, axis=1)[None, :]
+        similarity = tracks @ faces.T / np.maximum(norms, 1e-12)
+        result: dict[int, _LiveTrack] = {}
+        while True:
+            row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+            if similarity[row, col] < self.settings.min_appearance:
                 break
             result[indices[col]] = candidates[row]
             similarity[row, :] = -1.0

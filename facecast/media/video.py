@@ -279,6 +279,12 @@ class SampledFrame:
     image: np.ndarray  # uint8 [H, W, 3] RGB, upright, long side <= max_long_side
     change: float  # change score against the previously kept frame (0 for the first), see DEFAULT_CHANGE_THRESHOLD
     reason: str  # "base" (the regular grid) or "change" (an extra frame where the picture changed)
+    cut_score: float = 0.0  # against the previously kept frame (0 for the first), see CUT_THRESHOLD
+
+    @property
+    def cut(self) -> bool:
+        """Whether a shot cut lies between the previously kept frame and this one."""
+        return self.cut_score >= CUT_THRESHOLD
 
 
 @dataclass
@@ -308,6 +314,11 @@ class SamplingStats:
 # and the expression changes of faces about a third of the frame high or larger, in all four drawing styles, and
 # not on a static H.264 picture (tests/test_media.py::test_expression_change_of_a_face_gets_an_extra_sample);
 # smaller faces are left to the base rate.
+# Cut score: the mean absolute luma difference over the whole thumbnail, in [0, 1]. Camera moves, moving characters
+# and expression changes alter part of the picture; a cut alters all of it. CUT_THRESHOLD is set from
+# docs/results-tracking.md (benchmarks/tracking.py measures this score at cuts and between them); a false cut
+# costs little, since the tracker re-identifies faces across cuts by appearance.
+CUT_THRESHOLD = 0.035
 _THUMB_ROWS, _THUMB_COLS = 36, 64
 _SAMPLES_PER_CELL_SIDE = 4
 _TOP_FRACTION = 0.005
@@ -366,6 +377,13 @@ def _change_score(thumbnail: np.ndarray, reference: np.ndarray) -> float:
     top = max(1, round(difference.size * _TOP_FRACTION))
     cell_range = 255.0 * _SAMPLES_PER_CELL_SIDE**2
     return float(np.partition(difference, difference.size - top)[-top:].mean() / cell_range)
+
+
+def cut_score(thumbnail: np.ndarray, reference: np.ndarray) -> float:
+    if thumbnail.shape != reference.shape:  # the stream changed size: a new picture
+        return 1.0
+    cell_range = 255.0 * _SAMPLES_PER_CELL_SIDE**2
+    return float(np.abs(thumbnail.astype(np.int32) - reference).mean() / cell_range)
 
 
 def _output_size(width: int, height: int, max_long_side: int | None) -> tuple[int, int]:
@@ -534,10 +552,11 @@ def _sample(
                     reason = "change"
             if reason is not None:
                 image = _upright_rgb(frame, max_long_side, reformatter)
+                cut = 0.0 if last_kept_thumbnail is None else cut_score(thumbnail, last_kept_thumbnail)
                 last_kept_t, last_kept_thumbnail = t, thumbnail
                 next_base = (math.floor((t + slack) / base_period) + 1) * base_period
                 stats.frames_sampled += 1
-                yield SampledFrame(index=kept, t=t, image=image, change=change, reason=reason)
+                yield SampledFrame(index=kept, t=t, image=image, change=change, reason=reason, cut_score=cut)
                 kept += 1
             if progress is not None and duration > 0:
                 fraction = min(1.0, t / duration)
