@@ -17,7 +17,7 @@ EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt w
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
 .PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
-	detector-data detector evaluate-detector clips engagement-data engagement evaluate-engagement embedders \
+	detector-data detector evaluate-detector bench-tracking clips engagement-data engagement evaluate-engagement embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
 
 ## Environments ###################################################################################################
@@ -150,6 +150,11 @@ detector: $(VENV)/.installed
 	cp $(RUNS)/face_detector-cpu/best.pt weights/face_detector-cpu.pt
 evaluate-detector: $(VENV)/.installed
 	$(PY) -m training.evaluate_detector
+
+# tracking through cuts and crowds: MOT metrics of the whole clip pipeline on multi-character clips with cuts
+# (docs/results-tracking.md; ~5 min, starts its own Triton)
+bench-tracking: $(VENV)/.installed
+	$(PY) -m benchmarks.tracking --clips 20
 
 # engagement: synthetic clip scripts with ground truth → per-step features from the shipped expression encoder →
 # progressive training + conformal calibration → cross-validated evaluation (docs/results-engagement.md)
