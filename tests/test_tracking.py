@@ -235,3 +235,14 @@ def test_a_second_box_inside_a_face_is_the_same_face() -> None:
         ids = tracker.update(step / RATE_HZ, [Detection(face, 0.9), Detection(inner, 0.6)])
         assert ids[0] == ids[1] == 0
     assert len(tracker.tracks()) == 1
+
+
+def test_a_new_pipeline_version_changes_the_fingerprint(monkeypatch) -> None:
+    """Stored reports of an older pipeline (before cut and appearance tracking) are recomputed, not reopened."""
+    from facecast.clips import pipeline
+
+    models = {"face_detector": "1", "expression_encoder": "1", "engagement": "1"}
+    current = pipeline.AnalysisOptions().fingerprint(models)
+    assert current == pipeline.AnalysisOptions().fingerprint(dict(reversed(models.items())))  # order-free
+    monkeypatch.setattr(pipeline, "PIPELINE_VERSION", pipeline.PIPELINE_VERSION - 1)
+    assert pipeline.AnalysisOptions().fingerprint(models) != current

@@ -57,6 +57,11 @@ STAGES = ("decode", "detect", "track", "encode", "engagement")
 Progress = Callable[[str, float], None]
 
 
+# Raised whenever a change to sampling, tracking or scoring changes what a report says, so that stored reports made
+# by an older pipeline are recomputed when their clip comes again, not reopened. 2: shot cuts and appearance tracking.
+PIPELINE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     base_rate_hz: float = 4.0  # one frame per step of the engagement model...
@@ -64,8 +69,9 @@ class AnalysisOptions:
     max_long_side: int = 960  # frames are scaled down to this before detection and cropping (faces stay ≥ 64 px)
 
     def fingerprint(self, models: dict[str, str]) -> str:
-        """Identifies what produced a report: the same clip with the same settings and models is not redone."""
-        text = repr((self.base_rate_hz, self.max_rate_hz, self.max_long_side, sorted(models.items())))
+        """Identifies what produced a report: the same clip with the same pipeline, settings and models is not
+        redone."""
+        text = repr((PIPELINE_VERSION, self.base_rate_hz, self.max_rate_hz, self.max_long_side, sorted(models.items())))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
