@@ -21,9 +21,9 @@ from pathlib import Path
 from benchmarks.report import write_section
 from export.triton_repository import write_repository
 from facecast.clips.pipeline import STAGES, ClipAnalyzer
-from facecast.config import PROJECT_ROOT, Settings
+from facecast.config import PROJECT_ROOT
 from facecast.media.video import probe_video
-from facecast.serving.process import find_free_ports, running_server
+from facecast.serving.process import loopback_server
 
 ANALYSIS_WEIGHTS = [
     PROJECT_ROOT / "weights" / f"{name}-cpu.pt" for name in ("face_detector", "expression_encoder", "engagement")
@@ -56,15 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         repository = Path(folder) / "model_repository"
         write_repository(repository, ANALYSIS_WEIGHTS)
-        http, grpc, metrics = find_free_ports(3)
-        settings = Settings().with_overrides(
-            http_port=http,
-            grpc_port=grpc,
-            metrics_port=metrics,
-            model_repository=repository,
-            run_dir=Path(folder) / "run",
-        )
-        with running_server(settings, model_repository=repository):
+        with loopback_server(repository, Path(folder) / "run") as (settings, _):
             analyzer = ClipAnalyzer.for_urls([settings.triton_url])
             analyzer.analyze(clip)  # warm-up: model load, first-request allocations
             runs = []

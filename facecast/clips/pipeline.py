@@ -279,7 +279,7 @@ class ClipAnalyzer:
             counts["faces_detected"] += len(frame_detections)
             if frame.cut:
                 run.tracker.mark_cut(frame.t)
-            looks = [appearance(frame.image, detection.box) for detection in frame_detections]
+            looks = clock.timed("track", _appearances, frame.image, frame_detections)
             track_ids = clock.timed("track", run.tracker.update, frame.t, frame_detections, looks)
             # The tracker gives a duplicate box the id of the stronger detection: one face per track per frame.
             strongest: dict[int, Detection] = {}
@@ -385,6 +385,11 @@ def _prefetched(frames: Iterator, depth: int = 48) -> Iterator:
         thread.join(timeout=5)
         if close is not None and not thread.is_alive():
             close()
+
+
+def _appearances(image: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
+    """Each detected face's appearance vector, for the tracker's re-identification across cuts."""
+    return [appearance(image, detection.box) for detection in detections]
 
 
 def _windows(frames: Iterator[video.SampledFrame], window_s: float) -> Iterator[tuple[float, list[video.SampledFrame]]]:
