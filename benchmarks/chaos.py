@@ -88,11 +88,22 @@ class ChaosResult:
         }
 
 
-def request_success(metrics_url: str) -> float:
+def request_success(metrics_url: str, wait_s: float = 15.0) -> float:
+    """Successful inference requests so far. Triton opens its metrics port after its HTTP port, so a server that has
+    just answered ready may refuse here for a moment (seen under CI load): retried until `wait_s`."""
+    import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
-        rows = parse_metrics(response.read().decode())
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(metrics_url, timeout=5) as response:
+                rows = parse_metrics(response.read().decode())
+            break
+        except urllib.error.URLError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     return sum(row["value"] for row in rows if row["metric"] == "nv_inference_request_success")
 
 
