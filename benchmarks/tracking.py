@@ -80,7 +80,7 @@ class ClipScores:
     tracks: int
     phantoms: int
     timeline: list[float]  # per character with any matched observation
-    cut_rows: list[tuple[float, float, bool]] = field(default_factory=list)  # cut_statistics()
+    cut_rows: list[tuple[float, float, bool]] = field(default_factory=list)  # sampled_times_and_cuts()
 
 
 def score_clip(name: str, script, times: list[float], observations) -> ClipScores:
@@ -161,7 +161,6 @@ def evaluate(
     urls: list[str], count: int, seconds: float, folder: Path, first_seed: int = CLIP_SEED, say=print
 ) -> list[ClipScores]:
     from facecast.clips.pipeline import ClipAnalyzer
-    from facecast.media.video import sample_frames
     from training.data.clips import write_clip
 
     analyzer = ClipAnalyzer.for_urls(urls)
@@ -169,18 +168,9 @@ def evaluate(
     for i, script in enumerate(evaluation_scripts(count, seconds, first_seed)):
         path = write_clip(script, folder / f"tracking-{first_seed}-{i:02d}.mp4")
         analysis = analyzer.analyze(path)
-        options = analyzer.options
-        times = [
-            frame.t
-            for frame in sample_frames(
-                path,
-                base_rate_hz=options.base_rate_hz,
-                max_rate_hz=options.max_rate_hz,
-                max_long_side=options.max_long_side,
-            )
-        ]
+        times, cut_rows = sampled_times_and_cuts(path, script, analyzer.options)
         scores = score_clip(path.name, script, times, analysis.observations)
-        scores.cut_rows = cut_statistics(path, script, options)
+        scores.cut_rows = cut_rows
         results.append(scores)
         say(
             f"[tracking] {path.name}: {scores.characters} characters, {scores.cuts} cuts → {scores.tracks} tracks, "
@@ -295,17 +285,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out}")
 
 
-def cut_statistics(path: Path, script, options) -> list[tuple[float, float, bool]]:
-    """For each sampled frame after the first: (the sampler's cut score, a luma-histogram distance, whether a cut
-    lies since the previous sampled frame). The histogram distance is the alternative weighed: it ignores motion
-    but also misses cuts between shots of one scene (same background, other framing)."""
+def sampled_times_and_cuts(path: Path, script, options) -> tuple[list[float], list[tuple[float, float, bool]]]:
+    """One pass of the pipeline's sampler over the clip: the times it samples, and for each sampled frame after the
+    first (the sampler's cut score, a luma-histogram distance, whether a cut lies since the previous sampled frame).
+    The histogram distance is the alternative weighed: it ignores motion but also misses cuts between shots of one
+    scene (same background, other framing)."""
     from facecast.media.video import sample_frames
 
     cuts = [shot.start for shot in script.shots[1:]]
+    times: list[float] = []
     rows, previous = [], None
     for frame in sample_frames(
         path, base_rate_hz=options.base_rate_hz, max_rate_hz=options.max_rate_hz, max_long_side=options.max_long_side
     ):
+        times.append(frame.t)
         luma = frame.image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         histogram = np.histogram(luma, bins=32, range=(0, 256))[0] / luma.size
         if previous is not None:
@@ -313,7 +306,7 @@ def cut_statistics(path: Path, script, options) -> list[tuple[float, float, bool
             distance = float(0.5 * np.abs(histogram - p_hist).sum())
             rows.append((frame.cut_score, distance, any(p_t < c <= frame.t for c in cuts)))
         previous = (frame.t, histogram)
-    return rows
+    return times, rows
 
 
 if __name__ == "__main__":
