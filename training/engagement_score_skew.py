@@ -2,12 +2,12 @@
 
     python -m training.engagement_score_skew [--data data/clips] [--weights weights/engagement-cpu.pt]
 
-The engagement training data simulates the per-step detection score (training/data/engagement_dataset.py) at about
-0.89 for visible faces; the served face_detector scores true faces around 0.5–0.7 (docs/results-detection.md). This
-moves the test split's detection-score column into a given range, keeping each cell's rank (a face that was
-more visible keeps the higher score), and reports the test metrics of the shipped model against the unchanged
-features. Until the training simulation draws from the detector's own score distribution, these numbers are the
-cost of the skew.
+Until 2026-12 the engagement training data simulated the per-step detection score at about 0.89 for visible faces
+while the served face_detector scores true faces around 0.55; the training rows now draw it from the detector's
+measured response (training/data/detector_response.py). This moves the test split's detection-score column into a
+given range, keeping each cell's rank (a face that was more visible keeps the higher score), and reports the test
+metrics of the shipped model against the unchanged features: how much a detector whose scores drift (a retrained
+detector, another flavour) would cost before the response is measured again.
 """
 
 from __future__ import annotations

@@ -887,11 +887,16 @@ def _draw_view(script: ClipScript, geo: _Geometry, k: int, t: float, rect: tuple
     return _grade(canvas.reduce(ss), np.random.default_rng(_grade_seed(script)))
 
 
-def render_frames(script: ClipScript, width: int | None = None, height: int | None = None) -> Iterator[RenderedFrame]:
-    """Full frames at script.fps (at the script's size unless given), with the faces drawn in each."""
+def render_frames(script: ClipScript, width: int | None = None, height: int | None = None,
+                  times: np.ndarray | None = None) -> Iterator[RenderedFrame]:
+    """Full frames at script.fps (or at the given times, in seconds), at the script's size unless given, with the
+    faces drawn in each."""
     width, height = width or script.width, height or script.height
-    n_frames = max(1, int(round(script.duration_s * script.fps)))
-    times = np.arange(n_frames) / script.fps
+    if times is None:
+        n_frames = max(1, int(round(script.duration_s * script.fps)))
+        times = np.arange(n_frames) / script.fps
+    times = np.asarray(times, np.float64)
+    n_frames = len(times)
     chunk = 64
     for start in range(0, n_frames, chunk):
         ts = times[start:start + chunk]

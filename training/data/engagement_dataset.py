@@ -9,10 +9,12 @@ For every clip script of a split (data/clips/<split>/scripts.jsonl, from `python
      Runtime: the same graph Triton serves) turns each visible crop into emotion and style probabilities and action
      parameters;
   3. `facecast.engagement_features.frame_features` builds the 20-value row. The box is the crop's box with detector
-     jitter: each edge moves by N(0, 3 % of the box size), as a face detector's boxes wander from frame to frame. The
-     detection score is what a detector reports for a visible face: Beta(12, 1.5) (mean ≈ 0.89, most in 0.75–1),
-     lowered in proportion to how much of the face is hidden (score × (0.5 + 0.5 × visible fraction)), since partly
-     occluded faces are detected with less confidence. Steps where the character is off screen get mask 0 and a zero
+     jitter: each edge moves by N(0, 3 % of the box size), as a face detector's boxes wander from frame to frame.
+     Whether the detector finds the face, and with what score, is drawn from the served detector's measured response
+     to faces of that visible fraction and height (training/data/detector_response.py, measured by
+     `python -m benchmarks.detector_response`); a missed face takes a neighbouring step's row as the pipeline's
+     resampling does, or stays masked. (Until 2026-12 the score was a guess, Beta(12, 1.5) with mean 0.89, against
+     the served detector's ~0.55: a train/serve skew.) Steps where the character is off screen get mask 0 and a zero
      row, exactly as the pipeline leaves them.
 The result, data/clips/<split>/features.npz, holds features float16 [N, 4, 128, 20], mask bool [N, 4, 128], steps
 int [N] (model steps the clip lasts), the observed targets (labels) and the noise-free oracle targets
@@ -34,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from facecast.engagement_features import FRAME_FEATURE_DIM, MAX_CHARACTERS, MAX_STEPS, frame_features
+from training.data.detector_response import load_response
 
 TARGET_NAMES = ("engagement", "resonance", "shareability", "appeal", "engagement_class", "curve")
 DEFAULT_ENCODER = Path("weights/expression_encoder-cpu.pt")
 BOX_JITTER = 0.03  # sd of each box edge as a fraction of the box size
-SCORE_BETA = (12.0, 1.5)
 
 
 class EngagementDataError(RuntimeError):
@@ -139,18 +141,34 @@ def clip_rows(script, onnx_path: str) -> dict:
             ["emotion_logits", "style_logits", "action_params"], {"image": images})
         emotion, style = _softmax(emotion_logits), _softmax(style_logits)
         fraction = _visible_fractions(script, cells)
+        response = load_response()
+        missed = np.zeros_like(mask)
         for row, (c, s) in enumerate(cells):
             x0, y0, x1, y1 = (float(v) for v in boxes[c, s])
             size = np.array([x1 - x0, y1 - y0, x1 - x0, y1 - y0])
             box = np.clip(np.array([x0, y0, x1, y1]) + rng.normal(0, BOX_JITTER, 4) * size, 0, 1)
-            score = rng.beta(*SCORE_BETA) * (0.5 + 0.5 * fraction[row])
+            score = response.draw(rng, float(fraction[row]), y1 - y0)
+            if score is None:
+                missed[c, s] = True
+                continue
             features[c, s] = frame_features(emotion[row], style[row], action_params[row], box, score)
             mask[c, s] = True
+        _fill_missed(features, mask, missed)
     return {"features": features.astype(np.float16), "mask": mask, "steps": steps,
             "targets": _targets_of(clips.observed_targets(script)),
             "oracle": _targets_of(clips.engagement_truth(script)),
             "seed": int(script.seed), "n_characters": len(script.characters),
             "style": "mixed" if script.mixed_style else script.styles[0]}
+
+
+def _fill_missed(features: np.ndarray, mask: np.ndarray, missed: np.ndarray) -> None:
+    """A face the detector missed at one step takes a neighbouring step's row, as the pipeline's resampling does
+    (facecast.engagement_features.resample_track: the nearest observation at most one step away)."""
+    for c, s in np.argwhere(missed):
+        for neighbour in (s - 1, s + 1):
+            if 0 <= neighbour < mask.shape[1] and mask[c, neighbour] and not missed[c, neighbour]:
+                features[c, s], mask[c, s] = features[c, neighbour], True
+                break
 
 
 def _visible_fractions(script, cells: np.ndarray) -> np.ndarray:
