@@ -17,7 +17,7 @@ EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt w
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
 .PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
-	detector-data detector evaluate-detector bench-tracking clips engagement-data engagement evaluate-engagement embedders \
+	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement evaluate-engagement embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
 
 ## Environments ###################################################################################################
@@ -156,10 +156,14 @@ evaluate-detector: $(VENV)/.installed
 bench-tracking: $(VENV)/.installed
 	$(PY) -m benchmarks.tracking --clips 20
 
-# engagement: synthetic clip scripts with ground truth → per-step features from the shipped expression encoder →
-# progressive training + conformal calibration → cross-validated evaluation (docs/results-engagement.md)
+# engagement: synthetic clip scripts with ground truth → per-step features from the shipped expression encoder, with
+# detection scores and misses drawn from the served detector's measured response (detector-response, committed in
+# training/data/detector_response.json; rerun it after retraining the detector) → progressive training + conformal
+# calibration → cross-validated evaluation (docs/results-engagement.md)
+detector-response: setup
+	$(PY) -m benchmarks.detector_response --clips 40
 clips: $(VENV)/.installed
-	$(PY) -m training.data.build_clips --out $(DATA)/clips
+	$(PY) -m training.data.build_clips --out $(DATA)/clips --train 4000 --calib 600 --test 400
 engagement-data: $(VENV)/.installed
 	$(PY) -m training.data.engagement_dataset --data $(DATA)/clips --workers 2
 engagement: $(VENV)/.installed
@@ -186,7 +190,7 @@ mapper: $(VENV)/.installed
 evaluate-mapping: $(VENV)/.installed repository
 	$(PY) -m training.evaluate_mapping --runs $(RUNS)/mapping --emoji $(DATA)/emoji/manifest.csv
 
-models: data train loso evaluate detector-data detector evaluate-detector clips engagement-data engagement \
+models: data train loso evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement \
 	evaluate-engagement embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################

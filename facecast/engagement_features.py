@@ -29,14 +29,36 @@ FEATURE_NAMES: tuple[str, ...] = (
 FRAME_FEATURE_DIM = len(FEATURE_NAMES)
 assert FRAME_FEATURE_DIM == 20
 
-# The engagement model's scalar outputs and the order of its conformal half-widths (`interval_halfwidth`).
+# The order of the engagement model's split-conformal half-widths in logit space (`interval_logit_halfwidth`): one
+# per scalar output and the curve, then `engagement_lead`, the half-width of the difference between two clips'
+# engagement logits (facecast.clips.compare calls a lead clear beyond it).
 INTERVAL_ORDER: tuple[str, ...] = (
     "engagement",
     "resonance",
     "shareability",
     *(f"appeal_{g}" for g in AUDIENCE_GROUPS),
     "curve",
+    "engagement_lead",
 )
+_LOGIT_EPS = 1e-4  # outputs of exactly 0 or 1 would sit at an infinite logit
+
+
+def to_logit(probability: float | np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(probability, np.float64), _LOGIT_EPS, 1 - _LOGIT_EPS)
+    return np.log(p / (1 - p))
+
+
+def logit_interval(
+    probability: float | np.ndarray, logit_halfwidth: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval (low, high) around a predicted probability whose conformal half-width was calibrated in logit
+    space: σ(logit(p) ∓ w).
+
+    Every engagement output is a logistic function of a logit, and the model's errors are roughly even on that scale
+    rather than on the probability's: a clip predicted at 0.97 cannot be wrong by ±0.3, one at 0.5 can. So the
+    interval is narrow near 0 and 1, wide in the middle, and never leaves [0, 1]."""
+    z, w = to_logit(probability), np.asarray(logit_halfwidth, np.float64)
+    return 1 / (1 + np.exp(-(z - w))), 1 / (1 + np.exp(-(z + w)))
 
 
 def frame_features(
@@ -135,3 +157,16 @@ def build_window(
     for slot, track_id in enumerate(chosen):
         features[slot], mask[slot] = resampled[track_id]
     return features, mask, chosen
+
+
+def lead_is_clear(
+    best: tuple[float, float, float], second: tuple[float, float, float], lead_logit: float | None = None
+) -> bool:
+    """Whether the best cut's lead over the runner-up, each (value, low, high), lies outside the model's uncertainty.
+
+    With the model's calibrated `engagement_lead` (the 90 % conformal half-width of the difference between two
+    clips' engagement logits), the lead is clear when the logits differ by more than it. Without one (another score,
+    or reports stored before it existed) the rule is the stricter one: the two 90 % intervals do not overlap."""
+    if lead_logit is not None:
+        return bool(to_logit(best[0]) - to_logit(second[0]) > lead_logit)
+    return best[1] > second[2]

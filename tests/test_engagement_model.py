@@ -59,7 +59,7 @@ def test_output_shapes_and_ranges() -> None:
         "class_logits": (5, 3),
         "curve": (5, MAX_STEPS),
         "moment_weights": (5, MAX_STEPS),
-        "interval_halfwidth": (5, len(INTERVAL_ORDER)),
+        "interval_logit_halfwidth": (5, len(INTERVAL_ORDER)),
     }
     for name, shape in expected.items():
         assert tuple(outputs[name].shape) == shape, name
@@ -142,14 +142,14 @@ def test_calibration_buffer_survives_save_load_and_export(tmp_path) -> None:
 
     model = build_model("engagement-cpu").eval()
     halfwidth = torch.linspace(0.05, 0.4, len(INTERVAL_ORDER))
-    model.interval_halfwidth.copy_(halfwidth)
+    model.interval_logit_halfwidth.copy_(halfwidth)
     path = save_checkpoint(model, "engagement-cpu", tmp_path / "engagement.pt")
     loaded = load_checkpoint(path)
-    torch.testing.assert_close(loaded.interval_halfwidth, halfwidth)
+    torch.testing.assert_close(loaded.interval_logit_halfwidth, halfwidth)
     features, mask = _inputs(batch=2)
     onnx_path = export_onnx(loaded, tmp_path / "engagement.onnx")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (served,) = session.run(["interval_halfwidth"], {"features": features.numpy(), "mask": mask.numpy()})
+    (served,) = session.run(["interval_logit_halfwidth"], {"features": features.numpy(), "mask": mask.numpy()})
     np.testing.assert_allclose(served, np.tile(halfwidth.numpy(), (2, 1)), atol=1e-7)
 
 
@@ -162,6 +162,43 @@ def test_conformal_quantile_covers_the_nominal_share() -> None:
     assert abs(width - 1.645) < 0.1
     assert abs((np.abs(fresh) <= width).mean() - 0.9) < 0.02
     assert conformal_quantile(np.arange(5.0), 0.9) == np.inf  # too few points for a 90 % guarantee
+
+
+def test_logit_intervals_are_narrow_near_the_ends_and_stay_inside_zero_one() -> None:
+    from facecast.engagement_features import logit_interval
+
+    low, high = logit_interval(np.array([0.02, 0.5, 0.98]), 1.5)
+    half = (high - low) / 2
+    assert (
+        np.all(low >= 0) and np.all(high <= 1) and np.all(low < [0.02, 0.5, 0.98]) and np.all(high > [0.02, 0.5, 0.98])
+    )
+    assert half[1] > 4 * half[0] and np.isclose(half[0], half[2])  # symmetric in p ↔ 1 − p, widest at 0.5
+    assert np.isclose(high[1], 1 / (1 + np.exp(-1.5)))
+
+
+def test_pair_residuals_cover_observed_leads_at_the_conformal_quantile() -> None:
+    """The engagement_lead margin calibrated on one set of clips covers 90 % of the leads between fresh clips."""
+    from training.train_engagement import conformal_quantile, pair_residuals
+
+    rng = np.random.default_rng(1)
+
+    def clips(n: int) -> tuple[np.ndarray, np.ndarray]:
+        truth = rng.normal(0, 3, n)
+        return truth + rng.normal(0, 0.8, n), truth  # predicted, observed logits
+
+    margin = conformal_quantile(pair_residuals(*clips(300)), 0.9)
+    assert abs(margin - 1.645 * 0.8 * np.sqrt(2)) < 0.15  # the difference of two independent errors
+    fresh = pair_residuals(*clips(400))
+    assert abs((fresh <= margin).mean() - 0.9) < 0.03
+
+
+def test_a_lead_is_clear_beyond_the_calibrated_margin_else_by_intervals() -> None:
+    from facecast.engagement_features import lead_is_clear
+
+    assert lead_is_clear((0.8, 0.7, 0.9), (0.5, 0.4, 0.6), lead_logit=1.0)  # logits 1.39 vs 0: apart by 1.39
+    assert not lead_is_clear((0.6, 0.1, 0.95), (0.5, 0.05, 0.9), lead_logit=1.0)  # 0.41 apart
+    assert not lead_is_clear((0.8, 0.5, 0.9), (0.5, 0.4, 0.6))  # no margin: the intervals overlap
+    assert lead_is_clear((0.8, 0.7, 0.9), (0.5, 0.4, 0.6))
 
 
 def test_training_learns_a_planted_signal(tmp_path) -> None:

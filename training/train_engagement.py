@@ -13,8 +13,11 @@ Progressive training (seed 000 §4.2):
             validation loss (validation: 15 % of the train split's clips, never calib or test).
 Multi-task loss: BCE (soft targets) for engagement, resonance, shareability and the four appeals; cross-entropy for
 the class; MSE for the curve over the clip's steps plus a smoothness penalty on its step-to-step changes.
-Calibration: the absolute residuals of each output on the calib split give the split-conformal half-width at 90 %
-(the ⌈(n+1)·0.9⌉-th smallest), stored in the network's `interval_halfwidth` buffer (curve: over all clip steps).
+Calibration: the absolute residuals of each output's logit on the calib split give the split-conformal half-width at
+90 % (the ⌈(n+1)·0.9⌉-th smallest), stored in the network's `interval_logit_halfwidth` buffer (curve: over all clip
+steps; engagement_lead: over pairs of clips, against the noise-free truth: CALIBRATED_AGAINST). In logit space because
+every output is a logistic function of a logit and its errors are even there, not on the probability: an interval ±w
+on the probability would be too wide for clips the model places near 0 or 1 and too narrow in the middle.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facecast.engagement_features import INTERVAL_ORDER
+from facecast.engagement_features import INTERVAL_ORDER, to_logit
 from training.checkpoints import save_checkpoint
 from training.data.engagement_dataset import EngagementArrays, load_engagement_split
 from training.networks import get_config
@@ -253,29 +256,62 @@ def conformal_quantile(residuals: np.ndarray, coverage: float = COVERAGE) -> flo
     return float(residuals[rank - 1]) if rank <= len(residuals) else math.inf
 
 
-def interval_residuals(predictions: dict, arrays: EngagementArrays) -> dict[str, np.ndarray]:
-    """Absolute residuals per INTERVAL_ORDER output against the observed targets (curve: every step of every clip)."""
-    residuals = {name: np.abs(predictions[name] - arrays.targets[name]) for name in SCALAR_OUTPUTS}
+def interval_residuals(predictions: dict, arrays: EngagementArrays, against: str = "targets") -> dict[str, np.ndarray]:
+    """Absolute residuals in logit space per INTERVAL_ORDER name against the observed targets (`against="targets"`)
+    or the noise-free truth (`"oracle"`; studio data has none, its oracle is its targets). Curve: every step of
+    every clip; engagement_lead: the difference of two clips' engagement logits, over every pair of clips."""
+    reference = getattr(arrays, against)
+    residuals = {name: np.abs(to_logit(predictions[name]) - to_logit(reference[name])) for name in SCALAR_OUTPUTS}
     for index, group in enumerate(INTERVAL_ORDER[3:7]):
-        residuals[group] = np.abs(predictions["appeal"][:, index] - arrays.targets["appeal"][:, index])
-    valid = np.arange(arrays.targets["curve"].shape[1])[None, :] < arrays.steps[:, None]
-    residuals["curve"] = np.abs(predictions["curve"] - arrays.targets["curve"])[valid]
+        residuals[group] = np.abs(to_logit(predictions["appeal"][:, index]) - to_logit(reference["appeal"][:, index]))
+    valid = np.arange(reference["curve"].shape[1])[None, :] < arrays.steps[:, None]
+    residuals["curve"] = np.abs(to_logit(predictions["curve"]) - to_logit(reference["curve"]))[valid]
+    residuals["engagement_lead"] = pair_residuals(
+        to_logit(predictions["engagement"]), to_logit(reference["engagement"])
+    )
     return residuals
 
 
+def pair_residuals(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """|(ẑ_i − ẑ_j) − (z_i − z_j)| over every pair i < j: how far a predicted lead of one clip over another can be
+    from the observed one. (Pairs share clips, so the conformal guarantee is approximate; the test split checks it.)"""
+    error = predicted - observed
+    i, j = np.triu_indices(len(error), 1)
+    return np.abs(error[i] - error[j])
+
+
+# What each half-width is calibrated against. An interval around one clip's score covers what one audience would
+# report (the observed, noisy label); the lead margin answers "is this cut more engaging than that one", a question
+# about the audience's expected response, so on synthetic clips it is calibrated against the noise-free truth (two
+# labels' noise would otherwise widen it by √2 · 0.6 logits). Studio clips have no truth: there it is their labels.
+CALIBRATED_AGAINST = {name: "oracle" if name == "engagement_lead" else "targets" for name in INTERVAL_ORDER}
+
+
 def calibrate(model: EngagementNetwork, calib: EngagementArrays, coverage: float = COVERAGE) -> np.ndarray:
-    """Set and return the model's `interval_halfwidth` buffer from the calibration split."""
-    residuals = interval_residuals(predict(model, calib), calib)
-    halfwidth = np.array([conformal_quantile(residuals[name], coverage) for name in INTERVAL_ORDER], np.float32)
-    model.interval_halfwidth.copy_(torch.from_numpy(np.minimum(halfwidth, 1.0)))  # outputs live in [0, 1]
+    """Set and return the model's `interval_logit_halfwidth` buffer from the calibration split."""
+    predictions = predict(model, calib)
+    residuals = {against: interval_residuals(predictions, calib, against) for against in ("targets", "oracle")}
+    halfwidth = np.array(
+        [conformal_quantile(residuals[CALIBRATED_AGAINST[name]][name], coverage) for name in INTERVAL_ORDER],
+        np.float32,
+    )
+    # an infinite width (too few clips for the coverage) is stored as a logit of 20: every interval is [0, 1]
+    model.interval_logit_halfwidth.copy_(torch.from_numpy(np.minimum(halfwidth, 20.0)))
     return halfwidth
 
 
-def interval_coverage(model: EngagementNetwork, arrays: EngagementArrays) -> dict[str, float]:
-    """Fraction of observed targets inside prediction ± the stored half-width, per INTERVAL_ORDER output."""
-    residuals = interval_residuals(predict(model, arrays), arrays)
-    halfwidth = model.interval_halfwidth.numpy()
-    return {name: float((residuals[name] <= halfwidth[i]).mean()) for i, name in enumerate(INTERVAL_ORDER)}
+def interval_coverage(
+    model: EngagementNetwork, arrays: EngagementArrays, against: str | None = None
+) -> dict[str, float]:
+    """Fraction of targets inside the stored logit interval, per INTERVAL_ORDER name: against what each was
+    calibrated for (CALIBRATED_AGAINST), or all against `against` ("targets" or "oracle")."""
+    predictions = predict(model, arrays)
+    residuals = {ref: interval_residuals(predictions, arrays, ref) for ref in ("targets", "oracle")}
+    halfwidth = model.interval_logit_halfwidth.numpy()
+    return {
+        name: float((residuals[against or CALIBRATED_AGAINST[name]][name] <= halfwidth[i]).mean())
+        for i, name in enumerate(INTERVAL_ORDER)
+    }
 
 
 def train_and_calibrate(data: Path, out_dir: Path, options: EngagementTrainingOptions) -> dict:
@@ -297,7 +333,7 @@ def train_and_calibrate(data: Path, out_dir: Path, options: EngagementTrainingOp
             "train_clips": len(train),
             "val_clips": len(val),
             "calib_clips": len(calib),
-            "interval_halfwidth": dict(zip(INTERVAL_ORDER, halfwidth.tolist())),
+            "interval_logit_halfwidth": dict(zip(INTERVAL_ORDER, halfwidth.tolist())),
             "calib_coverage": coverage,
         }
     )
@@ -309,13 +345,13 @@ def train_and_calibrate(data: Path, out_dir: Path, options: EngagementTrainingOp
         options.network,
         out_dir / "best.pt",
         epoch=summary["best_epoch"],
-        interval_halfwidth=halfwidth.tolist(),
+        interval_logit_halfwidth=halfwidth.tolist(),
         coverage=COVERAGE,
     )
     (out_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
     print(
         f"[engagement] done in {summary['seconds']:.0f} s ({summary['stop_reason']}); best epoch "
-        f"{summary['best_epoch']}; 90 % half-widths "
+        f"{summary['best_epoch']}; 90 % logit half-widths "
         + ", ".join(f"{n} {w:.3f}" for n, w in zip(INTERVAL_ORDER, halfwidth))
         + f" → {out_dir / 'best.pt'}",
         flush=True,

@@ -8,7 +8,7 @@ import streamlit as st
 from app import services
 from app.components import auth
 from app.components.clip_upload import load_report
-from facecast.clips.compare import best_per_group, differences, divergent_moments, overlaid_curves
+from facecast.clips.compare import best_per_group, differences, divergent_moments, lead_margin, overlaid_curves
 
 auth.require("clips.compare")
 st.title("Compare cuts")
@@ -77,6 +77,19 @@ st.altair_chart((lines + rule).properties(height=280, title="Engagement per seco
 left, right = st.columns([3, 1])
 left.markdown("**Differences per score and audience group**")
 left.table(differences(cuts).set_index("score"))
+margin = lead_margin(cuts)
+left.caption(
+    (
+        "**clear?** Engagement: the lead is clear when it is larger than the model can get wrong 9 times in 10 "
+        "between two cuts (a calibrated margin on their difference). Other scores: when the cuts' 90 % intervals do "
+        "not overlap, a stricter rule."
+    )
+    if margin is not None
+    else (
+        "**clear?** when the cuts' 90 % intervals do not overlap (some of these analyses predate the calibrated margin "
+        "for engagement leads; analyse them again for it)."
+    )
+)
 right.markdown("**Predicted best cut**")
 right.table(best_per_group(cuts).set_index("audience"))
 

@@ -26,10 +26,10 @@ class WindowScores:
     class_probabilities: np.ndarray  # [len(ENGAGEMENT_CLASSES)]
     curve: np.ndarray  # [MAX_STEPS]
     moment_weights: np.ndarray  # [MAX_STEPS]
-    interval_halfwidth: np.ndarray  # [len(INTERVAL_ORDER)]
+    interval_logit_halfwidth: np.ndarray  # [len(INTERVAL_ORDER)]
 
-    def halfwidth(self, name: str) -> float:
-        return float(self.interval_halfwidth[_HALFWIDTH[name]])
+    def logit_halfwidth(self, name: str) -> float:
+        return float(self.interval_logit_halfwidth[_HALFWIDTH[name]])
 
 
 class EngagementScorer:
@@ -56,7 +56,7 @@ class EngagementScorer:
                 class_probabilities=class_probabilities[i],
                 curve=outputs["curve"][i],
                 moment_weights=outputs["moment_weights"][i],
-                interval_halfwidth=outputs["interval_halfwidth"][i],
+                interval_logit_halfwidth=outputs["interval_logit_halfwidth"][i],
             )
             for i in range(len(features))
         ]

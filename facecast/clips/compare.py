@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from facecast.clips.report import EngagementReport
+from facecast.engagement_features import lead_is_clear
 from facecast.vocab import AUDIENCE_GROUPS
 
 SCORES = ("engagement", "resonance", "shareability")
@@ -21,25 +22,33 @@ def score_rows(report: EngagementReport) -> dict[str, tuple[float, float, float]
     return {name: (s.value, s.low, s.high) for name, s in rows.items() if s is not None}
 
 
+def lead_margin(cuts: dict[str, EngagementReport]) -> float | None:
+    """The engagement lead margin the cuts' reports agree on (the widest, if models differ), or None."""
+    margins = [report.engagement_lead_logit for report in cuts.values()]
+    return None if any(m is None for m in margins) or not margins else max(m for m in margins if m is not None)
+
+
 def differences(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
-    """One row per score: each cut's value, the best cut, its lead over the runner-up, and whether the 90 %
-    intervals of the best two overlap (then the lead is within the model's uncertainty)."""
+    """One row per score: each cut's value, the best cut, its lead over the runner-up, and whether that lead is
+    clear of the model's uncertainty (`lead_is_clear`)."""
     rows = []
     per_cut = {name: score_rows(report) for name, report in cuts.items()}
+    margin = lead_margin(cuts)
     names = list(next(iter(per_cut.values())).keys()) if per_cut else []
     for score in names:
         values = {cut: rows_[score] for cut, rows_ in per_cut.items() if score in rows_}
         if len(values) < 2:
             continue
         ordered = sorted(values.items(), key=lambda item: -item[1][0])
-        (best, (value, low, _)), (_, (second_value, _, second_high)) = ordered[0], ordered[1]
+        (best, best_row), (_, second_row) = ordered[0], ordered[1]
+        clear = lead_is_clear(best_row, second_row, margin if score == "engagement" else None)
         rows.append(
             {
                 "score": score,
                 **{cut: round(v[0], 3) for cut, v in values.items()},
                 "best cut": best,
-                "lead": round(value - second_value, 3),
-                "clear?": "yes" if low > second_high else "within uncertainty",
+                "lead": round(best_row[0] - second_row[0], 3),
+                "clear?": "yes" if clear else "within uncertainty",
             }
         )
     return pd.DataFrame(rows)

@@ -59,7 +59,9 @@ Progress = Callable[[str, float], None]
 
 # Raised whenever a change to sampling, tracking or scoring changes what a report says, so that stored reports made
 # by an older pipeline are recomputed when their clip comes again, not reopened. 2: shot cuts and appearance tracking.
-PIPELINE_VERSION = 2
+# 3: intervals in logit space and the engagement lead margin (and the engagement model retrained without the
+# detection-score skew: served models keep their version number when only their weights change).
+PIPELINE_VERSION = 3
 
 
 @dataclass(frozen=True)

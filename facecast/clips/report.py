@@ -11,7 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-REPORT_VERSION = 1
+from facecast.engagement_features import logit_interval
+
+# 2: engagement_lead_logit (a version-1 reader would fail on the unknown field; now it says the report is newer)
+REPORT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,12 @@ class Scored:
     def around(cls, value: float, halfwidth: float) -> Scored:
         """value ± halfwidth, kept inside [0, 1] where every score lives."""
         return cls(round(float(value), 4), round(max(0.0, value - halfwidth), 4), round(min(1.0, value + halfwidth), 4))
+
+    @classmethod
+    def in_logit_interval(cls, value: float, logit_halfwidth: float) -> Scored:
+        """The interval σ(logit(value) ∓ w) of a probability whose half-width was calibrated in logit space."""
+        low, high = logit_interval(value, logit_halfwidth)
+        return cls(round(float(value), 4), round(float(low), 4), round(float(high), 4))
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,9 @@ class EngagementReport:
     models: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     interval_coverage: float = 0.9
+    # the smallest difference of two clips' engagement logits the model can tell apart at that coverage (the
+    # engagement model's calibrated `engagement_lead`); None in reports stored before it existed
+    engagement_lead_logit: float | None = None
     version: int = REPORT_VERSION
 
     @property

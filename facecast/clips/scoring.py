@@ -76,10 +76,10 @@ class ClipScores:
     """Clip-level scores: values and half-widths by name (INTERVAL_ORDER names), class probabilities, curve."""
 
     values: dict[str, float]
-    halfwidths: dict[str, float]
+    logit_halfwidths: dict[str, float]
     class_probabilities: dict[str, float]
     curve: np.ndarray  # per step over the whole clip
-    curve_halfwidth: float
+    curve_logit_halfwidth: float
 
     @property
     def engagement_class(self) -> str:
@@ -103,7 +103,7 @@ def combine_windows(windows: list[WindowScores], observed_steps: list[float], wi
     }
     for index, group in enumerate(AUDIENCE_GROUPS):
         values[f"appeal_{group}"] = mean([w.appeal[index] for w in windows])
-    halfwidths = {name: mean([w.halfwidth(name) for w in windows]) for name in INTERVAL_ORDER}
+    halfwidths = {name: mean([w.logit_halfwidth(name) for w in windows]) for name in INTERVAL_ORDER}
     probabilities = np.tensordot(weights, np.stack([w.class_probabilities for w in windows]), axes=1)
     curve = np.concatenate([w.curve[:steps] for w, steps in zip(windows, window_steps)])
     assert all(steps <= MAX_STEPS for steps in window_steps)
@@ -115,7 +115,7 @@ def combine_windows(windows: list[WindowScores], observed_steps: list[float], wi
 # ---- the report's scores, curve, characters and key moments ----------------------------------------------------
 
 
-def _per_second(curve: np.ndarray, halfwidth: float, duration: float) -> list[CurvePoint]:
+def _per_second(curve: np.ndarray, logit_halfwidth: float, duration: float) -> list[CurvePoint]:
     seconds = max(1, int(np.ceil(duration - 1e-9)))
     points = []
     for second in range(seconds):
@@ -123,7 +123,7 @@ def _per_second(curve: np.ndarray, halfwidth: float, duration: float) -> list[Cu
         if part.size == 0:
             break
         value = float(part.mean())
-        scored = Scored.around(value, halfwidth)
+        scored = Scored.in_logit_interval(value, logit_halfwidth)
         points.append(CurvePoint(float(second), scored.value, scored.low, scored.high))
     return points
 
@@ -179,11 +179,12 @@ def fill_scores(
     total_steps = step_count(duration)
     steps = [max(0, min(MAX_STEPS, total_steps - int(round(w.start * MODEL_RATE_HZ)))) for w, _ in scored]
     clip_scores = combine_windows([s for _, s in scored], [w.observed_steps for w, _ in scored], steps)
-    values, widths = clip_scores.values, clip_scores.halfwidths
-    report.engagement = Scored.around(values["engagement"], widths["engagement"])
-    report.resonance = Scored.around(values["resonance"], widths["resonance"])
-    report.shareability = Scored.around(values["shareability"], widths["shareability"])
-    report.appeal = {g: Scored.around(values[f"appeal_{g}"], widths[f"appeal_{g}"]) for g in AUDIENCE_GROUPS}
+    values, widths = clip_scores.values, clip_scores.logit_halfwidths
+    report.engagement = Scored.in_logit_interval(values["engagement"], widths["engagement"])
+    report.resonance = Scored.in_logit_interval(values["resonance"], widths["resonance"])
+    report.shareability = Scored.in_logit_interval(values["shareability"], widths["shareability"])
+    report.appeal = {g: Scored.in_logit_interval(values[f"appeal_{g}"], widths[f"appeal_{g}"]) for g in AUDIENCE_GROUPS}
+    report.engagement_lead_logit = round(widths["engagement_lead"], 4)
     report.class_probabilities = {k: round(v, 4) for k, v in clip_scores.class_probabilities.items()}
     report.engagement_class = clip_scores.engagement_class
 
@@ -194,7 +195,7 @@ def fill_scores(
         first = int(round(window.start * MODEL_RATE_HZ))
         part = scores.curve[: max(0, min(MAX_STEPS, total_steps - first))]
         curve[first : first + part.size] = part
-    report.curve = _per_second(curve, clip_scores.curve_halfwidth, duration)
+    report.curve = _per_second(curve, clip_scores.curve_logit_halfwidth, duration)
     empty = [w.start for w in windows if w.scores is None]
     if empty:
         report.notes.append(

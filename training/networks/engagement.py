@@ -11,8 +11,9 @@ After seed 000 §3.1 and §3.3, for up to MAX_CHARACTERS characters × MAX_STEPS
     weights are the key moments, and from the pooled clip vector engagement, resonance, shareability, appeal per
     audience group and the low/medium/high class logits.
 
-`interval_halfwidth` is a buffer, not a learned output: split-conformal half-widths at 90 % coverage written by
-calibration (training/train_engagement.py) so the served model carries its own uncertainty.
+`interval_logit_halfwidth` is a buffer, not a learned output: split-conformal half-widths at 90 % coverage, in logit
+space (facecast.engagement_features.logit_interval), written by calibration (training/train_engagement.py) so the
+served model carries its own uncertainty.
 
 Ablations use the same code through two config fields (only the full configs are registered):
   fusion  — how the characters are combined: "attention" (cross-attention, then pooling: the full model), "hybrid"
@@ -146,7 +147,7 @@ class EngagementNetwork(nn.Module):
         "class_logits",
         "curve",
         "moment_weights",
-        "interval_halfwidth",
+        "interval_logit_halfwidth",
     )
 
     def __init__(self, config: EngagementConfig):
@@ -189,8 +190,8 @@ class EngagementNetwork(nn.Module):
         self.clip_head = nn.Sequential(
             nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(config.dropout), nn.Linear(dim, n_outputs)
         )
-        # split-conformal half-widths (INTERVAL_ORDER), set by calibration; NaN-free zeros until then
-        self.register_buffer("interval_halfwidth", torch.zeros(len(INTERVAL_ORDER)))
+        # split-conformal half-widths in logit space (INTERVAL_ORDER), set by calibration; NaN-free zeros until then
+        self.register_buffer("interval_logit_halfwidth", torch.zeros(len(INTERVAL_ORDER)))
 
     # -- stages -------------------------------------------------------------------------------------------------
     def _stream(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -289,7 +290,7 @@ class EngagementNetwork(nn.Module):
             "class_logits": clip[:, n_scalars + n_groups :],
             "curve": torch.sigmoid(raw["curve_logits"]),
             "moment_weights": raw["moment_weights"] * step_mask,
-            "interval_halfwidth": self.interval_halfwidth.unsqueeze(0).expand(batch, -1),
+            "interval_logit_halfwidth": self.interval_logit_halfwidth.unsqueeze(0).expand(batch, -1),
             # logits for the training losses (BCE with soft targets is better conditioned on logits)
             "scalar_logits": scalar_logits,
             "appeal_logits": appeal_logits,
@@ -322,7 +323,7 @@ class EngagementNetwork(nn.Module):
                 ("class_logits", "FP32", [len(ENGAGEMENT_CLASSES)]),
                 ("curve", "FP32", [MAX_STEPS]),
                 ("moment_weights", "FP32", [MAX_STEPS]),
-                ("interval_halfwidth", "FP32", [len(INTERVAL_ORDER)]),
+                ("interval_logit_halfwidth", "FP32", [len(INTERVAL_ORDER)]),
             ],
         }
 
