@@ -1,6 +1,6 @@
 """Clip scripts and engagement targets for training, calibrating and testing the engagement model.
 
-    python -m training.data.build_clips --out data/clips [--train 1600 --calib 300 --test 400]
+    python -m training.data.build_clips --out data/clips [--train 4000 --calib 600 --test 400]
     python -m training.data.build_clips --oracle-report [--sample 1000]    # numbers in docs/engagement-ground-truth.md
     python -m training.data.build_clips --crop-benchmark                    # crop rendering speed
     python -m training.data.build_clips --tier-bars                         # source of clips.TIER_BARS
@@ -161,8 +161,8 @@ def crop_benchmark(clips: int = 12) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/clips"))
-    parser.add_argument("--train", type=int, default=1600)
-    parser.add_argument("--calib", type=int, default=300)
+    parser.add_argument("--train", type=int, default=4000)
+    parser.add_argument("--calib", type=int, default=600)
     parser.add_argument("--test", type=int, default=400)
     parser.add_argument("--oracle-report", action="store_true", help="print the oracle's scores and exit")
     parser.add_argument("--sample", type=int, default=1000, help="clips in the oracle report")
