@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.tracking import iou
 from facecast.config import PROJECT_ROOT
 from facecast.engagement_features import step_count, step_times
 from training.data.build_clips import SPLITS
@@ -33,13 +34,6 @@ from training.data.detector_response import HEIGHT_EDGES, RESPONSE_PATH, VISIBLE
 
 FIRST_SEED = 770_000
 IOU_MATCH = 0.3
-
-
-def _iou(a, b) -> float:
-    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def measure(urls: list[str], clips: int, batch: int = 8) -> list[tuple[float, float, bool, float]]:
@@ -63,7 +57,7 @@ def measure(urls: list[str], clips: int, batch: int = 8) -> list[tuple[float, fl
                     height = (box[3] - box[1]) / frame.image.shape[0]
                     best, best_iou = -1, IOU_MATCH
                     for k, detection in enumerate(detections):  # strongest first
-                        overlap = _iou(box, detection.box)
+                        overlap = iou(box, detection.box)
                         if k not in taken and overlap >= best_iou:
                             best, best_iou = k, overlap
                     if best >= 0:
