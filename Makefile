@@ -171,7 +171,7 @@ engagement: $(VENV)/.installed
 	$(PY) -m training.train_engagement --data $(DATA)/clips --out $(RUNS)/engagement-cpu --weights weights/engagement-cpu.pt \
 	    --max-epochs 30 --patience 5 --time-budget-s 1500 --threads 1
 evaluate-engagement: $(VENV)/.installed
-	$(PY) -m training.evaluate_engagement --data $(DATA)/clips --workers 2 --cv-max-epochs 6
+	$(PY) -m training.evaluate_engagement --data $(DATA)/clips --workers 2 --cv-max-epochs 12
 
 # retrieval: contrastive embedders (writes weights/ and docs/results-embedders.md), then the library evaluation
 embedders: $(VENV)/.installed

@@ -248,3 +248,13 @@ def test_training_learns_a_planted_signal(tmp_path) -> None:
     )
     predictions = predict(model, arrays.subset(np.arange(140, n)))
     assert spearman(predictions["engagement"], engagement[140:]) > 0.8
+
+
+def test_an_engagement_checkpoint_from_before_logit_intervals_is_refused_with_what_to_do(tmp_path) -> None:
+    model = build_model("engagement-cpu")
+    state = dict(model.state_dict())
+    state["interval_halfwidth"] = state.pop("interval_logit_halfwidth")  # what a 2026-11 checkpoint holds
+    path = tmp_path / "old-engagement.pt"
+    torch.save({"network": "engagement-cpu", "state_dict": state}, path)
+    with pytest.raises(ValueError, match="before 2026-12.*Retrain"):
+        load_checkpoint(path)

@@ -27,6 +27,12 @@ def save_checkpoint(model: torch.nn.Module, network: str, path: str | Path, **ex
 def load_checkpoint(path: str | Path) -> torch.nn.Module:
     """The trained network from a checkpoint (or a shipped weights file), in eval mode."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if "interval_halfwidth" in checkpoint["state_dict"]:
+        raise ValueError(
+            f"{path} is an engagement model from before 2026-12, whose intervals were calibrated on the probability "
+            "scale; this facecast calibrates them in logit space. Retrain it (`facecast train engagement`, or "
+            "`make engagement` for the default)."
+        )
     model = build_model(checkpoint["network"])
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

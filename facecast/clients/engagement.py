@@ -46,6 +46,12 @@ class EngagementScorer:
         outputs = self.client.infer(
             {"features": np.ascontiguousarray(features, np.float32), "mask": np.ascontiguousarray(mask, np.float32)}
         )
+        if "interval_logit_halfwidth" not in outputs:
+            raise ValueError(
+                f"the served {self.client.model_name} model has no interval_logit_halfwidth output: it was exported "
+                "before 2026-12 (intervals on the probability scale). Rebuild the model repository from current "
+                "weights (`make repository`) or retrain a studio model (`facecast train engagement`)."
+            )
         class_probabilities = softmax(outputs["class_logits"])
         return [
             WindowScores(
