@@ -80,9 +80,9 @@ left.table(differences(cuts).set_index("score"))
 margin = lead_margin(cuts)
 left.caption(
     (
-        "**clear?** Engagement: the lead is clear when it is larger than the model can get wrong 9 times in 10 "
-        "between two cuts (a calibrated margin on their difference). Other scores: when the cuts' 90 % intervals do "
-        "not overlap, a stricter rule."
+        "**clear?** Engagement: when the lead is larger than the model's error on the difference between two cuts "
+        "in 9 cases out of 10 (a calibrated margin). Other scores: when the cuts' 90 % intervals do not overlap, a "
+        "stricter rule."
     )
     if margin is not None
     else (
