@@ -17,7 +17,8 @@ EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt w
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
 .PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
-	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement evaluate-engagement embedders \
+	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement evaluate-engagement \
+	evaluate-engagement-recipe embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
 
 ## Environments ###################################################################################################
@@ -172,6 +173,9 @@ engagement: $(VENV)/.installed
 	    --max-epochs 30 --patience 5 --time-budget-s 1500 --threads 1
 evaluate-engagement: $(VENV)/.installed
 	$(PY) -m training.evaluate_engagement --data $(DATA)/clips --workers 2 --cv-max-epochs 12
+# the full model cross-validated with the shipped recipe against SVM and random forest (docs/results-engagement-recipe.md)
+evaluate-engagement-recipe: $(VENV)/.installed
+	$(PY) -m training.engagement_recipe_cv --data $(DATA)/clips --workers 2
 
 # retrieval: contrastive embedders (writes weights/ and docs/results-embedders.md), then the library evaluation
 embedders: $(VENV)/.installed
@@ -192,7 +196,7 @@ evaluate-mapping: $(VENV)/.installed repository
 	$(PY) -m training.evaluate_mapping --runs $(RUNS)/mapping --emoji $(DATA)/emoji/manifest.csv
 
 models: data train loso evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement \
-	evaluate-engagement embedders evaluate-retrieval mapper repository evaluate-mapping
+	evaluate-engagement evaluate-engagement-recipe embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################
 bench: setup bench-analyze bench-retrieval bench-mapper
