@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.tracking import iou
+from facecast.clips.tracking import box_iou
 from facecast.config import PROJECT_ROOT
 from facecast.engagement_features import step_count, step_times
 from training.data.build_clips import SPLITS
@@ -53,13 +53,13 @@ def measure(urls: list[str], clips: int, batch: int = 8) -> list[tuple[float, fl
             found = detector.detect([frame.image for frame in part])
             for frame, detections in zip(part, found):
                 taken: set[int] = set()
-                for _, box, visible in frame.faces:
+                overlaps = box_iou(np.array([box for _, box, _ in frame.faces]), np.array([d.box for d in detections]))
+                for face, (_, box, visible) in enumerate(frame.faces):
                     height = (box[3] - box[1]) / frame.image.shape[0]
                     best, best_iou = -1, IOU_MATCH
-                    for k, detection in enumerate(detections):  # strongest first
-                        overlap = iou(box, detection.box)
-                        if k not in taken and overlap >= best_iou:
-                            best, best_iou = k, overlap
+                    for k in range(len(detections)):  # strongest first
+                        if k not in taken and overlaps[face, k] >= best_iou:
+                            best, best_iou = k, overlaps[face, k]
                     if best >= 0:
                         taken.add(best)
                     rows.append((visible, height, best >= 0, detections[best].score if best >= 0 else float("nan")))

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from facecast.clips.tracking import box_iou
 from facecast.config import PROJECT_ROOT
 from facecast.media.video import CUT_THRESHOLD
 from training.data.build import SPLITS
@@ -40,14 +41,6 @@ MIN_VISIBLE = 0.5
 CLIP_SEED = 880_000
 CHECK_SEED = 990_000
 TARGETS = {"idf1": 0.90, "switches_per_min": 0.5, "phantoms_per_clip": 0.1, "timeline": 0.90}
-
-
-def iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def evaluation_scripts(count: int, seconds: float, first_seed: int = CLIP_SEED) -> list:
@@ -108,7 +101,7 @@ def score_clip(name: str, script, times: list[float], observations) -> ClipScore
             seen_per_track[track_index[o.track_id]] += 1
         if not truth or not seen:
             continue
-        overlap = np.array([[iou(s.box, o.box) for o in seen] for s in truth])
+        overlap = box_iou(np.array([s.box for s in truth]), np.array([o.box for o in seen]))
         for i, s in enumerate(truth):
             for j, o in enumerate(seen):
                 if overlap[i, j] >= IOU_MATCH:

@@ -6,7 +6,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from facecast.serving.errors import TritonUnavailable
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLE_MAPPER, STYLE_PARAM_BOUNDS, STYLES
 from tests.badfiles import png_claiming_size
 from tests.clipmaker import photo
+from tests.triton_stats import model_counts, settled_model_counts
 
 EMOJI = PROJECT_ROOT / "data" / "emoji"
 
@@ -212,28 +212,6 @@ def inside_bounds(params: dict[str, float], style: str) -> bool:
     return all(low - 1e-5 <= params[p] <= high + 1e-5 for p, (low, high) in STYLE_PARAM_BOUNDS[style].items())
 
 
-def inference_counts(url: str) -> tuple[int, int, int]:
-    """(requests, rows inferred, executions) of the style_mapper so far."""
-    stats = triton_http.InferenceServerClient(url).get_inference_statistics(STYLE_MAPPER)["model_stats"][0]
-    return (
-        int(stats["inference_stats"]["success"]["count"]),
-        int(stats["inference_count"]),
-        int(stats["execution_count"]),
-    )
-
-
-def settled_inference_counts(url: str, before: tuple[int, int, int], timeout_s: float = 5.0) -> tuple[int, int, int]:
-    """The counts once the requests just answered are recorded: the python backend reports an execution's statistics
-    after its response has gone out, so a read right after the answer can still see `before` (CI under load did)."""
-    deadline = time.monotonic() + timeout_s
-    counts = inference_counts(url)
-    while counts == before and time.monotonic() < deadline:
-        time.sleep(0.05)
-        counts = inference_counts(url)
-    time.sleep(0.2)  # anything still being recorded would land now and show in the assertion
-    return inference_counts(url)
-
-
 @pytest.mark.triton
 def test_input_size_comes_from_the_served_config(mapper, full_server) -> None:
     config = triton_http.InferenceServerClient(full_server.triton_url).get_model_config(STYLE_MAPPER)
@@ -303,9 +281,9 @@ def test_out_of_bounds_override_is_clamped_by_client_and_graph_alike(mapper, sty
 def test_all_styles_is_one_batched_request_of_four_different_pictures(mapper, style_sets, full_server) -> None:
     face = style_sets["images"][2, STYLES.index("realistic")]
     prepared = mapper.prepare(face)  # detection happens once, outside the counted request
-    before = inference_counts(full_server.triton_url)
+    before = model_counts(full_server.triton_url, STYLE_MAPPER)
     results = mapper.map_to_all_styles(prepared, {"mouth": 0.99})
-    after = settled_inference_counts(full_server.triton_url, before)
+    after = settled_model_counts(full_server.triton_url, STYLE_MAPPER, before)
     assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (1, 4, 1)
     assert list(results) == list(STYLES)
     for style, result in results.items():

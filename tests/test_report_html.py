@@ -29,7 +29,7 @@ def report(name: str, thumbnail: str) -> EngagementReport:
         codec="h264",
         rotation=0,
     )
-    scored = Scored.around(0.5, 0.1)
+    scored = Scored(0.5, 0.4, 0.6)
     return EngagementReport(
         clip=clip,
         faces_found=True,

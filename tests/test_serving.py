@@ -24,6 +24,7 @@ from facecast.serving.errors import TritonUnavailable
 from facecast.store import open_store
 from facecast.vocab import EMOTIONS, EXPRESSION_ENCODER
 from tests.conftest import SHIPPED_WEIGHTS, settings_environment
+from tests.triton_stats import model_counts, settled_model_counts
 from training.checkpoints import load_checkpoint
 from training.data.synthetic import sample_still
 from training.evaluation import predict_images
@@ -95,19 +96,13 @@ def test_large_requests_are_split_at_max_batch_size(client) -> None:
 
 
 def test_concurrent_single_image_requests_are_batched(expression_server, client) -> None:
-    def counts() -> tuple[int, int]:
-        stats = requests.get(
-            f"http://{expression_server.triton_url}/v2/models/{EXPRESSION_ENCODER}/stats", timeout=10
-        ).json()["model_stats"][0]
-        return int(stats["inference_count"]), int(stats["execution_count"])
-
     faces = synthetic_faces(8)
-    before = counts()
+    before = model_counts(expression_server.triton_url, EXPRESSION_ENCODER)
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda i: client.infer({"image": faces[i % 8][None]}), range(96)))
-    after = counts()
+    after = settled_model_counts(expression_server.triton_url, EXPRESSION_ENCODER, before)
     assert all(r["emotion_logits"].shape == (1, 7) for r in results)
-    inferences, executions = after[0] - before[0], after[1] - before[1]
+    inferences, executions = after[1] - before[1], after[2] - before[2]
     assert inferences == 96
     # Without dynamic batching every request is its own execution (96). How MUCH the batcher merges (queue delay 0)
     # depends on how fast 16 client threads can send on a shared 2-core machine: over 2 requests per execution when

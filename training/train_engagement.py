@@ -290,31 +290,34 @@ def pair_residuals(predicted: np.ndarray, observed: np.ndarray, max_clips: int =
 CALIBRATED_AGAINST = {name: "oracle" if name == "engagement_lead" else "targets" for name in INTERVAL_ORDER}
 
 
+def calibrated_residuals(
+    predictions: dict, arrays: EngagementArrays, against: str | None = None
+) -> dict[str, np.ndarray]:
+    """interval_residuals per INTERVAL_ORDER name against what each is calibrated for (CALIBRATED_AGAINST), or all
+    against `against` ("targets" or "oracle")."""
+    references = {against} if against else set(CALIBRATED_AGAINST.values())
+    by_reference = {ref: interval_residuals(predictions, arrays, ref) for ref in references}
+    return {name: by_reference[against or CALIBRATED_AGAINST[name]][name] for name in INTERVAL_ORDER}
+
+
 def calibrate(model: EngagementNetwork, calib: EngagementArrays, coverage: float = COVERAGE) -> np.ndarray:
     """Set and return the model's `interval_logit_halfwidth` buffer from the calibration split."""
-    predictions = predict(model, calib)
-    residuals = {against: interval_residuals(predictions, calib, against) for against in ("targets", "oracle")}
-    halfwidth = np.array(
-        [conformal_quantile(residuals[CALIBRATED_AGAINST[name]][name], coverage) for name in INTERVAL_ORDER],
-        np.float32,
-    )
+    residuals = calibrated_residuals(predict(model, calib), calib)
+    halfwidth = np.array([conformal_quantile(residuals[name], coverage) for name in INTERVAL_ORDER], np.float32)
     # an infinite width (too few clips for the coverage) is stored as a logit of 20: every interval is [0, 1]
     model.interval_logit_halfwidth.copy_(torch.from_numpy(np.minimum(halfwidth, 20.0)))
     return halfwidth
 
 
 def interval_coverage(
-    model: EngagementNetwork, arrays: EngagementArrays, against: str | None = None
+    model: EngagementNetwork, arrays: EngagementArrays, against: str | None = None, predictions: dict | None = None
 ) -> dict[str, float]:
-    """Fraction of targets inside the stored logit interval, per INTERVAL_ORDER name: against what each was
-    calibrated for (CALIBRATED_AGAINST), or all against `against` ("targets" or "oracle")."""
-    predictions = predict(model, arrays)
-    residuals = {ref: interval_residuals(predictions, arrays, ref) for ref in ("targets", "oracle")}
+    """Fraction of targets inside the stored logit interval, per INTERVAL_ORDER name (`against` as in
+    calibrated_residuals). `predictions`: the model's on `arrays`, when the caller has them already."""
+    predictions = predict(model, arrays) if predictions is None else predictions
+    residuals = calibrated_residuals(predictions, arrays, against)
     halfwidth = model.interval_logit_halfwidth.numpy()
-    return {
-        name: float((residuals[against or CALIBRATED_AGAINST[name]][name] <= halfwidth[i]).mean())
-        for i, name in enumerate(INTERVAL_ORDER)
-    }
+    return {name: float((residuals[name] <= halfwidth[i]).mean()) for i, name in enumerate(INTERVAL_ORDER)}
 
 
 def train_and_calibrate(data: Path, out_dir: Path, options: EngagementTrainingOptions) -> dict:

@@ -24,11 +24,6 @@ class Scored:
     high: float
 
     @classmethod
-    def around(cls, value: float, halfwidth: float) -> Scored:
-        """value ± halfwidth, kept inside [0, 1] where every score lives."""
-        return cls(round(float(value), 4), round(max(0.0, value - halfwidth), 4), round(min(1.0, value + halfwidth), 4))
-
-    @classmethod
     def in_logit_interval(cls, value: float, logit_halfwidth: float) -> Scored:
         """The interval σ(logit(value) ∓ w) of a probability whose half-width was calibrated in logit space."""
         low, high = logit_interval(value, logit_halfwidth)
