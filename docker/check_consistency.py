@@ -31,8 +31,15 @@ ROOT = DOCKER.parent
 CONTAINER_ADDRESS = "0.0.0.0"
 PATH_FLAGS = {"--model-repository", "--backend-directory"}
 ADDRESS_FLAGS = {"--http-address", "--grpc-address", "--metrics-address"}
-# flag → value that a flavour sets on purpose although the local (CPU, loopback) server does not
-DELIBERATE = {"triton-gpu.Dockerfile": {"--allow-gpu-metrics": "true"}}
+# flag → value that a flavour sets on purpose although the local (CPU, loopback) server does not. An image's model
+# repository is baked in and immutable (a new model version is a new image tag), so its Triton has no model-control
+# API; the local server is in explicit mode so a studio's calibrated engagement version loads without a restart.
+IMMUTABLE_REPOSITORY = {"--model-control-mode": "none"}
+DELIBERATE = {
+    "triton-cpu.Dockerfile": IMMUTABLE_REPOSITORY,
+    "triton-gpu.Dockerfile": {"--allow-gpu-metrics": "true", **IMMUTABLE_REPOSITORY},
+}
+LOCAL_ONLY_FLAGS = {"--load-model"}  # explicit mode's "load every model at start"; mode none does that by itself
 
 
 def dockerfile_cmd(path: Path) -> list[str]:
@@ -79,6 +86,8 @@ def check_server_flags() -> list[str]:
         image = _flags(dockerfile_cmd(DOCKER / name))
         deliberate = DELIBERATE.get(name, {})
         for flag in sorted(set(local) | set(image)):
+            if flag not in image and flag in LOCAL_ONLY_FLAGS:
+                continue
             if flag not in image:
                 problems.append(f"{name}: CMD lacks {flag} (build_server_command sets {flag}={local[flag]})")
             elif flag not in local:

@@ -51,6 +51,12 @@ CPU_SERVING = {
 GPU_SERVING = {"expression_encoder": ServingSettings(max_batch_size=128, max_queue_delay_us=500, instance_count=2)}
 
 
+# Models a studio adds versions to (a calibrated engagement model: facecast.calibration). Triton loads every version
+# (version_policy all) and each client names the version it wants, so activating or rolling back a version is a
+# row in the store, not a reload; version 1 is always the shipped default, and `make repository` rewrites only it.
+VERSIONED_MODELS = {"engagement"}
+
+
 def bounds_parameter(bounds: dict[str, tuple[float, float]]) -> str:
     """`name:low:high;…`, read back by export/python_backend/model.py (a plain string: config.pbtxt has no lists)."""
     return ";".join(f"{name}:{low:g}:{high:g}" for name, (low, high) in sorted(bounds.items()))
@@ -91,6 +97,8 @@ def config_pbtxt(
     if settings.dynamic_batching:
         lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.max_queue_delay_us}\n}}")
     lines.append(f"instance_group [\n  {{\n    count: {settings.instance_count}\n    kind: {kind}\n  }}\n]")
+    if name in VERSIONED_MODELS:
+        lines.append("version_policy: { all { } }")
     if flavour == "cpu":
         lines.append(
             'parameters: {\n  key: "intra_op_threads"\n'
@@ -123,6 +131,10 @@ def write_model(
             config_pbtxt(name, network.serving_signature(), flavour, settings, bounds)
         )
         target = repository / name
+        if name in VERSIONED_MODELS:  # keep the studio's calibrated versions beside the rewritten default
+            for other in _version_dirs(target):
+                if other.name != str(version):
+                    shutil.copytree(other, staging / other.name)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -130,6 +142,54 @@ def write_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target / str(version) / onnx_path.name
+
+
+def _version_dirs(model_dir: Path) -> list[Path]:
+    if not model_dir.is_dir():
+        return []
+    return sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def add_version(repository: Path, network, flavour: str = "cpu") -> int:
+    """Export `network` as the next version of its served model (repository/<name>/<N>/), beside the versions there;
+    returns N. The new version must have the served signature (same inputs and outputs), it is checked against
+    torch before it appears, and it appears whole (renamed into place) or not at all."""
+    name = network.config.triton_name
+    if name not in VERSIONED_MODELS:
+        raise ValueError(f"{name} is not a versioned model ({', '.join(sorted(VERSIONED_MODELS))})")
+    model_dir = repository / name
+    config_path = model_dir / "config.pbtxt"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{model_dir} has no config.pbtxt: build the repository first (`make repository`)")
+    settings = (CPU_SERVING if flavour == "cpu" else GPU_SERVING).get(name, ServingSettings())
+    bounds = network.serving_bounds() if hasattr(network, "serving_bounds") else {}
+    config = config_pbtxt(name, network.serving_signature(), flavour, settings, bounds)
+    if _signature_lines(config_path.read_text()) != _signature_lines(config):
+        raise ValueError(f"the new {name} network's inputs or outputs differ from the served ones ({config_path})")
+    version = max((int(p.name) for p in _version_dirs(model_dir)), default=0) + 1
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=repository))
+    staging.chmod(0o755)
+    try:
+        onnx_path = export_onnx(network, staging / "model.onnx")
+        differences = onnx_matches_torch(network, onnx_path, example_serving_inputs(network.serving_signature(), 4))
+        if max(differences.values()) > 1e-3:
+            raise RuntimeError(f"the exported {name} graph does not answer like torch (max |Δ| {differences})")
+        if flavour == "cpu":
+            shutil.copy(PYTHON_BACKEND_MODEL, staging / "model.py")
+        staging.rename(model_dir / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if config_path.read_text() != config:  # a repository written before versions existed: allow them now
+        temporary = config_path.with_name(".config.pbtxt.tmp")
+        temporary.write_text(config)
+        temporary.replace(config_path)
+    return version
+
+
+def _signature_lines(config: str) -> str:
+    """The part of a config.pbtxt that a new version must keep: name, inputs, outputs, batch size."""
+    return config.split("dynamic_batching")[0].split("instance_group")[0]
 
 
 def write_repository(repository: Path, weights: list[Path], flavour: str = "cpu") -> list[Path]:

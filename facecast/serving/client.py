@@ -212,8 +212,9 @@ class TritonModelClient:
             self._signature = self._on_some_endpoint(fetch)
         return self._signature
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Named batched inputs → named outputs; splits batches over max_batch_size."""
+    def infer(self, inputs: dict[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
+        """Named batched inputs → named outputs; splits batches over max_batch_size. `version`: one of the model's
+        served versions (a studio's calibrated engagement model), "" for the server's choice (the newest loaded)."""
         signature = self.signature
         for spec in signature.inputs:
             array = inputs.get(spec.name)
@@ -231,11 +232,11 @@ class TritonModelClient:
         parts: dict[str, list[np.ndarray]] = {spec.name: [] for spec in signature.outputs}
         for start in range(0, count, step):
             chunk = {name: np.ascontiguousarray(array[start : start + step]) for name, array in inputs.items()}
-            for name, value in self._infer_chunk(chunk).items():
+            for name, value in self._infer_chunk(chunk, version).items():
                 parts[name].append(value)
         return {name: np.concatenate(values) for name, values in parts.items()}
 
-    def _infer_chunk(self, chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_chunk(self, chunk: dict[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
         requested = [triton_http.InferRequestedOutput(spec.name, binary_data=True) for spec in self.signature.outputs]
         tensors = []
         for name, array in chunk.items():
@@ -245,7 +246,7 @@ class TritonModelClient:
 
         def run(client: triton_http.InferenceServerClient) -> dict[str, np.ndarray]:
             try:
-                result = client.infer(self.model_name, tensors, outputs=requested)
+                result = client.infer(self.model_name, tensors, model_version=version, outputs=requested)
             except InferenceServerException as error:
                 if _is_endpoint_problem(error):
                     raise EndpointFailure(error.message()) from error

@@ -78,3 +78,7 @@ class ModelUnavailable(TritonError):
 
 class InferenceFailed(TritonError):
     """Triton took the request but the model returned an error (its message is kept)."""
+
+
+class ModelLoadFailed(TritonError):
+    """Triton refused to (re)load a model (e.g. a new version of it); the message carries the server's reason."""

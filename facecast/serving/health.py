@@ -8,6 +8,8 @@ import time
 import urllib.error
 import urllib.request
 
+from facecast.serving.errors import ModelLoadFailed
+
 DEFAULT_START_TIMEOUT_S = 120.0
 
 
@@ -70,6 +72,29 @@ def model_index(url: str, timeout: float = 5.0) -> list[dict]:
 def ready_models(url: str, timeout: float = 5.0) -> list[str]:
     """Names of the models whose state is READY."""
     return sorted({entry["name"] for entry in model_index(url, timeout) if entry.get("state") == "READY"})
+
+
+def model_versions(url: str, model: str, timeout: float = 5.0) -> dict[int, str]:
+    """{version: state} of one model on one server (from the model index; a model never loaded has none)."""
+    return {
+        int(entry["version"]): str(entry.get("state", ""))
+        for entry in model_index(url, timeout)
+        if entry.get("name") == model and str(entry.get("version", "")).isdigit()
+    }
+
+
+def load_model(url: str, model: str, timeout: float = 120.0) -> None:
+    """POST /v2/repository/models/<model>/load: (re)load a model from the repository, e.g. after a version was
+    added. Needs --model-control-mode=explicit. Triton keeps serving the loaded versions until the new set is ready,
+    and keeps the old set when the load fails; then this raises ModelLoadFailed with Triton's reason."""
+    try:
+        _http(url, f"/v2/repository/models/{model}/load", method="POST", body=b"{}", timeout=timeout)
+    except urllib.error.HTTPError as error:
+        try:
+            reason = json.loads(error.read()).get("error", str(error))
+        except ValueError:
+            reason = str(error)
+        raise ModelLoadFailed(f"{base_url(url)}: loading {model} failed: {reason}") from None
 
 
 def model_config(url: str, model: str, timeout: float = 5.0) -> dict:

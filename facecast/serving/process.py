@@ -289,7 +289,10 @@ def build_server_command(env: TritonEnvironment, settings: Settings, model_repos
         # Ready only when every model is loaded; a model that fails to load makes the server exit (exit-on-error).
         "--strict-readiness=true",
         "--exit-on-error=true",
-        "--model-control-mode=none",
+        # explicit + every model at start: the same start-up as "none", plus the load API, so a studio's calibrated
+        # engagement version (facecast.calibration) is loaded beside the served ones without a restart.
+        "--model-control-mode=explicit",
+        "--load-model=*",
         "--log-verbose=0",
     ]
 
