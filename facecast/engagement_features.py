@@ -29,6 +29,13 @@ FEATURE_NAMES: tuple[str, ...] = (
 FRAME_FEATURE_DIM = len(FEATURE_NAMES)
 assert FRAME_FEATURE_DIM == 20
 
+# The served engagement model's versions: 1 is the shipped default (synthetic audience), higher ones a studio's
+# calibrated models (facecast.store.engagement_models says which serves). Every request names its version, so a
+# calibrated version that was loaded but never activated is never used by accident (Triton's own default would be
+# the newest version).
+DEFAULT_ENGAGEMENT_VERSION = 1
+DEFAULT_ENGAGEMENT_DESCRIPTION = "synthetic audience model v1"
+
 # The order of the engagement model's split-conformal half-widths in logit space (`interval_logit_halfwidth`): one
 # per scalar output and the curve, then `engagement_lead`, the half-width of the difference between two clips'
 # engagement logits (facecast.clips.compare calls a lead clear beyond it).

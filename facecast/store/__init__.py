@@ -6,7 +6,8 @@ it). ``open_store`` opens (creating and migrating) a file; its tables are reache
         rows = store.library.search_candidates(ids, emotion="anger")
 
 Modules: ``database`` (opening, transactions, reads), ``migrations`` (+ the literal SQL in ``migrations/``),
-``rows`` (typed rows), and one per domain: ``classifications``, ``analyses``, ``library``, ``feedback``.
+``rows`` (typed rows), and one per domain: ``classifications``, ``analyses``, ``library``, ``feedback``,
+``engagement_models`` (model cards of the served engagement versions, and which one serves).
 """
 
 from facecast.store.database import Store, Transaction, open_store

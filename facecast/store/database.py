@@ -45,6 +45,7 @@ import pyarrow as pa
 from facecast.config import load_settings
 from facecast.store.analyses import Analyses
 from facecast.store.classifications import Classifications
+from facecast.store.engagement_models import EngagementModels
 from facecast.store.errors import StoreError
 from facecast.store.feedback import Feedback
 from facecast.store.gate import WaitStats, gate_for
@@ -140,6 +141,7 @@ class Store:
         self.analyses = Analyses(self)
         self.library = LibraryItems(self)
         self.feedback = Feedback(self)
+        self.engagement_models = EngagementModels(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self.read_only else "read-write")
