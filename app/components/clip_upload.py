@@ -46,10 +46,17 @@ def load_report(store: Store, analysis_id: int) -> EngagementReport | None:
 
 
 def analyse_upload(
-    upload, analyzer: ClipAnalyzer, store: Store, fingerprint: str, *, analysed_by: str | None = None
+    upload,
+    analyzer: ClipAnalyzer,
+    store: Store,
+    fingerprint: str,
+    *,
+    engagement_model: dict,
+    analysed_by: str | None = None,
 ) -> ClipResult:
-    """One uploaded clip through the stages, each with its own progress bar. MediaError (a bad file) is returned as
-    the result's error; Triton errors propagate so the page can show its banner."""
+    """One uploaded clip through the stages, each with its own progress bar, scored by `engagement_model` (the
+    store's active version; `fingerprint` must be made with it). MediaError (a bad file) is returned as the result's
+    error; Triton errors propagate so the page can show its banner."""
     from facecast.media.video import MediaError
 
     result = ClipResult(upload.name)
@@ -85,6 +92,7 @@ def analyse_upload(
                 sha256=digest,
                 progress=lambda stage, f: fractions.__setitem__(stage, f),
                 cancel=cancel,
+                engagement_model=engagement_model,
             )
             try:
                 while not future.done():

@@ -220,6 +220,7 @@ def show_report(report: EngagementReport, analysis_id: int | None = None, *, key
     columns[2].caption(interval(report.resonance))
     columns[3].metric("Shareability", fmt(report.shareability.value), help=interval(report.shareability))
     columns[3].caption(interval(report.shareability))
+    st.caption(report.provenance)
     left, right = st.columns([1, 1])
     left.altair_chart(appeal_chart(report), width="stretch")
     right.table(scores_table(report).set_index("score"))

@@ -21,8 +21,10 @@ st.caption(
 
 try:
     analyzer = services.analyzer()
-    fingerprint = analyzer.options.fingerprint(analyzer.models())
     store = services.store()
+    # read at every run: another session may have activated or rolled back a calibrated model since
+    engagement_model = store.engagement_models.active().provenance
+    fingerprint = analyzer.options.fingerprint(analyzer.models(engagement_model["version"]))
 except (TritonUnavailable, ModelUnavailable) as error:
     triton_down(error)
 except StoreError as error:
@@ -45,7 +47,9 @@ if submitted:
         shown, problems = [], []
         try:
             for upload in uploads:
-                result = analyse_upload(upload, analyzer, store, fingerprint, analysed_by=person.name)
+                result = analyse_upload(
+                    upload, analyzer, store, fingerprint, engagement_model=engagement_model, analysed_by=person.name
+                )
                 (problems if result.error else shown).append(result)
         except (TritonUnavailable, ModelUnavailable, InferenceFailed) as error:
             triton_down(error, "The analysis stopped: the model server is not available.")

@@ -8,7 +8,14 @@ import streamlit as st
 from app import services
 from app.components import auth
 from app.components.clip_upload import load_report
-from facecast.clips.compare import best_per_group, differences, divergent_moments, lead_margin, overlaid_curves
+from facecast.clips.compare import (
+    best_per_group,
+    differences,
+    divergent_moments,
+    lead_margin,
+    model_mismatch,
+    overlaid_curves,
+)
 
 auth.require("clips.compare")
 st.title("Compare cuts")
@@ -45,6 +52,13 @@ for analysis_id in chosen:
     if report is not None:
         name = report.clip.name if report.clip.name not in cuts else f"{report.clip.name} ({analysis_id})"
         cuts[name] = report
+
+mismatch = model_mismatch(cuts)
+if mismatch:
+    st.warning(f"**Not comparable.** {mismatch}", icon=":material/model_training:")
+else:
+    model = next(iter(cuts.values()))
+    st.caption(f"Scored by engagement model version {model.engagement_version}: {model.engagement_model_description}.")
 
 curves = overlaid_curves(cuts)
 hover = alt.selection_point(on="pointerover", nearest=True, fields=["time"], empty=False)

@@ -9,12 +9,16 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facecast.cli import options
 from facecast.cli.exits import EXIT_INTERRUPTED, outcome
 from facecast.clips.report import EngagementReport, Scored
 from facecast.config import Settings
 from facecast.vocab import AUDIENCE_GROUPS
+
+if TYPE_CHECKING:
+    from facecast.store import Store
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +39,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from facecast.store import open_store
 
     analyzer = ClipAnalyzer.for_urls(options.triton_urls(args, settings))
-    fingerprint = analyzer.options.fingerprint(analyzer.models())  # fails fast when Triton or a model is missing
     store = None if args.no_store else open_store(settings.db_path)
+    engagement_model = _active_engagement_model(store, settings)
+    # fails fast when Triton or a model is missing
+    fingerprint = analyzer.options.fingerprint(analyzer.models(engagement_model["version"]))
     reports, failed = [], 0
     cancel = threading.Event()
     try:
@@ -58,7 +64,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 try:
                     with _ProgressBar(path.name, disabled=args.quiet) as update:
-                        analysis = analyzer.analyze(path, sha256=digest, progress=update, cancel=cancel)
+                        analysis = analyzer.analyze(
+                            path, sha256=digest, progress=update, cancel=cancel, engagement_model=engagement_model
+                        )
                 except MediaError as error:
                     print(f"facecast analyze: error: {error}", file=sys.stderr)
                     failed += 1
@@ -83,6 +91,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps([r.as_dict(thumbnails=args.thumbnails) for r in reports], indent=2))
     return outcome(len(reports), failed)
+
+
+def _active_engagement_model(store: Store | None, settings: Settings) -> dict:
+    """The engagement version that serves (the store's active one; with --no-store, read from the store when one
+    exists, so the CLI and the app never score with different models)."""
+    from facecast.clips.pipeline import DEFAULT_ENGAGEMENT_MODEL
+    from facecast.store import open_store
+
+    if store is not None:
+        return store.engagement_models.active().provenance
+    if not Path(settings.db_path).is_file():
+        return dict(DEFAULT_ENGAGEMENT_MODEL)
+    with open_store(settings.db_path, read_only=True) as existing:
+        return existing.engagement_models.active().provenance
 
 
 class _ProgressBar:
@@ -117,6 +139,7 @@ class _ProgressBar:
 def print_report(report: EngagementReport) -> None:
     clip = report.clip
     print(f"{clip.name}  ({clip.duration_s:.1f} s, {clip.width}x{clip.height}, {clip.codec})")
+    print(f"  {report.provenance}")
     if not report.faces_found:
         print("  no faces found: no engagement prediction")
     else:

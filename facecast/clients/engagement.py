@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facecast.clients._common import expect_client, softmax
-from facecast.engagement_features import INTERVAL_ORDER
+from facecast.engagement_features import DEFAULT_ENGAGEMENT_VERSION, INTERVAL_ORDER
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import ENGAGEMENT
 
@@ -41,10 +41,14 @@ class EngagementScorer:
     def for_urls(cls, urls: str | list[str]) -> EngagementScorer:
         return cls(TritonModelClient(ENGAGEMENT, urls))
 
-    def score(self, features: np.ndarray, mask: np.ndarray) -> list[WindowScores]:
-        """features float32 [W, MAX_CHARACTERS, MAX_STEPS, F], mask float32 [W, MAX_CHARACTERS, MAX_STEPS]."""
+    def score(
+        self, features: np.ndarray, mask: np.ndarray, version: int = DEFAULT_ENGAGEMENT_VERSION
+    ) -> list[WindowScores]:
+        """features float32 [W, MAX_CHARACTERS, MAX_STEPS, F], mask float32 [W, MAX_CHARACTERS, MAX_STEPS];
+        `version`: which served version scores (the store's active one: facecast.store.engagement_models)."""
         outputs = self.client.infer(
-            {"features": np.ascontiguousarray(features, np.float32), "mask": np.ascontiguousarray(mask, np.float32)}
+            {"features": np.ascontiguousarray(features, np.float32), "mask": np.ascontiguousarray(mask, np.float32)},
+            version=str(int(version)),
         )
         if "interval_logit_halfwidth" not in outputs:
             raise ValueError(

@@ -28,12 +28,32 @@ def lead_margin(cuts: dict[str, EngagementReport]) -> float | None:
     return None if any(m is None for m in margins) or not margins else max(m for m in margins if m is not None)
 
 
+def model_mismatch(cuts: dict[str, EngagementReport]) -> str | None:
+    """Why these cuts' scores cannot be compared, or None: reports made by different engagement model versions
+    (the default and a studio's calibrated model answer different questions about different audiences)."""
+    by_version: dict[int, list[str]] = {}
+    for name, report in cuts.items():
+        by_version.setdefault(report.engagement_version, []).append(name)
+    if len(by_version) < 2:
+        return None
+    described = {report.engagement_version: report.engagement_model_description for report in cuts.values()}
+    parts = "; ".join(
+        f"{', '.join(names)}: version {version} ({described[version]})" for version, names in sorted(by_version.items())
+    )
+    return (
+        f"These cuts were scored by different engagement models ({parts}), so their scores are not comparable. "
+        "Re-score the older analyses with the active model in History, then compare."
+    )
+
+
 def differences(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
     """One row per score: each cut's value, the best cut, its lead over the runner-up, and whether that lead is
-    clear of the model's uncertainty (`lead_is_clear`)."""
+    clear of the model's uncertainty (`lead_is_clear`); "not comparable" for every score when the cuts were scored
+    by different engagement model versions (`model_mismatch`)."""
     rows = []
     per_cut = {name: score_rows(report) for name, report in cuts.items()}
     margin = lead_margin(cuts)
+    mismatch = model_mismatch(cuts) is not None
     names = list(next(iter(per_cut.values())).keys()) if per_cut else []
     for score in names:
         values = {cut: rows_[score] for cut, rows_ in per_cut.items() if score in rows_}
@@ -48,7 +68,7 @@ def differences(cuts: dict[str, EngagementReport]) -> pd.DataFrame:
                 **{cut: round(v[0], 3) for cut, v in values.items()},
                 "best cut": best,
                 "lead": round(best_row[0] - second_row[0], 3),
-                "clear?": "yes" if clear else "within uncertainty",
+                "clear?": "not comparable" if mismatch else ("yes" if clear else "within uncertainty"),
             }
         )
     return pd.DataFrame(rows)

@@ -23,6 +23,7 @@ COLUMNS = {
     "shareability": "shareability",
     "duration_s": "seconds",
     "analysed_by": "by",
+    "engagement_version": "model",
 }
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

@@ -16,11 +16,11 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Full, Queue
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,7 +30,14 @@ from facecast.clients.face_detector import Detection, FaceDetector
 from facecast.clips.report import ClipInfo, EngagementReport
 from facecast.clips.scoring import Observation, ScoredWindow, fill_scores, moment_candidates, track_arrays
 from facecast.clips.tracking import FaceTracker, appearance
-from facecast.engagement_features import MAX_STEPS, MODEL_RATE_HZ, build_window, step_count
+from facecast.engagement_features import (
+    DEFAULT_ENGAGEMENT_DESCRIPTION,
+    DEFAULT_ENGAGEMENT_VERSION,
+    MAX_STEPS,
+    MODEL_RATE_HZ,
+    build_window,
+    step_count,
+)
 from facecast.media import video
 from facecast.media.images import face_crop
 from facecast.store.rows import AnalysisRecord, ClipRow, FaceRow, ScoreRow, TrackRow
@@ -48,6 +55,8 @@ MIN_TRACK_OBSERVATIONS = 2
 # faces are encoded, which also keeps the encoder's work proportional to the faces on screen.
 CONFIRM_SCORE = 0.4  # faces peak at 0.54–0.74 on the test clips, photo textures at ≤ 0.35
 
+
+DEFAULT_ENGAGEMENT_MODEL = {"version": DEFAULT_ENGAGEMENT_VERSION, "description": DEFAULT_ENGAGEMENT_DESCRIPTION}
 
 # Stage names, in pipeline order, as they appear in the progress callback and the report's timings.
 STAGES = ("decode", "detect", "track", "encode", "engagement")
@@ -124,6 +133,7 @@ class _Run:
     analyzer across browser sessions, and two analyses at once must not confirm or drop each other's tracks."""
 
     clock: _Clock
+    engagement_version: int = DEFAULT_ENGAGEMENT_VERSION
     tracker: FaceTracker = field(default_factory=FaceTracker)
     best_score: dict[int, float] = field(default_factory=dict)  # strongest detection per track so far
     seen: dict[int, int] = field(default_factory=dict)  # observations per track so far
@@ -177,11 +187,15 @@ class ClipAnalyzer:
             FaceDetector.for_urls(urls), ExpressionRecognizer.for_urls(urls), EngagementScorer.for_urls(urls), options
         )
 
-    def models(self) -> dict[str, str]:
-        return {
+    def models(self, engagement_version: int = DEFAULT_ENGAGEMENT_VERSION) -> dict[str, str]:
+        """The served model versions a report comes from (its fingerprint): the engagement version is the one the
+        caller chose, the others are the ones each model serves."""
+        models = {
             client.model_name: client.signature.version or "1"
             for client in (self.detector.client, self.recognizer.client, self.scorer.client)
         }
+        models[self.scorer.client.model_name] = str(int(engagement_version))
+        return models
 
     def analyze(
         self,
@@ -191,13 +205,18 @@ class ClipAnalyzer:
         sha256: str | None = None,
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        engagement_model: Mapping[str, Any] | None = None,
     ) -> Analysis:
         """Analyse one clip file. Raises facecast.media.video.MediaError for unusable files (AnalysisCancelled when
-        cancelled) and facecast.serving.errors.TritonError when Triton is down or a model is missing."""
+        cancelled) and facecast.serving.errors.TritonError when Triton is down or a model is missing.
+        `engagement_model`: {"version", "description"} of the engagement version that scores (the store's active
+        one, ModelCard.provenance); the shipped default when not given."""
         path = Path(path)
         started = time.perf_counter()
         info = video.probe_video(path)
-        models = self.models()  # fails fast (Triton down, model missing) before any decoding
+        engagement_model = dict(engagement_model or DEFAULT_ENGAGEMENT_MODEL)
+        # fails fast (Triton down, model missing) before any decoding
+        models = self.models(int(engagement_model["version"]))
         clip = ClipInfo(
             name=name or path.name,
             sha256=sha256 or file_sha256(path),
@@ -209,7 +228,7 @@ class ClipAnalyzer:
             codec=str(info.codec),
             rotation=int(info.rotation_degrees),
         )
-        run = _Run(_Clock())
+        run = _Run(_Clock(), engagement_version=int(engagement_model["version"]))
         clock, counts, seen = run.clock, run.counts, run.seen
         observations: list[Observation] = []
         windows: list[ScoredWindow] = []
@@ -239,11 +258,14 @@ class ClipAnalyzer:
             readable = {tid for tid, n in seen.items() if n >= MIN_TRACK_OBSERVATIONS}
             # Scored now, so this window's crops can be dropped once its key-moment thumbnails are cut.
             windows.append(
-                self._score_window(
+                clock.timed(
+                    "engagement",
+                    score_window,
+                    self.scorer,
+                    run.engagement_version,
                     window_start,
                     window_observations,
                     crops,
-                    clock,
                     readable if counts["frames_sampled"] >= MIN_TRACK_OBSERVATIONS else set(seen),
                 )
             )
@@ -257,7 +279,9 @@ class ClipAnalyzer:
         counts["tracks_too_short"] = len(seen) - counts["tracks"]
         counts["frames_decoded"] = int(stats.frames_decoded)
         counts["windows"] = len(windows)
-        report = EngagementReport(clip=clip, faces_found=bool(observations), counts=counts, models=models)
+        report = EngagementReport(
+            clip=clip, faces_found=bool(observations), counts=counts, models=models, engagement_model=engagement_model
+        )
         if stats.truncated:
             report.notes.append("the file ends early (truncated); the analysis covers the part that decodes")
         if observations:
@@ -315,22 +339,30 @@ class ClipAnalyzer:
             )
         return observations, list(crops)
 
-    def _score_window(
-        self, start: float, observations: list[Observation], crops: list[np.ndarray], clock: _Clock, readable: set[int]
-    ) -> ScoredWindow:
-        tracks = {tid: arrays for tid, arrays in track_arrays(observations).items() if tid in readable}
-        features, mask, slots = build_window(tracks, start)
-        if not mask.any():
-            return ScoredWindow(start, None, 0.0, slots, [], 0)
-        scores = clock.timed("engagement", self.scorer.score, features[None], mask[None])[0]
-        return ScoredWindow(
-            start,
-            scores,
-            float(mask.sum()),
-            slots,
-            moment_candidates(scores, start, mask, slots, observations, crops),
-            len(tracks) - len(slots),
-        )
+
+def score_window(
+    scorer: EngagementScorer,
+    version: int,
+    start: float,
+    observations: list[Observation],
+    crops: list[np.ndarray] | None,
+    readable: set[int],
+) -> ScoredWindow:
+    """Score one window's tracks (those in `readable`) with engagement `version`; `crops` (the observations' face
+    crops) give the key moments their thumbnails, None leaves them without (re-scoring stored observations)."""
+    tracks = {tid: arrays for tid, arrays in track_arrays(observations).items() if tid in readable}
+    features, mask, slots = build_window(tracks, start)
+    if not mask.any():
+        return ScoredWindow(start, None, 0.0, slots, [], 0)
+    scores = scorer.score(features[None], mask[None], version)[0]
+    return ScoredWindow(
+        start,
+        scores,
+        float(mask.sum()),
+        slots,
+        moment_candidates(scores, start, mask, slots, observations, crops),
+        len(tracks) - len(slots),
+    )
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from facecast.engagement_features import logit_interval
+from facecast.engagement_features import DEFAULT_ENGAGEMENT_DESCRIPTION, DEFAULT_ENGAGEMENT_VERSION, logit_interval
 
 # 2: engagement_lead_logit (a version-1 reader would fail on the unknown field; now it says the report is newer)
-REPORT_VERSION = 2
+# 3: engagement_model, which served engagement version scored the clip (a studio's calibrated model or the default)
+REPORT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,19 @@ class EngagementReport:
     # the smallest difference of two clips' engagement logits the model can tell apart at that coverage (the
     # engagement model's calibrated `engagement_lead`); None in reports stored before it existed
     engagement_lead_logit: float | None = None
+    # {"version": N, "description": ...}: the engagement model version that scored the clip (the shipped default
+    # "synthetic audience model v1" or a studio's calibrated one); None in reports stored before versions existed,
+    # which the default made
+    engagement_model: dict[str, Any] | None = None
     version: int = REPORT_VERSION
+
+    @property
+    def engagement_version(self) -> int:
+        return int((self.engagement_model or {}).get("version", DEFAULT_ENGAGEMENT_VERSION))
+
+    @property
+    def engagement_model_description(self) -> str:
+        return str((self.engagement_model or {}).get("description", DEFAULT_ENGAGEMENT_DESCRIPTION))
 
     @property
     def message(self) -> str:
@@ -123,6 +136,17 @@ class EngagementReport:
             f"{self.clip.name}: engagement {e.value:.2f} [{e.low:.2f}, {e.high:.2f}] ({self.engagement_class}), "
             f"resonance {resonance.value:.2f}, shareability {shareability.value:.2f}"
         )
+
+    @property
+    def provenance(self) -> str:
+        """Where the engagement numbers come from, in one sentence for people."""
+        if self.engagement_version == DEFAULT_ENGAGEMENT_VERSION:
+            return (
+                f"Engagement model v{self.engagement_version}: {self.engagement_model_description}, learned from "
+                "synthetic clips whose audience response is a documented function (docs/engagement-ground-truth.md), "
+                "not from a real audience. Calibrate it on your own trailers' metrics to learn yours."
+            )
+        return f"Engagement model v{self.engagement_version}: {self.engagement_model_description}."
 
     def as_dict(self, *, thumbnails: bool = True) -> dict[str, Any]:
         document = dataclasses.asdict(self)

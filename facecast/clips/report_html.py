@@ -65,6 +65,7 @@ def report_html(report: EngagementReport) -> str:
         f"{escape(clip.codec)} · SHA-256 {clip.sha256[:16]}… · models "
         f"{escape(', '.join(f'{k} v{v}' for k, v in report.models.items()))}</div>",
     ]
+    parts.append(f"<p class='meta'>{escape(report.provenance)}</p>")
     parts += [f"<p class='note'>{escape(note)}</p>" for note in report.notes]
     if report.faces_found:
         cards = [

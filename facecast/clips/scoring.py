@@ -222,9 +222,10 @@ def moment_candidates(
     mask: np.ndarray,
     slots: list[int],
     observations: list[Observation],
-    crops: list[np.ndarray],
+    crops: list[np.ndarray] | None,
 ) -> list[KeyMoment]:
-    """This window's most heavily weighted steps, each shown by its most expressive face (with a thumbnail)."""
+    """This window's most heavily weighted steps, each shown by its most expressive face (with a thumbnail when the
+    face crops are given)."""
     moments: list[KeyMoment] = []
     for step in np.argsort(scores.moment_weights)[::-1]:
         if len(moments) == KEY_MOMENTS:
@@ -252,7 +253,7 @@ def moment_candidates(
                 track_id=best.track_id,
                 emotion=best.emotion,
                 confidence=round(float(best.emotion_probs.max()), 4),
-                thumbnail_png_b64=_png_b64(crops[index]),
+                thumbnail_png_b64=_png_b64(crops[index]) if crops is not None else "",
             )
         )
     return moments

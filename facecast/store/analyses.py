@@ -114,10 +114,14 @@ class Analyses:
         return StoredAnalysis(*rows[0]) if rows else None
 
     def newest(self, limit: int | None = 100) -> pd.DataFrame:
-        """The newest analyses first: id, name, created_at, headline scores and clip duration (no report JSON)."""
+        """The newest analyses first: id, name, created_at, headline scores, clip duration and the engagement model
+        version that scored each (no report JSON)."""
         sql = (
             "SELECT a.id, a.name, a.created_at, a.faces_found, a.engagement, a.engagement_low, a.engagement_high, "
-            "a.engagement_class, a.resonance, a.shareability, c.duration_s, a.content_sha256, a.analysed_by "
+            "a.engagement_class, a.resonance, a.shareability, c.duration_s, a.content_sha256, a.analysed_by, "
+            # reports from before model versions were all made by the default, version 1
+            "coalesce(TRY_CAST(json_extract_string(a.report_json, '$.engagement_model.version') AS INTEGER), 1) "
+            "AS engagement_version "
             "FROM clip_analyses a JOIN clips c USING (content_sha256) ORDER BY a.id DESC"
         )
         if limit is None:

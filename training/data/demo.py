@@ -79,7 +79,8 @@ def analyse_demo_clips(paths: list[Path], store, urls: list[str], say=print) -> 
     from facecast.clips.pipeline import ClipAnalyzer, file_sha256
 
     analyzer = ClipAnalyzer.for_urls(urls)
-    fingerprint = analyzer.options.fingerprint(analyzer.models())
+    engagement_model = store.engagement_models.active().provenance  # the version the app would score with
+    fingerprint = analyzer.options.fingerprint(analyzer.models(engagement_model["version"]))
     ids = []
     for path in paths:
         digest = file_sha256(path)
@@ -89,7 +90,7 @@ def analyse_demo_clips(paths: list[Path], store, urls: list[str], say=print) -> 
             ids.append(stored.id)
             continue
         started = time.perf_counter()
-        analysis = analyzer.analyze(path, sha256=digest)
+        analysis = analyzer.analyze(path, sha256=digest, engagement_model=engagement_model)
         ids.append(store.analyses.add(analysis.record()))
         say(f"[demo] {path.name}: analysed in {time.perf_counter() - started:.1f} s → analysis {ids[-1]}: "
             f"{analysis.report.message}")
