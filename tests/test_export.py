@@ -182,3 +182,26 @@ def test_the_readme_serving_table_is_what_every_network_serves() -> None:
             for name, (dtype, dims) in written.items():
                 assert dims == declared[name][1], (model, name, dims, declared[name][1])
                 assert dtype in (None, declared[name][0]), (model, name, dtype, declared[name][0])
+
+
+def test_calibrated_versions_are_added_beside_the_default_and_survive_a_rebuild(tmp_path) -> None:
+    import torch
+
+    from export.triton_repository import add_version
+
+    default = build_model("engagement-cpu").eval()
+    write_model(tmp_path, default)
+    config = (tmp_path / "engagement" / "config.pbtxt").read_text()
+    assert "version_policy: { all { } }" in config  # every version loads; requests name theirs
+    calibrated = build_model("engagement-cpu").eval()
+    with torch.no_grad():
+        calibrated.studio.enabled.fill_(1.0)
+        calibrated.studio.bias.fill_(0.5)
+    assert add_version(tmp_path, calibrated) == 2
+    assert add_version(tmp_path, calibrated) == 3
+    assert sorted(p.name for p in (tmp_path / "engagement").iterdir() if p.is_dir()) == ["1", "2", "3"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    write_model(tmp_path, default)  # `make repository` again: version 1 rewritten, the studio's kept
+    assert (tmp_path / "engagement" / "3" / "model.onnx").is_file()
+    with pytest.raises(ValueError, match="not a versioned model"):
+        add_version(tmp_path, build_model("expression_encoder-cpu"))

@@ -12,6 +12,8 @@ import torch
 
 from training.networks import build_model
 
+OPTIONAL_BUFFER_PREFIXES = ("studio.",)
+
 
 def save_checkpoint(model: torch.nn.Module, network: str, path: str | Path, **extra) -> Path:
     path = Path(path)
@@ -34,5 +36,12 @@ def load_checkpoint(path: str | Path) -> torch.nn.Module:
             "`make engagement` for the default)."
         )
     model = build_model(checkpoint["network"])
-    model.load_state_dict(checkpoint["state_dict"])
+    missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    # A layer of buffers whose defaults mean "off" (the engagement model's studio calibration) may be absent from a
+    # checkpoint written before it existed; anything else missing or left over is a real mismatch.
+    missing = [key for key in missing if not key.startswith(OPTIONAL_BUFFER_PREFIXES)]
+    if missing or unexpected:
+        raise RuntimeError(
+            f"{path} does not fit network {checkpoint['network']}: missing {missing}, unexpected {unexpected}"
+        )
     return model.eval()

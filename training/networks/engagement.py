@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from facecast.engagement_features import FRAME_FEATURE_DIM, INTERVAL_ORDER, MAX_CHARACTERS, MAX_STEPS
@@ -88,6 +89,65 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Ten
 def masked_max(values: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     weights = mask.unsqueeze(-1)
     return (values * weights + (1.0 - weights) * _MASKED_SCORE).amax(dim) * (weights.amax(dim) > 0).to(values.dtype)
+
+
+STUDIO_STATISTICS = 3 * FRAME_FEATURE_DIM + 2
+STUDIO_OUTPUTS = len(SCALAR_OUTPUTS) + len(AUDIENCE_GROUPS)
+
+
+def pooled_statistics(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A window's input features pooled over every (character, step) cell with a face: mean, standard deviation and
+    max of each frame feature, then the the share of the window's steps with a face and, of those, with two or more
+    [B, STUDIO_STATISTICS]. What a studio's calibration regresses on (StudioLayer)."""
+    cells = mask.flatten(1)  # [B, C·T]
+    flat = features.flatten(1, 2)  # [B, C·T, F]
+    mean = masked_mean(flat, cells, 1)
+    spread = masked_mean((flat - mean.unsqueeze(1)) ** 2, cells, 1).clamp_min(0.0).sqrt()
+    largest = masked_max(flat, cells, 1)
+    faces_per_step = mask.sum(1)  # [B, T]
+    with_faces = (faces_per_step > 0).to(features.dtype).sum(1)
+    # over the model's whole window, not T: training batches are cut to their longest clip, serving pads to MAX_STEPS
+    on_screen = (with_faces / MAX_STEPS).unsqueeze(1)
+    together = ((faces_per_step > 1).to(features.dtype).sum(1) / with_faces.clamp_min(1.0)).unsqueeze(1)
+    return torch.cat([mean, spread, largest, on_screen, together], dim=1)
+
+
+class StudioLayer(nn.Module):
+    """A studio's calibration of the clip-level outputs (training/studio_engagement.py), off in the shipped model.
+
+    When `enabled`, each clip logit (engagement, resonance, shareability, appeal per group) is re-predicted as a
+    ridge regression on the window's pooled input statistics and the shipped model's own logit for that output, and
+    the low / medium / high class comes from the calibrated engagement logit against the studio's own tertiles
+    (an ordinal logistic with `class_slope`). A linear layer fitted in closed form, not a fine-tuned network:
+    with the tens of clips a studio has, it measured better on held-out clips (docs/results-engagement.md), and its
+    ridge penalty shrinks it toward the shipped model's answer when the data say little. All buffers, so a
+    checkpoint from before this layer loads with it off (training/checkpoints.py)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("enabled", torch.zeros(()))
+        self.register_buffer("weight", torch.zeros(STUDIO_OUTPUTS, STUDIO_STATISTICS))
+        self.register_buffer("base_weight", torch.ones(STUDIO_OUTPUTS))
+        self.register_buffer("bias", torch.zeros(STUDIO_OUTPUTS))
+        self.register_buffer("class_thresholds", torch.zeros(len(ENGAGEMENT_CLASSES) - 1))
+        self.register_buffer("class_slope", torch.ones(()))
+
+    def forward(
+        self, features: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor, class_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits [B, STUDIO_OUTPUTS] (scalars then appeal groups), class logits [B, classes] → the same, calibrated."""
+        statistics = pooled_statistics(features, mask)
+        calibrated = statistics @ self.weight.T + self.base_weight * logits + self.bias
+        # P(class ≥ medium) = σ(a1), P(high) = σ(a2), a = slope · (engagement logit − threshold), a2 < a1; the class
+        # log-probabilities in a form that stays exact far into the tails (log σ(x) = −softplus(−x)):
+        # log P(low) = log σ(−a1), log P(high) = log σ(a2), log P(medium) = log σ(a1) + log σ(−a2) + log(1 − e^(a2−a1))
+        a = self.class_slope * (calibrated[:, :1] - self.class_thresholds)
+        a1, a2 = a[:, :1], a[:, 1:]
+        gap = (a2 - a1).clamp_max(-1e-6)
+        medium = -F.softplus(-a1) - F.softplus(a2) + torch.log(1.0 - torch.exp(gap))
+        ordinal = torch.cat([-F.softplus(a1), medium, -F.softplus(-a2)], dim=1)
+        on = self.enabled > 0.5
+        return torch.where(on, calibrated, logits), torch.where(on, ordinal, class_logits)
 
 
 def sinusoidal_positions(length: int, dim: int) -> torch.Tensor:
@@ -192,6 +252,7 @@ class EngagementNetwork(nn.Module):
         )
         # split-conformal half-widths in logit space (INTERVAL_ORDER), set by calibration; NaN-free zeros until then
         self.register_buffer("interval_logit_halfwidth", torch.zeros(len(INTERVAL_ORDER)))
+        self.studio = StudioLayer()
 
     # -- stages -------------------------------------------------------------------------------------------------
     def _stream(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -280,14 +341,17 @@ class EngagementNetwork(nn.Module):
             step_mask = mask.amax(1)
         clip = raw["clip_logits"]
         n_scalars, n_groups = len(SCALAR_OUTPUTS), len(AUDIENCE_GROUPS)
-        scalar_logits = clip[:, :n_scalars]
-        appeal_logits = clip[:, n_scalars : n_scalars + n_groups]
+        outputs, class_logits = self.studio(
+            features * mask.unsqueeze(-1), mask, clip[:, : n_scalars + n_groups], clip[:, n_scalars + n_groups :]
+        )
+        scalar_logits = outputs[:, :n_scalars]
+        appeal_logits = outputs[:, n_scalars:]
         return {
             "engagement": torch.sigmoid(scalar_logits[:, 0:1]),
             "resonance": torch.sigmoid(scalar_logits[:, 1:2]),
             "shareability": torch.sigmoid(scalar_logits[:, 2:3]),
             "appeal": torch.sigmoid(appeal_logits),
-            "class_logits": clip[:, n_scalars + n_groups :],
+            "class_logits": class_logits,
             "curve": torch.sigmoid(raw["curve_logits"]),
             "moment_weights": raw["moment_weights"] * step_mask,
             "interval_logit_halfwidth": self.interval_logit_halfwidth.unsqueeze(0).expand(batch, -1),
