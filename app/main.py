@@ -20,6 +20,7 @@ PAGES = [
     ("Marketing", "pages/analyze_clips.py", "Analyze clips", ":material/movie:", "clips.analyse"),
     ("Marketing", "pages/compare_cuts.py", "Compare cuts", ":material/compare:", "clips.compare"),
     ("Marketing", "pages/history.py", "History", ":material/history:", "clips.history"),
+    ("Marketing", "pages/calibrate.py", "Calibrate", ":material/model_training:", "engagement.calibrate"),
     ("Artists", "pages/expression_library.py", "Expression library", ":material/photo_library:", "library.search"),
     ("Artists", "pages/classify_faces.py", "Classify faces", ":material/face:", "faces.classify"),
     ("Artists", "pages/style_mapping.py", "Style mapping", ":material/palette:", "faces.map"),

@@ -4,6 +4,8 @@ address or a group claim of their identity provider.
 Roles and what each may do (an action is what a page or button needs):
 
 * ``marketing``: analyse clips, compare cuts, read the history;
+* ``marketing_lead``: what marketing may, and calibrate the engagement model on the studio's audience (activate a
+  calibrated version, roll back);
 * ``artist``: the expression library (search, add, feedback), style mapping, face classification;
 * ``ops``: the Ops page and its load test, removing library items;
 * ``admin``: everything.
@@ -31,11 +33,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("marketing", "artist", "ops", "admin")
+ROLES = ("marketing", "marketing_lead", "artist", "ops", "admin")
+MARKETING = frozenset({"marketing", "marketing_lead", "admin"})
 ACTIONS: dict[str, frozenset[str]] = {
-    "clips.analyse": frozenset({"marketing", "admin"}),
-    "clips.compare": frozenset({"marketing", "admin"}),
-    "clips.history": frozenset({"marketing", "admin"}),
+    "clips.analyse": MARKETING,
+    "clips.compare": MARKETING,
+    "clips.history": MARKETING,
+    "engagement.calibrate": frozenset({"marketing_lead", "admin"}),
     "library.search": frozenset({"artist", "admin"}),
     "library.add": frozenset({"artist", "admin"}),
     "library.remove": frozenset({"ops", "admin"}),

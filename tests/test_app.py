@@ -471,3 +471,53 @@ def test_status_page_with_triton_down(app_env, triton_down) -> None:
     app = run_page("triton_status")
     assert not app.exception
     assert "No Triton server answers" in app.error[0].value
+
+
+# ---- calibrate -------------------------------------------------------------------------------------------------------
+
+
+def test_calibrate_refuses_a_bad_metrics_csv_row_by_row_and_starts_nothing(app_env, triton_down, tmp_path) -> None:
+    app_env(triton_down)  # checking the CSV needs no server
+    app = run_page("calibrate")
+    assert not app.exception and "Serving now:** engagement model v1" in app.markdown[0].value
+    csv = b"path,views,likes,shares,watch_pct\nnot-here.mp4,1000,10,1,50\nnot-here.mp4,1000,10,1,500\n"
+    app.get("file_uploader")[0].set_value(("metrics.csv", csv, "text/csv"))
+    app.button[0].click()  # the form's submit button
+    app.run()
+    assert not app.exception
+    problems = app.error[0].value
+    assert "3 problems" in problems and "Nothing was saved or started" in problems
+    assert "row 2: unknown clip not-here.mp4" in problems
+    assert "row 3: not-here.mp4 is listed twice" in problems and "row 3: watch_pct is a percentage" in problems
+    assert not (tmp_path / "calibration").exists()  # no job folder, no process
+
+
+def test_calibrate_activates_a_validated_version_and_rolls_back_in_one_click(app_env, triton_down, tmp_path) -> None:
+    from facecast.store import open_store
+
+    app_env(triton_down)
+    validation = {
+        "clips": 30,
+        "folds": 5,
+        "default": {"spearman": 0.21, "class_accuracy": 0.4, "coverage": 0.7},
+        "calibrated": {"spearman": 0.83, "class_accuracy": 0.7, "coverage": 0.9},
+        "spearman_gain_interval": [0.41, 0.8],
+        "statement": "On your 30 clips ... it can be activated.",
+        "per_clip": {"clip_row": [0, 1], "observed": [0.2, 0.6], "default": [0.5, 0.4], "calibrated": [0.3, 0.5]},
+    }
+    with open_store(tmp_path / "app.duckdb") as store:
+        store.engagement_models.add(2, "calibrated on 30 studio clips, 2026-12-06", "lead", {"clips_with_faces": 30},
+                                    validation, True)  # fmt: skip
+    app = run_page("calibrate")
+    assert not app.exception and "Roll back" not in [b.label for b in app.button]
+    app.selectbox[0].select(2).run()
+    assert not app.exception and "it can be activated" in app.success[0].value
+    app.button(key="activate-2").click().run()
+    assert not app.exception and "Serving now:** engagement model v2" in app.markdown[0].value
+    with open_store(tmp_path / "app.duckdb") as store:
+        assert store.engagement_models.active().version == 2
+    rollback = next(b for b in app.button if b.label == "Roll back to v1")
+    rollback.click().run()
+    assert not app.exception and "Serving now:** engagement model v1" in app.markdown[0].value
+    with open_store(tmp_path / "app.duckdb") as store:
+        assert store.engagement_models.active().version == 1 and store.engagement_models.previous().version == 2

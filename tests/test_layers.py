@@ -17,7 +17,7 @@ CONTRACTS = {
     "facecast.tokenizer",
     "facecast.access",
 }
-FEATURES = ("facecast.clips", "facecast.library", "facecast.mapping", "facecast.classify")
+FEATURES = ("facecast.clips", "facecast.library", "facecast.mapping", "facecast.classify", "facecast.calibration")
 # training scripts that evaluate (or prepare demo content) through the served models, as users would, or compute
 # features through the exported graph the server runs: they may use the runtime, and export/ for those graphs
 THROUGH_SERVED_MODELS = {

@@ -1,67 +1,47 @@
-"""Training the engagement model on a studio's own clips: the manifest format, the metric → target mapping, and
-`facecast train engagement` end to end (clips analysed through a real Triton, weights written and loadable)."""
+"""Calibrating on a studio's clips through a real Triton: `facecast train engagement --install` analyses the clips,
+cross-validates, adds engagement version 2 to the served repository and has Triton load it without a restart; too
+few clips are never activated; stored analyses are re-scored from their faces, without decoding."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from facecast.cli.exits import EXIT_PARTIAL
+from facecast.clients.engagement import EngagementScorer
+from facecast.clips.rescore import rescore
+from facecast.engagement_features import FRAME_FEATURE_DIM, MAX_CHARACTERS, MAX_STEPS
+from facecast.serving.health import model_versions
+from facecast.store import open_store
 from tests.clipmaker import emoji_over_photo
+from tests.conftest import serving
 from tests.test_analysis import run_cli
-from training.studio_engagement import StudioManifestError, metrics_to_targets, read_studio_manifest
+
+pytestmark = [pytest.mark.triton, pytest.mark.slow]
+ANALYSIS_MODELS = ("face_detector", "expression_encoder", "engagement")
 
 
-def write_manifest(folder: Path, rows: list[dict], clips: bool = True) -> Path:
-    for row in rows:
-        if clips:
-            (folder / row["path"]).write_bytes(b"")  # existence is what read_studio_manifest checks
-    path = folder / "clips.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
+@pytest.fixture(scope="module")
+def calibration_server(full_repository, tmp_path_factory):
+    """A Triton of its own over a copy of the clip-analysis models: these tests add engagement versions to it."""
+    repository = tmp_path_factory.mktemp("calibration_repository")
+    for name in ANALYSIS_MODELS:
+        shutil.copytree(full_repository / name, repository / name)
+    with serving(repository, tmp_path_factory.mktemp("calibration_state")) as settings:
+        yield settings.with_overrides(model_repository=repository)
 
 
-def test_metrics_become_documented_targets(tmp_path):
-    rows = [dict(path=f"c{i}.mp4", views=1000, likes=10 * i, shares=i, watch_pct=10 * i) for i in range(1, 7)]
-    rows[0]["appeal_children"] = 0.9
-    frame = read_studio_manifest(write_manifest(tmp_path, rows))
-    targets = metrics_to_targets(frame)
-    np.testing.assert_allclose(targets["engagement"], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6], atol=1e-6)
-    assert np.all(np.diff(targets["resonance"]) > 0) and np.all(np.diff(targets["shareability"]) > 0)
-    assert targets["appeal"][0, 0] == pytest.approx(0.9)  # given
-    assert targets["appeal"][1, 0] == pytest.approx(0.2)  # not given: the engagement probability
-    assert targets["engagement_class"].tolist() == [0, 0, 1, 1, 2, 2]  # the manifest's tertiles
-
-
-@pytest.mark.parametrize(
-    "rows, message",
-    [
-        ([dict(path="a.mp4", views=10, likes=1, shares=1)], "missing column"),
-        ([dict(path="a.mp4", views=0, likes=1, shares=1, watch_pct=5)], "views must be positive"),
-        ([dict(path="a.mp4", views=10, likes="many", shares=1, watch_pct=5)], "likes needs a non-negative number"),
-        ([dict(path="a.mp4", views=10, likes=1, shares=1, watch_pct=150)], "percentage"),
-    ],
-)
-def test_bad_manifests_are_refused_with_the_reason(tmp_path, rows, message):
-    with pytest.raises(StudioManifestError, match=message):
-        read_studio_manifest(write_manifest(tmp_path, rows))
-
-
-def test_missing_clip_files_are_named(tmp_path):
-    path = write_manifest(tmp_path, [dict(path="gone.mp4", views=10, likes=1, shares=1, watch_pct=5)], clips=False)
-    with pytest.raises(StudioManifestError, match="gone.mp4"):
-        read_studio_manifest(path)
-
-
-@pytest.mark.triton
-@pytest.mark.slow
-def test_train_engagement_on_studio_clips(full_server, tmp_path):
+@pytest.fixture(scope="module")
+def studio_clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("studio")
     faces = [("grin", "twemoji"), ("sob", "noto"), ("rage|joy", "twemoji"), ("neutral_face", "openmoji")]
     rows = []
     for index, face in enumerate(faces):
-        emoji_over_photo(tmp_path / f"cut{index}.mp4", [face], seconds=3.0, size=(320, 180), face_px=80)
+        emoji_over_photo(folder / f"cut{index}.mp4", [face], seconds=3.0, size=(320, 180), face_px=80)
         rows.append(
             dict(
                 path=f"cut{index}.mp4",
@@ -71,24 +51,62 @@ def test_train_engagement_on_studio_clips(full_server, tmp_path):
                 watch_pct=30 + 15 * index,
             )
         )
-    manifest = tmp_path / "clips.csv"
+    manifest = folder / "clips.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
-    out = tmp_path / "studio.pt"
-    result = run_cli(
-        full_server,
-        "train",
-        "engagement",
-        "--manifest",
-        str(manifest),
-        "--out",
-        str(out),
-        "--max-epochs",
-        "3",
-        timeout=400,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "base model's intervals are kept" in result.stdout  # 4 clips are too few to recalibrate
-    from training.checkpoints import load_checkpoint
+    return manifest
 
-    model = load_checkpoint(out)
-    assert model.config.triton_name == "engagement"
+
+def test_install_adds_a_served_version_that_too_few_clips_cannot_activate(calibration_server, studio_clips, tmp_path):
+    settings = calibration_server
+    result = run_cli(
+        settings, "train", "engagement", "--manifest", str(studio_clips), "--out", str(tmp_path / "studio.pt"),
+        "--install", "--activate", "--by", "lead@studio.test", "--url", settings.triton_url,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == EXIT_PARTIAL, result.stdout + result.stderr
+    assert "Only 4 clips with faces: too few" in result.stdout
+    assert "installed as engagement version 2" in result.stdout
+    assert "not activated" in result.stderr
+
+    # Triton loaded version 2 beside version 1 without a restart, and it answers differently (it was fine-tuned).
+    assert model_versions(settings.triton_url, "engagement") == {1: "READY", 2: "READY"}
+    assert (settings.model_repository / "engagement" / "2" / "model.onnx").is_file()
+    scorer = EngagementScorer.for_urls([settings.triton_url])
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(2, MAX_CHARACTERS, MAX_STEPS, FRAME_FEATURE_DIM)).astype(np.float32)
+    mask = np.ones((2, MAX_CHARACTERS, MAX_STEPS), np.float32)
+    default, calibrated = scorer.score(features, mask, 1), scorer.score(features, mask, 2)
+    assert not np.allclose([w.engagement for w in default], [w.engagement for w in calibrated], atol=1e-6)
+
+    with open_store(settings.db_path) as store:
+        card = store.engagement_models.get(2)
+        assert card is not None and not card.activatable and card.created_by == "lead@studio.test"
+        assert card.description.startswith("calibrated on 4 studio clips")
+        assert card.validation["clips"] == 4 and "Only 4 clips" in card.validation["statement"]
+        assert store.engagement_models.active().version == 1  # nothing goes live unvalidated
+        assert len(store.analyses.newest(limit=None)) == 4  # the clips were analysed once and kept in History
+
+
+def test_rescoring_reads_stored_faces_and_matches_a_fresh_analysis(calibration_server, studio_clips, tmp_path):
+    settings = calibration_server
+    db = tmp_path / "facecast.duckdb"
+    clip = studio_clips.parent / "cut2.mp4"
+    done = run_cli(settings, "analyze", str(clip), "--json", "--db", str(db), "--url", settings.triton_url)
+    assert done.returncode == 0, done.stderr
+    fresh = json.loads(done.stdout)[0]
+    scorer = EngagementScorer.for_urls([settings.triton_url])
+    with open_store(db) as store:
+        (analysis_id,) = store.analyses.newest(limit=None)["id"]
+        stored = store.analyses.get(int(analysis_id))
+        faces = store.analyses.faces(int(analysis_id))
+        same = rescore(stored, faces, scorer, {"version": 1, "description": "synthetic audience model v1"}).report
+        assert same.engagement.value == pytest.approx(fresh["engagement"]["value"], abs=0.01)
+        assert same.engagement_class == fresh["engagement_class"]
+        assert [m.t_s for m in same.key_moments] == [m["t_s"] for m in fresh["key_moments"]]
+        assert all(m.thumbnail_png_b64 for m in same.key_moments)  # the same moments keep their pictures
+        other = rescore(stored, faces, scorer, {"version": 2, "description": "calibrated on 4 studio clips"})
+        assert other.report.engagement_version == 2 and other.report.models["engagement"] == "2"
+        assert "without decoding the clip again" in other.report.notes[-1]
+        assert other.fingerprint != stored.fingerprint
+        new_id = store.analyses.add(other.record(analysed_by="test"))
+        assert store.analyses.newest(limit=1)["engagement_version"].iloc[0] == 2 and new_id != analysis_id

@@ -35,6 +35,7 @@ def error_classes() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
     from facecast.media.video import AnalysisCancelled, MediaError
     from facecast.serving.errors import TritonError, TritonServerError
     from facecast.store.backup import BackupError
+    from facecast.store.engagement_models import ModelNotActivatable
     from facecast.store.errors import StoreError
     from facecast.tokenizer import QueryTextError, TokenizerMissing
 
@@ -52,6 +53,7 @@ def error_classes() -> tuple[tuple[tuple[type[BaseException], ...], int], ...]:
                 QueryTextError,
                 EmbeddingQueryError,
                 BackupError,
+                ModelNotActivatable,
             ),
             EXIT_BAD_INPUT,
         ),
