@@ -16,7 +16,7 @@ SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt
 EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
-.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate models repository repository-gpu bench demo triton-env clean \
+.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate evaluate-studio models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement evaluate-engagement \
 	evaluate-engagement-recipe embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper evaluate-mapping bench-mapper
@@ -176,6 +176,9 @@ evaluate-engagement: $(VENV)/.installed
 # the full model cross-validated with the shipped recipe against SVM and random forest (docs/results-engagement-recipe.md)
 evaluate-engagement-recipe: $(VENV)/.installed
 	$(PY) -m training.engagement_recipe_cv --data $(DATA)/clips --workers 2
+# calibrating on a synthetic studio's audience through a real Triton (docs/results-engagement.md, studio-calibration)
+evaluate-studio: setup
+	$(PY) -m benchmarks.studio_calibration
 
 # retrieval: contrastive embedders (writes weights/ and docs/results-embedders.md), then the library evaluation
 embedders: $(VENV)/.installed
@@ -196,7 +199,7 @@ evaluate-mapping: $(VENV)/.installed repository
 	$(PY) -m training.evaluate_mapping --runs $(RUNS)/mapping --emoji $(DATA)/emoji/manifest.csv
 
 models: data train loso evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement \
-	evaluate-engagement evaluate-engagement-recipe embedders evaluate-retrieval mapper repository evaluate-mapping
+	evaluate-engagement evaluate-engagement-recipe evaluate-studio embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################
 bench: setup bench-analyze bench-retrieval bench-mapper

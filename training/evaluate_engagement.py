@@ -652,7 +652,21 @@ def write_report(
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + kept_section(path, STUDIO_SECTION))
+
+
+# Written by benchmarks/studio_calibration.py (`make evaluate-studio`) between its markers; kept when this file is
+# rewritten, so each script owns its own numbers.
+STUDIO_SECTION = "studio-calibration"
+
+
+def kept_section(path: Path, name: str) -> str:
+    """The `<!-- name:begin -->` … `<!-- name:end -->` block of the existing file (with a blank line before), or ""."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    if begin not in text or end not in text:
+        return ""
+    return "\n" + text[text.index(begin) : text.index(end) + len(end)] + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
