@@ -150,10 +150,11 @@ def _version_dirs(model_dir: Path) -> list[Path]:
     return sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def add_version(repository: Path, network, flavour: str = "cpu") -> int:
-    """Export `network` as the next version of its served model (repository/<name>/<N>/), beside the versions there;
-    returns N. The new version must have the served signature (same inputs and outputs), it is checked against
-    torch before it appears, and it appears whole (renamed into place) or not at all."""
+def add_version(repository: Path, network, flavour: str = "cpu", version: int | None = None) -> int:
+    """Export `network` as a new version of its served model (repository/<name>/<N>/; N: the next one unless given),
+    beside the versions there; returns N. The new version must have the served signature (same inputs and outputs),
+    it is checked against torch before it appears, and it appears whole (renamed into place) or not at all. The GPU
+    flavour writes model.onnx; export/tensorrt/build_plans.sh turns it into the plan, as for version 1."""
     name = network.config.triton_name
     if name not in VERSIONED_MODELS:
         raise ValueError(f"{name} is not a versioned model ({', '.join(sorted(VERSIONED_MODELS))})")
@@ -166,7 +167,11 @@ def add_version(repository: Path, network, flavour: str = "cpu") -> int:
     config = config_pbtxt(name, network.serving_signature(), flavour, settings, bounds)
     if _signature_lines(config_path.read_text()) != _signature_lines(config):
         raise ValueError(f"the new {name} network's inputs or outputs differ from the served ones ({config_path})")
-    version = max((int(p.name) for p in _version_dirs(model_dir)), default=0) + 1
+    existing = {int(p.name) for p in _version_dirs(model_dir)}
+    if version is None:
+        version = max(existing, default=0) + 1
+    elif version in existing or version < 1:
+        raise ValueError(f"{model_dir} already has version {version}" if version in existing else "versions start at 1")
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=repository))
     staging.chmod(0o755)
     try:
@@ -220,7 +225,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, nargs="+", required=True, help="checkpoint(s) to export")
     parser.add_argument("--out", type=Path, required=True, help="model repository folder")
     parser.add_argument("--flavour", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument(
+        "--add-version",
+        type=int,
+        metavar="N",
+        help="add the weights as version N of their model beside the versions there (a studio's calibrated "
+        "engagement model into a GPU repository: the same N as in the CPU one) instead of rewriting version 1",
+    )
     args = parser.parse_args(argv)
+    if args.add_version is not None:
+        from training.checkpoints import load_checkpoint
+
+        for path in args.weights:
+            version = add_version(args.out, load_checkpoint(path), args.flavour, args.add_version)
+            print(f"[export] {path} → {args.out} version {version} ({args.flavour})")
+        return
     write_repository(args.out, args.weights, args.flavour)
 
 

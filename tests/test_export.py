@@ -205,3 +205,19 @@ def test_calibrated_versions_are_added_beside_the_default_and_survive_a_rebuild(
     assert (tmp_path / "engagement" / "3" / "model.onnx").is_file()
     with pytest.raises(ValueError, match="not a versioned model"):
         add_version(tmp_path, build_model("expression_encoder-cpu"))
+
+
+def test_a_calibrated_version_goes_into_the_gpu_repository_under_the_same_number(tmp_path) -> None:
+    from export.triton_repository import main
+
+    default = build_model("engagement-cpu").eval()
+    write_model(tmp_path, default, "gpu")
+    weights = tmp_path / "studio.pt"
+    from training.checkpoints import save_checkpoint
+
+    save_checkpoint(default, "engagement-cpu", weights)
+    main(["--weights", str(weights), "--out", str(tmp_path), "--flavour", "gpu", "--add-version", "3"])
+    assert (tmp_path / "engagement" / "3" / "model.onnx").is_file()  # build_plans.sh plans every version
+    assert not (tmp_path / "engagement" / "3" / "model.py").exists()  # no python backend in the GPU flavour
+    with pytest.raises(ValueError, match="already has version 3"):
+        main(["--weights", str(weights), "--out", str(tmp_path), "--flavour", "gpu", "--add-version", "3"])

@@ -377,6 +377,7 @@ def train_studio_engagement(
             "max": float(frame["watch_pct"].max()),
         },
         "base": Path(base).name,
+        "weights": str(out),  # for the GPU flavour: export.triton_repository --flavour gpu --add-version N
         "date": date.today().isoformat(),
     }
     save_checkpoint(model, network_name, out, studio=training)

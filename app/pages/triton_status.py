@@ -62,7 +62,9 @@ left, middle, right = st.columns(3)
 ready_count = sum(r["ready"] for r in replicas)
 left.metric("Server", "ready" if ready_count == len(replicas) else f"{ready_count} of {len(replicas)} ready")
 middle.metric("Replicas", len(replicas))
-right.metric("Models", len(live[0]["models"]))
+right.metric(
+    "Models", len({m["name"] for m in live[0]["models"]})
+)  # a calibrated engagement version is a row, not a model
 
 
 def model_settings(url: str, name: str) -> dict:
