@@ -13,8 +13,11 @@ import pytest
 
 from facecast.cli.exits import EXIT_PARTIAL
 from facecast.clients.engagement import EngagementScorer
+from facecast.clips.pipeline import ClipAnalyzer
 from facecast.clips.rescore import rescore
+from facecast.config import PROJECT_ROOT
 from facecast.engagement_features import FRAME_FEATURE_DIM, MAX_CHARACTERS, MAX_STEPS
+from facecast.serving.errors import ModelUnavailable
 from facecast.serving.health import model_versions
 from facecast.store import open_store
 from tests.clipmaker import emoji_over_photo
@@ -22,6 +25,7 @@ from tests.conftest import serving
 from tests.test_analysis import run_cli
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]
+WEIGHTS = PROJECT_ROOT / "weights" / "engagement-cpu.pt"
 ANALYSIS_MODELS = ("face_detector", "expression_encoder", "engagement")
 
 
@@ -78,6 +82,12 @@ def test_install_adds_a_served_version_that_too_few_clips_cannot_activate(calibr
     default, calibrated = scorer.score(features, mask, 1), scorer.score(features, mask, 2)
     assert not np.allclose([w.engagement for w in default], [w.engagement for w in calibrated], atol=1e-6)
 
+    # An analysis asked to score with a version Triton does not serve fails before decoding, saying which.
+    analyzer = ClipAnalyzer.for_urls([settings.triton_url])
+    assert analyzer.models(2)["engagement"] == "2"
+    with pytest.raises(ModelUnavailable, match="version 7 of model 'engagement' is not loaded"):
+        analyzer.analyze(studio_clips.parent / "cut0.mp4", engagement_model={"version": 7, "description": "gone"})
+
     with open_store(settings.db_path) as store:
         card = store.engagement_models.get(2)
         assert card is not None and not card.activatable and card.created_by == "lead@studio.test"
@@ -95,6 +105,10 @@ def test_rescoring_reads_stored_faces_and_matches_a_fresh_analysis(calibration_s
     assert done.returncode == 0, done.stderr
     fresh = json.loads(done.stdout)[0]
     scorer = EngagementScorer.for_urls([settings.triton_url])
+    if 2 not in model_versions(settings.triton_url, "engagement"):  # run alone: a version 2 of the shipped weights
+        from facecast.cli.train import install_version
+
+        install_version(WEIGHTS, settings.model_repository, [settings.triton_url])
     with open_store(db) as store:
         (analysis_id,) = store.analyses.newest(limit=None)["id"]
         stored = store.analyses.get(int(analysis_id))

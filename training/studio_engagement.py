@@ -71,10 +71,17 @@ def read_studio_manifest(path: str | Path, resolve: Callable[[str], object | Non
     return checked.frame, checked.sources
 
 
-def clip_features(sources: list, urls: list[str], store=None, progress: Progress | None = None, log=print):
+def clip_features(
+    sources: list,
+    urls: list[str],
+    store=None,
+    progress: Progress | None = None,
+    log=print,
+    analysed_by: str = "calibration",
+):
     """Every clip's engagement-model inputs, window by window: (features, mask, steps, clip row per window).
     Stored analyses are read from `store`; files are analysed through Triton (and stored, when a store is given)."""
-    from facecast.clips.pipeline import ClipAnalyzer, window_inputs
+    from facecast.clips.pipeline import ClipAnalyzer, file_sha256, window_inputs
     from facecast.clips.rescore import observations_from_faces
 
     analyzer = None
@@ -88,10 +95,18 @@ def clip_features(sources: list, urls: list[str], store=None, progress: Progress
         else:
             analyzer = analyzer or ClipAnalyzer.for_urls(urls)
             engagement_model = store.engagement_models.active().provenance if store is not None else None
-            analysis = analyzer.analyze(source, engagement_model=engagement_model)
-            if store is not None:
-                store.analyses.add(analysis.record(analysed_by="calibration"))
-            observations, duration, name = analysis.observations, analysis.report.clip.duration_s, Path(source).name
+            name = Path(source).name
+            digest = file_sha256(Path(source))
+            fingerprint = analyzer.options.fingerprint(analyzer.models((engagement_model or {}).get("version", 1)))
+            stored = store.analyses.find(digest, fingerprint) if store is not None else None
+            if stored is not None:  # this content was analysed before (History): its faces are what is needed
+                observations = observations_from_faces(store.analyses.faces(stored.id))
+                duration = _stored_duration(stored)
+            else:
+                analysis = analyzer.analyze(source, sha256=digest, engagement_model=engagement_model)
+                if store is not None:
+                    store.analyses.add(analysis.record(analysed_by=analysed_by))
+                observations, duration = analysis.observations, analysis.report.clip.duration_s
         if progress:
             progress("clips", (index + 1) / len(sources), f"read the faces of {name}")
         if not observations:
@@ -136,7 +151,8 @@ def studio_arrays(frame: pd.DataFrame, features, mask, steps, owner, base_model)
     return arrays
 
 
-RIDGE_ALPHAS = np.logspace(-2, 4, 25)  # leave-one-out picks one per output; large ones shrink to the shipped answer
+# leave-one-out picks one per output; the largest shrink an output toward the studio's average when the clips say little
+RIDGE_ALPHAS = np.logspace(-2, 4, 25)
 
 
 def window_statistics(arrays) -> np.ndarray:
@@ -342,6 +358,7 @@ def train_studio_engagement(
     *,
     store=None,
     clips_dir: Path | None = None,
+    analysed_by: str = "calibration",
     progress: Progress | None = None,
     log=print,
 ) -> dict:
@@ -355,7 +372,7 @@ def train_studio_engagement(
     frame, sources = read_studio_manifest(manifest, _store_resolver(store, clips_dir or Path(manifest).parent))
     base_model = load_checkpoint(base)
     network_name = torch.load(base, map_location="cpu", weights_only=True)["network"]
-    features, mask, steps, owner = clip_features(sources, urls, store, progress, log)
+    features, mask, steps, owner = clip_features(sources, urls, store, progress, log, analysed_by)
     arrays = studio_arrays(frame, features, mask, steps, owner, base_model)
     n_clips = len(np.unique(owner))
     report, held_out = cross_validate(base_model, arrays, progress=progress)

@@ -89,6 +89,7 @@ def _run(args: argparse.Namespace, settings: Settings, job: _Job) -> int:
                 base,
                 store=store,
                 clips_dir=args.clips_dir,
+                analysed_by=by,
                 progress=job.progress,
                 log=lambda line: print(line, flush=True),
             )

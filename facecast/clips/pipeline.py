@@ -195,6 +195,7 @@ class ClipAnalyzer:
             for client in (self.detector.client, self.recognizer.client, self.scorer.client)
         }
         models[self.scorer.client.model_name] = str(int(engagement_version))
+        self.scorer.client.require_version(str(int(engagement_version)))
         return models
 
     def analyze(

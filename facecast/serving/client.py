@@ -212,6 +212,29 @@ class TritonModelClient:
             self._signature = self._on_some_endpoint(fetch)
         return self._signature
 
+    def require_version(self, version: str) -> None:
+        """Raise ModelUnavailable unless the server has this version of the model loaded (checked once per version
+        per client, so a pipeline fails before decoding, not at its last stage)."""
+        checked = self.__dict__.setdefault("_versions_ready", set())
+        if version in checked:
+            return
+
+        def ready(client: triton_http.InferenceServerClient) -> bool:
+            try:
+                return bool(client.is_model_ready(self.model_name, version))
+            except InferenceServerException as error:
+                if _is_endpoint_problem(error):
+                    raise EndpointFailure(error.message()) from error
+                return False
+
+        if not self._on_some_endpoint(ready):
+            raise ModelUnavailable(
+                f"version {version} of model {self.model_name!r} is not loaded on Triton at {', '.join(self.urls)} "
+                "(see `facecast status`). A studio's calibrated engagement version: roll back on the Calibrate page, "
+                "or serve the model repository it was installed into (FACECAST_MODEL_REPOSITORY)"
+            )
+        checked.add(version)
+
     def infer(self, inputs: dict[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
         """Named batched inputs → named outputs; splits batches over max_batch_size. `version`: one of the model's
         served versions (a studio's calibrated engagement model), "" for the server's choice (the newest loaded)."""
