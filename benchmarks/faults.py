@@ -420,10 +420,43 @@ def table(results: list[FaultResult]) -> str:
     return "\n".join(lines)
 
 
+def store_kill_soak(kills: int, per_store: int = 8) -> int:
+    """`kill -9` of analysis writers `kills` times, `per_store` per fresh store; prints every store that failed to
+    reopen or lost a record and returns 1 if any did."""
+    failed, done, started = [], 0, time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="facecast-kill-soak-") as temporary:
+        for round_index in range((kills + per_store - 1) // per_store):
+            folder = Path(temporary) / str(round_index)
+            folder.mkdir()
+            try:
+                result = storing_killed("analysis", folder, kills=per_store, seed=100 + round_index)
+                if not result.passed:
+                    failed.append(f"store {round_index}: {'; '.join(result.failures())}")
+            except Exception as error:  # noqa: BLE001 - a store that cannot reopen is what this counts
+                failed.append(f"store {round_index}: {type(error).__name__}: {error}")
+            done += per_store
+    print(
+        f"kill soak: {done} kills of analysis writers on {done // per_store} stores in "
+        f"{time.monotonic() - started:.0f} s; {len(failed)} store(s) failed to reopen whole"
+    )
+    for failure in failed:
+        print(f"  {failure}")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
+    parser.add_argument(
+        "--store-kills",
+        type=int,
+        metavar="N",
+        help="only kill analysis writers, N times (8 per fresh store), and count stores that fail to reopen: how "
+        "rare a corruption after kill -9 is (nothing is written to docs/)",
+    )
     args = parser.parse_args(argv)
+    if args.store_kills:
+        sys.exit(store_kill_soak(args.store_kills))
     from benchmarks.doc_markers import write_section
 
     results = []
