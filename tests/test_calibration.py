@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from facecast.calibration.jobs import read_job, safe_file_name, write_json
-from facecast.calibration.manifest import TEMPLATE_CSV, check_manifest, targets
+from facecast.calibration.manifest import TEMPLATE_CSV, check_manifest, safe_file_name, targets
+from facecast.cli.jobs import read_job, write_json
 from facecast.clips.compare import differences, model_mismatch
 from facecast.clips.report import ClipInfo, EngagementReport, Scored
 from facecast.clips.report_html import report_html

@@ -40,8 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facecast.calibration.jobs import safe_file_name
-from facecast.calibration.manifest import check_manifest, file_resolver, targets
+from facecast.calibration.manifest import check_manifest, file_resolver, safe_file_name, targets
 
 MIN_CLIPS_TO_ACTIVATE = 12
 FOLDS = 5

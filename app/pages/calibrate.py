@@ -1,7 +1,7 @@
 """Calibrate: teach facecast a studio's real audience from past trailers and their metrics, see whether it helps,
 activate it, roll it back.
 
-The fine-tune runs in its own process (facecast.calibration.jobs) so it survives this tab; the page reads its
+The fine-tune runs in its own process (facecast.cli.jobs) so it survives this tab; the page reads its
 progress. Every row of the metrics CSV is checked first, and nothing is saved or started while one is bad. A
 calibrated model becomes a new version of the served engagement model but serves only once activated, and only if
 its cross-validation on the studio's own clips beat the default.
@@ -17,9 +17,9 @@ from app import services
 from app.components import auth
 from app.components.banners import store_unavailable
 from app.components.clip_upload import CLIP_TYPES
-from facecast.calibration.jobs import STAGES as JOB_STAGES
-from facecast.calibration.jobs import JobRefused, JobStatus, list_jobs, read_job, safe_file_name, start_job
-from facecast.calibration.manifest import COLUMN_HELP, TEMPLATE_CSV, check_manifest
+from facecast.calibration.manifest import COLUMN_HELP, TEMPLATE_CSV, check_manifest, safe_file_name
+from facecast.cli.jobs import STAGES as JOB_STAGES
+from facecast.cli.jobs import JobRefused, JobStatus, list_jobs, read_job, start_job
 from facecast.store import StoreError
 from facecast.store.engagement_models import ModelCard, ModelNotActivatable
 

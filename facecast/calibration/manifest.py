@@ -15,6 +15,7 @@ duplicate, out-of-range value), so a user fixes the CSV once, not once per error
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ REQUIRED_COLUMNS = ("path", "views", "likes", "shares", "watch_pct")
 APPEAL_COLUMNS = tuple(f"appeal_{group}" for group in AUDIENCE_GROUPS)
 OPTIONAL_COLUMNS = APPEAL_COLUMNS
 MAX_ROWS = 10_000
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 TEMPLATE_CSV = (
     ",".join((*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS))
@@ -159,6 +161,12 @@ def targets(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def _percentile_rank(values: np.ndarray) -> np.ndarray:
     ranks = pd.Series(values).rank(method="average").to_numpy()
     return (ranks - 0.5) / len(values)
+
+
+def safe_file_name(name: str) -> str:
+    """An uploaded file's name as it may be saved (no folders, no odd characters); a row may name it either way."""
+    base = _SAFE_NAME.sub("_", Path(name).name).strip(" .")
+    return base or "clip"
 
 
 def file_resolver(folder: Path) -> Callable[[str], Path | None]:

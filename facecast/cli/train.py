@@ -19,9 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from facecast.calibration.jobs import write_json
 from facecast.cli import options
 from facecast.cli.exits import EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_UNAVAILABLE
+from facecast.cli.jobs import write_json
 from facecast.config import Settings
 
 

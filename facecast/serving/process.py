@@ -114,7 +114,7 @@ def default_log_path(settings: Settings) -> Path:
     return Path(settings.run_dir) / f"triton-{settings.http_port}.log"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True if `pid` runs and is not a zombie. Reaps it first if it happens to be our own child."""
     try:
         reaped, _ = os.waitpid(pid, os.WNOHANG)
@@ -228,7 +228,7 @@ class TritonProcess:
     def is_running(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return _process_alive(self.pid) and _is_tritonserver(self.pid)
+        return process_alive(self.pid) and _is_tritonserver(self.pid)
 
     def returncode(self) -> int | None:
         return self.popen.poll() if self.popen is not None else None
@@ -242,10 +242,10 @@ class TritonProcess:
                 return False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _process_alive(self.pid):
+            if not process_alive(self.pid):
                 return True
             time.sleep(0.05)
-        return not _process_alive(self.pid)
+        return not process_alive(self.pid)
 
     def stop(self, grace_s: float = EXIT_TIMEOUT_S + STOP_GRACE_EXTRA_S) -> StopResult:
         """SIGTERM, wait up to `grace_s`, then SIGKILL the whole process group; remove the pid file."""

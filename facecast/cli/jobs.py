@@ -1,5 +1,5 @@
-"""Calibration jobs: the fine-tune runs as its own process (`facecast train engagement --job-dir`), so it outlives a
-browser tab and never blocks the app; the app reads its progress from files.
+"""Calibration jobs: `facecast train engagement` run in the background for the Calibrate page, as its own process
+(`--job-dir`), so it outlives a browser tab and never blocks the app; the app reads its progress from files.
 
 A job is a folder under ``var/calibration/`` (beside the store)::
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -29,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from facecast.calibration.manifest import safe_file_name
 from facecast.config import Settings
+from facecast.serving.process import process_alive
 
 STAGES = {
     "clips": "Reading the clips' faces",
@@ -37,7 +38,6 @@ STAGES = {
     "train": "Training",
     "install": "Serving",
 }
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
 class JobRefused(RuntimeError):
@@ -64,12 +64,6 @@ def jobs_folder(settings: Settings) -> Path:
     return Path(settings.db_path).parent / "calibration"
 
 
-def safe_file_name(name: str) -> str:
-    """An uploaded file's name as it may be saved in clips/ (no folders, no odd characters)."""
-    base = _SAFE_NAME.sub("_", Path(name).name).strip(" .")
-    return base or "clip"
-
-
 def start_job(
     settings: Settings,
     manifest: bytes,
@@ -89,51 +83,40 @@ def start_job(
                 f"a calibration started by {running[0].started_by} is still running ({running[0].folder.name}); "
                 "one runs at a time"
             )
-        return _start(root, settings, manifest, uploads, started_by, urls)
-
-
-def _start(
-    root: Path,
-    settings: Settings,
-    manifest: bytes,
-    uploads: Iterable[tuple[str, BinaryIO]],
-    started_by: str,
-    urls: list[str],
-) -> JobStatus:
-    folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    (folder / "clips").mkdir(parents=True)
-    (folder / "manifest.csv").write_bytes(manifest)
-    for name, data in uploads:
-        with open(folder / "clips" / safe_file_name(name), "wb") as handle:
-            while chunk := data.read(1 << 20):
-                handle.write(chunk)
-    command = [
-        sys.executable,
-        "-m",
-        "facecast",
-        "train",
-        "engagement",
-        "--manifest",
-        str(folder / "manifest.csv"),
-        "--clips-dir",
-        str(folder / "clips"),
-        "--job-dir",
-        str(folder),
-        "--install",
-        "--by",
-        started_by,
-        "--db",
-        str(settings.db_path),
-    ]
-    for url in urls:
-        command += ["--url", url]
-    write_json(folder / "progress.json", {"stage": "clips", "fraction": 0.0, "message": "starting"})
-    with open(folder / "log.txt", "wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments as a list
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=settings.root, start_new_session=True
-        )
-    write_json(folder / "job.json", {"pid": process.pid, "started_by": started_by, "started_at": time.time()})
-    return read_job(folder)
+        folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        (folder / "clips").mkdir(parents=True)
+        (folder / "manifest.csv").write_bytes(manifest)
+        for name, data in uploads:
+            with open(folder / "clips" / safe_file_name(name), "wb") as handle:
+                while chunk := data.read(1 << 20):
+                    handle.write(chunk)
+        command = [
+            sys.executable,
+            "-m",
+            "facecast",
+            "train",
+            "engagement",
+            "--manifest",
+            str(folder / "manifest.csv"),
+            "--clips-dir",
+            str(folder / "clips"),
+            "--job-dir",
+            str(folder),
+            "--install",
+            "--by",
+            started_by,
+            "--db",
+            str(settings.db_path),
+        ]
+        for url in urls:
+            command += ["--url", url]
+        write_json(folder / "progress.json", {"stage": "clips", "fraction": 0.0, "message": "starting"})
+        with open(folder / "log.txt", "wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own CLI, arguments as a list
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=settings.root, start_new_session=True
+            )
+        write_json(folder / "job.json", {"pid": process.pid, "started_by": started_by, "started_at": time.time()})
+        return read_job(folder)
 
 
 def read_job(folder: Path) -> JobStatus:
@@ -152,7 +135,7 @@ def read_job(folder: Path) -> JobStatus:
     )
     if result:
         status.state = "done" if result.get("ok") else "failed"
-    elif not _alive(int(job.get("pid", 0))):
+    elif not process_alive(int(job.get("pid", 0))):
         status.state = "stopped"
         status.message = "the calibration process ended without a result (see log.txt in " + str(folder) + ")"
     return status
@@ -178,19 +161,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a finished child of this process stays a zombie until reaped: that is not running
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        return finished == 0
-    except ChildProcessError:
-        return True
