@@ -521,3 +521,42 @@ def test_calibrate_activates_a_validated_version_and_rolls_back_in_one_click(app
     assert not app.exception and "Serving now:** engagement model v1" in app.markdown[0].value
     with open_store(tmp_path / "app.duckdb") as store:
         assert store.engagement_models.active().version == 1 and store.engagement_models.previous().version == 2
+
+
+def test_history_offers_to_rescore_clips_another_model_scored(app_env, triton_down, tmp_path) -> None:
+    import json as json_module
+
+    from facecast.store import open_store
+    from facecast.store.rows import AnalysisRecord, ClipRow, FaceRow, ScoreRow
+
+    app_env(triton_down)  # re-scoring needs the engagement model: with Triton down the page says so
+    probs7, probs4 = np.full(7, 1 / 7, np.float32), np.full(4, 0.25, np.float32)
+    report = {
+        "clip": {
+            "name": "old.mp4",
+            "sha256": "a" * 64,
+            "size_bytes": 1,
+            "duration_s": 4.0,
+            "width": 64,
+            "height": 64,
+            "fps": 12.0,
+            "codec": "h264",
+        },
+        "faces_found": True,
+        "models": {"engagement": "1"},
+    }
+    with open_store(tmp_path / "app.duckdb") as store:
+        store.analyses.add(
+            AnalysisRecord(ClipRow("a" * 64, "old.mp4", 1, 4.0, 64, 64, 12.0, "h264"), "fp", "old.mp4", True,
+                           ScoreRow(0.5, 0.4, 0.6), "medium", 0.5, 0.5, json_module.dumps(report), [],
+                           [FaceRow(1, 0.25 * t, (0.1, 0.1, 0.4, 0.5), 0.9, "anger", probs7, probs4, probs4)
+                            for t in range(8)])
+        )  # fmt: skip
+        store.engagement_models.add(2, "calibrated on 30 studio clips", "lead", {}, {}, True)
+        store.engagement_models.activate(2, "lead")
+    app = run_page("history")
+    assert not app.exception
+    assert "1 clip was scored by another engagement model" in app.info[0].value
+    app.button(key="rescore-all").click().run()
+    # made by another pipeline ("fp" is no fingerprint of today's): refused with what to do, never a traceback
+    assert not app.exception and "analyse old.mp4 again" in app.warning[0].value

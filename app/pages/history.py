@@ -64,10 +64,12 @@ st.download_button(
 )
 
 active = store.engagement_models.active()
-outdated = past[past["faces_found"] & (past["engagement_version"] != active.version)]
+# a clip needs re-scoring when none of its analyses was made by the active version (the newest of them is re-scored)
+current = set(past.loc[past["engagement_version"] == active.version, "content_sha256"])
+outdated = past[past["faces_found"] & ~past["content_sha256"].isin(current)].drop_duplicates("content_sha256")
 if not outdated.empty:
     st.info(
-        f"**{len(outdated)} analys{'is was' if len(outdated) == 1 else 'es were'} scored by another engagement model** "
+        f"**{len(outdated)} clip{' was' if len(outdated) == 1 else 's were'} scored by another engagement model** "
         f"than the active one (v{active.version}: {active.description}). Re-scoring reads their stored faces and "
         "runs only the engagement model: no clip is decoded again.",
         icon=":material/model_training:",
