@@ -28,6 +28,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from benchmarks.doc_markers import replace_section
+from benchmarks.soak import tree_rss_mb
 from facecast.config import PROJECT_ROOT
 
 ANALYSIS_MODELS = ("face_detector", "expression_encoder", "engagement")
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> str:
         for name in ANALYSIS_MODELS:
             shutil.copytree(args.repository / name, work / "repository" / name)
         with (
-            process.loopback_server(work / "repository", work / "run", timeout=180) as (settings, _),
+            process.loopback_server(work / "repository", work / "run", timeout=180) as (settings, server),
             open_store(work / "calibration.duckdb") as store,
             open_store(work / "held-out.duckdb") as test_store,  # both sets name their clips studio-NNN.mp4
         ):
@@ -169,7 +170,10 @@ def run(args: argparse.Namespace) -> str:
             started = time.perf_counter()
             summary = train_studio_engagement(calib, work / "studio.pt", urls, args.base, store=store)
             calibrate_s = time.perf_counter() - started
+            rss_before = tree_rss_mb(server.pid)
             version = install_version(work / "studio.pt", work / "repository", urls)
+            time.sleep(2.0)  # the new version's backend stub settles
+            rss_after = tree_rss_mb(server.pid)
             held_out = held_out_scores(test, urls, test_store, (1, version))
             # how many clips a studio needs: the first n clips of the same set, read from History
             _, test_arrays = stored_arrays(test_store, test, base_model)
@@ -241,6 +245,9 @@ def run(args: argparse.Namespace) -> str:
         f"{args.calib_clips} clips without being told the studio's function.",
         f"- Verdict on the calibration set: {validation['statement']}",
         f"- With only 5 clips: {declined['validation']['statement']} (activatable: {declined['activatable']})",
+        f"- Serving the calibrated version beside the default (one more python-backend stub) took the Triton process "
+        f"tree from {rss_before:.0f} to {rss_after:.0f} MB resident (+{rss_after - rss_before:.0f} MB; this server "
+        "serves only the three clip-analysis models).",
         f"- Calibration (analysing {args.calib_clips} clips, {validation['folds']}-fold cross-validation, the final "
         f"fit, writing the weights) took {calibrate_s:.0f} s.",
         f"- The studio layer against fine-tuning the whole network on the same {args.calib_clips} clips (the recipe "
