@@ -49,8 +49,7 @@ def perceived_studio_logit(observations, duration_s: float) -> float:
     what was drawn: the most any calibration on facecast's readings could learn of this audience. A cell is a
     (model step, track) with a face; its emotion is the encoder's top reading."""
     from facecast.engagement_features import MODEL_RATE_HZ, step_count
-    from facecast.vocab import EMOTIONS
-    from training.data.studio_audience import STUDIO_WEIGHTS
+    from training.data.studio_audience import STUDIO_WEIGHTS, longest_run
 
     steps = step_count(duration_s)
     cells: dict[tuple[int, int], str] = {}
@@ -58,10 +57,7 @@ def perceived_studio_logit(observations, duration_s: float) -> float:
         cells.setdefault((min(steps - 1, int(o.t_s * MODEL_RATE_HZ)), o.track_id), o.emotion)
     per_step = [[e for (k, _), e in cells.items() if k == step] for step in range(steps)]
     anger = sum(e == "anger" for e in cells.values()) / max(1, len(cells))
-    run = longest = 0
-    for emotions in per_step:
-        run = run + 1 if not any(e != EMOTIONS[EMOTIONS.index("neutral")] for e in emotions) else 0
-        longest = max(longest, run)
+    longest = longest_run(np.array([all(e == "neutral" for e in emotions) for emotions in per_step]))
     solo = sum(len(e) == 1 for e in per_step) / steps
     w = STUDIO_WEIGHTS
     return w["bias"] + w["anger"] * anger + w["neutral_run"] * longest / steps + w["solo"] * solo

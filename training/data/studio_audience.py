@@ -86,7 +86,7 @@ def _sigmoid(z: float) -> float:
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def _longest_run(flags: np.ndarray) -> int:
+def longest_run(flags: np.ndarray) -> int:
     best = run = 0
     for flag in flags:
         run = run + 1 if flag else 0
@@ -105,7 +105,7 @@ def studio_components(script: ClipScript) -> dict[str, float]:
     angry = shown & (geo.emotion == _ANGER)
     return dict(
         anger=float(angry.sum() / n_shown),
-        neutral_run=_longest_run(~expressive.any(axis=0)) / n_steps,
+        neutral_run=longest_run(~expressive.any(axis=0)) / n_steps,
         solo=float((shown.sum(axis=0) == 1).mean()),
         happy=float((shown & (geo.emotion == _HAPPINESS)).sum() / n_shown),
         clash=float((angry.any(axis=0) & (expressive.sum(axis=0) >= 2)).mean()),
