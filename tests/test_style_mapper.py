@@ -19,7 +19,6 @@ from training.train_style_mapper import (
     load_generator,
     map_images,
     parse_args,
-    psnr,
     save_generator,
     train,
 )
@@ -158,11 +157,88 @@ def test_training_loop_writes_a_checkpoint_and_summary(test_sets, tmp_path) -> N
     assert (tmp_path / "run" / "summary.json").is_file() and (tmp_path / "run" / "log.jsonl").read_text()
 
 
-def test_shipped_weights_map_closer_to_the_truth_than_the_source_itself(test_sets) -> None:
+# Floors for the shipped mapper on QUALITY_SETS held-out test sets (all 12 ordered style pairs each), a little under
+# what docs/results-mapping.md measures on 2400 pairs (PSNR 0.62 dB over copying the source, judge-1 style
+# conformity 0.545, expression preserved 0.788). A mapper that recolours fails here: the first shipped one scored
+# 0.2 dB over copying and 0.26 style conformity. The targets (0.85 style, 0.90 expression) are not met yet,
+# so these floors guard what was reached, not what was asked.
+QUALITY_SETS = 40
+FLOORS = {
+    "PSNR − copy": 0.3,  # dB gained over handing back the source unchanged
+    "beats copy": 0.55,  # share of pairs closer to the truth than the source is
+    "style (judge 1)": 0.45,
+    "expression preserved": 0.70,
+}
+
+
+@pytest.fixture(scope="module")
+def quality() -> dict[str, float]:
+    from training.mapping_ablations import Judges, measure
+
+    sets = build_style_sets("test", QUALITY_SETS, 128, workers=1)
     model = load_checkpoint(PROJECT_ROOT / "weights" / "style_mapper-cpu.pt")
-    images = torch.from_numpy(test_sets["images"][:, :4]).permute(0, 1, 4, 2, 3).float() / 255
-    rows = torch.arange(12)
-    source_style, target_style = rows % 4, (rows % 4 + 1 + rows // 4) % 4
-    source, truth = images[rows, source_style], images[rows, target_style]
-    mapped = map_images(model, source, target_style)
-    assert psnr(mapped, truth).mean() > psnr(source, truth).mean()
+    judges = Judges(judge=PROJECT_ROOT / "no-second-judge")  # judge 1 ships with the repo; judge 2 is built by make
+    return measure(model, sets, judges, QUALITY_SETS)
+
+
+@pytest.mark.parametrize("metric", list(FLOORS))
+def test_shipped_mapper_clears_its_quality_floor(quality, metric) -> None:
+    assert quality[metric] >= FLOORS[metric], f"{metric}: {quality[metric]:.3f} < floor {FLOORS[metric]}"
+
+
+@pytest.mark.parametrize("skip", ["full", "gated", "none"])
+def test_every_skip_variant_maps_and_round_trips_through_a_checkpoint(skip, test_sets, tmp_path) -> None:
+    torch.manual_seed(0)
+    trainer = MapperTrainer("style_mapper", "style_mapper-cpu", torch.device("cpu"), config_overrides={"skip": skip})
+    assert trainer.generator.config.skip == skip
+    trainer.step(PairSampler(test_sets, torch.device("cpu"), seed=0).sample(4))
+    model = load_generator(save_generator(trainer, tmp_path / f"{skip}.pt"))
+    assert model.config.skip == skip
+    source = torch.from_numpy(test_sets["images"][:2, 0]).permute(0, 3, 1, 2).float() / 255
+    out = map_images(model, source, torch.tensor([1, 2]))
+    assert out.shape == (2, 3, 128, 128) and torch.isfinite(out).all()
+    if skip == "none":  # nothing of Conv1 reaches the decoder: a changed skip path cannot change the picture
+        assert not hasattr(model, "skip_gate") and model.fuse_skip.in_channels == model.upconv1.out_channels
+
+
+def test_loss_weights_and_config_variants_are_checked_by_name() -> None:
+    from training.train_style_mapper import LAMBDA, parse_overrides
+
+    assert parse_overrides(["rec=3", "cyc=0"], LAMBDA, "--weight") == {"rec": 3.0, "cyc": 0.0}
+    with pytest.raises(SystemExit, match="--weight: expected NAME=VALUE"):
+        parse_overrides(["recon=3"], LAMBDA, "--weight")
+    with pytest.raises(ValueError, match="skip must be"):
+        MapperTrainer("style_mapper", "style_mapper-cpu", torch.device("cpu"), config_overrides={"skip": "half"})
+
+
+def test_a_zero_weighted_cycle_is_not_computed_and_the_critic_is_frozen(test_sets, tmp_path) -> None:
+    from training.networks.style_judge import StyleJudge, save_style_judge
+
+    critic_path = save_style_judge(StyleJudge(), tmp_path / "critic.pt")
+    trainer = MapperTrainer(
+        "style_mapper",
+        "style_mapper-cpu",
+        torch.device("cpu"),
+        lambdas={"cyc": 0.0, "critic": 2.0},
+        style_critic=critic_path,
+    )
+    critic_before = [p.clone() for p in trainer.style_critic.parameters()]
+    losses = trainer.step(PairSampler(test_sets, torch.device("cpu"), seed=1).sample(4))
+    assert "cyc" not in losses and "critic" in losses and torch.isfinite(losses["critic"])
+    assert all(torch.equal(a, b) for a, b in zip(critic_before, trainer.style_critic.parameters()))
+
+
+@pytest.mark.parametrize("role", ["judge", "critic"])
+def test_style_judge_and_critic_train_and_round_trip(role, test_sets, tmp_path) -> None:
+    from training.networks.style_judge import CRITIC, JUDGE, load_style_judge, save_style_judge
+    from training.style_judge import accuracy, rendered_styles, train_style_judge
+
+    images, labels = rendered_styles(test_sets)
+    assert len(images) == 5 * len(test_sets["images"]) and set(labels) == set(range(len(STYLES)))
+    config = JUDGE if role == "judge" else CRITIC
+    model, history = train_style_judge(images, labels, epochs=1, batch=16, config=config)
+    assert history and all(np.isfinite(h["loss"]) for h in history)
+    again = load_style_judge(save_style_judge(model, tmp_path / "judge.pt"))
+    assert again.config == config  # the critic's other shape survives the round trip
+    assert accuracy(again, images, labels) == accuracy(model, images, labels)
+    assert not any(p.requires_grad for p in again.parameters())

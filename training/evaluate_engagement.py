@@ -36,6 +36,7 @@ from training.evaluation import (
     classification_scores,
     fold_interval,
     format_interval,
+    kept_section,
     macro_auc,
     macro_precision_recall,
     markdown_table,
@@ -658,15 +659,6 @@ def write_report(
 # Written by benchmarks/studio_calibration.py (`make evaluate-studio`) between its markers; kept when this file is
 # rewritten, so each script owns its own numbers.
 STUDIO_SECTION = "studio-calibration"
-
-
-def kept_section(path: Path, name: str) -> str:
-    """The `<!-- name:begin -->` … `<!-- name:end -->` block of the existing file (with a blank line before), or ""."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.is_file() else ""
-    if begin not in text or end not in text:
-        return ""
-    return "\n" + text[text.index(begin) : text.index(end) + len(end)] + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

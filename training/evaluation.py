@@ -154,3 +154,12 @@ def served_weights(weights: list[Path], url: str | None = None, prefix: str = "f
         )
         with process.running_server(settings, model_repository=repository):
             yield settings.triton_url
+
+
+def kept_section(path: Path, name: str) -> str:
+    """The `<!-- name:begin -->` … `<!-- name:end -->` block of the existing file (with a blank line before), or ""."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.is_file() else ""
+    if begin not in text or end not in text:
+        return ""
+    return "\n" + text[text.index(begin) : text.index(end) + len(end)] + "\n"

@@ -22,6 +22,11 @@ L1 is what exact pairs allow. Adam 2e-4, β (0.5, 0.999), weight decay 5e-5 (see
 drops ×0.1 for the last 20 % of the time budget (the seed's ×0.1 every 50 of 200 epochs, compressed into a
 budget). Generator weights are averaged (EMA 0.999) and the average is what is saved and evaluated.
 
+Every loss weight can be set per run (`--weight cyc=0 critic=2`; `critic` needs `--style-critic`, a frozen style
+classifier trained apart by training/style_judge.py) and so can the network's config (`--config skip=gated`): the
+ablations of training/mapping_ablations.py use both, and so does stage 2 of the shipped recipe
+(training/style_mapper_suite.py, issue 15).
+
 `--exclude-style X` leaves X out as source and as target (the leave-one-style-out models: they can still map *from*
 an unseen style, never into one, as its style embedding is never trained). Runs on CUDA when present (bf16
 autocast), else on the CPU (`--cpu-bf16` for bf16 there too).
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -46,10 +52,23 @@ from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 from training.checkpoints import save_checkpoint
 from training.data.style_pairs import EDITED, load_style_sets
 from training.networks import build_model
+from training.networks.registry import get_config
 from training.networks.style_baselines import BASELINE_CPU, ConcatStyleGenerator
-from training.networks.style_mapper import LATENT_WEIGHTS, StyleMapper
+from training.networks.style_judge import load_style_judge
+from training.networks.style_mapper import LATENT_WEIGHTS, StyleMapper, StyleMapperConfig
 
-LAMBDA = {"adv": 1.0, "style": 0.8, "expr": 1.2, "cyc": 0.5, "rec": 10.0, "encoder": 1.0, "kl": 0.01}
+LAMBDA = {
+    "adv": 1.0,
+    "style": 0.8,  # the discriminator's style classifier on the mapped face
+    "self_style": 0.8,  # the mapper's own encoder's style head on the mapped face
+    "critic": 0.0,  # a frozen style classifier trained apart (--style-critic), off unless one is given
+    "expr": 1.2,  # the discriminator's emotion classifier on the mapped face
+    "latent": 1.2,  # the re-encoded latent against the source's (seed 003 Table 2 weights)
+    "cyc": 0.5,
+    "rec": 10.0,
+    "encoder": 1.0,
+    "kl": 0.01,
+}
 # CycleGAN's own weights for its baseline (cycle 10, identity 0.5 × cycle).
 CYCLEGAN_LAMBDA = {"adv": 1.0, "style": 1.0, "cyc": 10.0, "identity": 5.0}
 EDITED_FRACTION = 0.3  # rows whose target is the edited rendering (a parameter override)
@@ -208,10 +227,26 @@ class MapperTrainer:
     """One optimisation step at a time for the style mapper or a baseline; `map` is what evaluation calls."""
 
     def __init__(
-        self, kind: str, network: str, device: torch.device, learning_rate: float = 2e-4, cpu_bf16: bool = False
+        self,
+        kind: str,
+        network: str,
+        device: torch.device,
+        learning_rate: float = 2e-4,
+        cpu_bf16: bool = False,
+        lambdas: dict[str, float] | None = None,
+        config_overrides: dict[str, object] | None = None,
+        style_critic: Path | None = None,
     ):
         self.kind, self.network, self.device = kind, network, device
-        self.generator = build_model(network) if kind == "style_mapper" else ConcatStyleGenerator(BASELINE_CPU)
+        self.lambdas = {**LAMBDA, **(lambdas or {})}
+        self.config_overrides = dict(config_overrides or {})
+        self.generator = (
+            build_style_mapper(network, self.config_overrides)
+            if kind == "style_mapper"
+            else ConcatStyleGenerator(BASELINE_CPU)
+        )
+        # frozen: its gradients only flow back into the mapped picture
+        self.style_critic = load_style_judge(style_critic).to(device) if style_critic else None
         self.generator.to(device).train()
         self.ema = copy.deepcopy(self.generator).eval()
         for p in self.ema.parameters():
@@ -282,6 +317,7 @@ class MapperTrainer:
 
     def _mapper_step(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         g: StyleMapper = self.generator
+        weights = self.lambdas
         target_style, source_style = batch.one_hot(batch.target_style), batch.one_hot(batch.source_style)
         with self.autocast:
             encoding = g.encode(batch.source)
@@ -295,24 +331,25 @@ class MapperTrainer:
             fake_patches, fake_style, fake_emotion = self.discriminator(fake, batch.target_style)
             re_encoding = g.encode(fake)
             re_heads = g.heads(re_encoding)
-            back = g.applied_params(re_heads["source_params"], source_style, batch.source_params, batch.params_mask)
-            cycle = g.decode(re_encoding, source_style, back)
-            fake32, cycle32 = fake.float(), cycle.float()
             losses = {
                 "adv": F.mse_loss(fake_patches.float(), torch.ones_like(fake_patches, dtype=torch.float32)),
-                "style": F.cross_entropy(fake_style.float(), batch.target_style)
-                + F.cross_entropy(re_heads["source_style_logits"].float(), batch.target_style),
-                "expr": F.cross_entropy(fake_emotion.float(), batch.target_emotion)
-                + latent_reconstruction(re_encoding, encoding, edited=batch.params_mask.sum(1) > 0),
-                "cyc": F.l1_loss(cycle32, batch.source),
-                "rec": F.l1_loss(fake32, batch.target),
+                "style": F.cross_entropy(fake_style.float(), batch.target_style),
+                "self_style": F.cross_entropy(re_heads["source_style_logits"].float(), batch.target_style),
+                "expr": F.cross_entropy(fake_emotion.float(), batch.target_emotion),
+                "latent": latent_reconstruction(re_encoding, encoding, edited=batch.params_mask.sum(1) > 0),
+                "rec": F.l1_loss(fake.float(), batch.target),
                 "encoder": F.cross_entropy(heads["source_style_logits"].float(), batch.source_style)
                 + F.cross_entropy(heads["emotion_logits"].float(), batch.source_emotion)
                 + F.l1_loss(heads["source_params"].float(), batch.source_params)
                 + 0.1 * F.cross_entropy(heads["expression_style_logits"].float(), batch.source_style),
                 "kl": kl_divergence(encoding.mean.float(), encoding.logvar.float()),
             }
-            loss = sum(LAMBDA[name] * value for name, value in losses.items())
+            if weights["cyc"]:  # the way back costs a whole decode: skipped when it does not count
+                back = g.applied_params(re_heads["source_params"], source_style, batch.source_params, batch.params_mask)
+                losses["cyc"] = F.l1_loss(g.decode(re_encoding, source_style, back).float(), batch.source)
+            if self.style_critic is not None and weights["critic"]:
+                losses["critic"] = F.cross_entropy(self.style_critic(fake).float(), batch.target_style)
+            loss = sum(weights[name] * value for name, value in losses.items())
         self._update_generator(loss)
         return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
 
@@ -380,8 +417,30 @@ def validation_psnr(
     return float(torch.cat(values).mean())
 
 
+def build_style_mapper(network: str, config_overrides: dict[str, object] | None = None) -> StyleMapper:
+    """A registered style mapper, or an experimental variant of it (the ablations of docs/results-mapping.md)."""
+    if not config_overrides:
+        return build_model(network)
+    return StyleMapper(dataclasses.replace(get_config(network), **config_overrides))
+
+
+def parse_overrides(pairs: list[str], known: dict[str, object], what: str) -> dict[str, object]:
+    """["rec=3", "skip=none"] → {"rec": 3.0, "skip": "none"}, typed after `known`'s values; unknown keys refused."""
+    parsed: dict[str, object] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in known or not value:
+            raise SystemExit(f"{what}: expected NAME=VALUE with NAME one of {', '.join(sorted(known))}, got {pair!r}")
+        parsed[key] = type(known[key])(value) if not isinstance(known[key], str) else value
+    return parsed
+
+
 def save_generator(trainer: MapperTrainer, path: Path, **extra) -> Path:
     if trainer.kind == "style_mapper":
+        # the whole config too: a checkpoint must load as what was trained even after the registered config changes
+        extra["config"] = dataclasses.asdict(trainer.ema.config)
+        if trainer.config_overrides:
+            extra["config_overrides"] = trainer.config_overrides
         return save_checkpoint(trainer.ema, trainer.network, path, **extra)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -397,7 +456,12 @@ def load_generator(path: str | Path) -> nn.Module:
     if "baseline" in checkpoint:
         model = ConcatStyleGenerator(BASELINE_CPU)
     else:
-        model = build_model(checkpoint["network"])
+        config = checkpoint.get("config")
+        model = (
+            StyleMapper(StyleMapperConfig(**config))
+            if config
+            else build_style_mapper(checkpoint["network"], checkpoint.get("config_overrides"))
+        )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
@@ -417,11 +481,23 @@ def train(args: argparse.Namespace) -> dict:
     )
     val_sampler = PairSampler(load_style_sets(args.val, mmap=False), device, args.exclude_style, seed=args.seed + 1)
     val_pairs = val_sampler.fixed_pairs(args.val_pairs)
-    trainer = MapperTrainer(args.model, args.network, device, args.learning_rate, cpu_bf16=args.cpu_bf16)
+    trainer = MapperTrainer(
+        args.model,
+        args.network,
+        device,
+        args.learning_rate,
+        cpu_bf16=args.cpu_bf16,
+        lambdas=parse_overrides(args.weight, LAMBDA, "--weight"),
+        config_overrides=parse_overrides(args.config, dataclasses.asdict(get_config(args.network)), "--config"),
+        style_critic=args.style_critic,
+    )
     if args.init:  # continue from a trained generator (its discriminator and optimiser state start afresh)
-        initial = load_generator(args.init)
-        trainer.generator.load_state_dict(initial.state_dict())
-        trainer.ema.load_state_dict(initial.state_dict())
+        initial = load_generator(args.init).state_dict()
+        # a variant may add layers (a skip gate) or reshape some (a skip removed): those start fresh
+        own = trainer.generator.state_dict()
+        fitting = {k: v for k, v in initial.items() if k in own and own[k].shape == v.shape}
+        trainer.generator.load_state_dict(fitting, strict=False)
+        trainer.ema.load_state_dict(trainer.generator.state_dict())
     args.out.mkdir(parents=True, exist_ok=True)
     log = (args.out / "log.jsonl").open("w")
     started = time.perf_counter()
@@ -463,6 +539,9 @@ def train(args: argparse.Namespace) -> dict:
                     trainer, args.out / "best.pt", step=step, val_psnr=value, exclude_style=args.exclude_style
                 )
     final = validation_psnr(trainer.ema, val_sampler, val_pairs)
+    # the last average too: validation PSNR rewards a safe, source-like picture, so "best" is not always the one
+    # that redraws best (training/mapping_ablations.py measures both judges on final.pt)
+    save_generator(trainer, args.out / "final.pt", step=step, val_psnr=final, exclude_style=args.exclude_style)
     if final > best:
         best = final
         save_generator(trainer, args.out / "best.pt", step=step, val_psnr=final, exclude_style=args.exclude_style)
@@ -480,6 +559,9 @@ def train(args: argparse.Namespace) -> dict:
         "train_sets": len(train_sampler),
         "init": str(args.init) if args.init else None,
         "edited_fraction": args.edited_fraction,
+        "weights": trainer.lambdas if args.model == "style_mapper" else None,
+        "config_overrides": trainer.config_overrides or None,
+        "style_critic": str(args.style_critic) if args.style_critic else None,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
     }
@@ -498,6 +580,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--exclude-style", choices=STYLES)
     parser.add_argument("--init", type=Path, help="start from this generator checkpoint")
     parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU too")
+    parser.add_argument("--weight", nargs="*", default=[], metavar="LOSS=W", help="loss weights other than LAMBDA's")
+    parser.add_argument(
+        "--config", nargs="*", default=[], metavar="FIELD=V", help="a variant of the registered network's config"
+    )
+    parser.add_argument("--style-critic", type=Path, help="a frozen style classifier (training/style_judge.py)")
     parser.add_argument("--edited-fraction", type=float, default=EDITED_FRACTION)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-4)

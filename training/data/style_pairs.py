@@ -47,8 +47,10 @@ from training.data.synthetic import (
 
 #: Rows of a set's `images`: the four styles in vocabulary order, then the edited rendering.
 EDITED = len(STYLES)
-#: Per-split seed offsets, so the splits never share a scene even where counts overlap.
-SPLIT_SEEDS = {"train": 11, "val": 12, "test": 13}
+#: Per-split seed offsets, so the splits never share a scene even where counts overlap. "judge" draws the "val"
+#: characters in scenes of its own: the style judge of training/style_judge.py learns from them (issue 15).
+SPLIT_SEEDS = {"train": 11, "val": 12, "test": 13, "judge": 14}
+CHARACTER_RANGES = {**SPLITS, "judge": SPLITS["val"]}
 _PARAM_FIELDS = ("mouth_open", "eye_open", "brow_raise", "cheek_raise")  # ACTION_PARAMS as Expression fields
 
 
@@ -100,7 +102,7 @@ def edit_params(expression: Expression, rng: np.random.Generator) -> tuple[Expre
 
 def style_set(split: str, index: int, size: int) -> dict[str, np.ndarray]:
     """Set `index` of `split`: images [5, S, S, 3] (four styles, then the edited one) and their labels."""
-    first, end, _ = SPLITS[split]
+    first, end, _ = CHARACTER_RANGES[split]
     rng = np.random.default_rng([SPLIT_SEEDS[split], index, 0x57A1])
     character = character_for_id(character_ids(first, end)[int(rng.integers(end - first))])
     emotion = EMOTIONS[int(rng.integers(len(EMOTIONS)))]
@@ -168,7 +170,7 @@ def load_style_sets(folder: Path, mmap: bool = True) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--split", choices=sorted(SPLITS), required=True)
+    parser.add_argument("--split", choices=sorted(SPLIT_SEEDS), required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, required=True)

@@ -24,8 +24,9 @@ weights in between blend the style embeddings and their bounds).
 Deviations from Table 3, each for a reason: the upsampling layers use AdaIN rather than plain instance norm (plain
 instance norm after the style injection would wash the injected statistics out again, as MUNIT observed), the
 final 7×7 layer upsamples by nearest neighbour first (a 7×7 transposed conv at stride 2 leaves checkerboard
-artefacts), and Conv1's features reach the decoder through a skip so the background and the pose come through
-at full detail.
+artefacts), and Conv1's features reach the decoder through a gated skip (the decoder computes a per-pixel gate from
+its own features and the target code), so the background and the pose come through at full detail while the face,
+which must be redrawn in the target style, need not copy the source's appearance (issue 15).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class StyleMapperConfig:
     attention_heads: int
     attention_reduction: int  # keys / values are average-pooled by this factor per axis
     code_dim: int = 256  # width of the decoder's conditioning code
+    # How Conv1's full-resolution features reach the decoder: "full" (concatenated as they are), "gated" (through
+    # a per-pixel gate the decoder computes from its own features and the target code, so it can shut the source's
+    # appearance out where the face must be redrawn and keep it for the shared background), or "none".
+    skip: str = "full"
+    upsample_channels: int = 0  # width of the decoder's upsampling path (0: conv1_channels, the encoder's width)
     triton_name: str = "style_mapper"
 
 
@@ -67,6 +73,11 @@ class StyleMapperConfig:
 # against 13.94 at step 842 and 14.04 at step 1401 without it), so it is not in.
 # The CPU default at 128 px: half the seed's widths, 1.6 GFLOP per image (torch FlopCounterMode); ~12 ms per
 # image from ONNX Runtime on 2 cores (docs/benchmarks.md).
+#
+# Issue 15: Conv1's skip now passes through a gate (skip="gated"). With the skip straight in, the mapper recoloured
+# the source instead of redrawing it: zeroing the skip at inference alone doubled the style conformity of the first
+# shipped weights (training/mapping_ablations.py, docs/results-mapping.md); removing it outright cost PSNR and
+# expression (the background and pose come through it), the gate keeps both.
 CPU = StyleMapperConfig(
     image_size=128,
     conv1_channels=32,
@@ -75,6 +86,7 @@ CPU = StyleMapperConfig(
     decoder_res_blocks=4,
     attention_heads=4,
     attention_reduction=2,
+    skip="gated",
 )
 # Seed-sized (Table 3): 256 px, 64/128 channels, 23 GFLOP per image, for the TensorRT flavour.
 GPU = StyleMapperConfig(
@@ -85,6 +97,7 @@ GPU = StyleMapperConfig(
     decoder_res_blocks=4,
     attention_heads=8,
     attention_reduction=4,
+    skip="gated",
 )
 
 
@@ -250,11 +263,17 @@ class StyleMapper(nn.Module):
         # decoder
         self.style_blocks = nn.ModuleList(AdaINResBlock(c2, code) for _ in range(config.decoder_res_blocks))
         self.attention = SpatialSelfAttention(c2, config.attention_heads, config.attention_reduction)
-        self.upconv1 = nn.ConvTranspose2d(c2, c1, 4, 2, 1)
-        self.up1_norm = AdaIN(c1, code)
-        self.fuse_skip = nn.Conv2d(2 * c1, c1, 3, padding=1)
-        self.fuse_norm = AdaIN(c1, code)
-        self.upconv2 = nn.Conv2d(c1, 3, 7, padding=3)
+        if config.skip not in ("full", "gated", "none"):
+            raise ValueError(f"skip must be full, gated or none, not {config.skip!r}")
+        up = config.upsample_channels or c1
+        self.upconv1 = nn.ConvTranspose2d(c2, up, 4, 2, 1)
+        self.up1_norm = AdaIN(up, code)
+        if config.skip == "gated":
+            self.skip_gate = nn.Conv2d(up + c1, 1, 3, padding=1)
+            self.gate_from_code = nn.Linear(code, 1)
+        self.fuse_skip = nn.Conv2d(up + (c1 if config.skip != "none" else 0), up, 3, padding=1)
+        self.fuse_norm = AdaIN(up, code)
+        self.upconv2 = nn.Conv2d(up, 3, 7, padding=3)
 
     # --- the two halves ---------------------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> Encoding:
@@ -297,7 +316,14 @@ class StyleMapper(nn.Module):
             x = block(x, code)
         x = self.attention(x)
         x = F.leaky_relu(self.up1_norm(self.upconv1(x), code), 0.2)
-        x = F.leaky_relu(self.fuse_norm(self.fuse_skip(torch.cat([x, encoding.skip], dim=1)), code), 0.2)
+        if self.config.skip == "full":
+            x = torch.cat([x, encoding.skip], dim=1)
+        elif self.config.skip == "gated":
+            gate = torch.sigmoid(
+                self.skip_gate(torch.cat([x, encoding.skip], dim=1)) + self.gate_from_code(code)[:, :, None, None]
+            )
+            x = torch.cat([x, gate * encoding.skip], dim=1)
+        x = F.leaky_relu(self.fuse_norm(self.fuse_skip(x), code), 0.2)
         x = self.upconv2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return (torch.tanh(x) + 1) / 2
 
