@@ -21,7 +21,7 @@ from facecast.serving.client import TritonModelClient
 from facecast.vocab import EXPRESSION_ENCODER
 from tests.clipmaker import emoji_over_photo
 from tests.conftest import ALL_MODELS, settings_environment
-from training.data.demo import build_demo
+from training.data.demo import build_demo, build_demo_style_sets
 
 pytestmark = pytest.mark.triton
 APP = PROJECT_ROOT / "app"
@@ -404,6 +404,29 @@ def test_style_mapping_upload_map_and_save(app_env, full_server, tmp_path) -> No
     assert not app.exception and not app.error
     assert app.selectbox[0].value == item_id
     assert "In all four styles" in [s.value for s in app.subheader]
+
+
+def test_style_mapping_test_face_shows_each_style_beside_its_true_drawing(app_env, full_server, tmp_path) -> None:
+    from facecast.vocab import STYLES
+
+    app_env(full_server)
+    sets = build_demo_style_sets(tmp_path / "demo")  # where app_env points the app's demo folder
+    app = run_page("style_mapping")
+    app.radio[0].set_value("A test face with its true drawings")
+    app.run()
+    assert not app.exception, app.exception
+    app.selectbox[1].select("cartoon")  # drawn in
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    captions = [i.captions[0] for i in app.get("image")]
+    first = sorted(p.name for p in sets.glob("set-*"))[0]
+    assert captions[:5] == [f"source: {first} (cartoon)"] + [s.replace("_", " ") for s in STYLES]
+    assert captions[5:9] == [f"true {s.replace('_', ' ')}" for s in STYLES]
+    scores = [c.value for c in app.caption if c.value.startswith("mapping vs truth: PSNR")]
+    assert len(scores) == len(STYLES)
+    # the source's own style is (nearly) its own drawing; the others are real mappings, measured, not copied
+    values = {s: float(c.split("PSNR ")[1].split()[0]) for s, c in zip(STYLES, scores)}
+    assert all(8 < v < 60 for v in values.values()), values
 
 
 def test_style_mapping_bad_uploads_get_clear_messages(app_env, full_server) -> None:

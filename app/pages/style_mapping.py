@@ -8,8 +8,10 @@ import hashlib
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from app import services
 from app.components import auth, uploads
@@ -23,6 +25,7 @@ from facecast.vocab import ACTION_PARAMS, STYLE_PARAM_BOUNDS, STYLES
 TRITON_ERRORS = (TritonUnavailable, ModelUnavailable, InferenceFailed)
 LIBRARY_CHOICES = 500  # newest items offered in the picker
 FROM_LIBRARY, FROM_UPLOAD = "A library item", "An uploaded face"
+FROM_TEST_FACE = "A test face with its true drawings"
 
 
 @st.cache_resource
@@ -98,6 +101,27 @@ def library_source() -> tuple[bytes, str, str, str | None]:
     return data, f"library item {chosen}", f"item {chosen}", character
 
 
+def test_face_sets() -> list[Path]:
+    """Held-out faces drawn in every style (`make demo` writes them): each style's drawing is the ground truth."""
+    folder = services.settings().demo_dir / "style_sets"
+    return sorted(p for p in folder.glob("set-*") if p.is_dir()) if folder.is_dir() else []
+
+
+def test_face_source(sets: list[Path]) -> tuple[bytes, str, str, None, dict[str, np.ndarray]]:
+    """(picture bytes, name, origin, character, the true drawing per style) of a test face the user picks."""
+    chosen_set, chosen_style = st.columns(2)
+    folder = chosen_set.selectbox("Test face", sets, format_func=lambda p: p.name)
+    style = chosen_style.selectbox("Drawn in", STYLES, format_func=pretty)
+    truths = {s: np.asarray(Image.open(folder / f"{s}.png").convert("RGB")) for s in STYLES}
+    data = (folder / f"{style}.png").read_bytes()
+    return data, f"{folder.name} ({pretty(style)})", f"test face {folder.name}", None, truths
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
 def upload_source() -> tuple[bytes, str, str, None]:
     upload = uploads.image_uploader(
         "Face picture", help="A character's face, or a frame with one in it: the face detector finds it."
@@ -108,10 +132,21 @@ def upload_source() -> tuple[bytes, str, str, None]:
     return upload.getvalue(), upload.name, f"upload {upload.name}", None
 
 
-kind = st.radio("Start from", [FROM_LIBRARY, FROM_UPLOAD], horizontal=True)
+test_sets = test_face_sets()
+kind = st.radio(
+    "Start from",
+    [FROM_LIBRARY, FROM_UPLOAD] + ([FROM_TEST_FACE] if test_sets else []),
+    horizontal=True,
+    help=f"{FROM_TEST_FACE}: a face the mapper never trained on, drawn by the generator in all four styles in the "
+    "same scene, so each mapping can be seen beside the drawing it should match.",
+)
+truths: dict[str, np.ndarray] = {}
 if kind == FROM_LIBRARY:
     data, name, origin, character = library_source()
     assume_face = True  # library items are faces already (the library stores them as face crops)
+elif kind == FROM_TEST_FACE:
+    data, name, origin, character, truths = test_face_source(test_sets)
+    assume_face = True  # the whole test picture is the face crop the mapper was measured on
 else:
     data, name, origin, character = upload_source()
     assume_face = st.checkbox(
@@ -156,6 +191,15 @@ for column, style in zip(columns[1:], STYLES):
     result = everything[style]
     column.image(result.mapped, caption=pretty(style), width=160)
     column.caption(" · ".join(f"{p} {v:.2f}" for p, v in result.applied_params.items()))
+if truths:
+    columns = st.columns(len(STYLES) + 1)
+    columns[0].markdown("**True drawing**  \nthe same face drawn in each style by the generator")
+    for column, style in zip(columns[1:], STYLES):
+        truth = truths[style]
+        mapped = everything[style].mapped
+        column.image(truth, caption=f"true {pretty(style)}", width=160)
+        if truth.shape == mapped.shape:
+            column.caption(f"mapping vs truth: PSNR {psnr(mapped, truth):.1f} dB")
 
 # ---- one style, with the parameters pushed --------------------------------------------------------------------------
 

@@ -6,6 +6,8 @@
 
 * faces: one synthetic character face per emotion × style in <out>/faces/, deterministic, in about a second.
   These are characters from the test split's id range, so the shipped model never trained on them.
+* style sets: a few held-out faces drawn in all four styles in the same scene (training/data/style_pairs.py, test
+  split) in <out>/style_sets/: the Style mapping page shows each drawing beside the mapper's, the ground truth.
 * --clips: three short synthetic trailer cuts (two cuts of one scene and a different scene; 640×360) rendered to
   <out>/clips/, analysed through the running Triton and stored in the DuckDB store, so History and Compare cuts
   have content. Clips already analysed (same content, same pipeline fingerprint) are skipped.
@@ -52,6 +54,36 @@ def build_demo(out: Path) -> Path:
             tmp.replace(target)
     (faces / "labels.csv").write_text("\n".join(labels) + "\n")  # what each face was drawn as: library labels
     return faces
+
+
+# Test-split style sets for the Style mapping page: humans, fantasy characters and an emoji-like face among them
+# (set numbers of training/data/style_pairs.py, split "test", so the shipped mapper never trained on them).
+DEMO_STYLE_SETS = (0, 1, 2, 3, 5, 8)
+
+
+def build_demo_style_sets(out: Path) -> Path:
+    """<out>/style_sets/set-NNN/<style>.png, one face drawn in every style, plus labels.csv (emotion per set)."""
+    from PIL import Image
+
+    from training.data.style_pairs import style_set
+
+    folder = out / "style_sets"
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = ["set,emotion,character"]
+    for index in DEMO_STYLE_SETS:
+        target = folder / f"set-{index:03d}"
+        drawn = style_set("test", index, 128)
+        emotion = EMOTIONS[int(drawn["emotions"][0])]
+        labels.append(f"{target.name},{emotion},c{int(drawn['character']):05d}")
+        if target.is_dir():
+            continue
+        tmp = folder / f".{target.name}.tmp"
+        tmp.mkdir(exist_ok=True)
+        for row, style in enumerate(STYLES):
+            Image.fromarray(drawn["images"][row]).save(tmp / f"{style}.png", format="PNG")
+        tmp.rename(target)  # a set is there whole or not at all
+    (folder / "labels.csv").write_text("\n".join(labels) + "\n")
+    return folder
 
 
 def build_demo_clips(out: Path) -> list[Path]:
@@ -130,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     faces = build_demo(args.out)
     print(f"[demo] {len(list(faces.glob('*.png')))} demo faces in {faces}", flush=True)
+    style_sets = build_demo_style_sets(args.out)
+    print(f"[demo] {len(DEMO_STYLE_SETS)} faces drawn in every style in {style_sets}", flush=True)
     if not (args.clips or args.library):
         return 0
     from facecast.store import StoreError, open_store
