@@ -266,6 +266,19 @@ def diagnose(weights: Path, sets: dict[str, np.ndarray], judges: Judges, count: 
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def with_stage1_config(extra: list[str]) -> list[str]:
+    """The variant's arguments on stage 1's design (the Conv1 skip straight in), whatever the registered config is
+    now: `--config skip=full` plus the variant's own fields (argparse keeps only the last --config)."""
+    fields = []
+    if "--config" in extra:
+        start = extra.index("--config") + 1
+        stop = next((i for i in range(start, len(extra)) if extra[i].startswith("--")), len(extra))
+        fields, extra = extra[start:stop], extra[: start - 1] + extra[stop:]
+    if not any(f.startswith("skip=") for f in fields):
+        fields = ["skip=full", *fields]
+    return [*extra, "--config", *fields]
+
+
 def ensure_critics(args: argparse.Namespace) -> None:
     """The two critics the ablations use, trained here when missing (training/style_judge.py)."""
     for path, architecture in ((CRITIC, "critic"), (TWIN_CRITIC, "judge")):
@@ -280,7 +293,7 @@ def train_all(args: argparse.Namespace) -> int:
     ensure_critics(args)
     failed = []
     for name in args.only or list(ABLATIONS):
-        _, extra = ABLATIONS[name]
+        extra = with_stage1_config(ABLATIONS[name][1])
         out = args.runs / name
         out.mkdir(parents=True, exist_ok=True)
         command = [
