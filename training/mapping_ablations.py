@@ -150,8 +150,8 @@ def measure(model, sets: dict[str, np.ndarray], judges: Judges, count: int) -> d
 
     rows, source, target = all_pairs(count)
     mapped = map_pairs(model, sets, rows, source, target)
-    truth = torch.cat([pictures(sets, rows[i : i + 256], target[i : i + 256]) for i in range(0, len(rows), 256)])
-    src = torch.cat([pictures(sets, rows[i : i + 256], source[i : i + 256]) for i in range(0, len(rows), 256)])
+    truth = pictures(sets, rows, target)
+    src = pictures(sets, rows, source)
     read_mapped, read_source = judges.read(mapped), judges.read(src)
     mapped_psnr, copy_psnr = psnr(mapped, truth), psnr(src, truth)
     result = {
@@ -231,7 +231,7 @@ def diagnose(weights: Path, sets: dict[str, np.ndarray], judges: Judges, count: 
 
     model = load_generator(weights)
     rows, source, target = all_pairs(count)
-    truth = torch.cat([pictures(sets, rows[i : i + 256], target[i : i + 256]) for i in range(0, len(rows), 256)])
+    truth = pictures(sets, rows, target)
     with_skip = map_pairs(model, sets, rows, source, target)
     original = model.encode
 
