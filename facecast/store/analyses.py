@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from facecast.store.rows import ANALYSIS_COLUMNS, AnalysisRecord, StoredAnalysis, vector_column
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas only names return types (DuckDB's .df() makes the frames)
+    import pandas as pd
+
     from facecast.store.database import Store
 
 

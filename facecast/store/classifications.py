@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from facecast.store.rows import (
     CLASSIFICATION_COLUMNS,
     ImageClassification,
@@ -14,7 +12,9 @@ from facecast.store.rows import (
     classifications_to_arrow,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas only names return types (DuckDB's .df() makes the frames)
+    import pandas as pd
+
     from facecast.store.database import Store
 
 

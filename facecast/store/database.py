@@ -36,10 +36,9 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from facecast.config import load_settings
@@ -51,6 +50,9 @@ from facecast.store.feedback import Feedback
 from facecast.store.gate import WaitStats, gate_for
 from facecast.store.library import LibraryItems
 from facecast.store.migrations import migrate, rollback_quietly
+
+if TYPE_CHECKING:  # pandas only names return types (DuckDB's .df() makes the frames); importing it costs 0.2 s
+    import pandas as pd
 
 # One lock per database file for the whole process. DuckDB's instance cache makes every connection to one file in a
 # process share one database, so the lock must be per file, not per Store object. RLock: a thread that already holds

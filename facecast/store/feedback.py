@@ -7,12 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from facecast.store.rows import N_RANKING_TERMS, float32_vector, vector_column
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas only names return types (DuckDB's .df() makes the frames)
+    import pandas as pd
+
     from facecast.store.database import Store
 
 

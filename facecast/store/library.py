@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from facecast.store.errors import StoreError
 from facecast.store.rows import EMBEDDING_DIM, UTC_NOW, LibraryItem, arrow_matrix, float32_vector, vector_column
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas only names return types (DuckDB's .df() makes the frames)
+    import pandas as pd
+
     from facecast.store.database import Store
 
 # Library columns the ranking needs for candidates (no embedding, no thumbnail: those are read only when needed).
