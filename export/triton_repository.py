@@ -217,6 +217,10 @@ def write_repository(repository: Path, weights: list[Path], flavour: str = "cpu"
             f"[export] {path} → {onnx_path.parent.parent} ({flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}" + note
         )
         written.append(onnx_path)
+    # text_query (export/text_query.py): text_embedder + query_fuser in one graph, whenever both were exported here
+    from export.text_query import write_beside
+
+    written += write_beside(repository, weights, flavour)
     return written
 
 

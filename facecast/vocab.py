@@ -31,6 +31,7 @@ ENGAGEMENT = "engagement"
 IMAGE_EMBEDDER = "image_embedder"
 TEXT_EMBEDDER = "text_embedder"
 QUERY_FUSER = "query_fuser"
+TEXT_QUERY = "text_query"  # text_embedder → query_fuser in one graph (export/text_query.py)
 STYLE_MAPPER = "style_mapper"
 SERVED_MODELS: tuple[str, ...] = (
     FACE_DETECTOR,
@@ -39,5 +40,6 @@ SERVED_MODELS: tuple[str, ...] = (
     IMAGE_EMBEDDER,
     TEXT_EMBEDDER,
     QUERY_FUSER,
+    TEXT_QUERY,
     STYLE_MAPPER,
 )

@@ -1,7 +1,7 @@
 """Shared fixtures: real tritonservers on free loopback ports serving the shipped weights.
 
 `expression_server` serves expression_encoder alone (the serving tests count its executions); `full_server` serves
-all seven models (what `make run` serves) and is shared by every test of clip analysis, detection, the embedders,
+all eight models (what `make run` serves) and is shared by every test of clip analysis, detection, the embedders,
 the library and the app, so a test session starts two servers, not one per test file."""
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def built_repository_is_current(built: Path) -> bool:
 
 @pytest.fixture(scope="session")
 def full_repository(tmp_path_factory) -> Path:
-    """All seven served models (what `make run` serves): a copy of model_repository/ when `make repository` built it
+    """All eight served models (what `make run` serves): a copy of model_repository/ when `make repository` built it
     from the current weights and code, otherwise exported from the shipped weights the same way."""
     import shutil
 
@@ -101,17 +101,18 @@ def full_repository(tmp_path_factory) -> Path:
     from export.embedders import write_embedder_models
     from export.triton_repository import write_repository
 
-    weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ALL_MODELS if name != "text_embedder"]
+    # text_embedder joins MiniLM from its package; text_query is built from text_embedder + query_fuser weights
+    weights = [WEIGHTS_DIR / f"{name}-cpu.pt" for name in ALL_MODELS if name not in ("text_embedder", "text_query")]
     missing = [str(w) for w in weights if not w.is_file()]
     assert not missing, f"shipped weights missing: {missing} (`make models` rebuilds them)"
     write_repository(repository, weights)
-    write_embedder_models(repository, WEIGHTS_DIR, models=("text_embedder",))
+    write_embedder_models(repository, WEIGHTS_DIR, models=("text_embedder", "text_query"))
     return repository
 
 
 @pytest.fixture(scope="session")
 def full_server(full_repository, tmp_path_factory) -> Settings:
-    """Settings of a running real Triton serving all seven models (clip analysis, the expression library, style
+    """Settings of a running real Triton serving all eight models (clip analysis, the expression library, style
     mapping)."""
     with serving(full_repository, tmp_path_factory.mktemp("full_state")) as settings:
         yield settings

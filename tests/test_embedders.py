@@ -82,6 +82,19 @@ def test_tokenize_pads_and_truncates_to_the_served_length() -> None:
     assert mask[1].all() and ids[1, -1] == 102  # truncated, still closed by [SEP]
 
 
+def test_tokenize_can_pad_to_the_batch_longest_text_instead() -> None:
+    """text_query's token axis is dynamic: a batch is padded to its longest text (at most MAX_TOKENS), and the
+    tokens are the same as the fixed-length ones up to there."""
+    texts = ["a furious face", "a furious face in cartoon style"]
+    fixed_ids, fixed_mask = tokenize(texts)
+    ids, mask = tokenize(texts, pad_to_longest=True)
+    longest = int(fixed_mask.sum(1).max())
+    assert ids.shape == mask.shape == (2, longest) and longest < MAX_TOKENS
+    assert (ids == fixed_ids[:, :longest]).all() and (mask == fixed_mask[:, :longest]).all()
+    assert mask[1].all() and not mask[0].all()
+    assert tokenize(["word " * 200], pad_to_longest=True)[0].shape == (1, MAX_TOKENS)  # still truncated at 32
+
+
 @pytest.mark.parametrize("bad", [[""], ["   "], [None], "a single string"])
 def test_tokenize_rejects_bad_texts(bad) -> None:
     with pytest.raises(QueryTextError):
@@ -205,6 +218,55 @@ def test_served_text_embedder_matches_torch(embedders) -> None:
             "embedding"
         ].numpy()
     assert np.abs(served - reference).max() < 1e-4
+
+
+@pytest.mark.triton
+def test_served_text_query_is_text_embedder_then_query_fuser_in_one_call(full_server) -> None:
+    """text_query answers what text_embedder (32 tokens) → query_fuser answer in two calls, for texts of different
+    lengths sent at once (the dynamic batcher only joins requests of one length: none may get another's answer)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facecast.clients.embedders import Embedders
+
+    embedders = Embedders.for_urls(full_server.triton_url)
+    assert embedders.text_query is not None
+    assert embedders.text_query.client.signature.inputs[0].dims == (-1,)
+    texts = ["furious", "a furious face in cartoon style", "beaming anime girl with her eyes shut tight in joy"] * 8
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda text: embedders.text_query.encode([text]), texts))
+    for text, (fused, text_vector) in zip(texts, answers):
+        expected_text = embedders.text.embed([text])[0]
+        expected = embedders.fuse(expected_text, None, None, None)
+        assert np.abs(text_vector[0] - expected_text).max() < 1e-4, text
+        assert np.abs(fused[0] - expected).max() < 1e-4, text
+
+
+@pytest.mark.triton
+def test_a_text_only_library_query_is_one_served_call(full_server, monkeypatch) -> None:
+    from facecast.clients.embedders import Embedders
+    from facecast.library.search import Query, encode_query
+    from facecast.serving.client import TritonModelClient
+
+    embedders = Embedders.for_urls(full_server.triton_url)
+    embedders.prototypes()  # computed once per process, not per query
+    calls: list[str] = []
+    infer = TritonModelClient.infer
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.model_name)
+        return infer(self, *args, **kwargs)
+
+    monkeypatch.setattr(TritonModelClient, "infer", counted)
+    vector, context = encode_query(embedders, Query(text="an angry face in anime style"), [])
+    assert calls == ["text_query"]
+    assert context.emotion is not None and EMOTIONS[int(np.argmax(context.emotion))] == "anger"
+    calls.clear()
+    monkeypatch.setattr(embedders, "text_query", None)  # without text_query: the two calls of before
+    two_calls, _ = encode_query(embedders, Query(text="an angry face in anime style"), [])
+    assert calls == ["text_embedder", "query_fuser"] and np.abs(two_calls - vector).max() < 1e-4
+    calls.clear()
+    encode_query(embedders, Query(text="an angry face", style="anime"), [])  # mixed: text_embedder + fuser
+    assert calls == ["text_embedder", "query_fuser"]
 
 
 @pytest.mark.triton

@@ -133,7 +133,9 @@ def test_gpu_repository_is_written_and_the_plan_builder_covers_every_input(tmp_p
         assert len(min_shapes) == len(max_shapes) == len(declared), (name, call)
         for input_name, dims in declared:
             shape = "x".join(d.strip() for d in dims.split(","))
-            assert f"{input_name}:1x{shape}" in min_shapes and f"{input_name}:{max_batch}x{shape}" in max_shapes
+            # a dynamic axis (-1) gets the script's profile: 1 token at least, 32 (MAX_TOKENS) at most
+            low, high = shape.replace("-1", "1"), shape.replace("-1", "32")
+            assert f"{input_name}:1x{low}" in min_shapes and f"{input_name}:{max_batch}x{high}" in max_shapes
 
 
 def _readme_contract() -> dict[str, dict[str, dict[str, tuple[str | None, list[int]]]]]:
@@ -143,7 +145,7 @@ def _readme_contract() -> dict[str, dict[str, dict[str, tuple[str | None, list[i
 
     readme = (PROJECT_ROOT / "README.md").read_text()
     section = readme.split("## Serving contract", 1)[1].split("\n## ", 1)[0]
-    token = re.compile(r"`(?P<name>\w+)`|(?P<dtype>UINT8|FP32|INT64|INT32)|\[(?P<dims>[\d, ]+)\]|\((?P<note>[^)]*)\)")
+    token = re.compile(r"`(?P<name>\w+)`|(?P<dtype>UINT8|FP32|INT64|INT32)|\[(?P<dims>[-\d, ]+)\]|\((?P<note>[^)]*)\)")
     contract = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]

@@ -12,6 +12,8 @@ set -euo pipefail
 repo=$(realpath "${1:-model_repository_gpu}")
 image=${TRITON_IMAGE:-nvcr.io/nvidia/tritonserver:24.10-py3}
 opt_batch=${OPT_BATCH:-32}
+# A dims entry of -1 is a dynamic axis (text_query's tokens: facecast.tokenizer.MAX_TOKENS at most); its profile:
+dynamic_min=${DYNAMIC_MIN:-1} dynamic_opt=${DYNAMIC_OPT:-16} dynamic_max=${DYNAMIC_MAX:-32}
 trtexec=${TRTEXEC:-}
 
 for config in "$repo"/*/config.pbtxt; do
@@ -27,9 +29,9 @@ for config in "$repo"/*/config.pbtxt; do
   min_shapes="" opt_shapes="" max_shapes=""
   for entry in $inputs; do
     input=${entry%%:*} dims=${entry#*:}
-    min_shapes+="${min_shapes:+,}${input}:1x${dims}"
-    opt_shapes+="${opt_shapes:+,}${input}:${opt}x${dims}"
-    max_shapes+="${max_shapes:+,}${input}:${max_batch}x${dims}"
+    min_shapes+="${min_shapes:+,}${input}:1x${dims//-1/$dynamic_min}"
+    opt_shapes+="${opt_shapes:+,}${input}:${opt}x${dims//-1/$dynamic_opt}"
+    max_shapes+="${max_shapes:+,}${input}:${max_batch}x${dims//-1/$dynamic_max}"
   done
   shapes="--minShapes=$min_shapes --optShapes=$opt_shapes --maxShapes=$max_shapes"
   for version_dir in "$model_dir"/[0-9]*; do

@@ -2,8 +2,10 @@
 
 Three served models (training/networks/embedders.py): `image_embedder` (face crop → embedding + emotion/style
 logits), `text_embedder` (MiniLM token ids → embedding; tokenised here with facecast.tokenizer) and `query_fuser` (text
-and image embeddings, emotion and style distributions, a presence flag per modality → one query vector). Every
-vector is L2-normalised, so inner product is cosine similarity.
+and image embeddings, emotion and style distributions, a presence flag per modality → one query vector). A fourth,
+`text_query`, is the text_embedder and the query_fuser in one graph with a dynamic token axis: a text-only query is
+one call, padded to its own length rather than 32 tokens. Every vector is L2-normalised, so inner product is cosine
+similarity.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 
 from facecast.clients._common import expect_client, softmax
 from facecast.serving.client import TritonModelClient
-from facecast.tokenizer import QueryTextError, tokenize
-from facecast.vocab import EMOTIONS, IMAGE_EMBEDDER, QUERY_FUSER, STYLES, TEXT_EMBEDDER
+from facecast.tokenizer import MAX_TOKENS, QueryTextError, tokenize
+from facecast.vocab import EMOTIONS, IMAGE_EMBEDDER, QUERY_FUSER, STYLES, TEXT_EMBEDDER, TEXT_QUERY
 
 EMBEDDING_DIM = 512
 EMBED_BATCH = 128
@@ -88,6 +90,26 @@ class TextEmbedder:
         if len(ids) == 0:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
         return self.client.infer({"input_ids": ids, "attention_mask": mask})["embedding"].astype(np.float32)
+
+
+class TextQueryEncoder:
+    """A text-only query in one served call (text_query): the query vector and the text embedding together."""
+
+    def __init__(self, client: TritonModelClient):
+        expect_client(client, TEXT_QUERY, "TextQueryEncoder")
+        self.client = client
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """texts → (query vectors float32 [N, 512], text embeddings float32 [N, 512]). Token ids are padded to the
+        longest text of the call (the model's token axis is dynamic), truncated at 32 tokens like text_embedder's."""
+        if isinstance(texts, str):
+            texts = [texts]
+        ids, mask = tokenize(list(texts), MAX_TOKENS, pad_to_longest=True)
+        if len(ids) == 0:
+            empty = np.zeros((0, EMBEDDING_DIM), np.float32)
+            return empty, empty
+        outputs = self.client.infer({"input_ids": ids, "attention_mask": mask})
+        return outputs["embedding"].astype(np.float32), outputs["text_embedding"].astype(np.float32)
 
 
 def _distribution(value: Distribution, vocabulary: tuple[str, ...], kind: str) -> np.ndarray:
@@ -171,18 +193,21 @@ class QueryEncoder:
 
 @dataclass
 class Embedders:
-    """The served models the library needs: image_embedder (ingest, image queries), text_embedder and query_fuser."""
+    """The served models the library needs: image_embedder (ingest, image queries), text_embedder and query_fuser,
+    and text_query for text-only queries (None: those take the text_embedder and the query_fuser, two calls)."""
 
     image: ImageEmbedder
     text: TextEmbedder
     query: QueryEncoder
+    text_query: TextQueryEncoder | None = None
     _prototypes: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @classmethod
     def for_urls(cls, urls: str | list[str]) -> Embedders:
         image = ImageEmbedder(TritonModelClient(IMAGE_EMBEDDER, urls))
         text = TextEmbedder(TritonModelClient(TEXT_EMBEDDER, urls))
-        return cls(image, text, QueryEncoder(text, image, TritonModelClient(QUERY_FUSER, urls)))
+        text_query = TextQueryEncoder(TritonModelClient(TEXT_QUERY, urls))
+        return cls(image, text, QueryEncoder(text, image, TritonModelClient(QUERY_FUSER, urls)), text_query)
 
     def prototypes(self) -> tuple[np.ndarray, np.ndarray]:
         """Text embeddings of the emotion and style prototype phrases ([7, D], [4, D]), computed once."""

@@ -1,5 +1,6 @@
 """Searching the library in two stages: the query (text, image, emotion, style, or a mix) becomes one vector through
-the served query_fuser; HNSW proposes :data:`CANDIDATES` items; DuckDB applies the filters to those candidates and
+the served query_fuser (a text-only query through text_query: the text_embedder and the query_fuser in one call);
+HNSW proposes :data:`CANDIDATES` items; DuckDB applies the filters to those candidates and
 returns what the ranking needs; facecast.library.ranking re-ranks them with the profile's weights and preference.
 When the filters leave fewer than the asked number, the search runs exactly over every matching item in DuckDB
 instead, so a selective filter never silently drops matches."""
@@ -154,9 +155,14 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
 
     emotion_views: list[np.ndarray] = []
     style_views: list[np.ndarray] = []
-    text_vector = image_vector = None
+    text_vector = image_vector = vector = None
     if text is not None:
-        text_vector = embedders.text.embed([text])[0]
+        if face is None and emotion_onehot is None and style_onehot is None and embedders.text_query is not None:
+            # text only: text_embedder → query_fuser in one served call (text_query), padded to this text's length
+            fused, text_vectors = embedders.text_query.encode([text])
+            vector, text_vector = fused[0], text_vectors[0]
+        else:
+            text_vector = embedders.text.embed([text])[0]
         emotion_protos, style_protos = embedders.prototypes()
         for prototypes, views in ((emotion_protos, emotion_views), (style_protos, style_views)):
             view = _text_view(prototypes @ text_vector)
@@ -167,7 +173,8 @@ def encode_query(embedders: Embedders, query: Query, notes: list[str]) -> tuple[
         image_vector = image_vectors[0]
         emotion_views.append(np.asarray(image_emotion[0], np.float32))
         style_views.append(np.asarray(image_style[0], np.float32))
-    vector = embedders.fuse(text_vector, image_vector, emotion_onehot, style_onehot)
+    if vector is None:
+        vector = embedders.fuse(text_vector, image_vector, emotion_onehot, style_onehot)
     emotion = (
         emotion_onehot if emotion_onehot is not None else (np.mean(emotion_views, axis=0) if emotion_views else None)
     )

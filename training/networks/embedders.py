@@ -388,6 +388,80 @@ class _FuserServing(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# text_query: text_embedder → query_fuser in one graph
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextQueryConfig:
+    text: TextEmbedderConfig
+    fuser: QueryFuserConfig
+    triton_name: str = "text_query"
+
+
+class TextQuery(nn.Module):
+    """A text-only library query in one served call: the text_embedder and the query_fuser (only `text` present)
+    in one graph, with a dynamic sequence axis (the client pads to the batch's longest text, not to 32 tokens).
+
+    It holds no weights of its own: export/text_query.py fills it from the text_embedder and query_fuser
+    checkpoints, so it answers exactly as the two served models called one after the other. It returns the text
+    embedding too: the re-rank compares it with the emotion and style prototype phrases."""
+
+    def __init__(self, config: TextQueryConfig):
+        super().__init__()
+        self.config = config
+        self.text = TextEmbedder(config.text)
+        self.fuser = QueryFuser(config.fuser)
+
+    @classmethod
+    def from_parts(cls, text: TextEmbedder, fuser: QueryFuser) -> TextQuery:
+        query = cls(TextQueryConfig(text.config, fuser.config))
+        query.text.load_state_dict(text.state_dict())
+        query.fuser.load_state_dict(fuser.state_dict())
+        return query.eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        text = self.text(input_ids, attention_mask)["embedding"]
+        batch = text.shape[0]
+        present = text.new_tensor([1.0 if m == "text" else 0.0 for m in MODALITIES]).expand(batch, -1)
+        fused = self.fuser(
+            text,
+            torch.zeros_like(text),
+            torch.zeros(batch, len(EMOTIONS), dtype=text.dtype),
+            torch.zeros(batch, len(STYLES), dtype=text.dtype),
+            present,
+        )
+        return {"embedding": fused["embedding"], "text_embedding": text}
+
+    def serving_module(self) -> nn.Module:
+        return _TextQueryServing(self)
+
+    def example_inputs(self, batch: int) -> tuple[torch.Tensor, ...]:
+        return self.text.example_inputs(batch)
+
+    def serving_signature(self) -> dict:
+        dim = self.config.fuser.embedding_dim
+        return {
+            # -1: the sequence axis is dynamic (at most config.text.max_tokens; the tokenizer truncates)
+            "inputs": [("input_ids", "INT64", [-1]), ("attention_mask", "INT64", [-1])],
+            "outputs": [("embedding", "FP32", [dim]), ("text_embedding", "FP32", [dim])],
+        }
+
+    def serving_bounds(self) -> dict[str, tuple[float, float]]:
+        return self.text.serving_bounds()
+
+
+class _TextQueryServing(nn.Module):
+    def __init__(self, network: TextQuery):
+        super().__init__()
+        self.network = network
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.network(input_ids, attention_mask)
+        return out["embedding"], out["text_embedding"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # registry
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -404,3 +478,5 @@ register_network("text_embedder-cpu", TEXT_CPU, TextEmbedder)
 register_network("text_embedder-gpu", TEXT_GPU, TextEmbedder)
 register_network("query_fuser-cpu", FUSER_CPU, QueryFuser)
 register_network("query_fuser-gpu", FUSER_GPU, QueryFuser)
+register_network("text_query-cpu", TextQueryConfig(TEXT_CPU, FUSER_CPU), TextQuery)
+register_network("text_query-gpu", TextQueryConfig(TEXT_GPU, FUSER_GPU), TextQuery)
