@@ -394,3 +394,96 @@ def test_a_library_follows_what_another_process_wrote(tmp_path):
     digest = other_items[3].content_sha256
     assert int(ids[0][0]) == mine.store.library.ids_by_hash([digest])[digest]
     mine.close()
+
+
+# ---- candidate rows in memory (facecast.library.candidate_rows) ----------------------------------------------------
+
+
+def _same_rows(cached: dict, stored: dict) -> None:
+    assert set(cached) == set(stored)
+    for name, values in stored.items():
+        if np.asarray(values).dtype.kind == "f":
+            np.testing.assert_array_equal(cached[name], values, err_msg=name)
+        else:
+            assert list(cached[name]) == list(values), name
+
+
+def test_candidate_rows_from_memory_match_duckdb_with_and_without_filters(library):
+    ids = library.store.library.ids()
+    with library.store.transaction() as tx:  # unknown character, intensity and params must come back as such
+        tx.execute(
+            "UPDATE library_items SET character = NULL, intensity = NULL, params = NULL WHERE id = ?", [int(ids[3])]
+        )
+    wanted = np.concatenate([ids[::7], [10_000_000]])  # an id the store does not have is left out, as DuckDB does
+    library.rows.refresh()
+    for filters in ({}, {"emotion": "anger"}, {"style": "anime", "character": "c2"}, {"character": "nobody"}):
+        _same_rows(
+            library.rows.candidates(wanted[::-1], **filters), library.store.library.search_candidates(wanted, **filters)
+        )
+
+
+def test_candidate_rows_follow_labels_removals_and_raw_updates_in_this_process(library):
+    library.rows.refresh()
+    item = int(library.store.library.ids()[0])
+    assert library.update_labels(item, emotion="fear", character="hero")
+    library.rows.refresh()
+    row = library.rows.candidates([item])
+    assert row["emotion"].tolist() == ["fear"] and row["character"].tolist() == ["hero"]
+    assert row["emotion_probs"][0].tolist() == [float(e == "fear") for e in EMOTIONS]
+    with library.store.transaction() as tx:  # a writer that does not touch updated_at is noticed too
+        tx.execute("UPDATE library_items SET source_path = 'moved.png' WHERE id = ?", [item])
+    library.remove([int(library.store.library.ids()[1])])
+    library.rows.refresh()
+    assert library.rows.candidates([item])["source_path"].tolist() == ["moved.png"]
+    assert len(library.rows) == library.store.library.count() == 299
+
+
+def test_candidate_rows_ask_duckdb_only_after_a_write(library):
+    library.rows.refresh()
+    asked = library.rows.refreshes
+    for _ in range(3):
+        library.rows.refresh()
+    assert library.rows.refreshes == asked
+    library.store.feedback  # noqa: B018 - reading changes nothing
+    library.add_items(_items(np.random.default_rng(3), 2, start=900))
+    library.rows.refresh()
+    assert library.rows.refreshes == asked + 1 and len(library.rows) == 302
+
+
+def test_another_process_ingest_and_removal_reach_this_process_search_rows(tmp_path):
+    """Two processes on one store: what the other adds, relabels and removes is in this one's next candidates
+    (read from memory, not from DuckDB), without reopening."""
+    import pickle
+
+    rng = np.random.default_rng(9)
+    path = tmp_path / "shared.duckdb"
+    mine = Library(open_store(path))
+    mine.add_items(_items(rng, 20))
+    mine.rows.refresh()
+    before = mine.rows.refreshes
+    other_items = _items(rng, 10, start=500, emotion="disgust")
+    script = textwrap.dedent(f"""
+        import pickle, sys
+        from facecast.library import Library
+        from facecast.store import open_store
+        items = pickle.loads(sys.stdin.buffer.read())
+        other = Library(open_store({str(path)!r}))
+        other.add_items(items)
+        other.update_labels(4, style="anime", character="villain")
+        other.remove([1, 2])
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=pickle.dumps(other_items), capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    all_ids = list(range(1, 40))
+    mine.rows.refresh()
+    rows = mine.rows.candidates(all_ids)
+    assert mine.rows.refreshes == before + 1
+    assert rows["id"].tolist() == mine.store.library.ids().tolist() and 1 not in rows["id"].tolist()
+    theirs = set(mine.store.library.ids_by_hash([item.content_sha256 for item in other_items]).values())
+    assert len(theirs) == 10 and {e for i, e in zip(rows["id"], rows["emotion"]) if i in theirs} == {"disgust"}
+    relabelled = mine.rows.candidates([4])
+    assert relabelled["style"].tolist() == ["anime"] and relabelled["character"].tolist() == ["villain"]
+    _same_rows(rows, mine.store.library.search_candidates(all_ids))
+    mine.close()

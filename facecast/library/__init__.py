@@ -5,8 +5,9 @@ search with a re-rank that says why, and feedback that re-learns the ranking per
 * **Ingest** (``ingest``): files, folders, manifests, and the key moments of analysed clips.
 * **The vector index** (``vector_index``) sits beside the database and is checked against it when the library opens;
   repairs are reported in :attr:`Library.notes`.
-* **Search** (``search``) proposes candidates with HNSW, filters and fetches them from DuckDB, and re-ranks them
-  (``ranking``) with the profile's weights learned from feedback (``feedback``).
+* **Search** (``search``) proposes candidates with HNSW, filters them and reads their ranking rows from an in-process
+  copy kept current with the store (``candidate_rows``), and re-ranks them (``ranking``) with the profile's weights
+  learned from feedback (``feedback``).
 
 All SQL takes values as parameters (facecast.store); nothing a user types is pasted into a statement.
 """
@@ -24,6 +25,7 @@ import pandas as pd
 from facecast.clients.embedders import Embedders
 from facecast.library import feedback as feedback_module
 from facecast.library import ingest, search
+from facecast.library.candidate_rows import CandidateRows
 from facecast.library.errors import LabelsError, LibraryError, QueryError
 from facecast.library.feedback import Preference
 from facecast.library.ingest import IngestReport, read_labels
@@ -49,7 +51,9 @@ __all__ = [
 class Library:
     """An open library: the store, its checked vector index, and (for ingest and search) the served embedders."""
 
-    def __init__(self, store: Store, embedders: Embedders | None = None, *, use_gpu: bool = True) -> None:
+    def __init__(
+        self, store: Store, embedders: Embedders | None = None, *, use_gpu: bool = True, row_cache: bool = True
+    ) -> None:
         self.store = store
         self.embedders = embedders
         self.notes: list[str] = []
@@ -62,6 +66,9 @@ class Library:
         if use_gpu and self.index.use_gpu_if_available():
             self.notes.append("searching on the GPU (faiss-gpu)")
         self._profiles: dict[str, tuple[np.ndarray, Preference | None]] = {}
+        # Candidates' ranking rows from memory (facecast.library.candidate_rows); None reads them from DuckDB per
+        # search (benchmarks/retrieval.py compares the two).
+        self.rows: CandidateRows | None = CandidateRows(store) if row_cache else None
 
     def mark_current(self) -> None:
         """The index now holds what the store holds (after this Library's own writes)."""

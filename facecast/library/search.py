@@ -1,7 +1,8 @@
 """Searching the library in two stages: the query (text, image, emotion, style, or a mix) becomes one vector through
 the served query_fuser (a text-only query through text_query: the text_embedder and the query_fuser in one call);
-HNSW proposes :data:`CANDIDATES` items; DuckDB applies the filters to those candidates and
-returns what the ranking needs; facecast.library.ranking re-ranks them with the profile's weights and preference.
+HNSW proposes :data:`CANDIDATES` items; the filters are applied to those candidates and what the ranking needs is
+read from the library's in-process copy of the ranking rows (facecast.library.candidate_rows, kept current with the
+store); facecast.library.ranking re-ranks them with the profile's weights and preference.
 When the filters leave fewer than the asked number, the search runs exactly over every matching item in DuckDB
 instead, so a selective filter never silently drops matches."""
 
@@ -224,13 +225,7 @@ def search(
 
     mark = time.perf_counter()
     need_embeddings = context.previous is not None
-    rows = library.store.library.search_candidates(
-        ids.tolist(),
-        emotion=filters.emotion,
-        style=filters.style,
-        character=filters.character,
-        with_embeddings=need_embeddings,
-    )
+    rows = _candidate_rows(library, ids, filters, need_embeddings)
     exact = False
     if len(rows["id"]) < top_k:
         matching = library.store.library.filtered_count(
@@ -241,13 +236,7 @@ def search(
             ids, scores = library.store.library.exact_search(
                 vector, wanted, emotion=filters.emotion, style=filters.style, character=filters.character
             )
-            rows = library.store.library.search_candidates(
-                ids.tolist(),
-                emotion=filters.emotion,
-                style=filters.style,
-                character=filters.character,
-                with_embeddings=need_embeddings,
-            )
+            rows = _candidate_rows(library, ids, filters, need_embeddings)
             notes.append(
                 f"the filters kept {len(rows['id'])} of the approximate candidates; searched all "
                 f"{matching} matching items exactly"
@@ -285,6 +274,21 @@ def search(
     if not results:
         notes.append("no items match" + (" these filters" if filters else ": the library is empty"))
     return SearchResults(uuid.uuid4().hex, query.kind, results, profile, weight_map, exact, notes, timings)
+
+
+def _candidate_rows(library: Library, ids: np.ndarray, filters: Filters, with_embeddings: bool) -> dict[str, Any]:
+    """The candidates' ranking rows, filtered: from the library's in-process copy, or from DuckDB when the copy is
+    off or the re-rank needs the candidates' embeddings too (a previous shot in the context; the copy has none)."""
+    if library.rows is not None and not with_embeddings:
+        library.rows.refresh()
+        return library.rows.candidates(ids, emotion=filters.emotion, style=filters.style, character=filters.character)
+    return library.store.library.search_candidates(
+        ids.tolist(),
+        emotion=filters.emotion,
+        style=filters.style,
+        character=filters.character,
+        with_embeddings=with_embeddings,
+    )
 
 
 def _text_view(similarities: np.ndarray) -> np.ndarray | None:

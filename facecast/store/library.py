@@ -26,6 +26,11 @@ if TYPE_CHECKING:  # pandas only names return types (DuckDB's .df() makes the fr
 # Library columns the ranking needs for candidates (no embedding, no thumbnail: those are read only when needed).
 _LIBRARY_RANKING_COLUMNS = ("id", "emotion", "style", "character", "intensity", "source", "source_path", "labelled")
 _NAN_PARAMS = "['NaN', 'NaN', 'NaN', 'NaN']::FLOAT[4]"
+# A hash of every column a ranking row holds (facecast.library.candidate_rows keeps them in memory): any change to
+# a row, by any writer, changes it.
+_RANKING_ROW_HASH = (
+    "hash(id, emotion, style, character, intensity, source, source_path, labelled, params, emotion_probs, style_probs)"
+)
 
 
 def library_filter_sql(emotion: str | None, style: str | None, character: str | None) -> tuple[str, list[Any]]:
@@ -185,6 +190,25 @@ class LibraryItems:
         if with_embeddings:
             result["embedding"] = arrow_matrix(table.column("embedding"), EMBEDDING_DIM)
         return result
+
+    def ranking_row_hashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 [N] ascending, uint64 [N] hash of each item's ranking columns): how an in-process copy of
+        the ranking rows finds what changed without reading the rows."""
+        table = self._store.read_arrow(f"SELECT id, {_RANKING_ROW_HASH} AS row_hash FROM library_items ORDER BY id")
+        return table.column("id").to_numpy().astype(np.int64), table.column("row_hash").to_numpy().astype(np.uint64)
+
+    def ranking_rows(self, ids: Sequence[int] | None = None) -> pa.Table:
+        """The ranking columns of the given items (all when None) with their row hash, ascending id, as Arrow
+        (params NaN where unknown)."""
+        sql = (
+            f"SELECT {', '.join(_LIBRARY_RANKING_COLUMNS)}, coalesce(params, {_NAN_PARAMS}) AS params, emotion_probs, "
+            f"style_probs, {_RANKING_ROW_HASH} AS row_hash FROM library_items"
+        )
+        if ids is None:
+            return self._store.read_arrow(sql + " ORDER BY id")
+        return self._store.read_arrow(
+            sql + " WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id", [[int(i) for i in ids]]
+        )
 
     def exact_search(
         self,
