@@ -65,7 +65,7 @@ RETRIEVE = 100
 
 
 def served_embedders(url: str | None) -> contextlib.AbstractContextManager[str]:
-    """A Triton URL serving the three embedders: the given one, or a server started here on free ports."""
+    """A Triton URL serving the embedders (and text_query, built from two of them): the given one, or a server started here on free ports."""
     return served_weights(EMBEDDER_WEIGHTS, url, prefix="facecast-retrieval-")
 
 
@@ -436,9 +436,10 @@ def main(argv: list[str] | None = None) -> None:
     doc = f"""# Retrieval results (expression library)
 
 Written by `python -m training.evaluate_retrieval --stills {args.stills} --queries {args.queries}` in
-{elapsed / 60:.1f} min (it starts its own Triton with the three embedders). Everything goes through the product
+{elapsed / 60:.1f} min (it starts its own Triton with the embedders). Everything goes through the product
 path: images ingested by `facecast.library` (image_embedder on Triton → DuckDB + FAISS HNSW), queries encoded by the
-served text_embedder / image_embedder / query_fuser, HNSW candidates (200) re-ranked by `facecast.library.ranking` with
+served models (a text-only query by text_query, text_embedder → query_fuser in one graph; the others by
+image_embedder / text_embedder and query_fuser), HNSW candidates (200) re-ranked by `facecast.library.ranking` with
 the seed's default weights (0.45 / 0.25 / 0.15 / 0.10 / 0.05).
 
 "Labelled": the library was ingested with its manifest (emotion, style, character, intensity are a person's labels).
