@@ -188,6 +188,70 @@ def test_static_clip_is_sampled_on_the_base_grid(tmp_path):
         assert s.change < 0.01
 
 
+def _every_frame(path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[float, np.ndarray]:
+    """Every frame of a clip by its timestamp, all decoded (non-reference skipping off)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(video, "_NONREF_SKIPPING_CODECS", set())
+        return {s.t: s.image for s in sample_frames(path, base_rate_hz=1000, max_rate_hz=1000)}
+
+
+def test_skipping_non_reference_frames_keeps_the_samples_of_full_decoding(tmp_path, monkeypatch):
+    """H.264 at 30 fps with B-frames: about half the frames are never decoded, yet every grid sample is the frame
+    full decoding keeps (same time, same pixels), and every kept frame is a real frame at its own timestamp."""
+    frames = [np.clip(scene(0, 128, 192).astype(np.int16) + i // 2, 0, 255).astype(np.uint8) for i in range(150)]
+    path = write_video(tmp_path / "slow.mp4", frames, fps=30)  # 5 s, brightening slowly: no change samples
+    every = _every_frame(path, monkeypatch)
+    assert len(every) == 150
+
+    skipping = SamplingStats()
+    sampled = list(sample_frames(path, stats=skipping))
+    full = SamplingStats()
+    with monkeypatch.context() as patch:
+        patch.setattr(video, "_NONREF_SKIPPING_CODECS", set())
+        reference = list(sample_frames(path, stats=full))
+
+    assert skipping.skipped_nonreference and not full.skipped_nonreference
+    assert full.frames_decoded == 150 and skipping.frames_decoded < 0.75 * 150
+    assert [(s.t, s.reason) for s in sampled] == [(s.t, s.reason) for s in reference]
+    assert all(s.reason == "base" for s in sampled) and len(sampled) == 20
+    for kept in sampled:
+        assert np.array_equal(kept.image, every[kept.t])
+
+
+def test_change_samples_come_from_real_frames_when_skipping(tmp_path, monkeypatch):
+    """Cuts between grid points: each change sample is a decoded frame with its true timestamp and pixels, within
+    MAX_CANDIDATE_GAP_S of where full decoding puts it."""
+    cut_frames = (20, 50, 85)
+    colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (230, 230, 60)]
+    frames = [
+        np.clip(scene(0, 128, 192).astype(np.int16) // 4 + colours[sum(i >= c for c in cut_frames)], 0, 255).astype(
+            np.uint8
+        )
+        for i in range(120)
+    ]
+    path = write_video(tmp_path / "cuts.mp4", frames, fps=30)
+    every = _every_frame(path, monkeypatch)
+    with monkeypatch.context() as patch:
+        patch.setattr(video, "_NONREF_SKIPPING_CODECS", set())
+        reference = [s.t for s in sample_frames(path) if s.reason == "change"]
+
+    stats = SamplingStats()
+    sampled = list(sample_frames(path, stats=stats))
+    assert stats.skipped_nonreference
+    changes = [s for s in sampled if s.reason == "change"]
+    assert len(changes) == len(reference) == len(cut_frames)
+    for kept, where in zip(changes, reference):
+        assert where - 1e-6 <= kept.t <= where + video.MAX_CANDIDATE_GAP_S
+        assert np.array_equal(kept.image, every[kept.t])
+
+
+def test_slow_clips_decode_every_frame(tmp_path):
+    """At 12 fps, skipping every other frame would leave candidates 1/6 s apart, sparser than 8-Hz sampling."""
+    stats = SamplingStats()
+    list(sample_frames(write_video(tmp_path / "slow.mp4", [scene(i) for i in range(48)], fps=12), stats=stats))
+    assert stats.frames_decoded == 48 and not stats.skipped_nonreference
+
+
 def test_sudden_changes_get_extra_samples_but_never_above_max_rate(tmp_path):
     fps, cut_frames = 30, (20, 50, 85)  # cuts at 0.667 s, 1.667 s, 2.833 s: between grid points
     colours = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (230, 230, 60)]

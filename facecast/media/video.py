@@ -8,9 +8,18 @@ decided once:
 - Time is the presentation timestamp (pts x time_base) of each frame, counted from the stream start, never
   `index / fps`: variable-frame-rate phone and screen recordings would drift otherwise.
 - Sampling is adaptive: one frame per `1 / base_rate_hz` seconds on a fixed grid, plus extra frames where the
-  picture moves away from the last kept frame, never closer together than `1 / max_rate_hz`. Every frame is
-  decoded; change is measured on a tiny luma thumbnail read straight from the decoded picture, and only kept
-  frames are converted to RGB (the conversion costs about as much as decoding).
+  picture moves away from the last kept frame, never closer together than `1 / max_rate_hz`. Change is measured on
+  a tiny luma thumbnail read straight from the decoded picture, and only kept frames are converted to RGB (the
+  conversion costs about as much as decoding).
+- Only what sampling needs is decoded. A trailer at 24-60 fps holds 3-8 frames for every one sampling may keep;
+  frames no other frame is predicted from (H.264/HEVC B-frames outside the pyramid: about half of a typical stream)
+  are not decoded (`skip_frame = NONREF`), except the first frame at or after each grid point, decided packet by
+  packet from its timestamp before decoding. So the grid samples are the very frames full decoding would keep; the
+  frames between them, which only serve change detection, come at least every `MAX_CANDIDATE_GAP_S` (denser than
+  the densest sampling, 8 Hz), and a change frame is the first *decoded* frame that shows the change, with its own
+  true timestamp. A stream whose decoded frames come further apart decodes every frame from there on
+  (`SamplingStats.skipped_nonreference` says whether any frame was skipped). Seeking would not help at these rates:
+  the 4-Hz grid is far denser than any keyframe interval, so every reference frame is needed anyway.
 - Memory is bounded: frames are streamed one at a time, so a two-hour clip costs what a two-second clip costs.
 - A file that cannot be used raises a `MediaError` subclass whose message names the file, says what is wrong and
   what to do; the message goes straight to the user. A file cut off after some frames is not an error: its first
@@ -302,6 +311,7 @@ class SamplingStats:
     frames_decoded: int = 0
     frames_sampled: int = 0
     last_frame_s: float = 0.0
+    skipped_nonreference: bool = False  # some non-reference frames were left undecoded (see the module docstring)
     decode_errors: int = 0
     truncated: bool = False
     warning: str | None = None
@@ -386,6 +396,62 @@ def cut_score(thumbnail: np.ndarray, reference: np.ndarray) -> float:
     return float(np.abs(thumbnail.astype(np.int32) - reference).mean() / cell_range)
 
 
+# Decoded frames (sampling candidates) may lie at most this far apart while non-reference frames are skipped: 0.1 s
+# keeps more than 10 candidates a second, above the 8-Hz most sampling keeps. At 24-30 fps skipping one frame in two
+# stays inside it; a stream with longer runs of non-reference frames, or a slower one, decodes every frame.
+MAX_CANDIDATE_GAP_S = 0.1
+# FFmpeg's frame threads decode several frames at once: faster alone, but they cost 15-25 % more CPU time per clip
+# (benchmarks/analyze.py's decoding levers), and an analysis already decodes on its own thread beside inference,
+# with Triton on the same cores. Slice threads split a frame only where the encoder made slices, at no extra cost.
+DECODE_THREADS = "SLICE"
+# Codecs whose decoder honours skip_frame = NONREF by dropping only frames nothing else refers to (FFmpeg's h264,
+# hevc and MPEG decoders). GIF, VP9 and AV1 are decoded whole: their frames are rare, small, or all referenced.
+_NONREF_SKIPPING_CODECS = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"}
+
+
+class _NonReferenceSkipping:
+    """Packet by packet: whether the decoder may drop the packet's frame if no other frame refers to it.
+
+    Never for the frame that can be the first at or after a grid point (its presentation time, known from the
+    packet before decoding, lies within one frame period after the point): grid samples are the frames full decoding
+    would keep. Never again once decoded frames come more than `gap_limit` apart (see MAX_CANDIDATE_GAP_S).
+    The decoder reads skip_frame per packet (frame threads copy it when they take a packet), so switching is exact.
+    """
+
+    def __init__(self, stream: av.video.stream.VideoStream, base_period: float, max_rate_hz: float, slack: float):
+        rate = _stream_rate(stream)
+        self.gap_limit = min(MAX_CANDIDATE_GAP_S, 1.0 / max_rate_hz)
+        # skipping every other frame must already stay within the limit
+        self.active = stream.codec_context.name in _NONREF_SKIPPING_CODECS and rate > 0 and 2.0 / rate <= self.gap_limit
+        self.context = stream.codec_context
+        self.seconds_per_tick = float(stream.time_base) if stream.time_base else 0.0
+        self.frame_period = 1.0 / rate if rate > 0 else 0.0
+        self.base_period, self.slack = base_period, slack
+        self.skipping = False
+        self.skipped_any = False
+
+    def before_decoding(self, packet: av.Packet, origin: int | None) -> None:
+        if not self.active:
+            return
+        may_skip = False
+        if packet.pts is not None and origin is not None and self.seconds_per_tick:
+            t = (packet.pts - origin) * self.seconds_per_tick
+            may_skip = t > 0 and (t + self.slack) % self.base_period >= self.frame_period + 2 * self.slack
+        if may_skip != self.skipping:
+            self.context.skip_frame = "NONREF" if may_skip else "DEFAULT"
+            self.skipping = may_skip
+
+    def after_frame(self, gap: float) -> None:
+        """`gap`: seconds since the previous decoded frame."""
+        if not self.active:
+            return
+        if gap > self.gap_limit + self.slack:  # candidates too sparse: decode every frame from here on
+            self.active = self.skipping = False
+            self.context.skip_frame = "DEFAULT"
+        elif gap > 1.5 * self.frame_period:
+            self.skipped_any = True
+
+
 def _output_size(width: int, height: int, max_long_side: int | None) -> tuple[int, int]:
     if max_long_side is None or max(width, height) <= max_long_side:
         return width, height
@@ -393,25 +459,38 @@ def _output_size(width: int, height: int, max_long_side: int | None) -> tuple[in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _upright_rgb(frame: av.VideoFrame, max_long_side: int | None, reformatter: VideoReformatter) -> np.ndarray:
-    """The frame as upright uint8 RGB, shrunk to `max_long_side`. One reformatter per clip keeps FFmpeg's scaler
-    set up between frames; a fresh one per frame costs 0.3 ms, more than decoding a small frame."""
-    width, height = _output_size(frame.width, frame.height, max_long_side)
-    has_alpha = frame.format.has_palette or any(component.is_alpha for component in frame.format.components)
-    pixel_format = "rgba" if has_alpha else "rgb24"
-    # Fast bilinear is exact enough for shrinking by up to 2x; a larger step needs the area filter to not alias.
-    interpolation = "FAST_BILINEAR" if width * 2 >= frame.width else "AREA"
-    pixels = reformatter.reformat(
-        frame, width=width, height=height, format=pixel_format, interpolation=interpolation
-    ).to_ndarray()
-    if has_alpha:
-        # Transparency on white, as facecast.images does for stills, so a GIF frame looks as it does as a still.
-        alpha = pixels[..., 3:4].astype(np.uint16)
-        pixels = ((pixels[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
-    quarter_turns = round(frame.rotation / 90.0) % 4  # counter-clockwise, as np.rot90 turns
-    if quarter_turns:
-        pixels = np.rot90(pixels, quarter_turns)
-    return np.ascontiguousarray(pixels)
+class _RgbConverter:
+    """Kept frames to upright uint8 RGB, shrunk to `max_long_side`. One converter per clip keeps FFmpeg's scalers
+    set up between frames; a fresh one per frame costs 0.3 ms, more than decoding a small frame.
+
+    Planar YUV is shrunk in YUV first and then converted at the smaller size: FFmpeg's unscaled YUV → RGB path is
+    vectorised, its scaled one is not, and two steps cost 0.7 ms per 720p → 540p frame where one costs 1.6 ms."""
+
+    def __init__(self, max_long_side: int | None):
+        self.max_long_side = max_long_side
+        self.shrink = VideoReformatter()
+        self.to_rgb = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        width, height = _output_size(frame.width, frame.height, self.max_long_side)
+        has_alpha = frame.format.has_palette or any(component.is_alpha for component in frame.format.components)
+        pixel_format = "rgba" if has_alpha else "rgb24"
+        quarter_turns = round(frame.rotation / 90.0) % 4  # counter-clockwise, as np.rot90 turns; read before
+        # reformatting, whose output frame carries no display matrix
+        # Fast bilinear is exact enough for shrinking by up to 2x; a larger step needs the area filter to not alias.
+        interpolation = "FAST_BILINEAR" if width * 2 >= frame.width else "AREA"
+        if (width, height) != (frame.width, frame.height) and frame.format.name in _PLANAR_8BIT_YUV:
+            frame = self.shrink.reformat(frame, width=width, height=height, interpolation=interpolation)
+        pixels = self.to_rgb.reformat(
+            frame, width=width, height=height, format=pixel_format, interpolation=interpolation
+        ).to_ndarray()
+        if has_alpha:
+            # Transparency on white, as facecast.images does for stills, so a GIF frame looks as it does as a still.
+            alpha = pixels[..., 3:4].astype(np.uint16)
+            pixels = ((pixels[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+        if quarter_turns:
+            pixels = np.rot90(pixels, quarter_turns)
+        return np.ascontiguousarray(pixels)
 
 
 def sample_frames(
@@ -427,10 +506,10 @@ def sample_frames(
 ) -> Iterator[SampledFrame]:
     """Stream upright RGB frames of a video, adaptively sampled; opens the file (and raises) before returning.
 
-    Every frame is decoded; one is kept on each point of a grid of `1 / base_rate_hz` seconds, plus extra frames
-    whose change score against the last kept frame reaches `change_threshold`. Kept frames are never closer than
-    `1 / max_rate_hz` seconds: a grid frame that comes too soon after an extra frame is taken that much later, so
-    every grid interval still holds a kept frame. The first frame is always kept.
+    One frame is kept on each point of a grid of `1 / base_rate_hz` seconds (the first decoded frame at or after it),
+    plus extra frames whose change score against the last kept frame reaches `change_threshold`. Kept frames are never
+    closer than `1 / max_rate_hz` seconds: a grid frame that comes too soon after an extra frame is taken that much
+    later, so every grid interval still holds a kept frame. The first frame is always kept.
     `progress(fraction)` is called as the clip advances (about every 0.5 %, and 1.0 at the end); a set `cancel`
     event stops decoding within one frame by raising AnalysisCancelled. `stats`, when given, is filled in.
     """
@@ -455,9 +534,13 @@ def sample_frames(
 
 
 def _decoded(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, stats: SamplingStats
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    stats: SamplingStats,
+    before_decoding: Callable[[av.Packet], None] | None = None,
 ) -> Iterator[av.VideoFrame]:
-    """All frames in presentation order; damaged packets are counted and skipped, cut-off data ends the stream."""
+    """Decoded frames in presentation order (`before_decoding(packet)` may set the decoder's skip_frame); damaged
+    packets are counted and skipped, cut-off data ends the stream."""
     demuxer = container.demux(stream)
     flushed = False
     while True:
@@ -472,6 +555,8 @@ def _decoded(
             stats.packets_read += 1
         else:
             flushed = True  # PyAV's final empty packet drains the decoder
+        if before_decoding is not None:
+            before_decoding(packet)
         try:
             decoded = stream.decode(packet)
         except av.error.FFmpegError:
@@ -509,7 +594,7 @@ def _sample(
     base_period = 1.0 / base_rate_hz
     min_gap = 1.0 / max_rate_hz
     with container:
-        stream.thread_type = "AUTO"
+        stream.thread_type = DECODE_THREADS
         time_base = stream.time_base
         seconds_per_tick = float(time_base) if time_base else 0.0
         stats.duration_s = duration = _stream_duration(container, stream)
@@ -522,9 +607,14 @@ def _sample(
         last_kept_thumbnail = None
         last_t = -nominal_gap
         reported = -1.0
-        reformatter = VideoReformatter()
+        to_rgb = _RgbConverter(max_long_side)
         kept = 0
-        for frame in _decoded(container, stream, stats):
+        skipping = _NonReferenceSkipping(stream, base_period, max_rate_hz, slack)
+
+        def before_decoding(packet: av.Packet) -> None:
+            skipping.before_decoding(packet, origin)
+
+        for frame in _decoded(container, stream, stats, before_decoding):
             if cancel is not None and cancel.is_set():
                 raise AnalysisCancelled(f"{path}: analysis cancelled at {max(last_t, 0.0):.1f} s")
             if frame.pts is not None and seconds_per_tick:
@@ -535,6 +625,8 @@ def _sample(
                 t = last_t + nominal_gap
             t = max(t, 0.0)
             stats.frames_decoded += 1
+            if stats.frames_decoded > 1:
+                skipping.after_frame(t - last_t)
             last_t = max(last_t, t)
 
             # The thumbnail is needed only for frames that may be kept: too soon after a kept frame, none is.
@@ -551,7 +643,7 @@ def _sample(
                 elif change >= change_threshold:
                     reason = "change"
             if reason is not None:
-                image = _upright_rgb(frame, max_long_side, reformatter)
+                image = to_rgb(frame)
                 cut = 0.0 if last_kept_thumbnail is None else cut_score(thumbnail, last_kept_thumbnail)
                 last_kept_t, last_kept_thumbnail = t, thumbnail
                 next_base = (math.floor((t + slack) / base_period) + 1) * base_period
@@ -568,6 +660,7 @@ def _sample(
         if stats.frames_decoded == 0:
             raise _no_frames(path)
         stats.last_frame_s = last_t
+        stats.skipped_nonreference = skipping.skipped_any
         expected_packets = stream.frames or 0
         if container.format.name == "gif":  # no length in the header; a complete GIF ends with its trailer byte
             stats.truncated |= not _ends_with(path, b";")
