@@ -48,6 +48,24 @@ def test_letterbox_places_the_frame_between_black_bars() -> None:
     assert (untouched == 7).all() and same.scale == 1.0
 
 
+@pytest.mark.parametrize("frame_hw", [(540, 960), (720, 1280), (500, 960)])
+def test_letterbox_shrinks_with_the_box_filter(frame_hw) -> None:
+    """Whole-number shrinks take Pillow's reduce(), other sizes resize(BOX): either way each input pixel is the mean
+    of its block of the frame, within one level of rounding."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (*frame_hw, 3), dtype=np.uint8)
+    canvas, geometry = letterbox(frame, 192, 320)
+    height, width = round(frame_hw[0] * geometry.scale), round(frame_hw[1] * geometry.scale)
+    box = np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BOX), np.int16)
+    inside = canvas[geometry.pad_y : geometry.pad_y + height, geometry.pad_x : geometry.pad_x + width]
+    assert np.abs(inside.astype(np.int16) - box).max() <= 1
+    if frame_hw == (540, 960):  # a 3x shrink: each pixel is the mean of a 3x3 block
+        blocks = frame.reshape(180, 3, 320, 3, 3).astype(np.float64).mean(axis=(1, 3))
+        assert np.abs(inside - blocks).max() < 1
+
+
 def test_boxes_map_back_to_the_original_frame() -> None:
     geometry = letterbox_geometry(1280, 720, 192, 320)  # portrait: bars left and right
     frame_boxes = np.array([[100.0, 200.0, 300.0, 500.0], [0.0, 0.0, 720.0, 1280.0]])
