@@ -18,6 +18,8 @@ import onnx
 import torch
 from torch import nn
 
+from export.graph_passes import fold_affine_chains
+
 NUMPY_DTYPES = {"UINT8": np.uint8, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 # A -1 in a signature's dims is a dynamic axis (text_query's token axis): example inputs use this length for it,
 # and the ONNX graph keeps it dynamic.
@@ -54,8 +56,11 @@ def example_serving_inputs(signature: dict, batch: int, seed: int = 0) -> dict[s
     return inputs
 
 
-def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17) -> Path:
-    """Export a registered network's `serving_module()` to ONNX (dynamic batch axis); returns the path."""
+def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17, fuse_preprocessing: bool = True) -> Path:
+    """Export a registered network's `serving_module()` to ONNX (dynamic batch axis); returns the path.
+
+    `fuse_preprocessing` folds the pixel normalisation into one Mul and one Add (export/graph_passes.py); False
+    writes the graph as traced, which benchmarks/precision.py measures as the unfused baseline."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     signature = network.serving_signature()
@@ -83,6 +88,10 @@ def export_onnx(network: nn.Module, path: str | Path, *, opset: int = 17) -> Pat
             dynamic_axes=dynamic_axes(signature),
         )
     try:
+        if fuse_preprocessing:
+            model = onnx.load(str(tmp))
+            if fold_affine_chains(model):
+                onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp))
     except Exception:
         tmp.unlink(missing_ok=True)

@@ -20,6 +20,9 @@ from pathlib import Path
 from export.onnx_export import example_serving_inputs, export_onnx, onnx_matches_torch
 
 PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "model.py"
+# Beside an int8 model.onnx: the fp32 graph it was quantized from. Triton never loads it; the accuracy gates and the
+# precision benchmark compare against it, and the torch check at export applies to it.
+FP32_REFERENCE = "model.fp32.onnx"
 TRITON_DTYPES = {"UINT8": "TYPE_UINT8", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
 
 
@@ -32,14 +35,20 @@ class ServingSettings:
     max_queue_delay_us: int = 0
     instance_count: int = 1
     intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0 = all cores
+    # "int8": the CPU flavour serves a statically quantized graph (export/quantize.py) and keeps the fp32 one beside
+    # it as FP32_REFERENCE; only for models whose accuracy gate is in the suite (tests/test_precision.py).
+    precision: str = "fp32"
 
 
 # Chosen from `make bench` (benchmarks/serving.py), see docs/benchmarks.md "expression_encoder serving settings":
 # dynamic batching with no queue delay and one instance using both cores. Under load (concurrency 16) a 2 ms delay
 # formed the same batches (mean ≈ 8) at the same throughput, but cost a lone request 2.6 ms of p50 latency; two
 # single-thread instances halved the batch size and were slower.
+# int8 (docs/benchmarks.md "precision", `make bench-precision`): ~2× the fp32 graph's throughput in-process on
+# these cores; tests/test_precision.py holds each to ≤ 0.5 point of its main metric and ≥ 99 % agreement with fp32.
 CPU_SERVING = {
-    "expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
+    "expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1, precision="int8"),
+    "face_detector": ServingSettings(precision="int8"),
     # docs/benchmarks.md "style_mapper serving settings" (`make bench-mapper`): the model is compute-bound
     # (ONNX Runtime gains 1.03× from batch 2), so batching buys little: delay 0 ties no batching for a
     # lone request (12.2 ms p50) and is 1.04× at 4 clients; a 2-ms delay costs a lone request 2.2 ms,
@@ -124,6 +133,12 @@ def write_model(
         version_dir = staging / str(version)
         version_dir.mkdir()
         onnx_path = export_onnx(network, version_dir / "model.onnx")
+        if flavour == "cpu" and settings.precision == "int8":
+            from export.quantize import quantize_served_model
+
+            quantize_served_model(name, onnx_path.rename(version_dir / FP32_REFERENCE), onnx_path)
+        elif settings.precision != "fp32":
+            raise ValueError(f"{name}: precision {settings.precision!r} is not served by the {flavour} flavour")
         if flavour == "cpu":
             shutil.copy(PYTHON_BACKEND_MODEL, version_dir / "model.py")
         bounds = network.serving_bounds() if hasattr(network, "serving_bounds") else {}
@@ -142,6 +157,12 @@ def write_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target / str(version) / onnx_path.name
+
+
+def fp32_graph(onnx_path: Path) -> Path:
+    """The fp32 graph behind a served model.onnx: its FP32_REFERENCE when it is int8, else itself."""
+    reference = onnx_path.with_name(FP32_REFERENCE)
+    return reference if reference.is_file() else onnx_path
 
 
 def _version_dirs(model_dir: Path) -> list[Path]:
@@ -209,10 +230,12 @@ def write_repository(repository: Path, weights: list[Path], flavour: str = "cpu"
         network = load_checkpoint(path)
         onnx_path = write_model(repository, network, flavour)
         probe = example_serving_inputs(network.serving_signature(), batch=4)
-        differences = onnx_matches_torch(network, onnx_path, probe)
+        differences = onnx_matches_torch(network, fp32_graph(onnx_path), probe)
         pictures = {name for name, dtype, _ in network.serving_signature()["outputs"] if dtype == "UINT8"}
         worst = max((d for name, d in differences.items() if name not in pictures), default=0.0)
         note = f"; uint8 pictures within {max(differences[name] for name in pictures):.0f} level" if pictures else ""
+        if fp32_graph(onnx_path) != onnx_path:
+            note += "; served in int8 (export/quantize.py), the fp32 graph kept as " + FP32_REFERENCE
         print(
             f"[export] {path} → {onnx_path.parent.parent} ({flavour}); ONNX Runtime vs torch max |Δ| {worst:.1e}" + note
         )

@@ -15,6 +15,7 @@ import pytest
 import requests
 import torch
 
+from export.triton_repository import fp32_graph
 from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.config import PROJECT_ROOT
 from facecast.media.images import load_face
@@ -27,6 +28,7 @@ from tests.conftest import SHIPPED_WEIGHTS, settings_environment
 from tests.triton_stats import model_counts, settled_model_counts
 from training.checkpoints import load_checkpoint
 from training.data.synthetic import sample_still
+from training.evaluate_precision import run_graph
 from training.evaluation import predict_images
 
 pytestmark = pytest.mark.triton
@@ -67,7 +69,12 @@ def test_served_config_is_the_contract(expression_server) -> None:
 
 
 @pytest.mark.parametrize("inputs", ["random", "synthetic", "emoji"])
-def test_triton_matches_torch(client, torch_model, inputs: str) -> None:
+def test_triton_serves_its_graph_and_the_graph_matches_torch(
+    client, torch_model, expression_repository, inputs: str
+) -> None:
+    """Two links: Triton answers exactly as ONNX Runtime runs the repository's model.onnx (int8 on the CPU flavour),
+    and the fp32 graph that one was quantized from answers like torch. int8 against fp32 is tests/test_precision.py's
+    accuracy gate, not a tolerance here."""
     if inputs == "random":
         images = np.random.default_rng(7).integers(0, 256, (33, 64, 64, 3), dtype=np.uint8)
     elif inputs == "synthetic":
@@ -80,12 +87,17 @@ def test_triton_matches_torch(client, torch_model, inputs: str) -> None:
         paths = pd.read_csv(EMOJI_MANIFEST)["path"][:40]
         images = np.stack([load_face(EMOJI_MANIFEST.parent / p, 64) for p in paths])
     served = client.infer({"image": images})
+    graph = expression_repository / EXPRESSION_ENCODER / "1" / "model.onnx"
+    in_process = run_graph(graph, images)
+    for name, value in in_process.items():
+        np.testing.assert_allclose(served[name], value, atol=1e-4, rtol=1e-4, err_msg=name)
     with torch.no_grad():
         expected = predict_images(torch_model, images)
+    reference = run_graph(fp32_graph(graph), images)
     for name, value in expected.items():
-        np.testing.assert_allclose(served[name], value, atol=2e-4, rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(reference[name], value, atol=2e-4, rtol=1e-4, err_msg=name)
     # the same decision, not only close numbers
-    assert (served["emotion_logits"].argmax(1) == expected["emotion_logits"].argmax(1)).all()
+    assert (reference["emotion_logits"].argmax(1) == expected["emotion_logits"].argmax(1)).all()
 
 
 def test_large_requests_are_split_at_max_batch_size(client) -> None:

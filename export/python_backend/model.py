@@ -91,19 +91,22 @@ class TritonPythonModel:
             name: feeds[0][name] if len(feeds) == 1 else np.concatenate([arrays[name] for arrays in feeds])
             for name in self.input_names
         }
+        # Compute and copy back only the outputs someone in this batch asked for (Triton lists every output when a
+        # client names none): the detector's pipeline reads 2 of its outputs, the analysis 3 of the encoder's 5,
+        # and each output is a copy into shared memory per request.
+        wanted = [set(requests[index].requested_output_names()) for index in valid]
+        needed = [name for name in self.output_names if any(name in names for names in wanted)]
         try:
-            outputs = self.session.run(self.output_names, feed)
+            outputs = dict(zip(needed, self.session.run(needed, feed)))
         except Exception as error:  # one bad batch must answer every request, not hang them
             message = f"{self.model_name}: ONNX Runtime failed on a batch of {sum(sizes)}: {error}"
             for index in valid:
                 responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(message))
             return responses
         start = 0
-        for index, size in zip(valid, sizes):
-            tensors = [
-                pb_utils.Tensor(name, np.ascontiguousarray(value[start : start + size]))
-                for name, value in zip(self.output_names, outputs)
-            ]
+        for index, size, names in zip(valid, sizes, wanted):
+            # a row slice of a C-contiguous batch is contiguous: the Tensor is built from a view, not a copy
+            tensors = [pb_utils.Tensor(name, outputs[name][start : start + size]) for name in needed if name in names]
             responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
             start += size
         return responses
