@@ -121,9 +121,15 @@ def config_pbtxt(
 
 
 def write_model(
-    repository: Path, network, flavour: str = "cpu", settings: ServingSettings | None = None, version: int = 1
+    repository: Path,
+    network,
+    flavour: str = "cpu",
+    settings: ServingSettings | None = None,
+    version: int = 1,
+    fuse_preprocessing: bool = True,
 ) -> Path:
-    """Export `network` into repository/<triton_name>/ atomically (a half-written model never appears)."""
+    """Export `network` into repository/<triton_name>/ atomically (a half-written model never appears).
+    `fuse_preprocessing=False` (with fp32 settings) writes the graph as traced: the precision benchmark's baseline."""
     name = network.config.triton_name
     settings = settings or (CPU_SERVING if flavour == "cpu" else GPU_SERVING).get(name, ServingSettings())
     repository.mkdir(parents=True, exist_ok=True)
@@ -132,7 +138,7 @@ def write_model(
     try:
         version_dir = staging / str(version)
         version_dir.mkdir()
-        onnx_path = export_onnx(network, version_dir / "model.onnx")
+        onnx_path = export_onnx(network, version_dir / "model.onnx", fuse_preprocessing=fuse_preprocessing)
         if flavour == "cpu" and settings.precision == "int8":
             from export.quantize import quantize_served_model
 
