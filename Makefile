@@ -213,8 +213,8 @@ bench: setup bench-analyze bench-retrieval bench-mapper
 bench-mapper: setup
 	$(PY) -m benchmarks.serving --weights weights/style_mapper-cpu.pt --concurrency 1 4 --seconds 5
 	$(PY) -m benchmarks.face_check
-bench-analyze: setup
-	$(PY) -m benchmarks.analyze
+bench-analyze: setup  # against the commit before issue 16's speed-ups; --long: the 2-hour clip (minutes)
+	$(PY) -m benchmarks.analyze --baseline 4445f66 --long
 bench-retrieval: setup
 	$(PY) -m benchmarks.retrieval --sizes 10000 100000 --queries 60
 
@@ -222,7 +222,7 @@ clean:
 	rm -rf model_repository/*/ model_repository/.built var/run
 
 ## perf_analyzer and autoscaling recordings (benchmarks/perf.py, benchmarks/hpa_recording.py, hpa_report.py) ###########
-.PHONY: perf-env perf hpa-record hpa-report
+.PHONY: perf-env perf hpa-record hpa-report bench-precision bench-batching
 PERF_VENV ?= .venv-perf
 HPA_RECORDING ?= benchmarks/recordings/hpa-2-replicas
 
@@ -243,6 +243,10 @@ $(PERF_VENV)/.installed:
 # 7 models × concurrency 1, 4, 16 × 1 and 3 replicas (haproxy in front of 3): ~10 minutes on 2 cores
 perf: setup perf-env
 	$(PY) -m benchmarks.perf
+
+# issue 16: int8 + fused preprocessing against the traced fp32 graph, in-process and served (~7 minutes)
+bench-precision: setup perf-env
+	$(PY) -m benchmarks.precision
 
 # 2 replicas, 0 → 8 → 60 → 8 → 0 requests/s over 5 minutes, /metrics every 5 s; then the HPA replay
 hpa-record: setup
