@@ -248,6 +248,10 @@ perf: setup perf-env
 bench-precision: setup perf-env
 	$(PY) -m benchmarks.precision
 
+# issue 16: every served model × 5 scheduling settings × concurrency 1 and 16 (~10 minutes)
+bench-batching: setup perf-env
+	$(PY) -m benchmarks.batching
+
 # 2 replicas, 0 → 8 → 60 → 8 → 0 requests/s over 5 minutes, /metrics every 5 s; then the HPA replay
 hpa-record: setup
 	$(PY) -m benchmarks.hpa_recording --out $(HPA_RECORDING)

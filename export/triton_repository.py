@@ -35,6 +35,7 @@ class ServingSettings:
     max_queue_delay_us: int = 0
     instance_count: int = 1
     intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0 = all cores
+    preferred_batch_sizes: tuple[int, ...] = ()  # batch sizes the dynamic batcher waits for (up to the delay)
     # "int8": the CPU flavour serves a statically quantized graph (export/quantize.py) and keeps the fp32 one beside
     # it as FP32_REFERENCE; only for models whose accuracy gate is in the suite (tests/test_precision.py).
     precision: str = "fp32"
@@ -71,6 +72,27 @@ def bounds_parameter(bounds: dict[str, tuple[float, float]]) -> str:
     return ";".join(f"{name}:{low:g}:{high:g}" for name, (low, high) in sorted(bounds.items()))
 
 
+def scheduling_lines(settings: ServingSettings, flavour: str) -> list[str]:
+    """The config.pbtxt entries `settings` decide: batching, instances and (CPU flavour) ONNX Runtime threads.
+    benchmarks/batching.py swaps exactly these in a built repository to measure other settings."""
+    lines = []
+    if settings.dynamic_batching:
+        preferred = ""
+        if settings.preferred_batch_sizes:
+            preferred = f"  preferred_batch_size: [ {', '.join(map(str, settings.preferred_batch_sizes))} ]\n"
+        lines.append(
+            f"dynamic_batching {{\n{preferred}  max_queue_delay_microseconds: {settings.max_queue_delay_us}\n}}"
+        )
+    kind = "KIND_CPU" if flavour == "cpu" else "KIND_GPU"
+    lines.append(f"instance_group [\n  {{\n    count: {settings.instance_count}\n    kind: {kind}\n  }}\n]")
+    if flavour == "cpu":
+        lines.append(
+            'parameters: {\n  key: "intra_op_threads"\n'
+            f'  value: {{ string_value: "{settings.intra_op_threads:d}" }}\n}}'
+        )
+    return lines
+
+
 def config_pbtxt(
     name: str,
     signature: dict,
@@ -92,10 +114,8 @@ def config_pbtxt(
 
     if flavour == "cpu":
         lines = [f'name: "{name}"', 'backend: "python"']
-        kind = "KIND_CPU"
     elif flavour == "gpu":
         lines = [f'name: "{name}"', 'platform: "tensorrt_plan"']
-        kind = "KIND_GPU"
     else:
         raise ValueError(f"flavour must be cpu or gpu, not {flavour!r}")
     lines += [
@@ -103,16 +123,10 @@ def config_pbtxt(
         f"input {tensors('inputs')}",
         f"output {tensors('outputs')}",
     ]
-    if settings.dynamic_batching:
-        lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {settings.max_queue_delay_us}\n}}")
-    lines.append(f"instance_group [\n  {{\n    count: {settings.instance_count}\n    kind: {kind}\n  }}\n]")
+    lines += scheduling_lines(settings, flavour)
     if name in VERSIONED_MODELS:
         lines.append("version_policy: { all { } }")
     if flavour == "cpu":
-        lines.append(
-            'parameters: {\n  key: "intra_op_threads"\n'
-            f'  value: {{ string_value: "{settings.intra_op_threads:d}" }}\n}}'
-        )
         if bounds:
             lines.append(
                 f'parameters: {{\n  key: "input_bounds"\n  value: {{ string_value: "{bounds_parameter(bounds)}" }}\n}}'
