@@ -445,11 +445,10 @@ class _NonReferenceSkipping:
         """`gap`: seconds since the previous decoded frame."""
         if not self.active:
             return
+        self.skipped_any |= gap > 1.5 * self.frame_period
         if gap > self.gap_limit + self.slack:  # candidates too sparse: decode every frame from here on
             self.active = self.skipping = False
             self.context.skip_frame = "DEFAULT"
-        elif gap > 1.5 * self.frame_period:
-            self.skipped_any = True
 
 
 def _output_size(width: int, height: int, max_long_side: int | None) -> tuple[int, int]:
