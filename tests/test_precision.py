@@ -15,6 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.graph_passes import fold_affine_chains
 from export.triton_repository import CPU_SERVING, FP32_REFERENCE
+from facecast.clients.expression_encoder import ExpressionRecognizer
 from facecast.serving.client import TritonModelClient
 from facecast.vocab import EXPRESSION_ENCODER
 from training.evaluate_precision import GATES, MAX_POINT_LOSS, MIN_AGREEMENT, failures
@@ -89,17 +90,25 @@ def test_affine_chains_fold_into_one_multiply_and_add() -> None:
 
 def test_served_model_answers_only_the_outputs_asked_for(full_server) -> None:
     """The python backend computes and returns only requested outputs (Triton lists all when a client names none),
-    and what it returns equals the full answer's."""
+    and what it returns equals the full answer's; the recognizer's vectors=False asks for the three heads only."""
     import tritonclient.http as triton_http
 
     faces = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    full = TritonModelClient(EXPRESSION_ENCODER, full_server.triton_url).infer({"image": faces})
-    client = triton_http.InferenceServerClient(full_server.triton_url.removeprefix("http://"))
+    client = TritonModelClient(EXPRESSION_ENCODER, full_server.triton_url)
+    full = client.infer({"image": faces})
+    heads = client.infer({"image": faces}, outputs=("emotion_logits", "action_params"))
+    assert sorted(heads) == ["action_params", "emotion_logits"]
+    for name, value in heads.items():
+        np.testing.assert_array_equal(value, full[name])
+    raw = triton_http.InferenceServerClient(full_server.triton_url.removeprefix("http://"))
     tensor = triton_http.InferInput("image", list(faces.shape), "UINT8")
     tensor.set_data_from_numpy(faces)
-    result = client.infer(
-        EXPRESSION_ENCODER, [tensor], outputs=[triton_http.InferRequestedOutput("emotion_logits")]
-    ).get_response()
-    assert [output["name"] for output in result["outputs"]] == ["emotion_logits"]
-    answer = client.infer(EXPRESSION_ENCODER, [tensor], outputs=[triton_http.InferRequestedOutput("emotion_logits")])
-    np.testing.assert_array_equal(answer.as_numpy("emotion_logits"), full["emotion_logits"])
+    answer = raw.infer(EXPRESSION_ENCODER, [tensor], outputs=[triton_http.InferRequestedOutput("emotion_logits")])
+    assert [output["name"] for output in answer.get_response()["outputs"]] == ["emotion_logits"]
+    with pytest.raises(ValueError, match="no output"):
+        client.infer({"image": faces}, outputs=("logits",))
+
+    lean = ExpressionRecognizer(client).predict(faces, vectors=False)
+    whole = ExpressionRecognizer(client).predict(faces)
+    assert [p.as_dict() for p in lean] == [p.as_dict() for p in whole]
+    assert lean[0].expression is None and whole[0].expression.shape == (256,)

@@ -18,8 +18,9 @@ class ExpressionPrediction:
     style: str
     style_probs: dict[str, float]
     action_params: dict[str, float]
-    expression: np.ndarray = field(repr=False)  # 256-d vector for the engagement model and the library
-    attention: np.ndarray = field(repr=False)  # [H, W] softmax over facial regions
+    # None when predicted with vectors=False (the clip analysis reads only the three heads above)
+    expression: np.ndarray | None = field(repr=False)  # 256-d vector for the library
+    attention: np.ndarray | None = field(repr=False)  # [H, W] softmax over facial regions
 
     @property
     def confidence(self) -> float:
@@ -51,9 +52,13 @@ class ExpressionRecognizer:
     def face_size(self) -> int:
         return self.client.signature.inputs[0].dims[0]
 
-    def predict(self, faces: np.ndarray) -> list[ExpressionPrediction]:
-        """faces: uint8 [N, S, S, 3] RGB crops (use facecast.media.images.fit_square to get there)."""
-        outputs = self.client.infer({"image": faces})
+    def predict(self, faces: np.ndarray, vectors: bool = True) -> list[ExpressionPrediction]:
+        """faces: uint8 [N, S, S, 3] RGB crops (use facecast.media.images.fit_square to get there). `vectors=False`
+        asks Triton for the emotion, style and action heads only: 15 of the 335 floats per face, and the served
+        model then neither computes nor copies the expression vector and the attention map."""
+        heads = ("emotion_logits", "style_logits", "action_params")
+        outputs = self.client.infer({"image": faces}, outputs=() if vectors else heads)
+        missing = [None] * len(faces)
         emotion_probs = softmax(outputs["emotion_logits"])
         style_probs = softmax(outputs["style_logits"])
         return [
@@ -67,6 +72,10 @@ class ExpressionRecognizer:
                 attention=m,
             )
             for e, s, a, x, m in zip(
-                emotion_probs, style_probs, outputs["action_params"], outputs["expression"], outputs["attention"]
+                emotion_probs,
+                style_probs,
+                outputs["action_params"],
+                outputs.get("expression", missing),
+                outputs.get("attention", missing),
             )
         ]

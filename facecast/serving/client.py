@@ -235,10 +235,17 @@ class TritonModelClient:
             )
         checked.add(version)
 
-    def infer(self, inputs: dict[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
+    def infer(
+        self, inputs: dict[str, np.ndarray], version: str = "", outputs: tuple[str, ...] = ()
+    ) -> dict[str, np.ndarray]:
         """Named batched inputs → named outputs; splits batches over max_batch_size. `version`: one of the model's
-        served versions (a studio's calibrated engagement model), "" for the server's choice (the newest loaded)."""
+        served versions (a studio's calibrated engagement model), "" for the server's choice (the newest loaded).
+        `outputs`: only these (the served python backend then computes and sends only them), () for all."""
         signature = self.signature
+        unknown = set(outputs) - {spec.name for spec in signature.outputs}
+        if unknown:
+            raise ValueError(f"{self.model_name} has no output(s) {sorted(unknown)}")
+        wanted = [spec for spec in signature.outputs if not outputs or spec.name in outputs]
         for spec in signature.inputs:
             array = inputs.get(spec.name)
             if array is None:
@@ -250,17 +257,17 @@ class TritonModelClient:
                 )
         count = len(next(iter(inputs.values())))
         if count == 0:
-            return {spec.name: np.zeros((0, *spec.dims), spec.dtype) for spec in signature.outputs}
+            return {spec.name: np.zeros((0, *spec.dims), spec.dtype) for spec in wanted}
         step = signature.max_batch_size or count
-        parts: dict[str, list[np.ndarray]] = {spec.name: [] for spec in signature.outputs}
+        parts: dict[str, list[np.ndarray]] = {spec.name: [] for spec in wanted}
         for start in range(0, count, step):
             chunk = {name: np.ascontiguousarray(array[start : start + step]) for name, array in inputs.items()}
-            for name, value in self._infer_chunk(chunk, version).items():
+            for name, value in self._infer_chunk(chunk, version, [spec.name for spec in wanted]).items():
                 parts[name].append(value)
         return {name: np.concatenate(values) for name, values in parts.items()}
 
-    def _infer_chunk(self, chunk: dict[str, np.ndarray], version: str = "") -> dict[str, np.ndarray]:
-        requested = [triton_http.InferRequestedOutput(spec.name, binary_data=True) for spec in self.signature.outputs]
+    def _infer_chunk(self, chunk: dict[str, np.ndarray], version: str, names: list[str]) -> dict[str, np.ndarray]:
+        requested = [triton_http.InferRequestedOutput(name, binary_data=True) for name in names]
         tensors = []
         for name, array in chunk.items():
             tensor = triton_http.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -277,7 +284,7 @@ class TritonModelClient:
                 if not message.startswith(f"{self.model_name}: "):  # facecast's served models name themselves
                     message = f"{self.model_name}: {message}"
                 raise InferenceFailed(message) from error
-            return {spec.name: result.as_numpy(spec.name) for spec in self.signature.outputs}
+            return {name: result.as_numpy(name) for name in names}
 
         return self._on_some_endpoint(run)
 
