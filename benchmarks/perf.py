@@ -249,6 +249,18 @@ def input_data(config: dict, rows: int = 4, seed: int = 0) -> dict | None:
         return None
     rng = np.random.default_rng(seed)
     if config.get("name") == "text_embedder" or {s["name"] for s in inputs} == {"input_ids", "attention_mask"}:
+        if any(int(d) == -1 for spec in inputs for d in spec["dims"]):
+            # a dynamic token axis (text_query): each query at its own length, as the library's client sends it
+            rows_of = [tokenize([text], pad_to_longest=True) for text in QUERY_TEXTS[:rows]]
+            return {
+                "data": [
+                    {
+                        name: {"content": values[0].tolist(), "shape": [values.shape[1]]}
+                        for name, values in zip(("input_ids", "attention_mask"), row)
+                    }
+                    for row in rows_of
+                ]
+            }
         ids, mask = tokenize(list(QUERY_TEXTS[:rows]))
         columns = {"input_ids": ids, "attention_mask": mask}
     else:
