@@ -1,6 +1,10 @@
-"""Library search at scale: HNSW recall against exact search, and end-to-end query latency at 10k and 100k items.
+"""Library search at scale: end-to-end query latency (now and as it was before issue 16, in one run), HNSW recall
+against exact search over an efSearch sweep, and what each size costs (fill, index build, memory).
 
-    python -m benchmarks.retrieval [--sizes 10000 100000] [--queries 60] [--url HOST:PORT]
+    python -m benchmarks.retrieval [--sizes 10000 100000 [1000000]] [--queries 60] [--url HOST:PORT]
+
+1,000,000 items take about 15 minutes more on these 2 shared cores (fill ~5 min, HNSW build ~8 min on one thread) and
+~9 GB of memory at the peak (~13 GB during the recall measurement): add 1000000 to --sizes when there is the time.
 
 Writes the `retrieval` section of docs/benchmarks.md (benchmarks/report.py). Without --url it starts its own Triton
 with the three embedders (as training/evaluate_retrieval.py does).
@@ -12,8 +16,8 @@ tiny shared PNG. That keeps the neighbourhood structure of real embeddings (clus
 sizes the renderer could not draw in minutes. Rows go into DuckDB through the store (Arrow bulk insert) and the
 FAISS index is built by opening the library (the build time is reported).
 
-Latency is `Library.search(...)` wall time per query, one query at a time: query encoding on Triton (text_embedder /
-image_embedder + query_fuser), HNSW candidates (200), DuckDB fetch of the candidates' labels, re-rank; top 10.
+Latency is `Library.search(...)` wall time per query, one query at a time: query encoding on Triton (text_query for
+a text; image_embedder + query_fuser otherwise), HNSW candidates (200), the candidates' ranking rows, re-rank; top 10.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from benchmarks.report import write_section
 from facecast.clients.embedders import Embedders
 from facecast.library import Library, Query
-from facecast.library.vector_index import DEFAULT_EF_SEARCH
+from facecast.library.vector_index import EF_SEARCH_BY_SIZE, ef_search_for
 from facecast.store import EMBEDDING_DIM, LibraryItem, open_store
 from facecast.vocab import EMOTIONS, STYLES
 from training.evaluate_retrieval import QUERY_SEED, TEST_CHARACTERS, caption_queries, served_embedders
@@ -107,15 +112,24 @@ def query_sets(count: int, rng: np.random.Generator) -> dict[str, list[Query]]:
     }
 
 
-EF_SWEEP = (256, 512, 1024)
+# efSearch values the recall sweep measures (the library's: vector_index.EF_SEARCH_BY_SIZE; below 200 it makes no
+# difference: the first stage asks for 200 candidates and FAISS searches at least that wide)
+EF_SWEEP = (256, 384, 512, 768, 1024, 1536, 2048)
+# The alternative measured beside HNSW: IVF-Flat (exact distances inside the probed lists), √N lists trained on a
+# sample, nprobe swept. Not what the library runs; what the numbers say about moving to it at 1M.
+NPROBE_SWEEP = (8, 16, 32, 64)
+IVF_TRAINING_SAMPLE = 50_000
+TARGET_P50_MS, TARGET_P95_MS, TARGET_RECALL = 10.0, 20.0, 0.98
+STAGES = ("encode", "ann", "fetch", "rerank")
 
 
 def recall_at_10(library: Library, vectors: np.ndarray) -> dict[str, float]:
     """Recall@10 of the first stage (200 candidates, top 10 of them) against exact search, and the HNSW time per
-    query, at the library's efSearch and at larger ones."""
+    query, at each efSearch of EF_SWEEP."""
     ids, stored = library.store.library.embeddings()
     exact = ids[np.argsort(-(vectors @ stored.T), axis=1)[:, :10]]
-    measured = {}
+    measured = ivf_recall(ids, stored, vectors, exact)
+    del stored
     for ef in EF_SWEEP:
         started = time.perf_counter()
         found = np.concatenate([library.index.search(v, 200, ef_search=ef)[0] for v in vectors])[:, :10]
@@ -125,6 +139,122 @@ def recall_at_10(library: Library, vectors: np.ndarray) -> dict[str, float]:
     return measured
 
 
+def ivf_recall(ids: np.ndarray, stored: np.ndarray, vectors: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """Recall@10 and ms per query of an IVF-Flat index over the same vectors (NPROBE_SWEEP), and its build time."""
+    lists = max(16, int(np.sqrt(len(ids))))
+    started = time.perf_counter()
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(stored.shape[1]), stored.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(len(stored), min(len(stored), IVF_TRAINING_SAMPLE), replace=False)
+    index.train(stored[np.sort(sample)])
+    index.add_with_ids(stored, ids)
+    measured = {"IVF lists": lists, "IVF build s": time.perf_counter() - started}
+    for nprobe in NPROBE_SWEEP:
+        index.nprobe = nprobe
+        started = time.perf_counter()
+        found = np.concatenate([index.search(v[None], 200)[1] for v in vectors])[:, :10]
+        measured[f"IVF ms nprobe {nprobe}"] = 1000 * (time.perf_counter() - started) / len(vectors)
+        measured[f"IVF recall@10 nprobe {nprobe}"] = float(
+            np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)])
+        )
+    return measured
+
+
+def smallest_ef(recall: dict[str, float]) -> int | None:
+    """The smallest swept efSearch whose recall@10 reaches TARGET_RECALL, or None."""
+    return next((ef for ef in EF_SWEEP if recall[f"recall@10 ef {ef}"] >= TARGET_RECALL), None)
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_gb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+class Before:
+    """The search as it was before issue 16 goal 3, switched on for one query: two Triton calls for a text (32-token
+    text_embedder, then query_fuser), candidate rows from DuckDB, efSearch 1024."""
+
+    EF_SEARCH = 1024
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    def __enter__(self) -> None:
+        embedders = self.library.need_embedders()
+        self.saved = (embedders.text_query, self.library.rows, self.library.index.ef_search)
+        embedders.text_query, self.library.rows, self.library.index.ef_search = None, None, self.EF_SEARCH
+
+    def __exit__(self, *exc_info: object) -> None:
+        embedders = self.library.need_embedders()
+        embedders.text_query, self.library.rows, self.library.index.ef_search = self.saved
+
+
+def latency_row(size: int, kind: str, variant: str, timings: list[dict[str, float]]) -> dict:
+    total = np.array([t["total"] for t in timings])
+    return {
+        "items": size,
+        "query": kind,
+        "search": variant,
+        "p50 ms": np.percentile(total, 50),
+        "p95 ms": np.percentile(total, 95),
+        **{f"{stage} p50": np.median([t[stage] for t in timings]) for stage in STAGES},
+    }
+
+
+def measure_size(size: int, scratch: Path, embedders: Embedders, vectors, labels, queries) -> tuple[list, dict]:
+    db = scratch / f"library-{size}.duckdb"
+    reset_peak_rss()
+    mark = time.perf_counter()
+    fill(db, size, vectors, labels, np.random.default_rng(size))
+    filled = time.perf_counter() - mark
+    mark = time.perf_counter()
+    library = Library.open(db, embedders=embedders)  # no index yet: built from DuckDB's vectors
+    built = time.perf_counter() - mark
+    mark = time.perf_counter()
+    assert library.rows is not None
+    library.rows.refresh()
+    rows_loaded = time.perf_counter() - mark
+    latency = []
+    for kind, batch in queries.items():
+        library.search(batch[0], top_k=10)  # warm: prototypes, connections
+        after, before = [], []
+        for query in batch:  # before and after alternate, so both see the same moments of a noisy machine
+            after.append(library.search(query, top_k=10).timings_ms)
+            if kind == "text":
+                with Before(library):
+                    before.append(library.search(query, top_k=10).timings_ms)
+        if before:
+            latency.append(latency_row(size, kind, "before (2 calls, 32 tokens, DuckDB rows, ef 1024)", before))
+        latency.append(latency_row(size, kind, f"now (ef {library.index.current_ef_search()})", after))
+    peak_rss = peak_rss_gb()  # before the recall measurement, which holds more copies of the vectors
+    query_vectors = np.stack([library.encode_query(q, [])[0] for q in queries["text"] + queries["image"]])
+    recall = recall_at_10(library, query_vectors)
+    index_mb = library.index_path.stat().st_size / 1e6
+    scale = {
+        "items": size,
+        "DuckDB fill s": filled,
+        "fill items/s": size / filled,
+        "index build s": built,
+        "build items/s": size / built,
+        "row copy load s": rows_loaded,
+        "row copy MB": library.rows.nbytes / 1e6,
+        "index file MB": index_mb,
+        "peak RSS GB": peak_rss,
+        "library ef": ef_search_for(size),
+        **recall,
+    }
+    scale["recall@10 at library ef"] = recall[f"recall@10 ef {ef_search_for(size)}"]
+    print({k: round(v, 3) if isinstance(v, float) else v for k, v in scale.items()}, flush=True)
+    library.close()
+    return latency, scale
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -132,96 +262,161 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", type=int, default=1000, help="real embedded stills the library is drawn from")
     parser.add_argument("--threads", type=int, default=1, help="FAISS/OpenMP threads")
     parser.add_argument("--url")
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
     started = time.perf_counter()
-    rows = []
+    latency_rows, scale_rows = [], []
     with served_embedders(args.url) as url, tempfile.TemporaryDirectory(prefix="facecast-bench-") as scratch:
         embedders = Embedders.for_urls(url)
         vectors, labels = base_embeddings(embedders, args.base)
         queries = query_sets(args.queries, np.random.default_rng(3))
         for size in args.sizes:
-            db = Path(scratch) / f"library-{size}.duckdb"
-            mark = time.perf_counter()
-            fill(db, size, vectors, labels, np.random.default_rng(size))
-            filled = time.perf_counter() - mark
-            mark = time.perf_counter()
-            library = Library.open(db, embedders=embedders)
-            built = time.perf_counter() - mark
-            for kind, batch in queries.items():
-                library.search(batch[0], top_k=10)  # warm: prototypes, connections
-                timings = [library.search(q, top_k=10).timings_ms for q in batch]
-                total = np.array([t["total"] for t in timings])
-                rows.append(
-                    {
-                        "items": size,
-                        "query": kind,
-                        "p50 ms": np.percentile(total, 50),
-                        "p95 ms": np.percentile(total, 95),
-                        **{
-                            f"{stage} p50": np.median([t[stage] for t in timings])
-                            for stage in ("encode", "ann", "fetch", "rerank")
-                        },
-                    }
-                )
-            query_vectors = np.stack([library.encode_query(q, [])[0] for q in queries["text"] + queries["image"]])
-            rows.append(
-                {
-                    "items": size,
-                    "query": "recall@10 vs exact",
-                    "p50 ms": np.nan,
-                    "p95 ms": np.nan,
-                    **recall_at_10(library, query_vectors),
-                    "fill s": filled,
-                    "index build s": built,
-                }
-            )
-            print(rows[-1], flush=True)
-            library.close()
-    import pandas as pd
+            latency, scale = measure_size(size, Path(scratch), embedders, vectors, labels, queries)
+            latency_rows += latency
+            scale_rows.append(scale)
+    markdown = report(args, pd.DataFrame(latency_rows), pd.DataFrame(scale_rows), time.perf_counter() - started)
+    print(markdown)
+    if not args.no_write:
+        print(f"[bench] wrote the retrieval section of {write_section('retrieval', markdown)}")
 
+
+def verdict(value: float, target: float, higher_is_better: bool = False) -> str:
+    met = value >= target if higher_is_better else value <= target
+    if met:
+        return "met"
+    return f"missed by {abs(value - target):.2f}" + ("" if higher_is_better else " ms")
+
+
+def report(args: argparse.Namespace, latency: pd.DataFrame, scale: pd.DataFrame, seconds: float) -> str:
     from training.evaluation import markdown_table
 
-    frame = pd.DataFrame(rows)
-    latency = frame[frame["query"] != "recall@10 vs exact"][
-        ["items", "query", "p50 ms", "p95 ms", "encode p50", "ann p50", "fetch p50", "rerank p50"]
-    ]
-    recall = frame[frame["query"] == "recall@10 vs exact"][
+    largest = max(args.sizes)
+    goal_size = 100_000 if 100_000 in args.sizes else largest
+    text = latency[latency["query"] == "text"]
+    now = text[text["search"].str.startswith("now") & (text["items"] == goal_size)].iloc[0]
+    before = text[text["search"].str.startswith("before") & (text["items"] == goal_size)].iloc[0]
+    by_size = scale.set_index("items")
+    ef_rows = []
+    for _, row in scale.iterrows():
+        ef = smallest_ef(row)
+        ef_rows.append(f"{int(row['items']):,} items: {'efSearch ' + str(ef) if ef else 'none of the swept values'}")
+    goals = pd.DataFrame(
         [
-            "items",
-            *[f"{kind} ef {ef}" for ef in EF_SWEEP for kind in ("recall@10", "ann ms")],
-            "fill s",
-            "index build s",
+            [
+                "text query p50",
+                f"{goal_size:,}",
+                f"{now['p50 ms']:.1f} ms",
+                f"{before['p50 ms']:.1f} ms",
+                "≤ 10 ms",
+                verdict(now["p50 ms"], TARGET_P50_MS),
+            ],
+            [
+                "text query p95",
+                f"{goal_size:,}",
+                f"{now['p95 ms']:.1f} ms",
+                f"{before['p95 ms']:.1f} ms",
+                "≤ 20 ms",
+                verdict(now["p95 ms"], TARGET_P95_MS),
+            ],
+            [
+                f"recall@10 at library efSearch ({ef_search_for(goal_size)})",
+                f"{goal_size:,}",
+                f"{by_size.loc[goal_size, 'recall@10 at library ef']:.3f}",
+                f"{by_size.loc[goal_size, 'recall@10 ef 1024']:.3f} (ef 1024)",
+                "≥ 0.98",
+                verdict(by_size.loc[goal_size, "recall@10 at library ef"], TARGET_RECALL, True),
+            ],
+        ],
+        columns=["goal", "items", "now", "before", "target", "verdict"],
+    )
+    if largest != goal_size:  # goal 4: the largest library measured, against the same recall target
+        goals.loc[len(goals)] = [
+            f"recall@10 at library efSearch ({ef_search_for(largest)})",
+            f"{largest:,}",
+            f"{by_size.loc[largest, 'recall@10 at library ef']:.3f}",
+            f"{by_size.loc[largest, 'recall@10 ef 1024']:.3f} (ef 1024)",
+            "≥ 0.98",
+            verdict(by_size.loc[largest, "recall@10 at library ef"], TARGET_RECALL, True),
         ]
+    stage_columns = ["items", "query", "search", "p50 ms", "p95 ms", *[f"{s} p50" for s in STAGES]]
+    recall_columns = ["items", *[f"recall@10 ef {ef}" for ef in EF_SWEEP]]
+    ann_columns = ["items", *[f"ann ms ef {ef}" for ef in EF_SWEEP]]
+    ivf_columns = [
+        "items",
+        "IVF lists",
+        "IVF build s",
+        *[f"IVF {what} nprobe {n}" for n in NPROBE_SWEEP for what in ("recall@10", "ms")],
     ]
-    text_100k = latency[(latency["query"] == "text") & (latency["items"] == max(args.sizes))]["p50 ms"]
-    text_p50_ms = float(text_100k.iloc[0]) if len(text_100k) else float("nan")
+    scale_columns = [
+        "items",
+        "DuckDB fill s",
+        "fill items/s",
+        "index build s",
+        "build items/s",
+        "row copy load s",
+        "row copy MB",
+        "index file MB",
+        "peak RSS GB",
+    ]
+    curve = latency[latency["search"].str.startswith("now")].pivot(index="items", columns="query", values="p50 ms")
+    curve.columns = [f"{c} p50 ms" for c in curve.columns]
+    curve = curve.join(by_size[["library ef", "recall@10 at library ef"]])
+    ef_by_size = ", ".join(f"≤ {limit:,} items: {ef}" if limit else f"more: {ef}" for limit, ef in EF_SEARCH_BY_SIZE)
     command = f"python -m benchmarks.retrieval --sizes {' '.join(map(str, args.sizes))} --queries {args.queries}"
-    markdown = f"""## Library search at scale (`{command}`)
+    return f"""## Library search at scale (`{command}`)
 
 Items are perturbed copies (cosine ≈ 0.95) of {args.base} real image_embedder vectors of held-out synthetic
 characters, with those stills' labels and synthetic character ids (tiny shared thumbnails): a stand-in for a large
 studio library, said so because the renderer cannot draw 100k faces in the time budget. One query at a time,
 top 10, {args.queries} queries per type, FAISS on {args.threads} thread(s), Triton (CPU, python backend + ONNX Runtime)
-on the same 2 shared cores. Stage columns are medians in ms: encode = query through Triton (embedder(s) +
-query_fuser), ann = HNSW (M=16, efSearch {DEFAULT_EF_SEARCH}, 200 candidates), fetch = DuckDB rows of the candidates,
-rerank = φ and R.
+on the same 2 shared cores. `Library.search` wall time; stage columns are medians in ms: encode = the query through
+Triton, ann = HNSW (M=16, 200 candidates), fetch = the candidates' ranking rows (filters applied), rerank = φ and R.
 
-{markdown_table(latency, index=False, floatfmt=".2f")}
+**now**: a text-only query is one call to `text_query` (text_embedder → query_fuser in one graph, tokens padded to
+the text's own length), candidate rows come from the in-process copy (facecast/library/candidate_rows.py), efSearch
+by library size ({ef_by_size}; facecast/library/vector_index.py). **before** (switched back per query in the same
+run, alternating with **now**): text_embedder at 32 tokens then query_fuser (two calls), rows from DuckDB (a file
+open per search), efSearch 1024.
 
-Text query end to end at {max(args.sizes)} items: p50 {text_p50_ms:.2f} ms (target ≤ 15 ms).
+### Issue 16, goals 3 and 4
 
-HNSW recall@10 against exact inner-product search over the same vectors ({2 * args.queries} text + image query
-vectors), for the first stage as the library runs it (200 candidates, top 10 compared) at efSearch 256, 512 and
-1024 (the library uses {DEFAULT_EF_SEARCH}), with the HNSW time per query:
+{markdown_table(goals, index=False)}
 
-{markdown_table(recall, index=False, floatfmt=".3f")}
+Smallest swept efSearch with recall@10 ≥ {TARGET_RECALL}: {"; ".join(ef_rows)}.
 
-Total benchmark time {(time.perf_counter() - started) / 60:.1f} min.
+{markdown_table(latency[stage_columns], index=False, floatfmt=".2f")}
+
+### HNSW recall@10 and efSearch
+
+Recall@10 against exact inner-product search over the same vectors ({2 * args.queries} text + image query vectors),
+for the first stage as the library runs it (200 candidates, top 10 compared); then the HNSW time per query (ms):
+
+{markdown_table(scale[recall_columns], index=False, floatfmt=".3f")}
+
+{markdown_table(scale[ann_columns], index=False, floatfmt=".2f")}
+
+Beside it, not what the library runs: IVF-Flat over the same vectors (√N inverted lists trained on
+{IVF_TRAINING_SAMPLE:,} of them, exact inner products inside the probed lists), recall@10 and ms per query by nprobe:
+
+{markdown_table(scale[ivf_columns], index=False, floatfmt=".3f")}
+
+### Issue 16, goal 4: cost against library size
+
+Fill = rows into DuckDB through the store (Arrow bulk insert, 20k a transaction); index build = opening the library
+with no index (every vector read from DuckDB, HNSW M=16, efConstruction 64 built on {args.threads} thread(s)); row
+copy = the first load of the ranking rows into memory; peak RSS = this process's high-water mark from the fill to
+the end of that size's queries (DuckDB's buffers, the vectors read for the build, the index, the row copy; not the
+recall measurement's extra copies).
+
+{markdown_table(scale[scale_columns], index=False, floatfmt=".2f")}
+
+p50 (ms) of every query type and recall@10 at library efSearch, by size:
+
+{markdown_table(curve.reset_index(), index=False, floatfmt=".3f")}
+
+Total benchmark time {seconds / 60:.1f} min.
 """
-    path = write_section("retrieval", markdown)
-    print(markdown)
-    print(f"[bench] wrote the retrieval section of {path}")
 
 
 if __name__ == "__main__":

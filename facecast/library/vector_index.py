@@ -39,7 +39,19 @@ from facecast.store import Store
 INDEX_FORMAT = 1
 HNSW_LINKS = 16  # M: links per node (seed 003 §5.1: "a 16-node HNSW index structure")
 EF_CONSTRUCTION = 64
-DEFAULT_EF_SEARCH = 1024  # recall@10 ≥ 0.98 at 100k items needs it (benchmarks/retrieval.py sweeps 256, 512, 1024)
+# efSearch by library size (docs/benchmarks.md "retrieval", benchmarks/retrieval.py sweeps 256 … 2048 against exact
+# search, first stage as searched: 200 candidates, top 10 compared). Up to 100k items: 768, the smallest value with
+# recall@10 ≥ 0.98 at 100k (0.985; 512 gave 0.970). Recall only falls as a library grows, so smaller libraries get at
+# least that. Larger ones: 2048, the widest swept; at 1M items no swept value reaches 0.98 with M=16 (0.855 at 2048,
+# 0.770 at 1024), which the benchmark reports as missed with the IVF alternative measured beside it.
+EF_SEARCH_BY_SIZE = ((100_000, 768), (None, 2048))
+
+
+def ef_search_for(count: int) -> int:
+    """The efSearch a library of `count` items searches with (EF_SEARCH_BY_SIZE)."""
+    return next(ef for limit, ef in EF_SEARCH_BY_SIZE if limit is None or count <= limit)
+
+
 COMPACT_FRACTION = 0.2
 SPOT_CHECKS = 8
 
@@ -67,7 +79,7 @@ class VectorIndex:
     dim: int
     index: faiss.IndexIDMap2
     tombstones: set[int] = field(default_factory=set)
-    ef_search: int = DEFAULT_EF_SEARCH
+    ef_search: int | None = None  # None: by the index's size (ef_search_for)
     _gpu_index: faiss.Index | None = field(default=None, repr=False)
 
     @classmethod
@@ -143,6 +155,9 @@ class VectorIndex:
         self._gpu_index = faiss.index_cpu_to_all_gpus(flat)
         return True
 
+    def current_ef_search(self) -> int:
+        return self.ef_search or ef_search_for(len(self))
+
     def search(self, vectors: np.ndarray, k: int, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 [Q, ≤k], scores float32 [Q, ≤k]) per query, best first; removed ids never appear."""
         queries = np.ascontiguousarray(vectors, np.float32).reshape(-1, self.dim)
@@ -152,7 +167,7 @@ class VectorIndex:
         if self._gpu_index is not None:
             scores, ids = self._gpu_index.search(queries, wanted)
         else:
-            parameters = faiss.SearchParametersHNSW(efSearch=max(ef_search or self.ef_search, wanted))  # type: ignore[attr-defined]
+            parameters = faiss.SearchParametersHNSW(efSearch=max(ef_search or self.current_ef_search(), wanted))  # type: ignore[attr-defined]
             scores, ids = self.index.search(queries, wanted, params=parameters)
         keep = ids >= 0
         if self.tombstones:
