@@ -5,7 +5,8 @@
    has the same flags and values as facecast's `build_server_command` (the local server), except the deliberate
    differences: repository/backend paths, 0.0.0.0 instead of loopback inside a container, and GPU metrics on the GPU
    flavour.
-2. served models: the MODELS build arg of the GPU Dockerfile names exactly the networks in weights/ (<name>-cpu.pt).
+2. served models: the MODELS build arg of the GPU Dockerfile names exactly the networks in weights/ (<name>-cpu.pt)
+   and the models derived from them (DERIVED_MODELS).
 3. Triton version: the GPU Dockerfile's TRITON_IMAGE default is build_plans.sh's TRITON_IMAGE default (plans must be
    built by the TensorRT that serves them).
 4. dashboard metrics: every nv_* / haproxy_* metric the Grafana dashboards query is one that tritonserver 2.51 /
@@ -105,8 +106,13 @@ def check_server_flags() -> list[str]:
     return problems
 
 
+# Served models built from other networks' weights instead of their own file (export/text_query.py: text_embedder +
+# query_fuser in one graph).
+DERIVED_MODELS = {"text_query"}
+
+
 def check_models() -> list[str]:
-    served = {p.name.removesuffix("-cpu.pt") for p in (ROOT / "weights").glob("*-cpu.pt")}
+    served = {p.name.removesuffix("-cpu.pt") for p in (ROOT / "weights").glob("*-cpu.pt")} | DERIVED_MODELS
     listed = set(dockerfile_arg(DOCKER / "triton-gpu.Dockerfile", "MODELS").split())
     if served != listed:
         return [f"triton-gpu.Dockerfile MODELS {sorted(listed)} != networks in weights/ {sorted(served)}"]

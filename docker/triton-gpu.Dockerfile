@@ -61,8 +61,9 @@ COPY docker/collect_plans.sh model_repository_gp[u] /work/repository/
 # hadolint cannot follow a stage chosen by a build arg
 # hadolint ignore=DL3006
 FROM plans-${PLANS} AS plans
-# the served models (Makefile SERVED_WEIGHTS + EMBEDDER_WEIGHTS; docker/validate.sh checks the list against weights/)
-ARG MODELS="face_detector expression_encoder engagement image_embedder text_embedder query_fuser style_mapper"
+# the served models (Makefile SERVED_WEIGHTS + EMBEDDER_WEIGHTS, and text_query built from two of them;
+# docker/validate.sh checks the list against weights/)
+ARG MODELS="face_detector expression_encoder engagement image_embedder text_embedder query_fuser text_query style_mapper"
 COPY docker/collect_plans.sh /usr/local/bin/collect_plans.sh
 RUN MODELS="${MODELS}" /usr/local/bin/collect_plans.sh /work/repository /serve
 

@@ -152,7 +152,7 @@ def test_no_value_for_any_pod_is_a_failed_evaluation():
 
 # ----------------------------------------------------------------------------------------------- the two metrics
 def seven_model_pod(name="pod-a", seconds=300, busy_rps=100.0, wait_s=0.010, scrape_s=10):
-    """Seven models on one pod; face_detector takes busy_rps requests that each wait wait_s, the rest idle."""
+    """Every served model on one pod; face_detector takes busy_rps requests that each wait wait_s, the rest idle."""
     pod = sim.PodSeries(name)
     for t in range(0, seconds + 1, scrape_s):
         values = {
@@ -170,7 +170,8 @@ def test_chart_query_under_reports_a_pod_serving_seven_models():
     pod = seven_model_pod()
     assert sim.true_mean_queue_us(pod, 300.0) == pytest.approx(10_000)
     chart = sim.nvidia_chart_value(pod, 300.0)
-    assert chart == pytest.approx(10_000 * 3000 / 3001 / 7)  # the idle models' 0 terms, and the n+1
+    # the idle models' 0 terms (every served model has a series), and the n+1
+    assert chart == pytest.approx(10_000 * 3000 / 3001 / len(sim.FACECAST_MODELS))
     assert sim.waiting_requests_value(pod, 300.0) == pytest.approx(1.0)
 
     # Give both metrics a target meaning the same thing — 5 ms mean wait at 100 req/s, i.e. 0.5 requests waiting —
@@ -203,7 +204,8 @@ def test_replay_of_recorded_triton_metrics():
     meta, recorded = sim.load_recording(RECORDING)
     assert meta["startup"]["metrics_port_before_ready"] is False
     first = json.loads(RECORDING.read_text().splitlines()[1])["values"]
-    assert set(first[sim.PENDING]) == set(sim.FACECAST_MODELS)  # all 7 series exist, at 0, before any request
+    # all 7 series exist, at 0, before any request (recorded before text_query, the 8th, was served)
+    assert set(first[sim.PENDING]) == set(sim.FACECAST_MODELS) - {"text_query"}
     assert all(v == 0 for per_model in first.values() for v in per_model.values())
 
     chart = sim.replay(recorded, sim.NVIDIA_CHART, sim.HPASpec(1, 8, 50.0, sync_period_s=5.0), 1)

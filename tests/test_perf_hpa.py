@@ -63,7 +63,8 @@ def test_every_replica_file_reads_with_the_simulators_own_loader():
         scrapes = recorded[path.stem]
         assert len(scrapes) >= 10
         t, values = scrapes[-1]
-        assert set(sim.FACECAST_MODELS) <= set(values[sim.SUCCESS])
+        # recorded 2026-12-06 of the 7 models served before text_query (issue 16); a new recording has all of them
+        assert set(sim.FACECAST_MODELS) - {"text_query"} <= set(values[sim.SUCCESS])
         assert {sim.QUEUE_US, sim.PENDING, sim.COMPUTE_US} <= set(values)
         assert [s[0] for s in scrapes] == sorted(s[0] for s in scrapes)
         # scheduled times on the scrape grid, so the simulator's 15-s syncs and strict window cut-offs line up
