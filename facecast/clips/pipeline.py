@@ -393,7 +393,10 @@ class ClipAnalyzer:
         window.waiting = [] if window_ends else [f for f in window.waiting if best[f.track_id] < CONFIRM_SCORE]
         if not ready:
             return
-        predictions = run.clock.timed("encode", self.recognizer.predict, np.stack([face.crop for face in ready]))
+        # The heads only (vectors=False): observations keep emotions, styles and action parameters, never the
+        # expression vector or the attention map, so Triton need not compute or send them.
+        crops = np.stack([face.crop for face in ready])
+        predictions = run.clock.timed("encode", self.recognizer.predict, crops, False)
         run.counts["faces_encoded"] += len(predictions)
         window.encoded += [(face, face.observation(prediction)) for face, prediction in zip(ready, predictions)]
 
