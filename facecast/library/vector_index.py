@@ -39,11 +39,11 @@ from facecast.store import Store
 INDEX_FORMAT = 1
 HNSW_LINKS = 16  # M: links per node (seed 003 §5.1: "a 16-node HNSW index structure")
 EF_CONSTRUCTION = 64
-# efSearch by library size (docs/benchmarks.md "retrieval", benchmarks/retrieval.py sweeps 256 … 2048 against exact
-# search, first stage as searched: 200 candidates, top 10 compared). Up to 100k items: 768, the smallest value with
-# recall@10 ≥ 0.98 at 100k (0.985; 512 gave 0.970). Recall only falls as a library grows, so smaller libraries get at
-# least that. Larger ones: 2048, the widest swept; at 1M items no swept value reaches 0.98 with M=16 (0.855 at 2048,
-# 0.770 at 1024), which the benchmark reports as missed with the IVF alternative measured beside it.
+# efSearch by library size (docs/benchmarks.md "retrieval", 2026-12-06 run: benchmarks/retrieval.py sweeps 256 … 2048
+# against exact search, first stage as searched: 200 candidates, top 10 compared). Up to 100k items: 768, the smallest
+# value with recall@10 ≥ 0.98 at 100k (0.985; 512 gave 0.977). Recall only falls as a library grows, so smaller
+# libraries get at least that. Larger ones: 2048, the widest swept: at 1M items no swept value reaches 0.98 with M=16
+# (0.870 at 2048, 0.738 at 1024); IVF-Flat measured beside it does (1.000 at nprobe 32, 5 ms a query).
 EF_SEARCH_BY_SIZE = ((100_000, 768), (None, 2048))
 
 
