@@ -1,6 +1,7 @@
 """Accuracy of a reduced-precision served graph against the fp32 graph it came from (issue 16's accuracy gates).
 
-    python -m training.evaluate_precision model_repository     # every int8 model there, large sets, a table
+    python -m training.evaluate_precision --model face_detector \
+        model_repository/face_detector/1/model.fp32.onnx model_repository/face_detector/1/model.onnx
 
 Both graphs run in ONNX Runtime in this process, which is exactly what Triton's python backend runs
 (export/python_backend/model.py), on held-out data the int8 calibration never saw (export/quantize.py calibrates on
@@ -21,6 +22,7 @@ for the suite; benchmarks/precision.py reports them on larger sets beside the sp
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -136,8 +138,8 @@ def face_decision_agreement(a: dict, b: dict, threshold: float) -> float:
 
 
 def detector_gate(fp32: Path, reduced: Path, scenes: int = 300) -> dict:
-    from facecast.clients.face_detector import DEFAULT_SCORE_THRESHOLD
-    from training.evaluate_detector import detection_scores
+    # the client's operating threshold, as the detector's own evaluation uses it
+    from training.evaluate_detector import DEFAULT_SCORE_THRESHOLD, detection_scores
 
     images, truth = held_out_scenes(scenes)
     a, b = _detections(fp32, images), _detections(reduced, images)
@@ -172,20 +174,16 @@ def failures(result: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from export.triton_repository import FP32_REFERENCE
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("repository", type=Path)
+    parser.add_argument("--model", required=True, choices=sorted(GATES))
+    parser.add_argument("fp32", type=Path, help="the fp32 graph (a served repository's model.fp32.onnx)")
+    parser.add_argument("reduced", type=Path, help="the reduced-precision graph (its model.onnx)")
     parser.add_argument("--scale", type=int, default=4, help="multiply the suite's set sizes by this")
     args = parser.parse_args(argv)
-    for name, gate in GATES.items():
-        version = args.repository / name / "1"
-        if not (version / FP32_REFERENCE).is_file():
-            print(f"{name}: served in fp32 here, nothing to gate")
-            continue
-        sizes = {EXPRESSION_ENCODER: {"per_emotion": 100 * args.scale}, FACE_DETECTOR: {"scenes": 300 * args.scale}}
-        result = gate(version / FP32_REFERENCE, version / "model.onnx", **sizes[name])
-        print(name, result, "PASS" if not failures(result) else failures(result))
+    sizes = {EXPRESSION_ENCODER: {"per_emotion": 100 * args.scale}, FACE_DETECTOR: {"scenes": 300 * args.scale}}
+    result = GATES[args.model](args.fp32, args.reduced, **sizes[args.model])
+    print(json.dumps(result, indent=1, ensure_ascii=False))
+    print("passes" if not failures(result) else "FAILS: " + "; ".join(failures(result)))
 
 
 if __name__ == "__main__":
