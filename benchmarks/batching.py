@@ -48,7 +48,7 @@ CONCURRENCY = (1, 16)
 LONE_P50_SLACK_MS = 1.0
 SCHEDULING = re.compile(
     r"dynamic_batching \{[^}]*\}\n?|instance_group \[\s*\{[^}]*\}\s*\]\n?"
-    r'|parameters: \{\s*key: "intra_op_threads"\s*value: \{[^}]*\}\s*\}\n?'
+    r'|parameters: \{\s*key: "intra_op_(threads|spinning)"\s*value: \{[^}]*\}\s*\}\n?'
 )
 
 
@@ -66,6 +66,7 @@ SETTINGS = (
         "dynamic, preferred 8/16, delay 1 ms",
         {"dynamic_batching": True, "max_queue_delay_us": 1000, "preferred_batch_sizes": (8, 16)},
     ),
+    Setting("dynamic, delay 0, threads spin", {"dynamic_batching": True, "max_queue_delay_us": 0, "spinning": True}),
     Setting(
         "dynamic, delay 0, 2 instances × 1 thread",
         {"dynamic_batching": True, "max_queue_delay_us": 0, "instance_count": 2, "intra_op_threads": 1},

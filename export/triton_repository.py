@@ -36,6 +36,10 @@ class ServingSettings:
     instance_count: int = 1
     intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0 = all cores
     preferred_batch_sizes: tuple[int, ...] = ()  # batch sizes the dynamic batcher waits for (up to the delay)
+    # ONNX Runtime's idle intra-op threads busy-wait for work by default. Off: on a laptop where the analysis decodes
+    # video on the same cores, spinning cost Triton 29 % more CPU per `facecast analyze` and the analysis 13 % more
+    # wall time (4 alternating runs, benchmarks/analyze.py's clip); benchmarks/batching.py measures it on under load.
+    spinning: bool = False
     # "int8": the CPU flavour serves a statically quantized graph (export/quantize.py) and keeps the fp32 one beside
     # it as FP32_REFERENCE; only for models whose accuracy gate is in the suite (tests/test_precision.py).
     precision: str = "fp32"
@@ -89,6 +93,9 @@ def scheduling_lines(settings: ServingSettings, flavour: str) -> list[str]:
         lines.append(
             'parameters: {\n  key: "intra_op_threads"\n'
             f'  value: {{ string_value: "{settings.intra_op_threads:d}" }}\n}}'
+        )
+        lines.append(
+            f'parameters: {{\n  key: "intra_op_spinning"\n  value: {{ string_value: "{int(settings.spinning)}" }}\n}}'
         )
     return lines
 

@@ -40,6 +40,8 @@ class TritonPythonModel:
         # 0 lets ONNX Runtime use every core; with several instances each gets a share (config.pbtxt sets it).
         options.intra_op_num_threads = int(parameters.get("intra_op_threads", "0"))
         options.inter_op_num_threads = 1
+        # "0": idle pool threads sleep instead of spinning (export/triton_repository.py ServingSettings.spinning)
+        options.add_session_config_entry("session.intra_op.allow_spinning", parameters.get("intra_op_spinning", "1"))
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         model_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
