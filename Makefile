@@ -208,8 +208,7 @@ models: data train loso evaluate detector-data detector evaluate-detector detect
 	evaluate-engagement evaluate-engagement-recipe evaluate-studio embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################
-bench: setup bench-analyze bench-retrieval bench-mapper
-	$(PY) -m benchmarks.serving
+bench: setup bench-analyze bench-retrieval bench-mapper bench-precision bench-batching
 bench-mapper: setup
 	$(PY) -m benchmarks.serving --weights weights/style_mapper-cpu.pt --concurrency 1 4 --seconds 5
 	$(PY) -m benchmarks.face_check

@@ -156,7 +156,12 @@ def run(network, weights: Path, seconds: float, http_port: int, concurrencies: t
                         flush=True,
                     )
         table = pd.DataFrame(rows)
-        chosen_name = next(name for name, value in VARIANTS.items() if value == CPU_SERVING[model])
+        chosen_name = next((name for name, value in VARIANTS.items() if value == CPU_SERVING[model]), None)
+        if chosen_name is None:
+            raise SystemExit(
+                f"{model} is served with {CPU_SERVING[model]}, not one of this script's variants: its settings come "
+                "from benchmarks/batching.py (make bench-batching), which measures every served model"
+            )
         top = max(concurrencies)
         at16 = table[table["concurrency"] == top].set_index("setting")
         batch16 = max(1, int(round(at16.loc[chosen_name, "mean batch"])))

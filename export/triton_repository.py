@@ -36,29 +36,35 @@ class ServingSettings:
     instance_count: int = 1
     intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0 = all cores
     preferred_batch_sizes: tuple[int, ...] = ()  # batch sizes the dynamic batcher waits for (up to the delay)
-    # ONNX Runtime's idle intra-op threads busy-wait for work by default. Off: on a laptop where the analysis decodes
-    # video on the same cores, spinning cost Triton 29 % more CPU per `facecast analyze` and the analysis 13 % more
-    # wall time (4 alternating runs, benchmarks/analyze.py's clip); benchmarks/batching.py measures it on under load.
-    spinning: bool = False
+    # ONNX Runtime's idle pool threads busy-wait for the next run (its default). Under one-row load spinning served
+    # 1.05-1.41× more per model at concurrency 16 and cut a lone request's p50 (docs/benchmarks.md "batching"); on
+    # `facecast analyze`, whose client decodes video on the same cores, it cost the Triton tree 0.94 instead of
+    # 0.58 CPU-s and the analysis 1.81 instead of 1.73 s ("analysis-settings"). So: off for the analysis's models.
+    spinning: bool = True
     # "int8": the CPU flavour serves a statically quantized graph (export/quantize.py) and keeps the fp32 one beside
     # it as FP32_REFERENCE; only for models whose accuracy gate is in the suite (tests/test_precision.py).
     precision: str = "fp32"
 
 
-# Chosen from `make bench` (benchmarks/serving.py), see docs/benchmarks.md "expression_encoder serving settings":
-# dynamic batching with no queue delay and one instance using both cores. Under load (concurrency 16) a 2 ms delay
-# formed the same batches (mean ≈ 8) at the same throughput, but cost a lone request 2.6 ms of p50 latency; two
-# single-thread instances halved the batch size and were slower.
-# int8 (docs/benchmarks.md "precision", `make bench-precision`): ~2× the fp32 graph's throughput in-process on
-# these cores; tests/test_precision.py holds each to ≤ 0.5 point of its main metric and ≥ 99 % agreement with fp32.
+# Scheduling chosen per model on its own traffic. The analysis's models (face_detector, expression_encoder,
+# engagement: one client sending batches of frames and faces while it decodes) from `facecast analyze` itself
+# (docs/benchmarks.md "analysis-settings": one instance on both cores, idle threads asleep, 1.73 s per 30-s clip;
+# spinning 1.81 s; two single-thread instances 1.91 s). The library's models (one-row queries from many sessions)
+# from `make bench-batching` ("batching": perf_analyzer, five settings at concurrency 1 and 16, the rule in
+# benchmarks/batching.py): dynamic batching without a queue delay (a 1-ms delay or preferred sizes never beat it by
+# more than the noise and doubled a lone request's p50), idle threads spinning, and two single-thread instances for
+# query_fuser (3,435 vs 3,287 infer/s). For one-row load the rule would give expression_encoder two instances
+# (1,621 vs 1,285 infer/s): the analysis comes first. int8: docs/benchmarks.md "precision" (`make
+# bench-precision`); tests/test_precision.py holds each int8 model to ≤ 0.5 point of its main metric and ≥ 99 %
+# agreement with fp32.
+ANALYSIS = {"spinning": False}
 CPU_SERVING = {
-    "expression_encoder": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1, precision="int8"),
-    "face_detector": ServingSettings(precision="int8"),
-    # docs/benchmarks.md "style_mapper serving settings" (`make bench-mapper`): the model is compute-bound
-    # (ONNX Runtime gains 1.03× from batch 2), so batching buys little: delay 0 ties no batching for a
-    # lone request (12.2 ms p50) and is 1.04× at 4 clients; a 2-ms delay costs a lone request 2.2 ms,
-    # two 1-thread instances double its latency.
-    "style_mapper": ServingSettings(max_batch_size=64, max_queue_delay_us=0, instance_count=1),
+    "expression_encoder": ServingSettings(precision="int8", **ANALYSIS),
+    "face_detector": ServingSettings(precision="int8", **ANALYSIS),
+    "engagement": ServingSettings(**ANALYSIS),
+    "query_fuser": ServingSettings(instance_count=2, intra_op_threads=1),
+    # compute-bound (ONNX Runtime gains 1.03× from batch 2): batching buys it 1.09× at concurrency 16 at best
+    "style_mapper": ServingSettings(),
 }
 # Not measured: no GPU was available when this was written (docs/benchmarks.md says so). Starting point from Triton's
 # own guidance for small CNNs; `make bench` on a GPU host should replace it.
