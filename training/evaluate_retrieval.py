@@ -65,7 +65,8 @@ RETRIEVE = 100
 
 
 def served_embedders(url: str | None) -> contextlib.AbstractContextManager[str]:
-    """A Triton URL serving the embedders (and text_query, built from two of them): the given one, or a server started here on free ports."""
+    """A Triton URL serving the embedders (and text_query, built from two of them): the given one, or a server
+    started here on free ports."""
     return served_weights(EMBEDDER_WEIGHTS, url, prefix="facecast-retrieval-")
 
 
