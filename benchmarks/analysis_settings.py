@@ -17,13 +17,12 @@ import argparse
 import contextlib
 import statistics
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.analyze import ANALYSIS_WEIGHTS, benchmark_clip, run_command
-from benchmarks.batching import with_scheduling
+from benchmarks.batching import Setting, repository_for
 from benchmarks.report import write_section
-from export.triton_repository import CPU_SERVING, ServingSettings, write_repository
+from export.triton_repository import write_repository
 from facecast.config import PROJECT_ROOT
 from facecast.serving.process import loopback_server
 
@@ -48,17 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         servers = {}
         for index, (label, change) in enumerate(SETTINGS.items()):
             repository = Path(folder) / f"repository-{index}"
-            repository.mkdir()
-            for model in ANALYSIS_MODELS:
-                source, target = built / model, repository / model
-                target.mkdir()
-                for item in source.iterdir():
-                    (target / item.name).symlink_to(item.resolve())
-                config = target / "config.pbtxt"
-                text = config.read_text()
-                config.unlink()
-                settings = replace(CPU_SERVING.get(model, ServingSettings()), **change)
-                config.write_text(with_scheduling(text, settings))
+            repository_for(built, Setting(label, change), list(ANALYSIS_MODELS), repository)
             servers[label] = stack.enter_context(loopback_server(repository, Path(folder) / f"run-{index}"))
         for repeat in range(args.repeats + 1):  # the first round warms every server and creates the stores
             for index, (label, (settings, server)) in enumerate(servers.items()):

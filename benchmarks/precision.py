@@ -35,7 +35,7 @@ from benchmarks.report import write_section
 from export.triton_repository import CPU_SERVING, FP32_REFERENCE, ServingSettings, write_model
 from facecast.config import PROJECT_ROOT
 from facecast.vocab import EXPRESSION_ENCODER, FACE_DETECTOR
-from training.evaluate_precision import GATES, MAX_POINT_LOSS, MIN_AGREEMENT, failures, session
+from training.evaluate_precision import GATES, MAX_POINT_LOSS, MIN_AGREEMENT, failures, gate_sizes, session
 
 MODELS = (EXPRESSION_ENCODER, FACE_DETECTOR)
 BATCH = 16
@@ -194,10 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         speeds = {model: in_process(graphs[model], args.seconds) for model in MODELS}
         print("precision: in-process", speeds, flush=True)
         cells = triton_rounds(analyzer, work, measurement)
-        sizes = {
-            EXPRESSION_ENCODER: {"per_emotion": 100 * args.gate_scale},
-            FACE_DETECTOR: {"scenes": 300 * args.gate_scale},
-        }
+        sizes = gate_sizes(args.gate_scale)
         gates = {
             model: GATES[model](graphs[model]["folded fp32"], graphs[model]["int8"], **sizes[model]) for model in MODELS
         }

@@ -159,6 +159,11 @@ def detector_gate(fp32: Path, reduced: Path, scenes: int = 300) -> dict:
 GATES: dict[str, Callable[[Path, Path], dict]] = {EXPRESSION_ENCODER: expression_gate, FACE_DETECTOR: detector_gate}
 
 
+def gate_sizes(scale: int) -> dict[str, dict[str, int]]:
+    """Each gate's held-out set size, `scale` times the suite's (100 stills per emotion, 300 scenes)."""
+    return {EXPRESSION_ENCODER: {"per_emotion": 100 * scale}, FACE_DETECTOR: {"scenes": 300 * scale}}
+
+
 def failures(result: dict) -> list[str]:
     """What a gate result breaks, in words (empty when it passes)."""
     problems = []
@@ -180,8 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("reduced", type=Path, help="the reduced-precision graph (its model.onnx)")
     parser.add_argument("--scale", type=int, default=4, help="multiply the suite's set sizes by this")
     args = parser.parse_args(argv)
-    sizes = {EXPRESSION_ENCODER: {"per_emotion": 100 * args.scale}, FACE_DETECTOR: {"scenes": 300 * args.scale}}
-    result = GATES[args.model](args.fp32, args.reduced, **sizes[args.model])
+    result = GATES[args.model](args.fp32, args.reduced, **gate_sizes(args.scale)[args.model])
     print(json.dumps(result, indent=1, ensure_ascii=False))
     print("passes" if not failures(result) else "FAILS: " + "; ".join(failures(result)))
 
