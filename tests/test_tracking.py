@@ -246,3 +246,104 @@ def test_a_new_pipeline_version_changes_the_fingerprint(monkeypatch) -> None:
     assert current == pipeline.AnalysisOptions().fingerprint(dict(reversed(models.items())))  # order-free
     monkeypatch.setattr(pipeline, "PIPELINE_VERSION", pipeline.PIPELINE_VERSION - 1)
     assert pipeline.AnalysisOptions().fingerprint(models) != current
+
+
+# ---- association: issue 14's ID switches (benchmarks/tracking.py --replay --explain names the causes) -------------
+
+
+def look(k: int, size: int = 8) -> np.ndarray:
+    """A stand-in appearance vector: unit length, unlike every other k (dot product 0)."""
+    vector = np.zeros(size, np.float32)
+    vector[k] = 1.0
+    return vector
+
+
+def test_a_shifted_second_box_that_looks_alike_is_the_same_face() -> None:
+    """The detector's second box on one face, shifted by a third of its width (IoU ≈ 0.4, below duplicate_iou), with
+    the same colours: one face. The same overlap between faces that look different stays two faces."""
+    tracker = FaceTracker()
+    ids = tracker.update(0.0, [Detection(square(100, 100), 0.5), Detection(square(117, 100), 0.4)], [look(0), look(0)])
+    assert ids[0] == ids[1]
+    other = FaceTracker().update(
+        0.0, [Detection(square(100, 100), 0.5), Detection(square(117, 100), 0.4)], [look(0), look(1)]
+    )
+    assert other[0] != other[1]
+
+
+def test_a_young_track_does_not_take_an_established_tracks_face() -> None:
+    """A spurious box next to a tracked face starts a track; at the next sample the one detection overlaps that young
+    track's box more than the established track's, yet continues the established track."""
+    tracker = FaceTracker()
+    for step in range(5):
+        tracker.update(step / RATE_HZ, [Detection(square(100, 100), 0.9)])
+    ids = tracker.update(5 / RATE_HZ, [Detection(square(100, 100), 0.9), Detection(square(125, 100), 0.3)])
+    assert ids == [0, 1]  # IoU 0.23 with the face: a track of its own
+    assert box_iou([square(115, 100)], [square(125, 100)])[0, 0] > box_iou([square(115, 100)], [square(100, 100)])[0, 0]
+    assert tracker.update(6 / RATE_HZ, [Detection(square(115, 100), 0.9)]) == [0]
+
+
+def test_a_face_overlapping_a_continued_face_starts_no_track() -> None:
+    """A box overlapping (IoU ≥ birth_overlap) a face that continues its track is that face's second box: it gets
+    the face's ID instead of a track that would alternate with it."""
+    tracker = FaceTracker()
+    for step in range(4):
+        tracker.update(step / RATE_HZ, [Detection(square(100, 100), 0.9)])
+    assert tracker.update(4 / RATE_HZ, [Detection(square(100, 100), 0.9), Detection(square(115, 105), 0.3)]) == [0, 0]
+    assert [len(track.observations) for track in tracker.tracks()] == [5]
+
+
+def test_a_track_whose_prediction_missed_continues_near_its_last_box() -> None:
+    """A face walking right that turns back: its prediction runs on to the right (IoU 0.14, 0.75 face sizes off the
+    face), but the face is still next to the track's last box, so it keeps its ID."""
+    tracker = FaceTracker()
+    for step in range(6):
+        tracker.update(step / RATE_HZ, [Detection(square(100 + 20 * step, 100), 0.9)])
+    for step in range(6, 10):
+        assert tracker.update(step / RATE_HZ, [Detection(square(200 - 10 * (step - 5), 100), 0.9)]) == [0]
+    assert len(tracker.tracks()) == 1
+
+
+def test_appearance_decides_between_two_tracks_that_could_take_a_face() -> None:
+    """Two characters side by side; one goes out of view and the other steps towards its place: the face is within
+    both tracks' gates and overlaps the absent character's box more, but looks like the one that moved."""
+    tracker = FaceTracker()
+    for step in range(5):
+        tracker.update(
+            step / RATE_HZ, [Detection(square(100, 100), 0.9), Detection(square(140, 100), 0.9)], [look(0), look(1)]
+        )
+    overlaps = box_iou([square(118, 100)], [square(100, 100), square(140, 100)])[0]
+    assert overlaps[0] > overlaps[1] >= TrackerSettings().min_similarity
+    assert tracker.update(5 / RATE_HZ, [Detection(square(118, 100), 0.9)], [look(1)]) == [1]
+    # without appearance vectors, position alone decides
+    blind = FaceTracker()
+    for step in range(5):
+        blind.update(step / RATE_HZ, [Detection(square(100, 100), 0.9), Detection(square(140, 100), 0.9)])
+    assert blind.update(5 / RATE_HZ, [Detection(square(118, 100), 0.9)]) == [0]
+
+
+def test_a_false_cut_keeps_faces_that_stay_put_and_look_alike() -> None:
+    """A marked cut after which a face is where it was and looks much the same (an occluder passing, a pan: much of
+    the picture moved) ends no track, even where the likeness (0.8) is below what re-identification anywhere needs
+    (min_appearance); the same place with another look still starts a new one."""
+    tracker = FaceTracker()
+    faces = [Detection(square(80, 100), 0.9), Detection(square(300, 100), 0.9)]
+    for step in range(6):
+        tracker.update(step / RATE_HZ, faces, [look(0), look(1)])
+    tracker.mark_cut(6 / RATE_HZ)
+    shaded = 0.8 * look(0) + 0.6 * look(3)
+    assert float(shaded @ look(0)) < TrackerSettings().min_appearance
+    assert tracker.update(6 / RATE_HZ, faces, [shaded, look(2)]) == [0, 2]
+    assert len(tracker.tracks()) == 2  # the new face has one observation so far
+
+
+def test_reidentification_uses_a_tracks_confident_looks_when_its_mean_has_drifted() -> None:
+    """A face seen clearly, then half hidden for a while (weak detections, other colours: the running mean drifts),
+    then in a new shot clearly again: its confident looks still recognise it."""
+    tracker = FaceTracker()
+    blend = (look(0) + 2 * look(2)) / np.linalg.norm(look(0) + 2 * look(2))
+    for step in range(4):
+        tracker.update(step / RATE_HZ, [Detection(square(100, 100), 0.9)], [look(0)])
+    for step in range(4, 12):
+        tracker.update(step / RATE_HZ, [Detection(square(100, 100), 0.2)], [blend])
+    tracker.mark_cut(12 / RATE_HZ)
+    assert tracker.update(12 / RATE_HZ, [Detection(square(300, 200, 80), 0.9)], [look(0)]) == [0]

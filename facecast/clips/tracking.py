@@ -9,22 +9,32 @@ detections of consecutive samples by where each track is expected to be:
   side, where IoU with the last box alone would be ambiguous.
 - **Matching.** Similarity = IoU with the predicted box, or, for small or fast faces that no longer overlap their
   prediction, a centre-distance score relative to the face size; pairs whose sizes differ by more than
-  `max_size_ratio` never match. Pairs are assigned best-first (one detection per track, one track per detection).
+  `max_size_ratio` never match. Within these gates (`min_similarity`), with appearance vectors, pairs rank by
+  similarity + `appearance_weight` × how alike they look, so where two tracks could take a face (characters close
+  together, one passing behind the other) the one that looks like it does. Pairs are assigned best-first (one
+  detection per track, one track per detection); established tracks (`established_observations`) first, then
+  younger ones, so a spurious box's young track never takes an established character's face.
 - **Gaps.** A track that misses samples (a missed detection, a brief occlusion) stays active for `max_gap_s`
-  seconds, moving along its prediction. After that it is *dormant*: for `reid_window_s` more seconds an unmatched
-  detection near its last box (looser, motion-free gate) re-identifies it and the track continues with its old ID.
+  seconds, moving along its prediction. A face its prediction missed (a face half hidden for a sample or two skews
+  the velocity), or, after `max_gap_s`, for `reid_window_s` more seconds, an unmatched detection near its last box
+  (looser, motion-free gate) continues the track with its old ID.
 - **Minimum length.** Tracks with fewer than `min_observations` observations are dropped from the result (isolated
   false detections), except in clips too short to have that many samples (a 1-frame clip still has faces).
 - **Cuts.** After a shot cut positions say nothing about identity. The caller marks cuts (`mark_cut(t)`); every
   track then ends, so no face after the cut continues a track by position (that would link whichever character
-  happens to stand where another stood).
+  happens to stand where another stood), with one exception for false cuts (an occluder or a pan changed much of the
+  picture): a face at an ended track's last box (IoU ≥ `cut_keep_iou`, no motion) that looks like it
+  (≥ `cut_keep_appearance`) continues it.
 - **Appearance.** When the caller gives each detection an appearance vector (`appearance()`: the face's colour
   distribution, which a drawn character keeps across shots while its size and place change), a face that starts a
   new track is first compared with every track not continued at that sample (ended at a cut, lost, or too far
   from its prediction; seen up to `appearance_window_s` ago): if one looks alike (Bhattacharyya coefficient
-  ≥ `min_appearance`), the face continues it, keeping the character's ID through cuts and long occlusions.
+  ≥ `min_appearance`) with its running mean or any of its gallery (the last `gallery_size` looks of confident
+  detections, which a face half hidden for a while cannot drag away), the face continues it, keeping the
+  character's ID through cuts and long occlusions.
 - **Duplicates.** Boxes of one sample that overlap a stronger one by `duplicate_iou`, or lie mostly inside or
-  around it, are one face.
+  around it, or (with appearance vectors) overlap it by `duplicate_look_iou` and look alike (`duplicate_look`), are
+  one face. So is a face that continues no track but overlaps one that does by `birth_overlap`: it starts no track.
 
 Coordinates may be pixels or normalised: every gate is relative (IoU, distances in face sizes). Torch-free.
 """
@@ -59,6 +69,15 @@ class TrackerSettings:
     min_appearance: float = 0.85  # re-identification by appearance: Bhattacharyya coefficient of colour histograms
     appearance_window_s: float = 30.0  # how long an ended or lost track can be re-identified by appearance
     appearance_memory: float = 0.8  # weight of a track's earlier appearance in its running mean
+    established_observations: int = 3  # tracks this long are matched before younger (tentative) ones
+    duplicate_look_iou: float = 0.3  # ...or overlapping this much and looking alike (with appearance vectors)
+    duplicate_look: float = 0.9  # "alike": Bhattacharyya coefficient of their colour histograms
+    cut_keep_iou: float = 0.6  # after a marked cut, a face this close to a track's last box...
+    cut_keep_appearance: float = 0.7  # ...that looks this much like it continues the track (a false cut)
+    appearance_weight: float = 3.0  # ranking of pairs within the geometric gates: similarity + this × appearance
+    birth_overlap: float = 0.3  # a face overlapping a continued track's face this much starts no new track
+    gallery_size: int = 10  # re-identification also compares with a track's last confident looks...
+    gallery_min_score: float = 0.4  # ...those of detections this confident (whole, unoccluded faces)
 
 
 class Observation(NamedTuple):
@@ -148,13 +167,34 @@ def appearance(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
     return np.sqrt(counts / max(1, counts.sum())).astype(np.float32)
 
 
+def _bhattacharyya(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[N, M] cosine similarity of appearance vectors (their Bhattacharyya coefficient when they are appearance()
+    vectors, whose squares sum to 1)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norms = np.linalg.norm(a, axis=1)[:, None] * np.linalg.norm(b, axis=1)[None, :]
+    return a @ b.T / np.maximum(norms, 1e-12)
+
+
+def _look_similarity(candidates: list[_LiveTrack], faces: np.ndarray) -> np.ndarray:
+    """[tracks, faces]: how alike each face looks to each track: its running mean or any of its gallery's confident
+    looks, whichever is closer (a face half hidden for a while drags the mean); 0 for a track without appearance."""
+    rows = []
+    for live in candidates:
+        if live.appearance is None:
+            rows.append(np.zeros(len(faces)))
+        else:
+            rows.append(_bhattacharyya(np.stack([live.appearance, *live.gallery]), faces).max(axis=0))
+    return np.stack(rows)
+
+
 @dataclass
 class _LiveTrack:
     track: Track
     state: np.ndarray  # cx, cy, w, h at the last observation
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # per second
-    ended: bool = False  # by a cut: continued only by appearance, never by position
+    ended: bool = False  # by a cut: continued by appearance, or by position only where it looks alike (false cut)
     appearance: np.ndarray | None = None  # running mean of appearance() vectors
+    gallery: list[np.ndarray] = field(default_factory=list)  # the last confident detections' appearance() vectors
 
     def predict(self, t: float, max_gap_s: float) -> np.ndarray:
         dt = min(t - self.track.last_time, max_gap_s)
@@ -218,7 +258,8 @@ class FaceTracker:
             raise TrackingError(f"{len(appearances)} appearance vectors for {len(parts)} detections")
         boxes = np.array([box for box, _ in parts])
         scores = np.array([score for _, score in parts])
-        keep, duplicate_of = self._suppress_duplicates(boxes, scores)
+        looks = None if appearances is None else np.stack([np.asarray(a, np.float32) for a in appearances])
+        keep, duplicate_of = self._suppress_duplicates(boxes, scores, looks)
 
         settings = self.settings
         active = [
@@ -226,16 +267,29 @@ class FaceTracker:
             for live in self._live
             if not live.ended and t - live.track.last_time <= settings.max_gap_s and live.track.last_time < t
         ]
-        assigned = self._assign(t, active, boxes, keep, predicted=True)
+        # Established tracks first: a young track (often a false or second box) must not take their faces.
+        established = [live for live in active if len(live.track.observations) >= settings.established_observations]
+        assigned = self._assign(t, established, boxes, keep, predicted=True, looks=looks)
         unmatched = [i for i in keep if i not in assigned]
+        tentative = [live for live in active if live not in established]
+        assigned.update(self._assign(t, tentative, boxes, unmatched, predicted=True, looks=looks))
+        unmatched = [i for i in keep if i not in assigned]
+        if looks is not None and unmatched:
+            assigned.update(self._keep_through_cut(t, boxes, looks, unmatched))
+            unmatched = [i for i in keep if i not in assigned]
+        # Dormant tracks, and active ones whose prediction missed (a face half hidden for a sample or two skews the
+        # velocity): near their last box.
+        taken = {id(live) for live in assigned.values()}
         dormant = [
             live
             for live in self._live
             if not live.ended
-            and settings.max_gap_s < t - live.track.last_time <= settings.max_gap_s + settings.reid_window_s
+            and id(live) not in taken
+            and live.track.last_time < t
+            and t - live.track.last_time <= settings.max_gap_s + settings.reid_window_s
         ]
         if unmatched and dormant:
-            assigned.update(self._assign(t, dormant, boxes, unmatched, predicted=False))
+            assigned.update(self._assign(t, dormant, boxes, unmatched, predicted=False, looks=looks))
         recognised: dict[int, _LiveTrack] = {}
         if appearances is not None:
             unmatched = [i for i in keep if i not in assigned]
@@ -253,6 +307,17 @@ class FaceTracker:
             recognised = self._assign_by_appearance(lost, appearances, unmatched)
             assigned.update(recognised)
 
+        # A face that continues no track but overlaps one that does (by `birth_overlap`) starts no track of its own:
+        # it is that face's second box (the detector's boxes on one face overlap by IoU 0.3-0.4 where its NMS stops);
+        # a second face that close is mostly hidden.
+        unmatched = [i for i in keep if i not in assigned]
+        if unmatched and assigned:
+            continued = list(assigned)
+            overlap = box_iou(boxes[unmatched], boxes[continued])
+            for row, index in enumerate(unmatched):
+                if overlap[row].max() >= settings.birth_overlap:
+                    duplicate_of[index] = continued[int(np.argmax(overlap[row]))]
+            keep = [i for i in keep if i not in duplicate_of]
         ids = {}
         for index in keep:
             live = assigned.get(index)
@@ -268,21 +333,32 @@ class FaceTracker:
                 seen = np.asarray(appearances[index], np.float32)
                 memory = self.settings.appearance_memory
                 live.appearance = seen if live.appearance is None else memory * live.appearance + (1 - memory) * seen
+                if scores[index] >= settings.gallery_min_score:
+                    live.gallery = [*live.gallery, seen][-settings.gallery_size :]
             x0, y0, x1, y1 = (float(v) for v in boxes[index])
             live.track.observations.append(Observation(t, (x0, y0, x1, y1), float(scores[index])))
             ids[index] = live.track.track_id
         return [ids[duplicate_of.get(i, i)] for i in range(len(parts))]
 
-    def _suppress_duplicates(self, boxes: np.ndarray, scores: np.ndarray) -> tuple[list[int], dict[int, int]]:
+    def _suppress_duplicates(
+        self, boxes: np.ndarray, scores: np.ndarray, looks: np.ndarray | None = None
+    ) -> tuple[list[int], dict[int, int]]:
         """A weaker box overlapping a stronger one by `duplicate_iou`, or lying mostly (`duplicate_inside`) inside it
         or around it, is the same face: a detector's second box on one face (the face and its eyes-and-nose part)
-        would otherwise start a second track that alternates with the first."""
+        would otherwise start a second track that alternates with the first. With appearance vectors, so is a box
+        overlapping by `duplicate_look_iou` that looks alike (`duplicate_look`): the detector's second, shifted box
+        on one face (IoU 0.3-0.4 and colours alike), which two faces overlapping that much rarely are."""
+        settings = self.settings
         order = list(np.argsort(-scores, kind="stable"))
-        overlaps = np.maximum(box_iou(boxes, boxes), _containment(boxes) >= self.settings.duplicate_inside)
+        iou = box_iou(boxes, boxes)
+        overlaps = np.maximum(iou, _containment(boxes) >= settings.duplicate_inside)
+        if looks is not None:
+            alike = (iou >= settings.duplicate_look_iou) & (_bhattacharyya(looks, looks) >= settings.duplicate_look)
+            overlaps = np.maximum(overlaps, alike)
         keep: list[int] = []
         duplicate_of: dict[int, int] = {}
         for index in order:
-            stronger = next((k for k in keep if overlaps[index, k] >= self.settings.duplicate_iou), None)
+            stronger = next((k for k in keep if overlaps[index, k] >= settings.duplicate_iou), None)
             if stronger is None:
                 keep.append(int(index))
             else:
@@ -290,9 +366,18 @@ class FaceTracker:
         return keep, duplicate_of
 
     def _assign(
-        self, t: float, candidates: list[_LiveTrack], boxes: np.ndarray, indices: list[int], predicted: bool
+        self,
+        t: float,
+        candidates: list[_LiveTrack],
+        boxes: np.ndarray,
+        indices: list[int],
+        predicted: bool,
+        looks: np.ndarray | None = None,
     ) -> dict[int, _LiveTrack]:
-        """Best-first assignment of detections `indices` to tracks; returns detection index → track."""
+        """Best-first assignment of detections `indices` to tracks; returns detection index → track. Pairs within the
+        geometric gate (`min_similarity`) rank by their geometric similarity plus `appearance_weight` times how alike
+        they look (with appearance vectors `looks`, one per detection): where two tracks could take a face, the one
+        that looks like it does."""
         if not candidates or not indices:
             return {}
         settings = self.settings
@@ -309,12 +394,47 @@ class FaceTracker:
         similarity = np.maximum(overlap, closeness)
         ratio = np.maximum(size_track / size_detection, size_detection / size_track)
         similarity[ratio > settings.max_size_ratio] = 0.0
+        rank = np.where(similarity >= settings.min_similarity, similarity, -np.inf)
+        if looks is not None and settings.appearance_weight > 0:
+            rank = rank + settings.appearance_weight * _look_similarity(candidates, looks[indices])
+        result: dict[int, _LiveTrack] = {}
+        while True:
+            row, col = np.unravel_index(int(np.argmax(rank)), rank.shape)
+            if not np.isfinite(rank[row, col]):
+                break
+            result[indices[col]] = candidates[row]
+            rank[row, :] = -np.inf
+            rank[:, col] = -np.inf
+        return result
+
+    def _keep_through_cut(
+        self, t: float, boxes: np.ndarray, looks: np.ndarray, indices: list[int]
+    ) -> dict[int, _LiveTrack]:
+        """A marked cut that changed nothing of a face (a false cut: an occluder or a pan moved much of the picture):
+        a face at a cut-ended track's last box (`cut_keep_iou`, no motion) that looks like it (`cut_keep_appearance`)
+        continues it. A real cut moves or changes the faces, and a different character standing exactly there after
+        it would not look alike."""
+        settings = self.settings
+        candidates = [
+            live
+            for live in self._live
+            if live.ended
+            and live.appearance is not None
+            and live.track.last_time < t
+            and t - live.track.last_time <= settings.max_gap_s
+        ]
+        if not candidates:
+            return {}
+        overlap = box_iou(np.array([_as_box(live.state) for live in candidates]), boxes[indices])
+        alike = _bhattacharyya(np.stack([live.appearance for live in candidates]), looks[indices])  # type: ignore[misc]
+        similarity = np.where((overlap >= settings.cut_keep_iou) & (alike >= settings.cut_keep_appearance), overlap, 0)
         result: dict[int, _LiveTrack] = {}
         while True:
             row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
-            if similarity[row, col] < settings.min_similarity:
+            if similarity[row, col] <= 0:
                 break
             result[indices[col]] = candidates[row]
+            candidates[row].ended = False
             similarity[row, :] = -1.0
             similarity[:, col] = -1.0
         return result
@@ -325,10 +445,7 @@ class FaceTracker:
         """Best-first assignment of detections `indices` to ended or lost tracks by appearance alone."""
         if not candidates or not indices:
             return {}
-        tracks = np.stack([live.appearance for live in candidates])  # type: ignore[misc]  # filtered: not None
-        faces = np.stack([np.asarray(appearances[i], np.float32) for i in indices])
-        norms = np.linalg.norm(tracks, axis=1)[:, None] * np.linalg.norm(faces, axis=1)[None, :]
-        similarity = tracks @ faces.T / np.maximum(norms, 1e-12)
+        similarity = _look_similarity(candidates, np.stack([np.asarray(appearances[i], np.float32) for i in indices]))
         result: dict[int, _LiveTrack] = {}
         while True:
             row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
