@@ -84,7 +84,9 @@ Progress = Callable[[str, float], None]
 # detection-score skew: served models keep their version number when only their weights change). 4: non-reference
 # frames are not decoded (a change sample may land one frame later) and the detector's letterbox shrinks by reduce()
 # (within one level of the box filter); grid samples and the batching of detection leave reports as they were.
-PIPELINE_VERSION = 4
+# 5: the tracker's association (established tracks first, appearance ranks pairs within the gates, false cuts,
+# look-alike second boxes, confident-look galleries) changes which track a face joins.
+PIPELINE_VERSION = 5
 
 
 @dataclass(frozen=True)
