@@ -22,10 +22,14 @@ the generator's box and the detector's need not frame a face alike):
 from __future__ import annotations
 
 import argparse
+import pickle
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -61,6 +65,21 @@ def evaluation_scripts(count: int, seconds: float, first_seed: int = CLIP_SEED) 
 
 
 @dataclass
+class SwitchEvent:
+    """One ID switch: `character` matched `new_track` at `t` after `old_track` at `previous_t`."""
+
+    clip: str
+    t: float
+    character: int
+    previous_t: float
+    old_track: int
+    new_track: int
+    new_track_owner: int | None  # the character the new track was last matched to (None: never matched before)
+    observation: object
+    seen_now: list  # every observation at t
+
+
+@dataclass
 class ClipScores:
     name: str
     characters: int
@@ -76,9 +95,10 @@ class ClipScores:
     cut_rows: list[tuple[float, float, bool]] = field(default_factory=list)  # sampled_times_and_cuts()
 
 
-def score_clip(name: str, script, times: list[float], observations) -> ClipScores:
+def score_clip(name: str, script, times: list[float], observations, explain: list | None = None) -> ClipScores:
     """Match the pipeline's observations to the script's truth at each time the pipeline sampled (`times`, which
-    includes samples where it found no face: those count as misses)."""
+    includes samples where it found no face: those count as misses). `explain`, when given, receives one
+    SwitchEvent per ID switch (see explain_switch)."""
     from training.data.clips import character_states
 
     by_time: dict[float, list] = {}
@@ -92,6 +112,8 @@ def score_clip(name: str, script, times: list[float], observations) -> ClipScore
     seen_per_track = np.zeros(len(track_ids), np.int64)
     gt_detections, switches = 0, 0
     last_track: dict[int, int] = {}
+    last_time: dict[int, float] = {}
+    owner: dict[int, int] = {}  # track → the character it was last matched to
     agree: dict[int, list[bool]] = {}
     for t in times:
         truth = [s for s in character_states(script, t) if s.box is not None and s.visible_fraction >= MIN_VISIBLE]
@@ -114,7 +136,21 @@ def score_clip(name: str, script, times: list[float], observations) -> ClipScore
             matched_per_track[track_index[o.track_id]] += 1
             if character in last_track and last_track[character] != o.track_id:
                 switches += 1
-            last_track[character] = o.track_id
+                if explain is not None:
+                    explain.append(
+                        SwitchEvent(
+                            name,
+                            t,
+                            character,
+                            last_time[character],
+                            last_track[character],
+                            o.track_id,
+                            owner.get(o.track_id),
+                            o,
+                            seen,
+                        )
+                    )
+            last_track[character], last_time[character], owner[o.track_id] = o.track_id, t, character
             agree.setdefault(character, []).append(o.emotion == truth[i].emotion)
     # character-time: each sampled time a character was visible stands for the mean sampling step
     step = script.duration_s / max(1, len(times))
@@ -151,8 +187,16 @@ def summary(clips: list[ClipScores]) -> dict[str, float]:
 
 
 def evaluate(
-    urls: list[str], count: int, seconds: float, folder: Path, first_seed: int = CLIP_SEED, say=print
+    urls: list[str],
+    count: int,
+    seconds: float,
+    folder: Path,
+    first_seed: int = CLIP_SEED,
+    say=print,
+    cache: Path | None = None,
 ) -> list[ClipScores]:
+    """Analyse `count` rendered clips through Triton and score them. `cache`: also write what the tracker was given
+    per clip (detections, appearance vectors, cuts, every face's emotion) there, for --replay."""
     from facecast.clips.pipeline import ClipAnalyzer
     from training.data.clips import write_clip
 
@@ -160,15 +204,206 @@ def evaluate(
     results = []
     for i, script in enumerate(evaluation_scripts(count, seconds, first_seed)):
         path = write_clip(script, folder / f"tracking-{first_seed}-{i:02d}.mp4")
-        analysis = analyzer.analyze(path)
+        frames: list[dict] = []
+        crops: list[list[np.ndarray]] = []
+        if cache is None:
+            analysis = analyzer.analyze(path)
+        else:
+            with _recording(frames, crops, analyzer.recognizer.face_size):
+                analysis = analyzer.analyze(path)
         times, cut_rows = sampled_times_and_cuts(path, script, analyzer.options)
         scores = score_clip(path.name, script, times, analysis.observations)
         scores.cut_rows = cut_rows
         results.append(scores)
+        if cache is not None:
+            _add_emotions(frames, crops, analysis.observations, analyzer.recognizer)
+            record = ClipRecord(path.name, first_seed, i, seconds, times, cut_rows, frames)
+            cache.mkdir(parents=True, exist_ok=True)
+            (cache / f"{path.stem}.pkl").write_bytes(pickle.dumps(vars(record)))  # a dict: loads anywhere
         say(
             f"[tracking] {path.name}: {scores.characters} characters, {scores.cuts} cuts → {scores.tracks} tracks, "
             f"{scores.switches} switches, {scores.phantoms} phantoms"
         )
+    return results
+
+
+# ---- dev tool: replay the tracker on what the pipeline gave it (--cache, --replay, --explain) ----------------------
+# Detection, appearance and encoding are what take minutes; the association alone takes a fraction of a second per
+# clip. A cache is only for developing the tracker: the numbers in docs/results-tracking.md always come from
+# whole-pipeline runs.
+
+
+@dataclass
+class ClipRecord:
+    name: str
+    first_seed: int
+    index: int  # the clip's position in evaluation_scripts(…, first_seed)
+    seconds: float
+    times: list[float]
+    cut_rows: list[tuple[float, float, bool]]
+    # per sampled frame: t, cut (marked before the frame), shape (h, w), boxes [N, 4] px, scores [N],
+    # looks [N, 64] (appearance vectors), emotions [N] (the encoder's emotion of each detection's crop)
+    frames: list[dict]
+
+
+@contextmanager
+def _recording(frames: list[dict], crops: list[list[np.ndarray]], face_size: int) -> Iterator[None]:
+    """Record every call the pipeline makes to the tracker (FaceTracker.update / mark_cut) and each detection's crop."""
+    from facecast.clips import pipeline
+    from facecast.clips.tracking import FaceTracker
+    from facecast.media.images import face_crop
+
+    original_update, original_cut, original_looks = FaceTracker.update, FaceTracker.mark_cut, pipeline._appearances
+    pending: dict = {}
+
+    def looks(image, detections):
+        pending.update(shape=image.shape[:2], crops=[face_crop(image, d.box, face_size) for d in detections])
+        return original_looks(image, detections)
+
+    def mark_cut(self, t):
+        pending["cut"] = True
+        return original_cut(self, t)
+
+    def update(self, t, detections, appearances=None):
+        frames.append(
+            {
+                "t": float(t),
+                "cut": pending.pop("cut", False),
+                "shape": pending.get("shape"),
+                "boxes": np.array([d.box for d in detections], np.float64).reshape(-1, 4),
+                "scores": np.array([d.score for d in detections], np.float64),
+                "looks": np.array(appearances, np.float32).reshape(len(detections), -1),
+            }
+        )
+        crops.append(pending.pop("crops", []))
+        return original_update(self, t, detections, appearances)
+
+    FaceTracker.update, FaceTracker.mark_cut, pipeline._appearances = update, mark_cut, looks  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FaceTracker.update, FaceTracker.mark_cut, pipeline._appearances = original_update, original_cut, original_looks
+
+
+def _add_emotions(frames: list[dict], crops: list[list[np.ndarray]], observations, recognizer) -> None:
+    """Each recorded detection's emotion: the pipeline's own where it encoded that face, else encoded now."""
+    known = {(round(o.t_s, 6), tuple(round(v, 5) for v in o.box)): o.emotion for o in observations}
+    missing = []
+    for f, frame in enumerate(frames):
+        height, width = frame["shape"]
+        frame["emotions"] = []
+        for d, box in enumerate(frame["boxes"]):
+            key = (round(frame["t"], 6), tuple(round(v, 5) for v in box / [width, height, width, height]))
+            frame["emotions"].append(known.get(key))
+            if key not in known:
+                missing.append((f, d))
+    for start in range(0, len(missing), 64):
+        chunk = missing[start : start + 64]
+        predictions = recognizer.predict(np.stack([crops[f][d] for f, d in chunk]), False)
+        for (f, d), prediction in zip(chunk, predictions):
+            frames[f]["emotions"][d] = prediction.emotion
+
+
+def replay(record: ClipRecord, settings=None) -> list[SimpleNamespace]:
+    """The pipeline's observations of a recorded clip with the tracker as it is now: the same tracker calls, the same
+    choice of one face per track per frame, and the same confirmation and minimum-length rules
+    (facecast.clips.pipeline)."""
+    from facecast.clients.face_detector import Detection
+    from facecast.clips.pipeline import CONFIRM_SCORE, MIN_TRACK_OBSERVATIONS, WINDOW_S
+    from facecast.clips.tracking import FaceTracker
+
+    tracker = FaceTracker(settings)
+    best: dict[int, float] = {}
+    confirmed_at: dict[int, float] = {}
+    faces = []
+    for frame in record.frames:
+        t = frame["t"]
+        if frame["cut"]:
+            tracker.mark_cut(t)
+        detections = [Detection(tuple(float(v) for v in b), float(s)) for b, s in zip(frame["boxes"], frame["scores"])]
+        ids = tracker.update(t, detections, list(frame["looks"]))
+        strongest: dict[int, int] = {}
+        for d, track_id in enumerate(ids):
+            if track_id not in strongest or frame["scores"][d] > frame["scores"][strongest[track_id]]:
+                strongest[track_id] = d
+        height, width = frame["shape"]
+        for track_id, d in strongest.items():
+            best[track_id] = max(best.get(track_id, 0.0), float(frame["scores"][d]))
+            if best[track_id] >= CONFIRM_SCORE:
+                confirmed_at.setdefault(track_id, t)
+            box = tuple(float(v) for v in frame["boxes"][d] / [width, height, width, height])
+            faces.append(
+                SimpleNamespace(t_s=t, track_id=track_id, box=box, emotion=frame["emotions"][d], look=frame["looks"][d])
+            )
+    # a face counts when its track is confirmed by the end of its 32-s window
+    kept = [
+        f
+        for f in faces
+        if f.track_id in confirmed_at and confirmed_at[f.track_id] < (int(f.t_s // WINDOW_S) + 1) * WINDOW_S
+    ]
+    counts: dict[int, int] = {}
+    for f in kept:
+        counts[f.track_id] = counts.get(f.track_id, 0) + 1
+    if len(record.frames) >= MIN_TRACK_OBSERVATIONS:
+        kept = [f for f in kept if counts[f.track_id] >= MIN_TRACK_OBSERVATIONS]
+    return kept
+
+
+def explain_switch(event: SwitchEvent, script, observations, cut_times: list[float]) -> str:
+    """One line on an ID switch: the facts that tell its cause apart."""
+    scripted = [c for c in (shot.start for shot in script.shots[1:]) if event.previous_t < c <= event.t]
+    flagged = [c for c in cut_times if event.previous_t < c <= event.t]
+    old = [o for o in observations if o.track_id == event.old_track]
+    new = [o for o in observations if o.track_id == event.new_track]
+    old_alive = any(o.t_s == event.t for o in old)
+    born = min(o.t_s for o in new)
+    gap = event.t - event.previous_t
+    if event.new_track_owner is not None and event.new_track_owner != event.character:
+        cause = "stolen (the new track was another character's)"
+    elif scripted:
+        cause = "cut" + (" (flagged)" if flagged else " (not flagged)")
+    elif gap > 0.8:
+        cause = "gap"
+    else:
+        cause = "break"
+    facts = [
+        f"{event.clip} t={event.t:5.2f} char {event.character}: track {event.old_track} → {event.new_track}",
+        f"cause={cause}",
+        f"gap={gap:.2f}s",
+        f"new track born {born:.2f}" + (" (now)" if born == event.t else ""),
+        f"old track {'still seen now' if old_alive else 'not seen now'}",
+    ]
+    look = getattr(event.observation, "look", None)
+    if look is not None:
+        before = [o.look for o in old if o.t_s <= event.previous_t][-5:]
+        others = {o.track_id: o.look for o in observations if o.t_s < event.t and o.track_id not in (event.old_track,)}
+        if before:
+            facts.append(f"look vs old track {float(np.mean([look @ b for b in before])):.3f}")
+        if others:
+            facts.append("vs others " + ", ".join(f"{k}:{float(look @ v):.3f}" for k, v in sorted(others.items())))
+    return "  ".join(facts)
+
+
+def replay_cached(cache: Path, explain: bool, say=print) -> list[ClipScores]:
+    """Score the tracker as it is now on every recorded clip in `cache` (printing each ID switch with `explain`)."""
+    results = []
+    records = [ClipRecord(**pickle.loads(path.read_bytes())) for path in sorted(cache.glob("*.pkl"))]
+    scripts: dict[tuple[int, float], list] = {}
+    for record in records:
+        key = (record.first_seed, record.seconds)
+        needed = 1 + max(r.index for r in records if (r.first_seed, r.seconds) == key)
+        if key not in scripts:
+            scripts[key] = evaluation_scripts(needed, record.seconds, record.first_seed)
+        script = scripts[key][record.index]
+        observations = replay(record)
+        events: list[SwitchEvent] = []
+        scores = score_clip(record.name, script, record.times, observations, events)
+        scores.cut_rows = record.cut_rows
+        results.append(scores)
+        if explain:
+            cut_times = [f["t"] for f in record.frames if f["cut"]]
+            for event in events:
+                say(explain_switch(event, script, observations, cut_times))
     return results
 
 
@@ -263,15 +498,50 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
     parser.add_argument("--out", type=Path, default=RESULTS_MD)
+    parser.add_argument(
+        "--sets",
+        choices=("both", "dev", "fresh"),
+        default="both",
+        help=f"dev: clips from seed {CLIP_SEED}; fresh: from seed {CHECK_SEED}; only 'both' writes --out",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        help="dev tool: also record what the tracker was given per clip in this folder (e.g. var/tracking-cache)",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        help="dev tool: no Triton; rerun only the tracker on the clips recorded in this folder and print the metrics",
+    )
+    parser.add_argument("--explain", action="store_true", help="with --replay: print every ID switch and its facts")
     args = parser.parse_args(argv)
+    if args.replay is not None:
+        clips = replay_cached(args.replay, args.explain)
+        for c in clips:
+            print(
+                f"{c.name}: {c.characters} characters, {c.cuts} cuts → {c.tracks} tracks, {c.switches} switches, "
+                f"{c.phantoms} phantoms"
+            )
+        print("\n".join(["| metric | value | target (issue 14) | met |", "|---|---|---|---|", *metric_rows(clips)]))
+        print(f"{sum(c.switches for c in clips)} switches; {summary(clips)['tracks_per_character']:.2f} tracks/char")
+        return
     from facecast.serving import process
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="facecast-tracking-") as temporary:
         folder = Path(temporary)
         with process.loopback_server(args.repository, folder / "run", timeout=180) as (settings, _):
-            clips = evaluate([settings.triton_url], args.clips, args.seconds, folder)
-            check = evaluate([settings.triton_url], args.clips, args.seconds, folder, first_seed=CHECK_SEED)
+            urls = [settings.triton_url]
+            clips = check = []
+            if args.sets in ("both", "dev"):
+                clips = evaluate(urls, args.clips, args.seconds, folder, cache=args.cache)
+            if args.sets in ("both", "fresh"):
+                check = evaluate(urls, args.clips, args.seconds, folder, first_seed=CHECK_SEED, cache=args.cache)
+    if args.sets != "both":
+        print("\n".join(["| metric | value | target (issue 14) | met |", "|---|---|---|---|"]))
+        print("\n".join(metric_rows(clips or check)))
+        return
     text = report(clips, check, args.seconds, time.perf_counter() - started)
     args.out.write_text(text)
     print(text)
