@@ -11,7 +11,10 @@ facecast.clients.face_detector.letterbox's geometry, so training sees exactly wh
   cut by the frame border and overlapping each other a little, and sometimes an occluder over part of a face;
 - `emoji`: 1–5 licensed emoji (Twemoji, Noto, OpenMoji, the sets and licences of training/data/emoji.py) pasted
   at any size, position and roll onto a synthetic background or a busy texture;
-- `mixed`: emoji pasted into a synthetic character scene (both are faces to find).
+- `mixed`: emoji pasted into a synthetic character scene (both are faces to find);
+- `cluttered`: 0–5 characters, sometimes with emoji, over a photograph, 1/f noise or busy texture, often with
+  text on it (training/data/hard_negatives.py); one in six has no face at all. Training and validation scenes use
+  training photographs, the `test_cluttered` scenes only held-out ones.
 
 Held out for evaluation: synthetic characters of the test range of training/data/build.py (validation uses the
 val range), and a quarter of the emoji *identities* (every set's drawing of, say, "sob" is in the same split, keyed
@@ -41,6 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from facecast.media.letterbox import letterbox_geometry
 from facecast.vocab import STYLES
 from training.data.build import SPLITS, character_ids
+from training.data.hard_negatives import HELD_OUT_PHOTOS, TRAIN_PHOTOS, cluttered_background, load_photos
 from training.data.emoji import (
     EMOJI_SETS, EmojiBuildError, _is_face_group, _normalise_codepoints, _render_svg, _stream_members, fetch_tarball,
 )
@@ -177,8 +181,8 @@ def _place(frame: Image.Image, width: int, height: int) -> tuple[np.ndarray, int
     return canvas, pad_x, pad_y
 
 
-def _character_scene(rng: np.random.Generator, ids: list[str], width: int, height: int, count: int
-                     ) -> tuple[Image.Image, list[tuple], list[dict]]:
+def _character_scene(rng: np.random.Generator, ids: list[str], width: int, height: int, count: int,
+                     background=None) -> tuple[Image.Image, list[tuple], list[dict]]:
     same_style = rng.random() < 0.6
     scene_style = STYLES[int(rng.integers(len(STYLES)))]
     band = SIZE_BANDS[int(rng.integers(len(SIZE_BANDS)))]
@@ -189,7 +193,7 @@ def _character_scene(rng: np.random.Generator, ids: list[str], width: int, heigh
         plan = plan_still(int(rng.integers(1 << 31)), style=style, character_id=character_id)
         faces.append((character_for_id(character_id), plan.expression, style))
         meta.append({"style": style, "identity": character_id})
-    image, boxes = render_frame(faces, width, height, rng, face_scale=band)
+    image, boxes = render_frame(faces, width, height, rng, face_scale=band, background=background)
     return image, [tuple(float(v) for v in box) for box in boxes], meta
 
 
@@ -273,14 +277,27 @@ def _occlude(image: Image.Image, box: tuple, rng: np.random.Generator) -> None:
     (draw.rectangle if rng.random() < 0.6 else draw.ellipse)(rect, fill=_random_colour(rng))
 
 
-def render_scene(seed: int, kind: str, character_pool: list[str], emoji_pool: list[EmojiArt]) -> Scene:
-    """One letterboxed detection scene of `kind` (synthetic / emoji / mixed), fully determined by `seed`."""
+def render_scene(seed: int, kind: str, character_pool: list[str], emoji_pool: list[EmojiArt],
+                 photos: tuple[Image.Image, ...] = ()) -> Scene:
+    """One letterboxed detection scene of `kind` (synthetic / emoji / mixed / cluttered), fully determined by
+    `seed`; `photos` are the photographs cluttered scenes may stand in front of."""
     rng = np.random.default_rng([seed, 0xDE7EC7])
     width, height = _frame_size(rng)
     boxes: list[tuple] = []
     faces: list[dict] = []
     short = min(width, height)
-    if kind in ("synthetic", "mixed"):
+    if kind == "cluttered":
+        count = int(_pick(rng, ((0, 0.17), (1, 0.28), (2, 0.22), (3, 0.17), (4, 0.09), (5, 0.07))))
+        image, boxes, faces = _character_scene(
+            rng, character_pool, width, height, count,
+            background=lambda w, h, r: cluttered_background(w, h, r, photos, _busy_texture))
+        if emoji_pool and rng.random() < 0.2:
+            art = emoji_pool[int(rng.integers(len(emoji_pool)))]
+            box = _paste_emoji(image, art, rng, SIZE_BANDS[int(rng.integers(len(SIZE_BANDS)))], boxes)
+            if box is not None:
+                boxes.append(box)
+                faces.append({"style": "emoji:" + art.source, "identity": art.identity})
+    elif kind in ("synthetic", "mixed"):
         count = int(_pick(rng, ((0, 0.06), (1, 0.3), (2, 0.25), (3, 0.2), (4, 0.1), (5, 0.09)))) if kind == "synthetic" \
             else int(rng.integers(1, 4))
         image, boxes, faces = _character_scene(rng, character_pool, width, height, count)
@@ -314,15 +331,23 @@ class SplitPlan:
     characters: str                      # a key of training.data.build.SPLITS
     emoji_held_out: bool                 # which emoji identities it draws from
     kinds: tuple[tuple[str, float], ...]  # scene kinds and their shares
+    photos: tuple[str, ...] = TRAIN_PHOTOS  # photographs behind cluttered scenes (training/data/hard_negatives.py)
 
 
-def split_plans(train: int, val: int, test: int, test_emoji: int) -> list[SplitPlan]:
+def split_plans(train: int, val: int, test: int, test_emoji: int, cluttered: int = 3000, val_cluttered: int = 400,
+                test_cluttered: int = 800) -> list[SplitPlan]:
     mix = (("synthetic", 0.6), ("emoji", 0.25), ("mixed", 0.15))
+    cluttered_only = (("cluttered", 1.0),)
     return [
         SplitPlan("train", train, 10, "train", False, mix),
         SplitPlan("val", val, 11, "val", False, mix),
         SplitPlan("test", test, 12, "test", True, (("synthetic", 1.0),)),
         SplitPlan("test_emoji", test_emoji, 13, "test", True, (("emoji", 1.0),)),
+        # Added after the first detector was trained on the four above (which stay as they were, so its runs
+        # can be repeated): characters in front of photographs, textures and text.
+        SplitPlan("train_cluttered", cluttered, 14, "train", False, cluttered_only, TRAIN_PHOTOS),
+        SplitPlan("val_cluttered", val_cluttered, 15, "val", False, cluttered_only, TRAIN_PHOTOS),
+        SplitPlan("test_cluttered", test_cluttered, 16, "test", True, cluttered_only, HELD_OUT_PHOTOS),
     ]
 
 
@@ -335,11 +360,12 @@ def build_split(plan: SplitPlan, out_dir: Path, emoji_art: list[EmojiArt], progr
     images = np.lib.format.open_memmap(split_dir / "images.npy.tmp", mode="w+", dtype=np.uint8,
                                        shape=(plan.count, INPUT_HEIGHT, INPUT_WIDTH, 3))
     kind_rng = np.random.default_rng([plan.seed, 0x5C])
+    photos = load_photos(plan.photos)
     started = time.perf_counter()
     with (split_dir / "scenes.jsonl.tmp").open("w") as handle:
         for index in range(plan.count):
             kind = _pick(kind_rng, plan.kinds)
-            scene = render_scene(plan.seed * 1_000_003 + index, kind, characters, pool)
+            scene = render_scene(plan.seed * 1_000_003 + index, kind, characters, pool, photos)
             images[index] = scene.image
             handle.write(json.dumps(scene.record()) + "\n")
             if progress and ((index + 1) % 1000 == 0 or index + 1 == plan.count):
@@ -371,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", type=int, default=400)
     parser.add_argument("--test", type=int, default=800)
     parser.add_argument("--test-emoji", type=int, default=500)
+    parser.add_argument("--train-cluttered", type=int, default=3000)
+    parser.add_argument("--val-cluttered", type=int, default=400)
+    parser.add_argument("--test-cluttered", type=int, default=800)
     parser.add_argument("--splits", nargs="*", default=None, help="build only these splits")
     args = parser.parse_args(argv)
     try:
@@ -381,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     held_out = {a.identity for a in art if emoji_is_held_out(a.identity)}
     print(f"[detection data] {len(art)} emoji drawings, {len({a.identity for a in art})} identities "
           f"({len(held_out)} held out for evaluation)", flush=True)
-    for plan in split_plans(args.train, args.val, args.test, args.test_emoji):
+    for plan in split_plans(args.train, args.val, args.test, args.test_emoji, args.train_cluttered,
+                            args.val_cluttered, args.test_cluttered):
         if args.splits and plan.name not in args.splits:
             continue
         build_split(plan, args.out, art)

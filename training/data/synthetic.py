@@ -1720,16 +1720,17 @@ def face_box(character: Character, style: str, centre: tuple[float, float], face
 
 def render_frame(faces: list[tuple[Character, Expression, str]], width: int, height: int,
                  rng: np.random.Generator, *, face_scale: tuple[float, float] = (0.2, 0.65),
-                 ) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+                 background=None) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """A scene with the given faces placed at various sizes (they may overlap a little).
 
     `face_scale` is the range of face heights as fractions of the frame's short side.
     Returns the frame and one face box (x0, y0, x1, y1) in pixels per face, in the order given: the box of the
     head outline (without hair or hat), clipped to the frame. Faces are drawn back to front in the given order.
     Every random choice comes from `rng`: the background and the frame's grading first, then one child
-    generator per face, so adding a face changes neither the scene nor the faces before it."""
+    generator per face, so adding a face changes neither the scene nor the faces before it.
+    `background(width, height, rng)` replaces the generator's own backgrounds (e.g. photographs)."""
     ss = _SUPERSAMPLE
-    image = _background(width * ss, height * ss, rng)
+    image = (background or _background)(width * ss, height * ss, rng)
     grade_rng = np.random.default_rng(int(rng.integers(1 << 62)))
     placed: list[tuple[float, float, float]] = []
     boxes = []
