@@ -6,9 +6,12 @@ Predictions come from the exported ONNX model run by ONNX Runtime (what Triton s
 never saw: synthetic scenes of held-out characters (test range of training/data/build.py) and emoji composites of
 held-out emoji identities (training/data/detection.py). A face counts as found when a detection with score ≥ the
 client's operating threshold (facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD) overlaps it with IoU ≥ 0.5,
-matching greedily by score, each detection at most one face. AP50 is the area under the precision-recall curve over
-all thresholds (all-point interpolation). The threshold sweep on the validation split is what the operating threshold
-was chosen from. Also measured: ONNX Runtime time per frame at batch 8.
+matching greedily by score, each detection at most one face. The detections scored are the ones the product uses:
+the model's outputs after the client's non-maximum suppression (facecast.clients.face_detector.suppress_overlapping;
+until 2026-12 this page scored the raw outputs, where a face's second, weaker peak counted as a false positive).
+AP50 is the area under the precision-recall curve over all thresholds (all-point interpolation). The threshold
+sweep on the validation split is what the operating threshold was chosen from. Also measured: ONNX Runtime time per
+frame at batch 8.
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facecast.clients.face_detector import DEFAULT_SCORE_THRESHOLD
+from facecast.clients.face_detector import DEFAULT_SCORE_THRESHOLD, suppress_overlapping
 from facecast.clips.tracking import box_iou
-from training.data.detection import SIZE_BUCKETS, read_split, size_bucket
+from training.data.detection import INPUT_HEIGHT, INPUT_WIDTH, SIZE_BUCKETS, read_split, size_bucket
 from training.evaluation import markdown_table
 
 IOU_THRESHOLD = 0.5
-SWEEP = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
-TARGET_RECALL = 0.90  # issue 3: detection recall ≥ 0.90 at IoU 0.5
+SPLITS = ("val", "val_cluttered", "test", "test_cluttered", "test_emoji")
+# The sets the targets are judged on: held-out synthetic = plain and cluttered backgrounds together; validation
+# (where the threshold is chosen) likewise.
+POOLED = {"validation": ("val", "val_cluttered"), "held-out synthetic": ("test", "test_cluttered")}
+SWEEP = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+TARGET_RECALL = 0.93  # issue 14: precision ≥ 0.90 at recall ≥ 0.93 (IoU 0.5) on held-out synthetic scenes
+TARGET_PRECISION = 0.90
 
 
 def match_scene(
@@ -97,6 +105,37 @@ def detection_scores(
     }
 
 
+def client_detections(
+    boxes: np.ndarray, scores: np.ndarray, records: list[dict], min_score: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's detections [N, K, 4] / [N, K] (input pixels) as the client keeps them: clipped to the frame inside
+    the letterbox, then overlapping boxes of one face suppressed (the client thresholds first, then suppresses;
+    greedy by score, the same boxes survive either way)."""
+    kept_boxes, kept_scores = np.zeros_like(boxes), np.zeros_like(scores)
+    height, width = INPUT_HEIGHT, INPUT_WIDTH
+    for index, (frame_boxes, frame_scores, record) in enumerate(zip(boxes, scores, records)):
+        pad_x, pad_y = (width - record["frame_width"]) // 2, (height - record["frame_height"]) // 2
+        frame = [pad_x, pad_y, pad_x + record["frame_width"], pad_y + record["frame_height"]]
+        frame_boxes = np.clip(frame_boxes, frame[:2] * 2, frame[2:] * 2)
+        live = np.flatnonzero(frame_scores >= min_score)
+        keep = live[suppress_overlapping(frame_boxes[live], frame_scores[live])]
+        kept_boxes[index, : len(keep)], kept_scores[index, : len(keep)] = frame_boxes[keep], frame_scores[keep]
+    return kept_boxes, kept_scores
+
+
+def best_precision_at_recall(
+    boxes: np.ndarray, scores: np.ndarray, truth: list[np.ndarray], recall: float
+) -> tuple[float, float]:
+    """(highest precision over thresholds whose recall is ≥ `recall`, that threshold); (nan, nan) when no threshold
+    reaches it. Read off the test scenes: a ceiling for the chosen operating point, not a choice of it."""
+    best = (float("nan"), float("nan"))
+    for threshold in np.round(np.arange(0.02, 0.9, 0.01), 2):
+        r = detection_scores(boxes, scores, truth, float(threshold))
+        if r["recall"] >= recall and not r["precision"] <= best[0]:
+            best = (r["precision"], float(threshold))
+    return best
+
+
 def run_onnx(
     onnx_path: Path, images: np.ndarray, batch_size: int = 32, threads: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -154,17 +193,18 @@ def _summary_row(name: str, result: dict, scenes: int) -> dict:
     }
 
 
-def _training_history(summary_path: Path) -> list[dict]:
-    """The run summaries behind a checkpoint, oldest first, following each run's `--init` back."""
+def _training_history(summary_path: Path) -> tuple[list[dict], str | None]:
+    """The run summaries behind a checkpoint, oldest first, following each run's `--init` back; and the checkpoint
+    the oldest one continued from when that run's own summary is not on this machine."""
     chain = []
     while summary_path.is_file() and len(chain) < 20:
         run = json.loads(summary_path.read_text())
         chain.append(run)
         init = run["options"].get("init")
         if not init:
-            break
+            return chain[::-1], None
         summary_path = Path(init).parent / "summary.json"
-    return chain[::-1]
+    return chain[::-1], (chain[-1]["options"]["init"] if chain else None)
 
 
 def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = None) -> dict:
@@ -176,18 +216,26 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = export_onnx(model, Path(scratch) / "face_detector.onnx")
         results, split_data = {}, {}
-        for split in ("val", "test", "test_emoji"):
+        for split in SPLITS:
             images, records = read_split(data_dir / split)
             truth = [np.asarray(r["boxes"], np.float32).reshape(-1, 4) for r in records]
-            boxes, scores = run_onnx(onnx_path, images)
+            boxes, scores = client_detections(*run_onnx(onnx_path, images), records)
             split_data[split] = (records, boxes, scores, truth)
-            results[split] = detection_scores(boxes, scores, truth, threshold)
+        for name, parts in POOLED.items():
+            split_data[name] = tuple(  # type: ignore[assignment]
+                [x for part in parts for x in split_data[part][i]]
+                if i in (0, 3)
+                else np.concatenate([split_data[part][i] for part in parts])
+                for i in range(4)
+            )
+        for name, (_records, boxes, scores, truth) in split_data.items():
+            results[name] = detection_scores(boxes, scores, truth, threshold)
         speed_images = read_split(data_dir / "test", mmap=True)[0]
         speed = {threads: onnx_speed(onnx_path, speed_images, threads) for threads in (1, 2)}
         load = os.getloadavg()[0]  # other jobs on the machine slow the timing down; the doc says how busy it was
 
     sweep_rows = []
-    records, boxes, scores, truth = split_data["val"]
+    records, boxes, scores, truth = split_data["validation"]
     for t in SWEEP:
         r = detection_scores(boxes, scores, truth, t)
         f1 = 2 * r["recall"] * r["precision"] / max(r["recall"] + r["precision"], 1e-9)
@@ -200,8 +248,8 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
                 "false positives / scene": r["false_positives_per_scene"],
             }
         )
-    reaching = [row["threshold"] for row in sweep_rows if row["recall"] >= TARGET_RECALL]
-    chosen = max(reaching) if reaching else max(sweep_rows, key=lambda row: row["F1"])["threshold"]
+    chosen = max(sweep_rows, key=lambda row: row["F1"])["threshold"]
+    old_rule = max([row["threshold"] for row in sweep_rows if row["recall"] >= 0.90], default=None)
     agreement = (
         "which is the client's threshold"
         if chosen == threshold
@@ -211,11 +259,33 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
 
     summary = pd.DataFrame(
         [
-            _summary_row("held-out synthetic characters", results["test"], len(split_data["test"][0])),
-            _summary_row("held-out emoji composites", results["test_emoji"], len(split_data["test_emoji"][0])),
-            _summary_row("validation (mixed kinds)", results["val"], len(split_data["val"][0])),
+            _summary_row(label, results[name], len(split_data[name][0]))
+            for name, label in (
+                ("held-out synthetic", "held-out synthetic scenes, all (the target's set)"),
+                ("test", "… plain backgrounds"),
+                ("test_cluttered", "… photographs, textures, text (held-out photographs)"),
+                ("test_emoji", "held-out emoji composites"),
+                ("validation", "validation, all"),
+                ("val", "… mixed kinds"),
+                ("val_cluttered", "… cluttered (training photographs)"),
+            )
         ]
     )
+    target_set = split_data["held-out synthetic"]
+    ceiling, ceiling_at = best_precision_at_recall(target_set[1], target_set[2], target_set[3], TARGET_RECALL)
+    held = results["held-out synthetic"]
+    met = held["recall"] >= TARGET_RECALL and held["precision"] >= TARGET_PRECISION
+    target_lines = [
+        f"Target (issue 14): precision ≥ {TARGET_PRECISION} at recall ≥ {TARGET_RECALL} on held-out synthetic scenes "
+        f"with plain, textured and photographic backgrounds. At the operating threshold {threshold}: recall "
+        f"{held['recall']:.3f}, precision {held['precision']:.3f} — **{'met' if met else 'missed'}**. "
+        + (
+            f"The best precision any threshold reaches on these scenes with recall ≥ {TARGET_RECALL} is "
+            f"{ceiling:.3f} (at {ceiling_at}; read off the test scenes, so a ceiling, not a choice)."
+            if ceiling == ceiling
+            else f"No threshold reaches recall {TARGET_RECALL} on these scenes."
+        ),
+    ]
     test_records, found = split_data["test"][0], results["test"]["found_scores"]
     by_style = _breakdown(test_records, found, lambda r, f: f["style"], threshold)
     mixed = _breakdown(
@@ -242,15 +312,21 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
         f"Written by `python -m training.evaluate_detector --weights {weights}` from the exported ONNX model run by "
         "ONNX Runtime (what Triton serves). Scenes are built by `python -m training.data.detection` (192×320 "
         "letterboxed inputs); nothing here was seen in training: the synthetic test scenes hold characters "
-        "c01300–c01499 only, the emoji test scenes only emoji identities held out of training in all three sets.",
+        "c01300–c01499 only, the emoji test scenes only emoji identities held out of training in all three sets, "
+        "and the cluttered test scenes stand in front of photographs no training scene uses "
+        "(training/data/hard_negatives.py).",
         "",
         f"A face is found when a detection with score ≥ **{threshold}** (the client's operating threshold, "
         "`facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates "
-        "precision over all thresholds. Face size = face height / the frame's short side.",
+        "precision over all thresholds. Detections are scored as the client keeps them: clipped to the frame, "
+        "overlapping boxes of one face suppressed (`suppress_overlapping`). Face size = face height / the frame's "
+        "short side.",
         "",
         "## Summary",
         "",
         markdown_table(summary, index=False),
+        "",
+        *target_lines,
         "",
         "## Held-out synthetic scenes by style",
         "",
@@ -275,9 +351,9 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
         "",
         markdown_table(pd.DataFrame(sweep_rows), index=False),
         "",
-        f"Rule: the highest threshold whose validation recall is ≥ {TARGET_RECALL} (the issue's target; a missed "
-        f"face costs a character, while tracking drops isolated false detections), or the best F1 when none "
-        f"reaches it: {chosen}, {agreement}.",
+        "Rule: the threshold with the best validation F1, since issue 14 asks for recall and precision together "
+        "(until 2026-12 it was the highest threshold with validation recall ≥ 0.90, chosen when the detector's "
+        f"precision was far from any target; here it would pick {old_rule}): {chosen}, {agreement}.",
         "",
         "## Speed and size",
         "",
@@ -287,7 +363,7 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
         f"other jobs were competing and the times are inflated by about that ratio). Weights file: {size_kb:.0f} KB.",
         "",
     ]
-    history = _training_history(summary_path)
+    history, untraced = _training_history(summary_path)
     if history:
         total = sum(run["wall_seconds"] for run in history) / 60
         lines += [
@@ -301,7 +377,14 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
             lines.append(
                 f"- {options['time_budget_s']:.0f}-s budget, learning rate {options['learning_rate']}, "
                 f"{options['threads']} threads, init {options.get('init') or 'fresh'}: {run['wall_seconds'] / 60:.1f} "
-                f"min, validation AP50 {run['best']['val_ap50']:.3f}, {run['stop_reason']}"
+                f"min, validation AP50 {run['best']['val_ap50']:.3f} (raw outputs, as training measures it), "
+                f"{run['stop_reason']}"
+                + (f" (training splits {', '.join(options['splits'])})" if "splits" in options else "")
+            )
+        if untraced:
+            lines.append(
+                f"- before them: the runs behind {untraced}, whose records are not on this machine (the Makefile's "
+                "`detector` target lists every run; earlier versions of this page give their times)"
             )
         lines.append("")
     out.parent.mkdir(parents=True, exist_ok=True)
