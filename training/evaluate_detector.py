@@ -359,8 +359,13 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
         "",
         f"ONNX Runtime, batch 8, 192×320 input, median of 20 runs on this machine: **{speed[1]:.2f} ms per frame** "
         f"with 1 thread, {speed[2]:.2f} ms with 2 threads (the machine's cores are shared, so 2 threads is not "
-        f"always faster). Load average while timing: {load:.1f} on {os.cpu_count()} cores (above the core count, "
-        f"other jobs were competing and the times are inflated by about that ratio). Weights file: {size_kb:.0f} KB.",
+        f"always faster). Load average while timing: {load:.1f} on {os.cpu_count()} cores"
+        + (
+            " (above the core count: other jobs were competing and the times are inflated by about that ratio)"
+            if load > (os.cpu_count() or 1)
+            else ""
+        )
+        + f". Weights file: {size_kb:.0f} KB.",
         "",
     ]
     history, untraced = _training_history(summary_path)
