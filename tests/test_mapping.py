@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from facecast.config import PROJECT_ROOT
 from facecast.mapping import (
+    FACE_SCORE_THRESHOLD,
     MAX_SIDE,
     MIN_SIDE,
     ClampNotice,
@@ -313,7 +314,7 @@ def test_tight_face_crops_pass_detection_whole(mapper, demo_faces, style_sets) -
     for path in sorted(demo_faces.glob("*.png")):
         prepared = mapper.prepare(path)
         hows.append(prepared.how)
-        assert prepared.score >= 0.28, path.name
+        assert prepared.score >= FACE_SCORE_THRESHOLD, path.name
     assert len(hows) == 28 and hows.count("whole picture") >= 24  # a few crops are tightened around the face
     for row in range(len(STYLES)):
         assert mapper.prepare(style_sets["images"][0, row]).how in ("whole picture", "detected face")
