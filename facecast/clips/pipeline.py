@@ -53,12 +53,16 @@ WINDOW_S = MAX_STEPS / MODEL_RATE_HZ
 # A face seen in a single sample was on screen for less than a quarter second: nothing an audience reads, and
 # most often a false detection. Such tracks are left out (unless the clip itself has a single sampled frame).
 MIN_TRACK_OBSERVATIONS = 2
-# The detector's operating threshold favours recall (facecast.clients.face_detector), so weak detections may continue
-# a track,
-# but a track only counts once one of its detections is confident (as ByteTrack does): textures in a photograph
-# make long, weak tracks (mean score ≈ 0.2) that a real face (≈ 0.5–0.7) never looks like. Only confirmed tracks'
+# Detections at the operating threshold (facecast.clients.face_detector) may continue a track, but a track only
+# counts once one of its detections is confident (as ByteTrack does): a photograph's texture can score above the
+# threshold here and there over a long pan, a real face scores far above it most of the time. Only confirmed tracks'
 # faces are encoded, which also keeps the encoder's work proportional to the faces on screen.
-CONFIRM_SCORE = 0.4  # faces peak at 0.54–0.74 on the test clips, photo textures at ≤ 0.35
+# For the detector retrained in 2026-12: on the validation scenes 0.6 keeps 85 % of the faces per frame with 0.003
+# false detections per scene (docs/results-detection.md), and slow pans over the photographs the detector trains
+# on peak at ≤ 0.49; true faces score ≈ 0.80 on average (training/data/detector_response.json). Pans over held-out
+# photographs peak at up to 0.70 (coins), so a few textures still confirm. (0.4 for the first detector, whose faces
+# peaked at 0.54–0.74.)
+CONFIRM_SCORE = 0.6
 
 
 # Sampled frames per face_detector request (16 s of clip at the 4-Hz base rate), so detection starts while the clip
@@ -85,7 +89,8 @@ Progress = Callable[[str, float], None]
 # frames are not decoded (a change sample may land one frame later) and the detector's letterbox shrinks by reduce()
 # (within one level of the box filter); grid samples and the batching of detection leave reports as they were.
 # 5: the tracker's association (established tracks first, appearance ranks pairs within the gates, false cuts,
-# look-alike second boxes, confident-look galleries) changes which track a face joins.
+# look-alike second boxes, confident-look galleries) changes which track a face joins; with it (same release) the
+# retrained detector's operating threshold 0.4 and CONFIRM_SCORE 0.6.
 PIPELINE_VERSION = 5
 
 
