@@ -267,13 +267,15 @@ def _context_view(picture: np.ndarray, factor: float = CONTEXT_FACTOR) -> tuple[
     return canvas, left, top
 
 
-def locate_face(picture: np.ndarray, detector: FaceDetector) -> tuple[str, float, Box]:
+def locate_face(
+    picture: np.ndarray, detector: FaceDetector, threshold: float = FACE_SCORE_THRESHOLD
+) -> tuple[str, float, Box]:
     """Where the face to map is: ("whole picture" | "detected face", score, box in picture pixels).
 
     One request of two views: the picture itself, and the picture with room around it (_context_view). A face box
     from the second view that spans ≥ WHOLE_FACE_SIDE of the picture means the picture already is the face (a crop,
     an emoji); it is used unless the first view finds a face that scores WHOLE_FACE_MARGIN higher (a character in a
-    frame, found where it is, is cropped). Raises NotAFaceError when neither view scores FACE_SCORE_THRESHOLD."""
+    frame, found where it is, is cropped). Raises NotAFaceError when neither view scores `threshold`."""
     context, left, top = _context_view(picture)
     in_frame, with_room = detector.detect([picture, context])
     longer = max(picture.shape[:2])
@@ -287,14 +289,14 @@ def locate_face(picture: np.ndarray, detector: FaceDetector) -> tuple[str, float
     found = (in_frame[0].score, in_frame[0].box) if in_frame else None
     whole_score = whole[0] if whole else 0.0
     found_score = found[0] if found else 0.0
-    if max(whole_score, found_score) < FACE_SCORE_THRESHOLD:
+    if max(whole_score, found_score) < threshold:
         raise NotAFaceError(
             f"no face found in the picture (the face detector's best score is "
-            f"{max(whole_score, found_score):.2f}, below {FACE_SCORE_THRESHOLD:.2f})"
+            f"{max(whole_score, found_score):.2f}, below {threshold:.2f})"
         )
-    if whole is not None and whole_score >= FACE_SCORE_THRESHOLD and whole_score >= found_score - WHOLE_FACE_MARGIN:
+    if whole is not None and whole_score >= threshold and whole_score >= found_score - WHOLE_FACE_MARGIN:
         return "whole picture", float(whole_score), whole[1]
-    assert found is not None  # one of the two views scored at least FACE_SCORE_THRESHOLD
+    assert found is not None  # one of the two views scored at least threshold
     score, box = found
     if max(box[2] - box[0], box[3] - box[1]) >= WHOLE_FACE_SIDE * longer:
         return "whole picture", float(score), box
