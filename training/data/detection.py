@@ -1,6 +1,7 @@
 """Face-detection scenes: synthetic characters in full frames and licensed emoji composited onto backgrounds.
 
     python -m training.data.detection --out data/detection [--train 6000] [--val 400] [--test 800] [--test-emoji 500]
+        [--train-cluttered 3000] [--val-cluttered 400] [--test-cluttered 800] [--splits NAME ...]
 
 Every scene is rendered straight into the detector's letterboxed input (192×320 by default) through
 facecast.clients.face_detector.letterbox's geometry, so training sees exactly what serving feeds the model: a 16:9, 4:3, 1:1 or
