@@ -303,3 +303,27 @@ def test_stop_handles_stale_and_missing_pid_files(tmp_path, ports):
     assert result.returncode == 0, result.stderr
     assert "stale pid file" in result.stdout
     assert not stale.pid_path.exists()
+
+
+def test_a_port_that_echoes_the_request_is_not_ready() -> None:
+    """What a health poll reads when the kernel connects it to its own ephemeral port (TCP self-connect) before the
+    server it waits for has bound that port: its own request line as the status line. Not ready, not a crash
+    (seen once in CI as http.client.BadStatusLine out of replicas.start_replicas)."""
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def echo_once() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(connection.recv(4096))
+
+    echo = threading.Thread(target=echo_once, daemon=True)
+    echo.start()
+    try:
+        assert health.is_ready(f"127.0.0.1:{listener.getsockname()[1]}") is False
+    finally:
+        echo.join(timeout=5)
+        listener.close()

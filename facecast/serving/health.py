@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -34,7 +35,11 @@ def _status_ok(url: str, path: str, timeout: float) -> bool:
     try:
         status, _ = _http(url, path, timeout=timeout)
         return status == 200
-    except (urllib.error.URLError, OSError, ValueError):
+    # HTTPException: something that is not an HTTP server answered. It happens while a server we start has not yet
+    # bound its port: test and replica ports come from the ephemeral range, and the kernel can connect a client to
+    # its own port (TCP self-connect), so the poll reads back its own request ("GET /v2/health/ready HTTP/1.1") as
+    # the status line. Not ready, like a refused connection.
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return False
 
 
