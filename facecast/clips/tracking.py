@@ -175,6 +175,21 @@ def _bhattacharyya(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T / np.maximum(norms, 1e-12)
 
 
+def _best_first(score: np.ndarray, minimum: float = -np.inf) -> list[tuple[int, int]]:
+    """Greedy one-to-one assignment on a [tracks, faces] score: the best remaining pair first, each row and column
+    used once, until no finite score ≥ `minimum` is left (-inf marks pairs that must never match)."""
+    score = np.array(score, dtype=np.float64)
+    pairs: list[tuple[int, int]] = []
+    while score.size:
+        row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+        if not np.isfinite(score[row, col]) or score[row, col] < minimum:
+            break
+        pairs.append((int(row), int(col)))
+        score[row, :] = -np.inf
+        score[:, col] = -np.inf
+    return pairs
+
+
 def _look_similarity(candidates: list[_LiveTrack], faces: np.ndarray) -> np.ndarray:
     """[tracks, faces]: how alike each face looks to each track: its running mean or any of its gallery's confident
     looks, whichever is closer (a face half hidden for a while drags the mean); 0 for a track without appearance."""
@@ -397,15 +412,7 @@ class FaceTracker:
         rank = np.where(similarity >= settings.min_similarity, similarity, -np.inf)
         if looks is not None and settings.appearance_weight > 0:
             rank = rank + settings.appearance_weight * _look_similarity(candidates, looks[indices])
-        result: dict[int, _LiveTrack] = {}
-        while True:
-            row, col = np.unravel_index(int(np.argmax(rank)), rank.shape)
-            if not np.isfinite(rank[row, col]):
-                break
-            result[indices[col]] = candidates[row]
-            rank[row, :] = -np.inf
-            rank[:, col] = -np.inf
-        return result
+        return {indices[col]: candidates[row] for row, col in _best_first(rank)}
 
     def _keep_through_cut(
         self, t: float, boxes: np.ndarray, looks: np.ndarray, indices: list[int]
@@ -427,16 +434,11 @@ class FaceTracker:
             return {}
         overlap = box_iou(np.array([_as_box(live.state) for live in candidates]), boxes[indices])
         alike = _bhattacharyya(np.stack([live.appearance for live in candidates]), looks[indices])  # type: ignore[misc]
-        similarity = np.where((overlap >= settings.cut_keep_iou) & (alike >= settings.cut_keep_appearance), overlap, 0)
+        rank = np.where((overlap >= settings.cut_keep_iou) & (alike >= settings.cut_keep_appearance), overlap, -np.inf)
         result: dict[int, _LiveTrack] = {}
-        while True:
-            row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
-            if similarity[row, col] <= 0:
-                break
+        for row, col in _best_first(rank):
             result[indices[col]] = candidates[row]
             candidates[row].ended = False
-            similarity[row, :] = -1.0
-            similarity[:, col] = -1.0
         return result
 
     def _assign_by_appearance(
@@ -446,15 +448,8 @@ class FaceTracker:
         if not candidates or not indices:
             return {}
         similarity = _look_similarity(candidates, np.stack([np.asarray(appearances[i], np.float32) for i in indices]))
-        result: dict[int, _LiveTrack] = {}
-        while True:
-            row, col = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
-            if similarity[row, col] < self.settings.min_appearance:
-                break
-            result[indices[col]] = candidates[row]
-            similarity[row, :] = -1.0
-            similarity[:, col] = -1.0
-        return result
+        pairs = _best_first(similarity, minimum=self.settings.min_appearance)
+        return {indices[col]: candidates[row] for row, col in pairs}
 
     def _advance(self, live: _LiveTrack, t: float, box: np.ndarray) -> None:
         new_state = _as_state(box)
