@@ -77,6 +77,29 @@ def average_precision(tp_flags: np.ndarray, scores: np.ndarray, total_truth: int
     return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
 
 
+def _match_all(
+    boxes: np.ndarray, scores: np.ndarray, truth: list[np.ndarray], min_score: float
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Every detection ≥ min_score matched to the faces once (greedy by score, so the same at any threshold):
+    (is_true_positive, score) per detection, flat, and per scene the score that found each face (-1: none)."""
+    all_tp, all_scores, found = [], [], []
+    for scene_boxes, scene_scores, scene_truth in zip(boxes, scores, truth):
+        keep = scene_scores >= min_score
+        is_tp, found_score = match_scene(scene_boxes[keep], scene_scores[keep], scene_truth)
+        all_tp.append(is_tp)
+        all_scores.append(scene_scores[keep])
+        found.append(found_score)
+    return np.concatenate(all_tp), np.concatenate(all_scores), found
+
+
+def _recall_precision(
+    tp: np.ndarray, flat_scores: np.ndarray, found: np.ndarray, threshold: float
+) -> tuple[float, float]:
+    kept = flat_scores >= threshold
+    recall = float((found >= threshold).mean()) if len(found) else float("nan")
+    return recall, float(tp[kept].mean()) if kept.any() else float("nan")
+
+
 def detection_scores(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -85,21 +108,15 @@ def detection_scores(
     min_score: float = 0.01,
 ) -> dict:
     """Recall and precision at `score_threshold`, AP50 over all thresholds ≥ min_score; plus per-face found scores."""
-    all_tp, all_scores, found = [], [], []
-    for scene_boxes, scene_scores, scene_truth in zip(boxes, scores, truth):
-        keep = scene_scores >= min_score
-        is_tp, found_score = match_scene(scene_boxes[keep], scene_scores[keep], scene_truth)
-        all_tp.append(is_tp)
-        all_scores.append(scene_scores[keep])
-        found.append(found_score)
-    tp, flat_scores, found_flat = np.concatenate(all_tp), np.concatenate(all_scores), np.concatenate(found)
-    total = len(found_flat)
+    tp, flat_scores, found = _match_all(boxes, scores, truth, min_score)
+    found_flat = np.concatenate(found)
+    recall, precision = _recall_precision(tp, flat_scores, found_flat, score_threshold)
     kept = flat_scores >= score_threshold
     return {
-        "faces": total,
-        "recall": float((found_flat >= score_threshold).mean()) if total else float("nan"),
-        "precision": float(tp[kept].mean()) if kept.any() else float("nan"),
-        "ap50": average_precision(tp, flat_scores, total),
+        "faces": len(found_flat),
+        "recall": recall,
+        "precision": precision,
+        "ap50": average_precision(tp, flat_scores, len(found_flat)),
         "found_scores": found,
         "false_positives_per_scene": float((~tp[kept]).sum() / max(len(truth), 1)),
     }
@@ -128,11 +145,13 @@ def best_precision_at_recall(
 ) -> tuple[float, float]:
     """(highest precision over thresholds whose recall is ≥ `recall`, that threshold); (nan, nan) when no threshold
     reaches it. Read off the test scenes: a ceiling for the chosen operating point, not a choice of it."""
+    tp, flat_scores, found = _match_all(boxes, scores, truth, min_score=0.01)
+    found_flat = np.concatenate(found)
     best = (float("nan"), float("nan"))
     for threshold in np.round(np.arange(0.02, 0.9, 0.01), 2):
-        r = detection_scores(boxes, scores, truth, float(threshold))
-        if r["recall"] >= recall and not r["precision"] <= best[0]:
-            best = (r["precision"], float(threshold))
+        reached, precision = _recall_precision(tp, flat_scores, found_flat, float(threshold))
+        if reached >= recall and not precision <= best[0]:
+            best = (precision, float(threshold))
     return best
 
 
@@ -222,12 +241,8 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
             boxes, scores = client_detections(*run_onnx(onnx_path, images), records)
             split_data[split] = (records, boxes, scores, truth)
         for name, parts in POOLED.items():
-            split_data[name] = tuple(  # type: ignore[assignment]
-                [x for part in parts for x in split_data[part][i]]
-                if i in (0, 3)
-                else np.concatenate([split_data[part][i] for part in parts])
-                for i in range(4)
-            )
+            records, boxes, scores, truth = zip(*(split_data[part] for part in parts))
+            split_data[name] = (sum(records, []), np.concatenate(boxes), np.concatenate(scores), sum(truth, []))
         for name, (_records, boxes, scores, truth) in split_data.items():
             results[name] = detection_scores(boxes, scores, truth, threshold)
         speed_images = read_split(data_dir / "test", mmap=True)[0]

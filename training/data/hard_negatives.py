@@ -101,7 +101,7 @@ def cluttered_background(width: int, height: int, rng: np.random.Generator, phot
     """One cluttered background: a photograph (most often), 1/f noise or `busy_texture`, sometimes blurred as by
     depth of field, often with text over it."""
     kind = rng.choice(3, p=(0.6, 0.25, 0.15))
-    if kind == 0 or busy_texture is None and kind == 2:
+    if kind == 0 or (kind == 2 and busy_texture is None):
         image = photo_background(width, height, rng, photos)
     elif kind == 1:
         image = fractal_background(width, height, rng)
