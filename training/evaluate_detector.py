@@ -226,12 +226,13 @@ def _training_history(summary_path: Path) -> tuple[list[dict], str | None]:
     return chain[::-1], (chain[-1]["options"]["init"] if chain else None)
 
 
-def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = None) -> dict:
+def evaluate(
+    weights: Path, data_dir: Path, out: Path, run_dir: Path | None = None, threshold: float = DEFAULT_SCORE_THRESHOLD
+) -> dict:
     from export.onnx_export import export_onnx
     from training.checkpoints import load_checkpoint
 
     model = load_checkpoint(weights)
-    threshold = DEFAULT_SCORE_THRESHOLD
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = export_onnx(model, Path(scratch) / "face_detector.onnx")
         results, split_data = {}, {}
@@ -267,8 +268,8 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     old_rule = max([row["threshold"] for row in sweep_rows if row["recall"] >= 0.90], default=None)
     agreement = (
         "which is the client's threshold"
-        if chosen == threshold
-        else f"**the client's threshold ({threshold}) differs: "
+        if chosen == DEFAULT_SCORE_THRESHOLD
+        else f"**the client's threshold ({DEFAULT_SCORE_THRESHOLD}) differs: "
         "update facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD**"
     )
 
@@ -324,15 +325,22 @@ def evaluate(weights: Path, data_dir: Path, out: Path, run_dir: Path | None = No
     lines = [
         "# face_detector: results",
         "",
-        f"Written by `python -m training.evaluate_detector --weights {weights}` from the exported ONNX model run by "
+        f"Written by `python -m training.evaluate_detector --weights {weights}"
+        + ("" if threshold == DEFAULT_SCORE_THRESHOLD else f" --threshold {threshold}")
+        + "` from the exported ONNX model run by "
         "ONNX Runtime (what Triton serves). Scenes are built by `python -m training.data.detection` (192×320 "
         "letterboxed inputs); nothing here was seen in training: the synthetic test scenes hold characters "
         "c01300–c01499 only, the emoji test scenes only emoji identities held out of training in all three sets, "
         "and the cluttered test scenes stand in front of photographs no training scene uses "
         "(training/data/hard_negatives.py).",
         "",
-        f"A face is found when a detection with score ≥ **{threshold}** (the client's operating threshold, "
-        "`facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD`) overlaps it with IoU ≥ 0.5; AP50 integrates "
+        f"A face is found when a detection with score ≥ **{threshold}** ("
+        + (
+            "the client's operating threshold, `facecast.clients.face_detector.DEFAULT_SCORE_THRESHOLD`"
+            if threshold == DEFAULT_SCORE_THRESHOLD
+            else f"given by --threshold; the client's is {DEFAULT_SCORE_THRESHOLD}"
+        )
+        + ") overlaps it with IoU ≥ 0.5; AP50 integrates "
         "precision over all thresholds. Detections are scored as the client keeps them: clipped to the frame, "
         "overlapping boxes of one face suppressed (`suppress_overlapping`). Face size = face height / the frame's "
         "short side.",
@@ -427,8 +435,15 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("runs/face_detector-cpu"),
         help="training run folder whose summary.json is quoted (skipped when missing)",
     )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_SCORE_THRESHOLD,
+        help="score at which a face counts as found (default: the client's operating threshold; another value "
+        "judges earlier weights at their own, e.g. 0.15 for the detector before 2026-12)",
+    )
     args = parser.parse_args(argv)
-    evaluate(args.weights, args.data, args.out, args.run)
+    evaluate(args.weights, args.data, args.out, args.run, args.threshold)
 
 
 if __name__ == "__main__":
