@@ -19,7 +19,7 @@ export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 .PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate evaluate-studio models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement evaluate-engagement \
 	evaluate-engagement-recipe embedders \
-	evaluate-retrieval bench-analyze bench-retrieval mapper ablate-mapper evaluate-mapping bench-mapper
+	evaluate-retrieval bench-analyze bench-retrieval mapper ablate-mapper evaluate-mapping bench-mapper bench-detector
 
 ## Environments ###################################################################################################
 setup: $(VENV)/.installed $(TRITON_VENV)/.installed repository demo
@@ -215,10 +215,12 @@ models: data train loso evaluate detector-data detector evaluate-detector detect
 	evaluate-engagement evaluate-engagement-recipe evaluate-studio embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################
-bench: setup bench-analyze bench-retrieval bench-mapper bench-precision bench-batching
+bench: setup bench-analyze bench-retrieval bench-mapper bench-precision bench-batching bench-detector
 bench-mapper: setup
 	$(PY) -m benchmarks.serving --weights weights/style_mapper-cpu.pt --concurrency 1 4 --seconds 5
 	$(PY) -m benchmarks.face_check
+bench-detector: setup  # the detector on photographs without a face over a pan (behind CONFIRM_SCORE)
+	$(PY) -m benchmarks.photo_pans
 bench-analyze: setup  # against the commit before issue 16's speed-ups; --long: the 2-hour clip (minutes)
 	$(PY) -m benchmarks.analyze --baseline 4445f66 --long
 bench-retrieval: setup

@@ -59,8 +59,9 @@ MIN_TRACK_OBSERVATIONS = 2
 # faces are encoded, which also keeps the encoder's work proportional to the faces on screen.
 # For the detector retrained in 2026-12: on the validation scenes 0.6 keeps 85 % of the faces per frame with 0.003
 # false detections per scene (docs/results-detection.md), and slow pans over the photographs the detector trains
-# on peak at ≤ 0.49; true faces score ≈ 0.80 on average (training/data/detector_response.json). Pans over held-out
-# photographs peak at up to 0.70 (coins), so a few textures still confirm. (0.4 for the first detector, whose faces
+# on peak at ≤ 0.49 (`python -m benchmarks.photo_pans`, docs/benchmarks.md); true faces score ≈ 0.80 on average
+# (training/data/detector_response.json). Pans over held-out photographs peak at up to 0.70 (coins; coffee 0.56), so
+# 3 of 16 still confirm a track. (0.4 for the first detector, whose faces
 # peaked at 0.54–0.74.)
 CONFIRM_SCORE = 0.6
 
