@@ -16,7 +16,7 @@ SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt
 EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
-.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso evaluate evaluate-studio models repository repository-gpu bench demo triton-env clean \
+.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso expression-pairs loso-cross-style evaluate evaluate-studio models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement evaluate-engagement \
 	evaluate-engagement-recipe embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper ablate-mapper evaluate-mapping bench-mapper bench-detector
@@ -133,9 +133,23 @@ loso: $(VENV)/.installed
 	    $(PY) -m training.train_expression $(LOSO_ARGS) --exclude-style $$style --out $(RUNS)/loso/without-$$style; \
 	done
 
+# The same five runs, each also reading style sets (one face drawn in every style; issue 14 item 3): a consistency
+# loss between the renderings and style mixes (training/cross_style.py). The shipped encoder is not trained with
+# them yet: its features feed the engagement model, which would have to be rebuilt with it (docs/results-expression.md).
+expression-pairs: $(VENV)/.installed
+	$(PY) -m training.data.style_pairs --split train --count 8000 --size 64 --out $(DATA)/expression_pairs/train
+loso-cross-style: $(VENV)/.installed
+	$(PY) -m training.train_expression $(LOSO_ARGS) --pairs $(DATA)/expression_pairs/train \
+	    --out $(RUNS)/loso-cross-style/all-styles
+	for style in realistic cartoon anime stylized_3d; do \
+	    $(PY) -m training.train_expression $(LOSO_ARGS) --pairs $(DATA)/expression_pairs/train \
+	        --exclude-style $$style --out $(RUNS)/loso-cross-style/without-$$style; \
+	done
+
 evaluate: $(VENV)/.installed
 	$(PY) -m training.evaluate_expression --model $(WEIGHTS) --synthetic-test $(DATA)/synthetic/test/manifest.csv \
-	    --emoji $(DATA)/emoji/manifest.csv --loso $(RUNS)/loso --runs $(RUNS)/expression_encoder-cpu \
+	    --emoji $(DATA)/emoji/manifest.csv --loso $(RUNS)/loso --loso-cross-style $(RUNS)/loso-cross-style \
+	    --runs $(RUNS)/expression_encoder-cpu \
 	    --out docs/results-expression.md
 
 # face_detector: synthetic scenes + licensed emoji composites (needs `make emoji`), then chained runs with a
@@ -211,7 +225,7 @@ evaluate-mapping: $(VENV)/.installed repository
 	$(PY) -m training.evaluate_mapping --runs $(RUNS)/mapping --style-judge $(RUNS)/mapping/style_judge.pt \
 		--emoji $(DATA)/emoji/manifest.csv
 
-models: data train loso evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement \
+models: data train loso expression-pairs loso-cross-style evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement \
 	evaluate-engagement evaluate-engagement-recipe evaluate-studio embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################

@@ -2,12 +2,13 @@
 
     python -m training.evaluate_expression --model weights/expression_encoder-cpu.pt \
         --synthetic-test data/synthetic/test/manifest.csv --emoji data/emoji/manifest.csv \
-        --loso runs/loso --out docs/results-expression.md
+        --loso runs/loso --loso-cross-style runs/loso-cross-style --out docs/results-expression.md
 
 Reports, for the shipped model: accuracy and macro-F1 on held-out synthetic characters per style, accuracy on
 held-out licensed emoji per set, both confusion matrices; and leave-one-style-out: for each style, a model trained
 on the other three (runs/loso/without-<style>/best.pt) against the reference trained on all four with the same
-budget (runs/loso/all-styles/best.pt), both tested on that style's held-out characters.
+budget (runs/loso/all-styles/best.pt), both tested on that style's held-out characters; the same for runs trained
+with the cross-style terms (training/cross_style.py) when --loso-cross-style names their folder.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from training.checkpoints import load_checkpoint
 from training.data.manifest import read_manifest
 from training.evaluation import classification_scores, confusion, markdown_table, predict_images
 
-TARGETS = {"synthetic": 0.95, "loso_drop_points": 5.0, "emoji": 0.75}
+# Issue 2 set the first three (a drop of ≤ 5 points); issue 14 item 3 relaxed the drop to ≤ 15 points and raised
+# the emoji bar, with fear and disgust (the weakest classes on artist-drawn faces) named.
+TARGETS = {"synthetic": 0.95, "loso_drop_points": 15.0, "emoji": 0.85, "emoji_recall": 0.75}
+WEAK_EMOTIONS = ("fear", "disgust")
 
 
 def load_images(frame: pd.DataFrame, size: int) -> np.ndarray:
@@ -77,6 +81,13 @@ def leave_one_style_out(loso_dir: Path, test: pd.DataFrame, images: np.ndarray) 
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _with_plain_drop(cross_style: pd.DataFrame, plain: pd.DataFrame | None) -> pd.DataFrame:
+    """The cross-style table with the plain runs' drop beside it, where those runs are there to compare."""
+    if plain is None:
+        return cross_style
+    return cross_style.join(plain[["drop (points)"]].rename(columns={"drop (points)": "drop without the terms"}))
+
+
 def training_summary(run_dir: Path) -> dict | None:
     path = run_dir / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -90,8 +101,9 @@ def write_report(args) -> str:
         "",
         f"Written by `python -m training.evaluate_expression` (`make evaluate`); model `{args.model}` "
         f"(`{model.config.triton_name}`, {model.config.image_size}-px input). Rerun `make models` to rebuild the "
-        "data, retrain and regenerate this page. Targets from issue 2: accuracy ≥ 0.95 on held-out synthetic "
-        "characters, leave-one-style-out drop ≤ 5 points, ≥ 0.75 on held-out licensed emoji.",
+        "data, retrain and regenerate this page. Targets (issues 2 and 14): accuracy ≥ 0.95 on held-out "
+        "synthetic characters, leave-one-style-out drop ≤ 15 points, ≥ 0.85 on held-out licensed emoji with "
+        "fear and disgust recall ≥ 0.75 each.",
         "",
     ]
 
@@ -136,6 +148,21 @@ def write_report(args) -> str:
         ]
         results["loso_max_drop_points"] = float(loso["drop (points)"].max())
 
+    cross_style = leave_one_style_out(args.loso_cross_style, test, test_images) if args.loso_cross_style else None
+    if cross_style is not None:
+        lines += [
+            "## Leave one style out, trained with the cross-style terms",
+            "",
+            "The same protocol (`make loso-cross-style`), every run also reading 16 style sets per step: one "
+            "face drawn in each kept style (training/data/style_pairs.py, 64 px, training characters only; the "
+            "held-out style is removed from them too), a consistency loss between the renderings and one style "
+            "mix per set (training/cross_style.py).",
+            "",
+            markdown_table(_with_plain_drop(cross_style, loso)),
+            "",
+        ]
+        results["loso_cross_style_max_drop_points"] = float(cross_style["drop (points)"].max())
+
     if args.emoji and Path(args.emoji).is_file():
         emoji = read_manifest(args.emoji)
         truth = emotion_truth(emoji)
@@ -159,6 +186,12 @@ def write_report(args) -> str:
             "",
         ]
         results["emoji_accuracy"] = float(by_source.loc["all", "accuracy"])
+        for emotion in WEAK_EMOTIONS:
+            rows = truth == EMOTIONS.index(emotion)
+            results[f"emoji_recall_{emotion}"] = (
+                float((predicted[rows] == EMOTIONS.index(emotion)).mean()),
+                int(rows.sum()),
+            )
 
     lines += ["## Against the targets", "", "| measure | value | target | met |", "|---|---|---|---|"]
     if "synthetic_accuracy" in results:
@@ -173,12 +206,24 @@ def write_report(args) -> str:
             f"| worst leave-one-style-out drop | {value:.1f} points | ≤ {TARGETS['loso_drop_points']} | "
             f"{'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |"
         )
+    if "loso_cross_style_max_drop_points" in results:
+        value = results["loso_cross_style_max_drop_points"]
+        lines.append(
+            f"| worst leave-one-style-out drop, cross-style terms | {value:.1f} points | "
+            f"≤ {TARGETS['loso_drop_points']} | {'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |"
+        )
     if "emoji_accuracy" in results:
         value = results["emoji_accuracy"]
         lines.append(
             f"| accuracy, held-out emoji | {value:.3f} | ≥ {TARGETS['emoji']} | "
             f"{'yes' if value >= TARGETS['emoji'] else 'no'} |"
         )
+        for emotion in WEAK_EMOTIONS:
+            value, count = results[f"emoji_recall_{emotion}"]
+            lines.append(
+                f"| {emotion} recall, held-out emoji ({count} images) | {value:.3f} | ≥ {TARGETS['emoji_recall']} | "
+                f"{'yes' if value >= TARGETS['emoji_recall'] else 'no'} |"
+            )
     lines += ["", f"_Evaluation took {time.monotonic() - started:.0f} s._", ""]
     return "\n".join(lines)
 
@@ -189,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synthetic-test", type=Path, required=True)
     parser.add_argument("--emoji", type=Path)
     parser.add_argument("--loso", type=Path, help="folder with all-styles/ and without-<style>/ runs")
+    parser.add_argument(
+        "--loso-cross-style", type=Path, help="the same runs trained with the cross-style terms (--pairs), to compare"
+    )
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="training runs whose summary to quote")
     parser.add_argument("--out", type=Path, default=Path("docs/results-expression.md"))
     args = parser.parse_args(argv)

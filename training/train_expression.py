@@ -4,7 +4,9 @@
         --train data/synthetic/train/manifest.csv --val data/synthetic/val/manifest.csv --out runs/expression-cpu
 
 Multi-task loss: emotion cross-entropy + style cross-entropy + action-parameter regression, each masked where a
-manifest leaves the label blank (emoji have no parameters, a studio set may have no style). Augmentation is done on
+manifest leaves the label blank (emoji have no parameters, a studio set may have no style). With --pairs, every step
+also reads a few style sets (one face drawn in every style, training/data/style_pairs.py) and adds their
+cross-style consistency loss and style mixes (training/cross_style.py). Augmentation is done on
 whole batches in torch (training/data/augment.py). Early stopping on validation loss; the best checkpoint and a
 per-epoch metrics file are written to --out. Deterministic for a fixed --seed on one machine.
 """
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from facecast.vocab import STYLES
+from training.cross_style import PairedStyleBatches, consistency_loss, majority_mask, style_mix
 from training.data.augment import augment_batch
 from training.data.dataset import FaceImageDataset, concat_frames
 from training.data.manifest import read_manifest
@@ -46,6 +49,9 @@ class TrainingOptions:
     time_budget_s: float = 14 * 60  # issue 2: the CPU default must train in ≤ 15 min on 2 cores
     bf16: bool = True  # AVX512_BF16 CPUs run bf16 autocast ~1.5× faster than fp32 here
     exclude_style: str | None = None  # leave-one-style-out runs train without this style
+    pairs: str | None = None  # a folder of style sets at the encoder's size: adds the cross-style terms
+    pair_sets: int = 16  # style sets per step (each gives one rendering per kept style and one style mix)
+    consistency_weight: float = 1.0
 
 
 def multitask_loss(outputs: dict, batch: dict, label_smoothing: float) -> tuple[torch.Tensor, dict]:
@@ -119,6 +125,14 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
         optimizer, max_lr=options.learning_rate, total_steps=steps, pct_start=0.15
     )
     augment_generator = torch.Generator().manual_seed(options.seed + 1)
+    paired = PairedStyleBatches(Path(options.pairs), size, options.exclude_style) if options.pairs else None
+    pair_generator = torch.Generator().manual_seed(options.seed + 2)
+    if paired is not None:
+        print(
+            f"[train] cross-style terms: {len(paired)} style sets, {options.pair_sets} per step, styles "
+            f"{[STYLES[i] for i in paired.styles]}, consistency weight {options.consistency_weight}",
+            flush=True,
+        )
 
     metrics_path = out_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
@@ -133,12 +147,21 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
         epoch_start = time.monotonic()
         model.train()
         running = {"loss": 0.0, "emotion": 0.0, "style": 0.0, "params": 0.0}
+        if paired is not None:
+            running["consistency"] = 0.0
         progress = tqdm(train_loader, desc=f"epoch {epoch}/{options.epochs}", leave=False, mininterval=2)
         for step, batch in enumerate(progress, start=1):
-            images = augment_batch(to_float_images(batch["image"]), augment_generator)
+            images = to_float_images(batch["image"])
+            if paired is not None:
+                images, batch, mask = _with_style_sets(images, batch, paired, options, pair_generator)
+            images = augment_batch(images, augment_generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=options.bf16):
                 outputs = model(images.contiguous(memory_format=torch.channels_last))
             loss, parts = multitask_loss(outputs, batch, options.label_smoothing)
+            if paired is not None:
+                consistency = _set_consistency(outputs, mask)
+                loss = loss + options.consistency_weight * consistency
+                parts["consistency"] = consistency.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -193,6 +216,48 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
     return summary
 
 
+def _with_style_sets(
+    images: torch.Tensor, batch: dict, paired: PairedStyleBatches, options: TrainingOptions, generator: torch.Generator
+) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """The batch followed by P style sets' K renderings (set by set) and one style mix per set.
+
+    Mixes are made before augmentation, so both renderings of a mix share one framing; labels of a mix: the set's
+    majority emotion, no style, no parameters.
+    """
+    group = paired.sample(options.pair_sets, generator)
+    sets, kinds = group["emotion"].shape
+    size = images.shape[-1]
+    renderings = to_float_images(group["images"].reshape(sets * kinds, size, size, 3))
+    label, mask = majority_mask(group["emotion"])
+    mixes = style_mix(renderings.reshape(sets, kinds, 3, size, size), mask, generator)
+    params = torch.cat([group["params"].reshape(sets * kinds, -1), torch.zeros(sets, group["params"].shape[-1])])
+    params_mask = torch.cat(
+        [
+            torch.ones(sets * kinds, params.shape[1], dtype=torch.bool),
+            torch.zeros(sets, params.shape[1], dtype=torch.bool),
+        ]
+    )
+    combined = {
+        "emotion": torch.cat([batch["emotion"], group["emotion"].reshape(-1), label]),
+        "style": torch.cat([batch["style"], group["style"].reshape(-1), torch.full((sets,), -1)]),
+        "params": torch.cat([batch["params"], params]),
+        "params_mask": torch.cat([batch["params_mask"], params_mask]),
+    }
+    return torch.cat([images, renderings, mixes]), combined, mask
+
+
+def _set_consistency(outputs: dict, mask: torch.Tensor) -> torch.Tensor:
+    """consistency_loss over the style sets' renderings, which _with_style_sets placed after the batch."""
+    sets, kinds = mask.shape
+    start = len(outputs["expression"]) - sets * kinds - sets
+    rows = slice(start, start + sets * kinds)
+    return consistency_loss(
+        outputs["expression"][rows].reshape(sets, kinds, -1),
+        outputs["emotion_logits"][rows].reshape(sets, kinds, -1),
+        mask,
+    )
+
+
 def _checkpoint(model, options: TrainingOptions, record: dict) -> dict:
     return {"network": options.network, "state_dict": model.state_dict(), "epoch": record["epoch"], "metrics": record}
 
@@ -209,6 +274,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{field.replace('_', '-')}", type=float, default=getattr(TrainingOptions, field))
     parser.add_argument("--fp32", action="store_true", help="train in fp32 instead of bf16 autocast")
     parser.add_argument("--exclude-style", choices=STYLES, help="leave this style out (train and validation)")
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        help="style sets at the encoder's size (training/data/style_pairs.py): "
+        "adds the cross-style consistency loss and style mixes",
+    )
+    parser.add_argument("--pair-sets", type=int, default=TrainingOptions.pair_sets, help="style sets per step")
+    parser.add_argument("--consistency-weight", type=float, default=TrainingOptions.consistency_weight)
     args = parser.parse_args(argv)
     options = TrainingOptions(
         network=args.network,
@@ -221,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         time_budget_s=args.time_budget_s,
         bf16=not args.fp32,
         exclude_style=args.exclude_style,
+        pairs=str(args.pairs) if args.pairs else None,
+        pair_sets=args.pair_sets,
+        consistency_weight=args.consistency_weight,
     )
     train(args.train, args.val, args.out, options)
 
