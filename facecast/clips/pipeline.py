@@ -91,8 +91,9 @@ Progress = Callable[[str, float], None]
 # (within one level of the box filter); grid samples and the batching of detection leave reports as they were.
 # 5: the tracker's association (established tracks first, appearance ranks pairs within the gates, false cuts,
 # look-alike second boxes, confident-look galleries) changes which track a face joins; with it (same release) the
-# retrained detector's operating threshold 0.4 and CONFIRM_SCORE 0.6.
-PIPELINE_VERSION = 5
+# retrained detector's operating threshold 0.4 and CONFIRM_SCORE 0.6. 6: the engagement model retrained on rows drawn
+# from that detector's measured response (its version number stays 1).
+PIPELINE_VERSION = 6
 
 
 @dataclass(frozen=True)
