@@ -109,7 +109,9 @@ def write_report(args) -> str:
 
     for run in args.runs:
         summary = training_summary(run)
-        if summary:
+        if summary is None:
+            lines += [f"Training run `{run}` is not on the machine that wrote this page (`make train` writes it).", ""]
+        else:
             lines += [
                 f"Training run `{run}`: {summary['train_images']} training images, best epoch "
                 f"{summary['best_epoch']}, {summary['wall_seconds'] / 60:.1f} min wall time on this machine "
@@ -161,6 +163,13 @@ def write_report(args) -> str:
             markdown_table(_with_plain_drop(cross_style, loso)),
             "",
         ]
+        if loso is None:
+            lines += [
+                f"The runs without the terms (`make loso`, {args.loso or 'runs/loso'}) were not on the machine that "
+                "wrote this page, so their drops are not beside these: the last table measured from them is in this "
+                "page's git history (`git log -p docs/results-expression.md`).",
+                "",
+            ]
         results["loso_cross_style_max_drop_points"] = float(cross_style["drop (points)"].max())
 
     if args.emoji and Path(args.emoji).is_file():
