@@ -134,8 +134,8 @@ loso: $(VENV)/.installed
 	done
 
 # The same five runs, each also reading style sets (one face drawn in every style; issue 14 item 3): a consistency
-# loss between the renderings and style mixes (training/cross_style.py). The shipped encoder is not trained with
-# them yet: its features feed the engagement model, which would have to be rebuilt with it (docs/results-expression.md).
+# loss between the renderings and style mixes (training/cross_style.py). Measured side by side with `loso`, they made
+# every held-out style worse (docs/results-expression.md), so `train` (the shipped encoder) does not use them.
 expression-pairs: $(VENV)/.installed
 	$(PY) -m training.data.style_pairs --split train --count 8000 --size 64 --out $(DATA)/expression_pairs/train
 loso-cross-style: $(VENV)/.installed

@@ -13,6 +13,10 @@ expression and scene in every style, which gives two signals independent stills 
   style, with the same label; `style_mix` makes them, a cheap stand-in for the styles the model will meet later.
 
 `PairedStyleBatches` draws these from style sets, leaving out a held-out style for leave-one-style-out runs.
+
+Measured (`make loso loso-cross-style evaluate`, docs/results-expression.md): with weight 1.0 and 16 sets per step
+these terms made every held-out style worse under the 3-epoch protocol, so the shipped encoder is trained without
+them. They stay as the measured baseline for the next cross-style attempt.
 """
 
 from __future__ import annotations
