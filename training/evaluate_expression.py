@@ -81,6 +81,14 @@ def leave_one_style_out(loso_dir: Path, test: pd.DataFrame, images: np.ndarray) 
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def _section(heading: str, *paragraphs: str) -> list[str]:
+    """A page section: its heading, then each paragraph (or table) followed by a blank line."""
+    lines = [f"## {heading}", ""]
+    for paragraph in paragraphs:
+        lines += [paragraph, ""]
+    return lines
+
+
 def _with_plain_drop(cross_style: pd.DataFrame, plain: pd.DataFrame | None) -> pd.DataFrame:
     """The cross-style table with the plain runs' drop beside it, where those runs are there to compare."""
     if plain is None:
@@ -139,30 +147,24 @@ def write_report(args) -> str:
 
     loso = leave_one_style_out(args.loso, test, test_images) if args.loso else None
     if loso is not None:
-        lines += [
-            "## Leave one style out",
-            "",
+        lines += _section(
+            "Leave one style out",
             "Each row: a model trained on the other three styles, tested on this style's held-out characters, "
             "against a reference trained on all four styles with the same data budget and training time.",
-            "",
             markdown_table(loso),
-            "",
-        ]
+        )
         results["loso_max_drop_points"] = float(loso["drop (points)"].max())
 
     cross_style = leave_one_style_out(args.loso_cross_style, test, test_images) if args.loso_cross_style else None
     if cross_style is not None:
-        lines += [
-            "## Leave one style out, trained with the cross-style terms",
-            "",
+        lines += _section(
+            "Leave one style out, trained with the cross-style terms",
             "The same protocol (`make loso-cross-style`), every run also reading 16 style sets per step: one "
             "face drawn in each kept style (training/data/style_pairs.py, 64 px, training characters only; the "
             "held-out style is removed from them too), a consistency loss between the renderings and one style "
             "mix per set (training/cross_style.py).",
-            "",
             markdown_table(_with_plain_drop(cross_style, loso)),
-            "",
-        ]
+        )
         if loso is None:
             lines += [
                 f"The runs without the terms (`make loso`, {args.loso or 'runs/loso'}) were not on the machine that "

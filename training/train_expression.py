@@ -231,12 +231,8 @@ def _with_style_sets(
     label, mask = majority_mask(group["emotion"])
     mixes = style_mix(renderings.reshape(sets, kinds, 3, size, size), mask, generator)
     params = torch.cat([group["params"].reshape(sets * kinds, -1), torch.zeros(sets, group["params"].shape[-1])])
-    params_mask = torch.cat(
-        [
-            torch.ones(sets * kinds, params.shape[1], dtype=torch.bool),
-            torch.zeros(sets, params.shape[1], dtype=torch.bool),
-        ]
-    )
+    params_mask = torch.zeros(params.shape, dtype=torch.bool)
+    params_mask[: sets * kinds] = True  # the renderings' parameters are known, the mixes' are not
     combined = {
         "emotion": torch.cat([batch["emotion"], group["emotion"].reshape(-1), label]),
         "style": torch.cat([batch["style"], group["style"].reshape(-1), torch.full((sets,), -1)]),
