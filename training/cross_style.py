@@ -35,7 +35,8 @@ class PairedStyleBatches:
     """Random mini-batches of style sets: images uint8 [P, K, S, S, 3] of the K kept styles, with their labels."""
 
     def __init__(self, folder: Path, image_size: int, exclude_style: str | None = None):
-        sets = load_style_sets(folder, mmap=False)
+        # Memory-mapped, so only the kept styles' renderings are read into memory (not the edited fifth one).
+        sets = load_style_sets(folder)
         size = sets["images"].shape[2]
         if size != image_size:
             raise ValueError(
