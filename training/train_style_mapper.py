@@ -15,17 +15,19 @@ where L_adv is LSGAN against a conditional PatchGAN discriminator (one patch map
 discriminator's style classifier and the mapper's own encoder for the target style, and L_expr asks the
 discriminator's emotion classifier for the target's emotion and the re-encoded latent for the source's identity,
 auxiliary and (where no parameter was overridden) expression parts (weighted as seed 003 Table 2; see
-`latent_reconstruction`). The discriminator's classifiers learn from real
-renderings only (StarGAN), so the mapper is never trained against the served expression_encoder that
-training/evaluate_mapping.py judges it with. λ_rec = 10 is ours: the seed had no exact pairs; pix2pix-style paired
+`latent_reconstruction`). The discriminator's classifiers learn from real renderings only (StarGAN). Stage 3 of the
+shipped recipe (training/style_mapper_suite.py) adds `percept`: the frozen served expression_encoder, which
+training/evaluate_mapping.py also judges with, reads the mapped picture as it reads the true rendering
+(`perceptual_loss`); from then on the style judge trained apart (judge 2) and the distance to the true rendering are
+the measurements the mapper never trained on. λ_rec = 10 is ours: the seed had no exact pairs; pix2pix-style paired
 L1 is what exact pairs allow. Adam 2e-4, β (0.5, 0.999), weight decay 5e-5 (seed 003 §5.1); the learning rate
 drops ×0.1 for the last 20 % of the time budget (the seed's ×0.1 every 50 of 200 epochs, compressed into a
 budget). Generator weights are averaged (EMA 0.999) and the average is what is saved and evaluated.
 
 Every loss weight can be set per run (`--weight cyc=0 critic=2`; `critic` needs `--style-critic`, a frozen style
-classifier trained apart by training/style_judge.py) and so can the network's config (`--config skip=gated`): the
-ablations of training/mapping_ablations.py use both, and so does stage 2 of the shipped recipe
-(training/style_mapper_suite.py, issue 15).
+classifier trained apart by training/style_judge.py; `percept` needs `--perceptual-encoder`) and so can the
+network's config (`--config skip=gated`): the ablations of training/mapping_ablations.py use both, and so do stages
+2 and 3 of the shipped recipe (training/style_mapper_suite.py, issue 15).
 
 `--exclude-style X` leaves X out as source and as target (the leave-one-style-out models: they can still map *from*
 an unseen style, never into one, as its style embedding is never trained). Runs on CUDA when present (bf16
@@ -49,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
-from training.checkpoints import save_checkpoint
+from training.checkpoints import load_checkpoint, save_checkpoint
 from training.data.style_pairs import EDITED, load_style_sets
 from training.networks import build_model
 from training.networks.registry import get_config
@@ -62,6 +64,7 @@ LAMBDA = {
     "style": 0.8,  # the discriminator's style classifier on the mapped face
     "self_style": 0.8,  # the mapper's own encoder's style head on the mapped face
     "critic": 0.0,  # a frozen style classifier trained apart (--style-critic), off unless one is given
+    "percept": 0.0,  # the frozen expression encoder's features, mapped vs true (--perceptual-encoder); off unless given
     "expr": 1.2,  # the discriminator's emotion classifier on the mapped face
     "latent": 1.2,  # the re-encoded latent against the source's (seed 003 Table 2 weights)
     "cyc": 0.5,
@@ -213,6 +216,28 @@ def latent_reconstruction(re_encoding, encoding, edited: torch.Tensor) -> torch.
     return loss + LATENT_WEIGHTS["expression"] * difference.sum() / (kept.sum() * difference.shape[1]).clamp(min=1)
 
 
+def perceptual_loss(encoder: nn.Module, mapped: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """How differently a frozen expression encoder reads the mapped picture and the true rendering (stage 3 of the
+    shipped recipe, issue 15): the mean squared difference of its expression vectors (layer-normed: unit scale) plus
+    that of its pooled features, each feature scaled by its variance over the batch's true renderings (the pooled
+    features' scales differ from one channel to the next). Both pictures are first reduced to the encoder's input
+    size by averaging (128 → 64 px: PIL's box filter, which is how the served encoder's inputs are made).
+
+    Against the truth, not a label: the target's expression, style and (on override rows) edited parameters all come
+    from the one drawing the mapper should have made."""
+    size = encoder.config.image_size
+
+    def reduced(pictures: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(pictures, size) if pictures.shape[-1] != size else pictures
+
+    with torch.no_grad():
+        true_pooled, true_expression, _ = encoder.embed(reduced(truth))
+    pooled, expression, _ = encoder.embed(reduced(mapped))
+    true_pooled, true_expression = true_pooled.float(), true_expression.float()
+    variance = true_pooled.var(0, keepdim=True).clamp(min=1e-4)
+    return F.mse_loss(expression.float(), true_expression) + ((pooled.float() - true_pooled) ** 2 / variance).mean()
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per image, for float images in [0, 1]."""
     mse = (a - b).pow(2).flatten(1).mean(1).clamp(min=1e-10)
@@ -236,6 +261,7 @@ class MapperTrainer:
         lambdas: dict[str, float] | None = None,
         config_overrides: dict[str, object] | None = None,
         style_critic: Path | None = None,
+        perceptual_encoder: Path | None = None,
     ):
         self.kind, self.network, self.device = kind, network, device
         self.lambdas = {**LAMBDA, **(lambdas or {})}
@@ -247,6 +273,10 @@ class MapperTrainer:
         )
         # frozen: its gradients only flow back into the mapped picture
         self.style_critic = load_style_judge(style_critic).to(device) if style_critic else None
+        self.perceptual_encoder = load_checkpoint(perceptual_encoder).to(device) if perceptual_encoder else None
+        for frozen in (self.style_critic, self.perceptual_encoder):
+            for p in frozen.parameters() if frozen is not None else ():
+                p.requires_grad_(False)
         self.generator.to(device).train()
         self.ema = copy.deepcopy(self.generator).eval()
         for p in self.ema.parameters():
@@ -324,18 +354,18 @@ class MapperTrainer:
             heads = g.heads(encoding)
             applied = g.applied_params(heads["source_params"], target_style, batch.target_params, batch.params_mask)
             fake = g.decode(encoding, target_style, applied)
-        d_loss = self._discriminator_step(
-            batch.target, batch.target_style, batch.target_emotion, fake, batch.target_style
+        # with the discriminator's three terms weighted 0 (stage 3) it is neither trained nor asked: half a step saved
+        adversarial = any(weights[name] for name in ("adv", "style", "expr"))
+        d_loss = (
+            self._discriminator_step(batch.target, batch.target_style, batch.target_emotion, fake, batch.target_style)
+            if adversarial
+            else torch.zeros((), device=self.device)
         )
         with self.autocast:
-            fake_patches, fake_style, fake_emotion = self.discriminator(fake, batch.target_style)
             re_encoding = g.encode(fake)
             re_heads = g.heads(re_encoding)
             losses = {
-                "adv": F.mse_loss(fake_patches.float(), torch.ones_like(fake_patches, dtype=torch.float32)),
-                "style": F.cross_entropy(fake_style.float(), batch.target_style),
                 "self_style": F.cross_entropy(re_heads["source_style_logits"].float(), batch.target_style),
-                "expr": F.cross_entropy(fake_emotion.float(), batch.target_emotion),
                 "latent": latent_reconstruction(re_encoding, encoding, edited=batch.params_mask.sum(1) > 0),
                 "rec": F.l1_loss(fake.float(), batch.target),
                 "encoder": F.cross_entropy(heads["source_style_logits"].float(), batch.source_style)
@@ -344,11 +374,18 @@ class MapperTrainer:
                 + 0.1 * F.cross_entropy(heads["expression_style_logits"].float(), batch.source_style),
                 "kl": kl_divergence(encoding.mean.float(), encoding.logvar.float()),
             }
+            if adversarial:
+                fake_patches, fake_style, fake_emotion = self.discriminator(fake, batch.target_style)
+                losses["adv"] = F.mse_loss(fake_patches.float(), torch.ones_like(fake_patches, dtype=torch.float32))
+                losses["style"] = F.cross_entropy(fake_style.float(), batch.target_style)
+                losses["expr"] = F.cross_entropy(fake_emotion.float(), batch.target_emotion)
             if weights["cyc"]:  # the way back costs a whole decode: skipped when it does not count
                 back = g.applied_params(re_heads["source_params"], source_style, batch.source_params, batch.params_mask)
                 losses["cyc"] = F.l1_loss(g.decode(re_encoding, source_style, back).float(), batch.source)
             if self.style_critic is not None and weights["critic"]:
                 losses["critic"] = F.cross_entropy(self.style_critic(fake).float(), batch.target_style)
+            if self.perceptual_encoder is not None and weights["percept"]:
+                losses["percept"] = perceptual_loss(self.perceptual_encoder, fake, batch.target)
             loss = sum(weights[name] * value for name, value in losses.items())
         self._update_generator(loss)
         return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
@@ -490,6 +527,7 @@ def train(args: argparse.Namespace) -> dict:
         lambdas=parse_overrides(args.weight, LAMBDA, "--weight"),
         config_overrides=parse_overrides(args.config, dataclasses.asdict(get_config(args.network)), "--config"),
         style_critic=args.style_critic,
+        perceptual_encoder=args.perceptual_encoder,
     )
     if args.init:  # continue from a trained generator (its discriminator and optimiser state start afresh)
         initial = load_generator(args.init).state_dict()
@@ -562,6 +600,7 @@ def train(args: argparse.Namespace) -> dict:
         "weights": trainer.lambdas if args.model == "style_mapper" else None,
         "config_overrides": trainer.config_overrides or None,
         "style_critic": str(args.style_critic) if args.style_critic else None,
+        "perceptual_encoder": str(args.perceptual_encoder) if args.perceptual_encoder else None,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
     }
@@ -585,6 +624,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--config", nargs="*", default=[], metavar="FIELD=V", help="a variant of the registered network's config"
     )
     parser.add_argument("--style-critic", type=Path, help="a frozen style classifier (training/style_judge.py)")
+    parser.add_argument(
+        "--perceptual-encoder", type=Path, help="a frozen expression encoder checkpoint for the `percept` loss"
+    )
     parser.add_argument("--edited-fraction", type=float, default=EDITED_FRACTION)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-4)

@@ -120,12 +120,17 @@ class ExpressionEncoder(SquareImageServing, nn.Module):
         self.action_head = nn.Linear(EXPRESSION_DIM, len(ACTION_PARAMS))
         self.style_head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled_dim, len(STYLES)))
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images: float [B, 3, S, S] in [0, 1]."""
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """images: float [B, 3, S, S] in [0, 1] → (pooled features, expression vector, attention map): what the
+        heads read; the style mapper's perceptual loss compares the first two (training/train_style_mapper.py)."""
         features = self.stages(self.stem((images - self.pixel_mean) / self.pixel_std))
         attended, attention = self.attention_pool(features)
         pooled = torch.cat([attended, features.mean(dim=(2, 3))], dim=1)
-        expression = self.to_expression(pooled)
+        return pooled, self.to_expression(pooled), attention
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """images: float [B, 3, S, S] in [0, 1]."""
+        pooled, expression, attention = self.embed(images)
         return {
             "emotion_logits": self.emotion_head(expression),
             "style_logits": self.style_head(pooled),
