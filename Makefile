@@ -207,17 +207,20 @@ embedders: $(VENV)/.installed
 evaluate-retrieval: $(VENV)/.installed
 	$(PY) -m training.evaluate_retrieval --stills 2000 --queries 140
 
-# style_mapper (issues 6 and 15): exact cross-style pairs, the style judge and critic, the mapper in two stages
+# style_mapper (issues 6 and 15): exact cross-style pairs, the style judge and critic, the mapper in three stages
 # (stage 1: seed 003's recipe as first built; stage 2: continued with what the ablations of
-# docs/results-mapping.md showed makes it redraw), both baselines and the leave-one-style-out mappers
-# (training/style_mapper_suite.py). Stage 1 of the shipped weights ran on an H100 (MAPPER_ARGS="--parallel 8
-# --time-budget-s 480 --max-steps 6000", bf16), stage 2 on the 2-core CPU (`--stage2-budget-s`, bf16); the CPU
-# default runs everything one after another. The shipped weights are stage 2's best checkpoint by validation PSNR
-# (best.pt): on validation characters it also redrew better than the last average (docs/results-mapping.md).
-MAPPER_ARGS ?= --parallel 1 --cpu-bf16 --batch 32 --time-budget-s 1800 --stage2-budget-s 2100 --max-steps 6000
+# docs/results-mapping.md showed makes it redraw; stage 3: continued with a perceptual loss on the frozen expression
+# encoder), both baselines and the leave-one-style-out mappers (training/style_mapper_suite.py). Stage 1 of the
+# shipped weights ran on an H100 (MAPPER_ARGS="--parallel 8 --time-budget-s 480 --max-steps 6000", bf16), stages 2
+# and 3 on the 2-core CPU (`--stage2-budget-s`, `--stage3-budget-s`, bf16); the CPU default runs everything one
+# after another. `mapping_ablations stages` picks the shipped checkpoint on validation characters by a fixed rule
+# (docs/results-mapping.md, "Stage 3") and names it in runs/mapping/shipped-checkpoint.txt.
+MAPPER_ARGS ?= --parallel 1 --cpu-bf16 --batch 32 --time-budget-s 1800 --stage2-budget-s 2100 --stage3-budget-s 1500 \
+	--max-steps 6000
 mapper: $(VENV)/.installed
 	$(PY) -m training.style_mapper_suite --data $(DATA)/style_pairs --runs $(RUNS)/mapping $(MAPPER_ARGS)
-	cp $(RUNS)/mapping/style_mapper/best.pt weights/style_mapper-cpu.pt
+	$(PY) -m training.mapping_ablations stages --data $(DATA)/style_pairs --mapping-runs $(RUNS)/mapping
+	cp "$$(cat $(RUNS)/mapping/shipped-checkpoint.txt)" weights/style_mapper-cpu.pt
 ablate-mapper: $(VENV)/.installed
 	$(PY) -m training.mapping_ablations train --data $(DATA)/style_pairs --runs $(RUNS)/mapping-ablations
 	$(PY) -m training.mapping_ablations report --data $(DATA)/style_pairs --runs $(RUNS)/mapping-ablations

@@ -158,16 +158,17 @@ def test_training_loop_writes_a_checkpoint_and_summary(test_sets, tmp_path) -> N
 
 
 # Floors for the shipped mapper on QUALITY_SETS held-out test sets (all 12 ordered style pairs each), a little under
-# what docs/results-mapping.md measures on 2400 pairs (PSNR 0.62 dB over copying the source, judge-1 style
-# conformity 0.545, expression preserved 0.788). A mapper that recolours fails here: the first shipped one scored
-# 0.2 dB over copying and 0.26 style conformity. The issue's targets (0.85 style, 0.90 expression) are not met yet,
-# so these floors guard what was reached, not what was asked.
+# what it measures there (PSNR 0.75 dB over copying the source, beats copy on 0.725 of the pairs, judge-1 style
+# conformity 0.340, expression preserved 0.923; `measure` of training/mapping_ablations.py). A mapper that recolours
+# fails the first two: the first shipped one scored 0.2 dB over copying. Stage 3 (the perceptual loss) traded
+# judge-1 style conformity (0.573 → 0.340 on these sets) for expression (0.804 → 0.923), so the style floor guards
+# against losing more of it, not the issue's 0.85 (docs/results-mapping.md).
 QUALITY_SETS = 40
 FLOORS = {
-    "PSNR − copy": 0.3,  # dB gained over handing back the source unchanged
-    "beats copy": 0.55,  # share of pairs closer to the truth than the source is
-    "style (judge 1)": 0.45,
-    "expression preserved": 0.70,
+    "PSNR − copy": 0.4,  # dB gained over handing back the source unchanged
+    "beats copy": 0.65,  # share of pairs closer to the truth than the source is
+    "style (judge 1)": 0.30,
+    "expression preserved": 0.88,
 }
 
 
@@ -226,6 +227,57 @@ def test_a_zero_weighted_cycle_is_not_computed_and_the_critic_is_frozen(test_set
     losses = trainer.step(PairSampler(test_sets, torch.device("cpu"), seed=1).sample(4))
     assert "cyc" not in losses and "critic" in losses and torch.isfinite(losses["critic"])
     assert all(torch.equal(a, b) for a, b in zip(critic_before, trainer.style_critic.parameters()))
+
+
+def test_perceptual_loss_compares_the_encoders_readings_of_mapped_and_true_pictures(test_sets) -> None:
+    from training.train_style_mapper import perceptual_loss
+
+    encoder = load_checkpoint(PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt")
+    images = torch.from_numpy(np.asarray(test_sets["images"][:8])).permute(0, 1, 4, 2, 3).float() / 255
+    truth = images[:, 1]  # cartoon renderings, 128 px: reduced to the encoder's 64 px inside the loss
+    assert float(perceptual_loss(encoder, truth.clone(), truth)) < 1e-6
+    other_style = perceptual_loss(encoder, images[:, 0], truth)  # the same faces, drawn realistic
+    other_faces = perceptual_loss(encoder, truth.roll(1, 0), truth)  # other characters and expressions
+    assert 0 < float(other_style) and 0 < float(other_faces)
+    mapped, truth = images[:, 0].clone().requires_grad_(True), truth.clone().requires_grad_(True)
+    perceptual_loss(encoder, mapped, truth).backward()
+    assert mapped.grad is not None and float(mapped.grad.abs().sum()) > 0
+    assert truth.grad is None  # the truth's reading is a fixed target, never differentiated
+
+
+def test_the_perceptual_encoder_is_frozen_and_its_loss_is_trained(test_sets, tmp_path) -> None:
+    trainer = MapperTrainer(
+        "style_mapper",
+        "style_mapper-cpu",
+        torch.device("cpu"),
+        lambdas={"cyc": 0.0, "percept": 1.0, "adv": 0.0, "style": 0.0, "expr": 0.0},  # stage 3's recipe
+        perceptual_encoder=PROJECT_ROOT / "weights" / "expression_encoder-cpu.pt",
+    )
+    before = [p.clone() for p in trainer.perceptual_encoder.parameters()]
+    discriminator_before = [p.clone() for p in trainer.discriminator.parameters()]
+    losses = trainer.step(PairSampler(test_sets, torch.device("cpu"), seed=1).sample(4))
+    assert "percept" in losses and float(losses["percept"]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.perceptual_encoder.parameters()))
+    assert not any(p.requires_grad for p in trainer.perceptual_encoder.parameters())
+    # with its three terms weighted 0 the discriminator is neither asked nor trained
+    assert not {"adv", "style", "expr"} & set(losses) and float(losses["d"]) == 0
+    assert all(torch.equal(a, b) for a, b in zip(discriminator_before, trainer.discriminator.parameters()))
+
+
+def test_the_shipped_stage_is_chosen_by_validation_targets_met() -> None:
+    from training.mapping_ablations import shipped_stage, targets_met
+
+    row = {"expression preserved": 0.91, "style (judge 1)": 0.84, "style (judge 2)": 0.9, "override MAE": 0.15}
+    assert targets_met({**row, "PSNR − copy": 0.0}) == 3  # 0.84 < 0.85 and a PSNR gain must be above 0
+    rows = {
+        "stage 2, best.pt": {"targets met": 2, "expression preserved": 0.87},
+        "stage 3, best.pt": {"targets met": 3, "expression preserved": 0.88},
+        "stage 3, final.pt": {"targets met": 3, "expression preserved": 0.90},
+    }
+    assert shipped_stage(rows) == "stage 3, final.pt"  # a tie on targets goes to expression preservation
+    rows["stage 2, best.pt"]["targets met"] = 3
+    assert shipped_stage(rows) == "stage 2, best.pt"  # stage 3 must meet more, not as many
+    assert shipped_stage({"stage 3, best.pt": rows["stage 3, best.pt"]}) == "stage 3, best.pt"
 
 
 @pytest.mark.parametrize("role", ["judge", "critic"])

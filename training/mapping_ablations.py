@@ -3,6 +3,7 @@
     python -m training.mapping_ablations diagnose [--init runs/mapping/style_mapper-stage1/best.pt]
     python -m training.mapping_ablations train [--runs runs/mapping-ablations] [--time-budget-s 300] [--only NAME..]
     python -m training.mapping_ablations report [--runs runs/mapping-ablations]   # → docs/results-mapping.md
+    python -m training.mapping_ablations stages [--mapping-runs runs/mapping]     # → which checkpoint ships
 
 `diagnose` asks a trained mapper three questions, without training anything:
   1. how much of the output comes through Conv1's full-resolution skip (the output with the skip zeroed);
@@ -15,9 +16,14 @@ another (2 cores: side by side would only halve each); `report` measures each on
 c01200–c01299, never trained on; the test characters stay for the final numbers) by both judges and writes the
 `mapping-ablations` section of docs/results-mapping.md, which training/evaluate_mapping.py keeps.
 
+`stages` measures the shipped recipe's last two stages (training/style_mapper_suite.py) the same way, adds how
+well an override is followed, and says which checkpoint ships (STAGE_RULE); `make mapper` copies that one.
+
 The judges: judge 1 is the shipped expression_encoder (in torch here, the graph Triton serves; 64-px input by 2×2
 averaging, as evaluate_mapping does with PIL's box filter), judge 2 the separately trained style judge
-(training/style_judge.py, runs/mapping/style_judge.pt). Neither is ever a training loss.
+(training/style_judge.py, runs/mapping/style_judge.pt). Judge 2 is never a training loss; judge 1 is not one in the
+ablations, but stage 3 trains with a perceptual loss on its features (so from stage 3 on, judge 2 and the pictures'
+distance to the truth are the measurements the mapper never saw).
 """
 
 from __future__ import annotations
@@ -35,12 +41,13 @@ import torch.nn.functional as F
 
 from facecast.config import PROJECT_ROOT
 from facecast.vocab import STYLES
-from training.data.style_pairs import load_style_sets
-from training.evaluate_mapping import ABLATION_SECTION
+from training.data.style_pairs import EDITED, load_style_sets
+from training.evaluate_mapping import ABLATION_SECTION, STAGES_SECTION_NAME
 from training.evaluation import markdown_table
 
 DOC = PROJECT_ROOT / "docs" / "results-mapping.md"
 SECTION = ABLATION_SECTION
+STAGES_SECTION = STAGES_SECTION_NAME
 # Stage 1 of the mapper's recipe (training/style_mapper_suite.py): the weights shipped before issue 15, trained on
 # an H100 with seed 003's recipe as first built. Every ablation starts from it.
 STAGE1 = PROJECT_ROOT / "runs" / "mapping" / "style_mapper-stage1" / "best.pt"
@@ -190,11 +197,16 @@ def target_spread(mapped: torch.Tensor, truth: torch.Tensor, rows, source) -> fl
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def loss_pulls(model, sets: dict[str, np.ndarray], count: int) -> dict[str, float]:
+def loss_pulls(
+    model, sets: dict[str, np.ndarray], count: int, weights: dict[str, float] | None = None, frozen: bool = False
+) -> dict[str, float]:
     """‖∂(λ·L)/∂picture‖ per loss term at the trained weights, for the terms that need no discriminator (paired L1,
-    the cycle, the re-encoded latent, the mapper's own style head): the shipped run's discriminator was not kept,
-    and a fresh one would measure nothing."""
-    from training.train_style_mapper import LAMBDA, latent_reconstruction
+    the cycle, the re-encoded latent, the mapper's own style head; with `frozen`, also the frozen style critic and
+    the perceptual loss on the frozen expression encoder): the shipped run's discriminator was not kept, and a fresh
+    one would measure nothing. `weights`: the λ of each term (LAMBDA unless given)."""
+    from training.train_style_mapper import LAMBDA, latent_reconstruction, perceptual_loss
+
+    weights = {**LAMBDA, **(weights or {})}
 
     rows, source, target = all_pairs(count)
     src, truth = pictures(sets, rows, source), pictures(sets, rows, target)
@@ -218,9 +230,15 @@ def loss_pulls(model, sets: dict[str, np.ndarray], count: int) -> dict[str, floa
         "latent": latent_reconstruction(re_encoding, encoding, edited=torch.zeros(len(t), dtype=torch.bool)),
         "self_style": F.cross_entropy(re_heads["source_style_logits"], t),
     }
+    if frozen:
+        from training.checkpoints import load_checkpoint
+        from training.networks.style_judge import load_style_judge
+
+        terms["critic"] = F.cross_entropy(load_style_judge(CRITIC)(fake), t)
+        terms["percept"] = perceptual_loss(load_checkpoint(ENCODER), fake, truth)
     pulls = {}
     for name, value in terms.items():
-        (grad,) = torch.autograd.grad(LAMBDA[name] * value, fake, retain_graph=True)
+        (grad,) = torch.autograd.grad(weights[name] * value, fake, retain_graph=True)
         # every term is a batch mean, so one picture's own loss has B × this gradient: RMS over pictures
         pulls[name] = float(grad.norm() * len(t) ** 0.5)
     return pulls
@@ -362,6 +380,143 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
+# Validation targets (issue 15's, on validation characters) and the rule that picks the shipped checkpoint, fixed
+# before stage 3 was measured: the stage-3 checkpoint (best.pt: best validation PSNR; final.pt: the last average)
+# that meets the most of them ships, ties going to the higher expression preservation; stage 2's best.pt stays
+# shipped unless a stage-3 checkpoint meets more than it does.
+STAGE_TARGETS = {
+    "expression preserved": (">=", 0.90),
+    "style (judge 1)": (">=", 0.85),
+    "style (judge 2)": (">=", 0.85),
+    "override MAE": ("<=", 0.15),
+    "PSNR − copy": (">", 0.0),
+}
+STAGE_RULE = (
+    "the stage-3 checkpoint that meets the most validation targets ships (ties: higher expression preservation), "
+    "and only if it meets more than stage 2's"
+)
+
+
+def targets_met(row: dict[str, float]) -> int:
+    checks = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b}
+    return sum(checks[op](row[name], bound) for name, (op, bound) in STAGE_TARGETS.items() if name in row)
+
+
+def shipped_stage(rows: dict[str, dict[str, float]]) -> str:
+    """STAGE_RULE applied to rows named "stage 2, ..." and "stage 3, ..." (each with "targets met")."""
+    stage3 = [n for n in rows if n.startswith("stage 3")]
+    best3 = max(stage3, key=lambda n: (rows[n]["targets met"], rows[n]["expression preserved"]), default=None)
+    start = next((n for n in rows if n.startswith("stage 2")), None)
+    if best3 is None or (start is not None and rows[best3]["targets met"] <= rows[start]["targets met"]):
+        return start if start is not None else best3
+    return best3
+
+
+@torch.no_grad()
+def override_error(model, sets: dict[str, np.ndarray], judges: Judges, count: int) -> dict[str, float]:
+    """Each set's four renderings mapped into its edited rendering's style with the edited parameters requested:
+    MAE between the request and judge 1's reading, over the requested parameters, with and without the override."""
+    from training.train_style_mapper import map_images
+
+    rows = np.repeat(np.arange(count), len(STYLES))
+    source = np.tile(np.arange(len(STYLES)), count)
+    target = torch.from_numpy(np.asarray(sets["edited_style"])[rows])
+    requested = torch.from_numpy(np.asarray(sets["params"])[rows, EDITED]).float()
+    mask = torch.from_numpy(np.asarray(sets["edited_mask"])[rows]).float()
+    errors = {}
+    for name, used_mask in (("override MAE", mask), ("MAE without override", torch.zeros_like(mask))):
+        read = []
+        for start in range(0, len(rows), 48):
+            part = slice(start, start + 48)
+            mapped = map_images(
+                model, pictures(sets, rows[part], source[part]), target[part], requested[part], used_mask[part]
+            )
+            read.append(torch.from_numpy(judges.read(mapped)["params"]))
+        difference = (torch.cat(read) - requested).abs() * mask
+        errors[name] = float(difference.sum() / mask.sum())
+    return errors
+
+
+def stages(args: argparse.Namespace) -> int:
+    """Stage 2's shipped checkpoint and both of stage 3's, on validation characters; which one ships."""
+    from training.train_style_mapper import load_generator
+
+    judges = Judges()
+    sets = validation_sets(args.data / "val", args.val_sets)
+    started = time.perf_counter()
+    candidates = {
+        "stage 2, best.pt (start of stage 3)": args.mapping_runs / "style_mapper-stage2" / "best.pt",
+        "stage 3, best.pt (best validation PSNR)": args.mapping_runs / "style_mapper" / "best.pt",
+        "stage 3, final.pt (last average)": args.mapping_runs / "style_mapper" / "final.pt",
+    }
+    rows, paths = {}, {}
+    for name, path in candidates.items():
+        if not path.is_file():
+            print(f"[stages] {name}: {path} is missing", flush=True)
+            continue
+        model = load_generator(path)
+        step = torch.load(path, map_location="cpu", weights_only=True).get("step", "?")
+        rows[name] = {"steps": step, **measure(model, sets, judges, args.val_sets)}
+        rows[name].update(override_error(model, sets, judges, args.val_sets))
+        rows[name]["targets met"] = targets_met(rows[name])
+        paths[name] = path
+        print(f"[stages] {name}: {rows[name]}", flush=True)
+    if not rows:
+        raise SystemExit(f"no stage checkpoints under {args.mapping_runs}")
+    # how hard each stage-3 loss term pulls on the picture at stage 3's starting point: what its weights rest on
+    from training.style_mapper_suite import STAGE3_WEIGHTS
+    from training.train_style_mapper import LAMBDA, parse_overrides
+
+    stage3_weights = {**LAMBDA, **parse_overrides(STAGE3_WEIGHTS, LAMBDA, "--weight")}
+    start_path = candidates["stage 2, best.pt (start of stage 3)"]
+    pulls = (
+        loss_pulls(load_generator(start_path), sets, min(args.val_sets, 16), stage3_weights, frozen=True)
+        if start_path.is_file()
+        else {}
+    )
+    print(f"[stages] pulls at stage 3's start: {pulls}", flush=True)
+    chosen = shipped_stage(rows)
+    choice = args.mapping_runs / "shipped-checkpoint.txt"
+    choice.write_text(str(paths[chosen]) + "\n")
+    import pandas as pd
+
+    frame = pd.DataFrame.from_dict(rows, orient="index").round(3)
+    frame.index.name = "checkpoint"
+    targets = ", ".join(f"{n} {op} {b:g}" for n, (op, b) in STAGE_TARGETS.items())
+    body = "\n".join(
+        [
+            "## Stage 3: which checkpoint ships (issue 15)",
+            "",
+            f"Reproduce: `python -m training.mapping_ablations stages` ({(time.perf_counter() - started) / 60:.1f} "
+            f"min on a shared 2-core CPU machine). Validation pairs as in the ablations below (sets "
+            f'0–{args.val_sets - 1} of split "val", all 12 ordered style pairs; for the override columns each set\'s '
+            "four renderings mapped into its edited rendering's style with the edited parameters requested, MAE "
+            "between request and judge 1's reading over the requested parameters). Judge 1 is stage 3's "
+            "perceptual loss, so its columns are no longer an outside view of stage 3; judge 2 and PSNR are.",
+            "",
+            markdown_table(frame),
+            "",
+            "Pull of each weighted loss term on the mapped picture at stage 3's start (RMS over pictures of the "
+            "gradient norm of λ·loss with respect to the picture, stage 3's λ: "
+            + ", ".join(f"{k}={v:g}" for k, v in stage3_weights.items() if k in pulls)
+            + "): "
+            + ", ".join(f"{name} {value:.3g}" for name, value in pulls.items())
+            + ". Terms that need the discriminator (adv, style, expr) are not measured: it was not kept.",
+            "",
+            f"Validation targets: {targets}. Rule (fixed before stage 3 was measured): {STAGE_RULE}. "
+            f"**Shipped: {chosen}** ({paths[chosen]}).",
+        ]
+    )
+    if not args.no_doc:
+        from benchmarks.doc_markers import replace_section
+
+        DOC.write_text(replace_section(DOC.read_text(), STAGES_SECTION, body))
+        print(f"[stages] wrote the {STAGES_SECTION} section of {DOC}; shipped: {paths[chosen]} ({choice})", flush=True)
+    else:
+        print(body)
+    return 0
+
+
 def ablation_section(args, diagnosis: dict, rows: dict, elapsed: float) -> str:
     import pandas as pd
 
@@ -407,9 +562,10 @@ def ablation_section(args, diagnosis: dict, rows: dict, elapsed: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=("diagnose", "train", "report"))
+    parser.add_argument("action", choices=("diagnose", "train", "report", "stages"))
     parser.add_argument("--data", type=Path, default=Path("data/style_pairs"))
     parser.add_argument("--runs", type=Path, default=Path("runs/mapping-ablations"))
+    parser.add_argument("--mapping-runs", type=Path, default=Path("runs/mapping"), help="the suite's runs (stages)")
     parser.add_argument("--init", type=Path, default=STAGE1)
     parser.add_argument("--time-budget-s", type=float, default=300)
     parser.add_argument("--batch", type=int, default=32)
@@ -421,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         return train_all(args)
     if args.action == "report":
         return report(args)
+    if args.action == "stages":
+        return stages(args)
     judges = Judges()
     sets = validation_sets(args.data / "val", args.val_sets)
     print(json.dumps(diagnose(args.init, sets, judges, args.val_sets), indent=1))
