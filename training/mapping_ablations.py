@@ -369,15 +369,19 @@ def report(args: argparse.Namespace) -> int:
                 **measure(checkpoint, sets, judges, args.val_sets),
             }
     elapsed = time.perf_counter() - started
-    body = ablation_section(args, diagnosis, rows, elapsed)
-    if not args.no_doc:
-        from benchmarks.doc_markers import replace_section
-
-        DOC.write_text(replace_section(DOC.read_text(), SECTION, body))
-        print(f"[ablations] wrote the {SECTION} section of {DOC}", flush=True)
-    else:
-        print(body)
+    write_section(args, SECTION, ablation_section(args, diagnosis, rows, elapsed))
     return 0
+
+
+def write_section(args: argparse.Namespace, section: str, body: str) -> None:
+    """`body` into its section of docs/results-mapping.md, or printed with --no-doc."""
+    if args.no_doc:
+        print(body)
+        return
+    from benchmarks.doc_markers import replace_section
+
+    DOC.write_text(replace_section(DOC.read_text(), section, body))
+    print(f"[ablations] wrote the {section} section of {DOC}", flush=True)
 
 
 # Validation targets (issue 15's, on validation characters) and the rule that picks the shipped checkpoint, fixed
@@ -476,8 +480,6 @@ def stages(args: argparse.Namespace) -> int:
     )
     print(f"[stages] pulls at stage 3's start: {pulls}", flush=True)
     chosen = shipped_stage(rows)
-    choice = args.mapping_runs / "shipped-checkpoint.txt"
-    choice.write_text(str(paths[chosen]) + "\n")
     import pandas as pd
 
     frame = pd.DataFrame.from_dict(rows, orient="index").round(3)
@@ -507,13 +509,11 @@ def stages(args: argparse.Namespace) -> int:
             f"**Shipped: {chosen}** ({paths[chosen]}).",
         ]
     )
-    if not args.no_doc:
-        from benchmarks.doc_markers import replace_section
-
-        DOC.write_text(replace_section(DOC.read_text(), STAGES_SECTION, body))
-        print(f"[stages] wrote the {STAGES_SECTION} section of {DOC}; shipped: {paths[chosen]} ({choice})", flush=True)
-    else:
-        print(body)
+    write_section(args, STAGES_SECTION, body)
+    if not args.no_doc:  # --no-doc only looks: the choice `make mapper` copies is left as it was
+        choice = args.mapping_runs / "shipped-checkpoint.txt"
+        choice.write_text(str(paths[chosen]) + "\n")
+        print(f"[stages] shipped: {paths[chosen]} (named in {choice})", flush=True)
     return 0
 
 

@@ -81,6 +81,18 @@ def runs(args: argparse.Namespace) -> dict[str, Run]:
         *(["--cpu-bf16"] if args.cpu_bf16 else []),
     ]
     trainer = "training.train_style_mapper"
+
+    def continued(recipe: list[str], stage_before: str, budget_s: float) -> Run:
+        """A stage of the mapper: `recipe` from the stage before's best.pt, with the critic, for its own budget."""
+        return Run(
+            trainer,
+            common
+            + recipe
+            + ["--init", str(args.runs / stage_before / "best.pt"), "--time-budget-s", str(budget_s)]
+            + ["--style-critic", str(args.runs / "style_critic.pt")],
+            after=(stage_before, "style_critic"),
+        )
+
     named = {
         # the second judge of docs/results-mapping.md and the critic stage 2 may use: both trained apart
         "style_judge": Run("training.style_judge", ["--role", "judge", "--out", str(args.runs / "style_judge.pt")]),
@@ -89,32 +101,8 @@ def runs(args: argparse.Namespace) -> dict[str, Run]:
             ["--role", "critic", "--train-data", str(args.data / "train"), "--out", str(args.runs / "style_critic.pt")],
         ),
         "style_mapper-stage1": Run(trainer, common + STAGE1),
-        "style_mapper-stage2": Run(
-            trainer,
-            common
-            + STAGE2
-            + [
-                "--init",
-                str(args.runs / "style_mapper-stage1" / "best.pt"),
-                "--time-budget-s",
-                str(args.stage2_budget_s),
-            ]
-            + ["--style-critic", str(args.runs / "style_critic.pt")],
-            after=("style_mapper-stage1", "style_critic"),
-        ),
-        "style_mapper": Run(
-            trainer,
-            common
-            + STAGE3
-            + [
-                "--init",
-                str(args.runs / "style_mapper-stage2" / "best.pt"),
-                "--time-budget-s",
-                str(args.stage3_budget_s),
-            ]
-            + ["--style-critic", str(args.runs / "style_critic.pt")],
-            after=("style_mapper-stage2", "style_critic"),
-        ),
+        "style_mapper-stage2": continued(STAGE2, "style_mapper-stage1", args.stage2_budget_s),
+        "style_mapper": continued(STAGE3, "style_mapper-stage2", args.stage3_budget_s),
         "autoencoder": Run(trainer, common + ["--model", "autoencoder"]),
         "cyclegan": Run(trainer, common + ["--model", "cyclegan"]),
     }
