@@ -47,7 +47,6 @@ from training.evaluation import markdown_table
 
 DOC = PROJECT_ROOT / "docs" / "results-mapping.md"
 SECTION = ABLATION_SECTION
-STAGES_SECTION = STAGES_SECTION_NAME
 # Stage 1 of the mapper's recipe (training/style_mapper_suite.py): the weights shipped before issue 15, trained on
 # an H100 with seed 003's recipe as first built. Every ablation starts from it.
 STAGE1 = PROJECT_ROOT / "runs" / "mapping" / "style_mapper-stage1" / "best.pt"
@@ -509,7 +508,7 @@ def stages(args: argparse.Namespace) -> int:
             f"**Shipped: {chosen}** ({paths[chosen]}).",
         ]
     )
-    write_section(args, STAGES_SECTION, body)
+    write_section(args, STAGES_SECTION_NAME, body)
     if not args.no_doc:  # --no-doc only looks: the choice `make mapper` copies is left as it was
         choice = args.mapping_runs / "shipped-checkpoint.txt"
         choice.write_text(str(paths[chosen]) + "\n")
