@@ -556,6 +556,16 @@ def _geometry(script: ClipScript, t: np.ndarray) -> _Geometry:
     return _Geometry(emotion, intensity, values, centre, height, box, present, visible)
 
 
+#: The drawn expression's parameters, in the order of the last axis of `step_geometry(...).values`.
+EXPRESSION_FIELDS: tuple[str, ...] = tuple(_FIELDS)
+
+
+def step_geometry(script: ClipScript, times: np.ndarray) -> _Geometry:
+    """Per character and time: the drawn emotion, intensity and expression, the face box and its visible fraction
+    (what the ground truth reads; training.engagement_ceiling builds ideal perception from it)."""
+    return _geometry(script, np.asarray(times, dtype=float))
+
+
 def character_states(script: ClipScript, t: float) -> list[CharacterState]:
     """What a viewer sees of each character at time `t` (seconds)."""
     geo = _geometry(script, np.array([float(t)]))

@@ -220,6 +220,12 @@ def build_split(split_dir: Path, onnx_path: Path, workers: int = 2, chunk: int =
     else:
         for payload in chunks:
             rows.extend(_worker(payload))
+    return write_rows(split_dir, rows, clip_ids)
+
+
+def write_rows(split_dir: Path, rows: list[dict], clip_ids: list[str]) -> Path:
+    """split_dir/features.npz from per-clip rows (clip_rows' layout), written atomically."""
+    split_dir.mkdir(parents=True, exist_ok=True)
     arrays = {
         "features": np.stack([r["features"] for r in rows]), "mask": np.stack([r["mask"] for r in rows]),
         "steps": np.array([r["steps"] for r in rows], np.int64),
