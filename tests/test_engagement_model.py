@@ -201,14 +201,11 @@ def test_a_lead_is_clear_beyond_the_calibrated_margin_else_by_intervals() -> Non
     assert lead_is_clear((0.8, 0.7, 0.9), (0.5, 0.4, 0.6))
 
 
-def test_training_learns_a_planted_signal(tmp_path) -> None:
-    """A few epochs on clips whose engagement is the mean happiness probability rank them far better than chance."""
+def _planted_arrays(n: int = 160, steps: int = 24):
+    """Clips whose engagement is the mean happiness probability of two characters (a signal any model can learn)."""
     from training.data.engagement_dataset import EngagementArrays
-    from training.evaluation import spearman
-    from training.train_engagement import EngagementTrainingOptions, fit, predict
 
     rng = np.random.default_rng(0)
-    n, steps = 160, 24
     features = np.zeros((n, MAX_CHARACTERS, MAX_STEPS, FRAME_FEATURE_DIM), np.float16)
     mask = np.zeros((n, MAX_CHARACTERS, MAX_STEPS), bool)
     mask[:, :2, :steps] = True
@@ -226,7 +223,7 @@ def test_training_learns_a_planted_signal(tmp_path) -> None:
         "engagement_class": np.digitize(engagement, [1 / 3, 2 / 3]),
         "curve": curve,
     }
-    arrays = EngagementArrays(
+    return EngagementArrays(
         features,
         mask,
         np.full(n, steps),
@@ -237,6 +234,16 @@ def test_training_learns_a_planted_signal(tmp_path) -> None:
         np.full(n, 2),
         np.full(n, "cartoon"),
     )
+
+
+def test_training_learns_a_planted_signal(tmp_path) -> None:
+    """A few epochs on clips whose engagement is the mean happiness probability rank them far better than chance."""
+    from training.evaluation import spearman
+    from training.train_engagement import EngagementTrainingOptions, fit, predict
+
+    n = 160
+    arrays = _planted_arrays(n)
+    engagement = arrays.targets["engagement"]
     torch.manual_seed(0)
     model = build_model("engagement-cpu")
     fit(
@@ -258,3 +265,85 @@ def test_an_engagement_checkpoint_from_before_logit_intervals_is_refused_with_wh
     torch.save({"network": "engagement-cpu", "state_dict": state}, path)
     with pytest.raises(ValueError, match="before 2026-12.*Retrain"):
         load_checkpoint(path)
+
+
+def test_an_ensemble_of_one_network_repeated_answers_as_that_network() -> None:
+    from training.networks.engagement import EngagementEnsemble
+
+    member = build_model("engagement-cpu").eval()
+    ensemble = EngagementEnsemble.of([member, member, member])
+    features, mask = _inputs(batch=4)
+    alone, together = _run(member, features, mask), _run(ensemble, features, mask)
+    for name in ("engagement", "resonance", "shareability", "appeal", "curve", "moment_weights"):
+        torch.testing.assert_close(together[name], alone[name], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.softmax(together["class_logits"], 1), torch.softmax(alone["class_logits"], 1))
+
+
+def test_an_ensemble_averages_its_members_logits_and_exports_as_one_graph(tmp_path) -> None:
+    import onnxruntime as ort
+
+    from training.networks.engagement import EngagementEnsemble
+
+    torch.manual_seed(0)
+    members = [build_model("engagement-cpu").eval() for _ in range(3)]
+    ensemble = EngagementEnsemble.of(members)
+    features, mask = _inputs(batch=4)
+    logits = torch.stack([_run(m, features, mask)["scalar_logits"] for m in members])
+    outputs = _run(ensemble, features, mask)
+    torch.testing.assert_close(outputs["scalar_logits"], logits.mean(0), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(logits[0], logits[1])  # the members really differ
+    torch.testing.assert_close(outputs["moment_weights"].sum(1), torch.ones(4))
+    ensemble.interval_logit_halfwidth.copy_(torch.linspace(0.5, 2.0, len(INTERVAL_ORDER)))
+    path = save_checkpoint(ensemble, "engagement-x3-cpu", tmp_path / "ensemble.pt")
+    loaded = load_checkpoint(path)
+    session = ort.InferenceSession(str(export_onnx(loaded, tmp_path / "ensemble.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    served, halfwidth = session.run(["engagement", "interval_logit_halfwidth"],
+                                    {"features": features.numpy(), "mask": mask.numpy()})
+    np.testing.assert_allclose(served, outputs["engagement"].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(halfwidth[0], ensemble.interval_logit_halfwidth.numpy(), atol=1e-7)
+
+
+def test_ensemble_training_fits_each_member_on_its_own_seed(tmp_path, monkeypatch) -> None:
+    """`--network engagement-x3-cpu` trains three members apart (seeds 0, 1, 2) and calibrates their average."""
+    import training.train_engagement as train_engagement
+
+    seen = []
+    real_fit = train_engagement.fit
+
+    def recording_fit(model, train, val, options, log=print):
+        seen.append((options.seed, tuple(val.clip_id[:5])))
+        return real_fit(model, train, val, dataclasses.replace(options, curve_epochs=0, max_epochs=1), log=log)
+
+    monkeypatch.setattr(train_engagement, "fit", recording_fit)
+    arrays = _planted_arrays(n=60)
+    options = train_engagement.EngagementTrainingOptions(network="engagement-x3-cpu")
+    model, summary, _, _ = train_engagement._fit_members(arrays, get_config("engagement-x3-cpu"), options)
+    assert [seed for seed, _ in seen] == [0, 1, 2]
+    assert len({val for _, val in seen}) == 3  # each member stops early on different clips
+    assert len(summary["best_epoch"]) == 3 and len(model.members) == 3
+    assert not torch.allclose(model.members[0].clip_head[0].weight, model.members[1].clip_head[0].weight)
+
+
+def test_pretraining_runs_before_the_recipe_and_is_recorded(monkeypatch) -> None:
+    """`--pretrain`: a fit on the ideal-perception clips (stage 2 included), then the served recipe without its
+    stage 2, from the pretrained weights."""
+    import training.train_engagement as train_engagement
+
+    calls = []
+    real_fit = train_engagement.fit
+
+    def recording_fit(model, train, val, options, log=print):
+        calls.append((len(train), options.curve_epochs, model.clip_head[0].weight.detach().clone()))
+        return real_fit(model, train, val, dataclasses.replace(options, max_epochs=1), log=log)
+
+    monkeypatch.setattr(train_engagement, "fit", recording_fit)
+    arrays = _planted_arrays(n=60)
+    options = train_engagement.EngagementTrainingOptions()
+    network, summary = train_engagement.fit_network(
+        get_config("engagement-cpu"), arrays.subset(np.arange(40)), arrays.subset(np.arange(40, 50)), options,
+        pretrain=arrays.subset(np.arange(10, 60)))
+    assert [(n, curve) for n, curve, _ in calls] == [(50, train_engagement.PRETRAIN_RECIPE["curve_epochs"]), (40, 0)]
+    assert not torch.equal(calls[0][2], calls[1][2])  # the recipe starts from the pretrained weights
+    assert summary["pretrain"]["best_epoch"] >= 0
+    assert {record.get("phase") for record in summary["history"]} == {"pretrain", None}
