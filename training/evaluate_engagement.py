@@ -544,8 +544,9 @@ def beats_baselines_paragraph(paired: pd.DataFrame, cv: pd.DataFrame, costs: pd.
         "epoch to epoch, so some folds keep a model from their first epochs, which widens the full model's interval. "
         f"The cross-validated means above lie between {means.min():.3f} and {means.max():.3f}; the shipped model "
         "(a longer recipe, below) is scored on the test split in the next section. "
-        "`python -m training.engagement_recipe_cv` cross-validates one network trained with the shipped recipe "
-        "against the same baselines on the same folds: docs/results-engagement-recipe.md."
+        "`python -m training.engagement_recipe_cv` cross-validates one network trained with the shipped members' "
+        "recipe (without their pretraining) against the same baselines on the same folds: "
+        "docs/results-engagement-recipe.md."
     )
 
 
