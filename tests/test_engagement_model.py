@@ -296,10 +296,12 @@ def test_an_ensemble_averages_its_members_logits_and_exports_as_one_graph(tmp_pa
     ensemble.interval_logit_halfwidth.copy_(torch.linspace(0.5, 2.0, len(INTERVAL_ORDER)))
     path = save_checkpoint(ensemble, "engagement-x3-cpu", tmp_path / "ensemble.pt")
     loaded = load_checkpoint(path)
-    session = ort.InferenceSession(str(export_onnx(loaded, tmp_path / "ensemble.onnx")),
-                                   providers=["CPUExecutionProvider"])
-    served, halfwidth = session.run(["engagement", "interval_logit_halfwidth"],
-                                    {"features": features.numpy(), "mask": mask.numpy()})
+    session = ort.InferenceSession(
+        str(export_onnx(loaded, tmp_path / "ensemble.onnx")), providers=["CPUExecutionProvider"]
+    )
+    served, halfwidth = session.run(
+        ["engagement", "interval_logit_halfwidth"], {"features": features.numpy(), "mask": mask.numpy()}
+    )
     np.testing.assert_allclose(served, outputs["engagement"].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(halfwidth[0], ensemble.interval_logit_halfwidth.numpy(), atol=1e-7)
 
@@ -341,8 +343,12 @@ def test_pretraining_runs_before_the_recipe_and_is_recorded(monkeypatch) -> None
     arrays = _planted_arrays(n=60)
     options = train_engagement.EngagementTrainingOptions()
     network, summary = train_engagement.fit_network(
-        get_config("engagement-cpu"), arrays.subset(np.arange(40)), arrays.subset(np.arange(40, 50)), options,
-        pretrain=arrays.subset(np.arange(10, 60)))
+        get_config("engagement-cpu"),
+        arrays.subset(np.arange(40)),
+        arrays.subset(np.arange(40, 50)),
+        options,
+        pretrain=arrays.subset(np.arange(10, 60)),
+    )
     assert [(n, curve) for n, curve, _ in calls] == [(50, train_engagement.PRETRAIN_RECIPE["curve_epochs"]), (40, 0)]
     assert not torch.equal(calls[0][2], calls[1][2])  # the recipe starts from the pretrained weights
     assert summary["pretrain"]["best_epoch"] >= 0

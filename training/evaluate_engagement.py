@@ -413,26 +413,44 @@ def shipped_model_lines(model, weights: Path, test: EngagementArrays, oracle_spe
 
     checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     pretrain = int(checkpoint.get("pretrain_clips", 0))
-    recipe = (f"pretrained on {pretrain} ideal-perception clips (training.data.ideal_clips), then trained on the "
-              "train split's served rows" if pretrain else "trained on the train split's served rows")
+    recipe = (
+        f"pretrained on {pretrain} ideal-perception clips (training.data.ideal_clips), then trained on the "
+        "train split's served rows"
+        if pretrain
+        else "trained on the train split's served rows"
+    )
     if not isinstance(model, EngagementEnsemble):
         return f"network `{checkpoint['network']}`, {recipe}", []
     rows = []
-    for name, network in [*((f"member {i + 1} alone", m) for i, m in enumerate(model.members)),
-                          ("the ensemble (shipped)", model)]:
+    for name, network in [
+        *((f"member {i + 1} alone", m) for i, m in enumerate(model.members)),
+        ("the ensemble (shipped)", model),
+    ]:
         started = time.perf_counter()
         predictions = predict(network, test)
         ms = (time.perf_counter() - started) / len(test) * 1e3
         row = scores(predictions, test)
-        rows.append({"model": name, "accuracy": row["accuracy"],
-                     "model / oracle Spearman": row["Spearman vs observed"] / oracle_spearman,
-                     "Spearman vs oracle": row["Spearman vs oracle"], "MAE": row["MAE"],
-                     "ms / clip (one CPU thread, batched)": ms})
-    description = (f"network `{checkpoint['network']}`, {len(model.members)} networks of one config, each {recipe} "
-                   "with its own seed and early-stopping clips, averaged in logit space")
-    lines = ["The ensemble's members alone and together on the test split (why an ensemble: one network's test "
-             "accuracy moves from run to run by more than any recipe change measured here):", "",
-             markdown_table(pd.DataFrame(rows).set_index("model")), ""]
+        rows.append(
+            {
+                "model": name,
+                "accuracy": row["accuracy"],
+                "model / oracle Spearman": row["Spearman vs observed"] / oracle_spearman,
+                "Spearman vs oracle": row["Spearman vs oracle"],
+                "MAE": row["MAE"],
+                "ms / clip (one CPU thread, batched)": ms,
+            }
+        )
+    description = (
+        f"network `{checkpoint['network']}`, {len(model.members)} networks of one config, each {recipe} "
+        "with its own seed and early-stopping clips, averaged in logit space"
+    )
+    lines = [
+        "The ensemble's members alone and together on the test split (why an ensemble: one network's test "
+        "accuracy moves from run to run by more than any recipe change measured here):",
+        "",
+        markdown_table(pd.DataFrame(rows).set_index("model")),
+        "",
+    ]
     return description, lines
 
 
@@ -644,16 +662,22 @@ def write_report(
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    test_section = "\n".join([markers(TEST_SECTION)[0], *test_lines(command, headline, coverage, verdicts, facts),
-                              markers(TEST_SECTION)[1]])
+    test_section = "\n".join(
+        [markers(TEST_SECTION)[0], *test_lines(command, headline, coverage, verdicts, facts), markers(TEST_SECTION)[1]]
+    )
     path.write_text(
-        "\n".join(lines) + "\n" + test_section + "\n" + kept_section(path, CEILING_SECTION)
+        "\n".join(lines)
+        + "\n"
+        + test_section
+        + "\n"
+        + kept_section(path, CEILING_SECTION)
         + kept_section(path, STUDIO_SECTION)
     )
 
 
-def test_lines(command: str, headline: pd.DataFrame, coverage: pd.DataFrame, verdicts: pd.DataFrame,
-               facts: dict) -> list[str]:
+def test_lines(
+    command: str, headline: pd.DataFrame, coverage: pd.DataFrame, verdicts: pd.DataFrame, facts: dict
+) -> list[str]:
     """The held-out test split's section (rewritten alone by --test-only)."""
     coverage_ok = sum(row == "yes" for row in coverage["within 2 points of 90 %"])
     return [
@@ -726,7 +750,8 @@ def main(argv: list[str] | None = None) -> None:
         "--cv-max-epochs", type=int, default=CV_EPOCHS["max_epochs"], help="stage-3 epoch cap per fold training"
     )
     parser.add_argument(
-        "--test-only", action="store_true",
+        "--test-only",
+        action="store_true",
         help="score the shipped model on the test split and rewrite only that section of --out (no CV)",
     )
     args = parser.parse_args(argv)

@@ -343,7 +343,10 @@ PRETRAIN_RECIPE = {"curve_epochs": 2, "max_epochs": 4, "patience": 4}
 
 
 def fit_network(
-    config, train: EngagementArrays, val: EngagementArrays, options: EngagementTrainingOptions,
+    config,
+    train: EngagementArrays,
+    val: EngagementArrays,
+    options: EngagementTrainingOptions,
     pretrain: EngagementArrays | None = None,
 ) -> tuple[EngagementNetwork, dict]:
     """A fresh network of `config` trained with the recipe (after pretraining on `pretrain` when given)."""
@@ -363,7 +366,9 @@ def fit_network(
 
 
 def _fit_members(
-    full_train: EngagementArrays, config: EngagementEnsembleConfig, options: EngagementTrainingOptions,
+    full_train: EngagementArrays,
+    config: EngagementEnsembleConfig,
+    options: EngagementTrainingOptions,
     pretrain: EngagementArrays | None = None,
 ) -> tuple[EngagementEnsemble, dict, EngagementArrays, EngagementArrays]:
     """Each member with the single network's recipe, seed options.seed + k: its own initialisation, batch order
@@ -375,8 +380,11 @@ def _fit_members(
         train_index, val_index = validation_split(len(full_train), options.val_fraction, member_options.seed)
         train, val = full_train.subset(train_index), full_train.subset(val_index)
         splits.append((train, val))
-        print(f"[engagement] {options.network} member {k + 1}/{config.members} (seed {member_options.seed}): "
-              f"{len(train)} training / {len(val)} validation clips", flush=True)
+        print(
+            f"[engagement] {options.network} member {k + 1}/{config.members} (seed {member_options.seed}): "
+            f"{len(train)} training / {len(val)} validation clips",
+            flush=True,
+        )
         member, member_summary = fit_network(config.member, train, val, member_options, pretrain)
         summaries.append(member_summary)
         members.append(member)
@@ -458,7 +466,8 @@ def main(argv: list[str] | None = None) -> None:
         help="also copy the calibrated checkpoint here (the shipped default: weights/engagement-cpu.pt)",
     )
     parser.add_argument(
-        "--pretrain", type=Path,
+        "--pretrain",
+        type=Path,
         help="first train on these ideal-perception clips (python -m training.data.ideal_clips), then on --data",
     )
     for field in ("batch_size", "curve_epochs", "max_epochs", "patience", "seed", "threads"):

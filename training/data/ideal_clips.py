@@ -65,7 +65,8 @@ def ideal_rows(script) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             if visible <= 0:
                 continue
             features[c, s] = frame_features(
-                emotion_probs[c, s], style, geo.values[c, s, action_columns], np.clip(geo.box[c, s], 0, 1), visible)
+                emotion_probs[c, s], style, geo.values[c, s, action_columns], np.clip(geo.box[c, s], 0, 1), visible
+            )
             mask[c, s] = True
     return features, mask, emotion_probs
 
@@ -79,12 +80,17 @@ def _clip(index: int) -> dict:
     characters = [f"c{n:05d}" for n in range(first, end)]
     script = clips.sample_clip_script(clip_seed(split_seed, index), character_ids=characters)
     features, mask, _ = ideal_rows(script)
-    return {"features": features.astype(np.float16), "mask": mask,
-            "steps": min(step_count(script.duration_s), MAX_STEPS),
-            "targets": _targets_of(clips.observed_targets(script)),
-            "oracle": _targets_of(clips.engagement_truth(script)),
-            "clip_id": f"pretrain-{index:06d}", "seed": int(script.seed), "n_characters": len(script.characters),
-            "style": "mixed" if script.mixed_style else script.styles[0]}
+    return {
+        "features": features.astype(np.float16),
+        "mask": mask,
+        "steps": min(step_count(script.duration_s), MAX_STEPS),
+        "targets": _targets_of(clips.observed_targets(script)),
+        "oracle": _targets_of(clips.engagement_truth(script)),
+        "clip_id": f"pretrain-{index:06d}",
+        "seed": int(script.seed),
+        "n_characters": len(script.characters),
+        "style": "mixed" if script.mixed_style else script.styles[0],
+    }
 
 
 def build_pretraining_split(out_dir: Path, count: int, first: int = FIRST_PRETRAIN_INDEX, workers: int = 2) -> Path:
