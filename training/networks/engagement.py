@@ -442,9 +442,10 @@ class EngagementEnsemble(nn.Module):
     """Independently trained engagement networks averaged in logit space, with one studio layer and one set of
     conformal half-widths calibrated on the average (training/train_engagement.py, `--network engagement-x3-cpu`).
 
-    Why: one training run of the CPU network lands anywhere in a spread of about ±0.03 in test accuracy (3 runs of
-    the shipped recipe: 0.787, 0.820, 0.840); averaging removes most of that run-to-run variance, and errors the
-    members do not share cancel (docs/results-engagement.md measures the ensemble against its members). Each
+    Why: one training run of the CPU network lands anywhere in a wide spread of test accuracy (two runs of one
+    recipe on the same rows, seed 0 both: 0.787 and 0.840, docs/results-engagement.md); averaging removes most of
+    that run-to-run variance, and errors the members do not share cancel (the same page measures the ensemble
+    against its members). Each
     member's own studio layer and half-widths stay at their defaults and unused. Class logits are averaged as
     log-probabilities, moment weights as weights (they still sum to 1 over the clip's steps)."""
 
