@@ -351,6 +351,7 @@ def fit_network(
 ) -> tuple[EngagementNetwork, dict]:
     """A fresh network of `config` trained with the recipe (after pretraining on `pretrain` when given)."""
     log = lambda line: print(line, flush=True)  # noqa: E731
+    torch.manual_seed(options.seed)  # the initialisation too, not only the batch order (fit seeds that)
     network = build_engagement(config)
     pretrained = None
     if pretrain is not None:
