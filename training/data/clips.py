@@ -562,7 +562,7 @@ EXPRESSION_FIELDS: tuple[str, ...] = tuple(_FIELDS)
 
 def step_geometry(script: ClipScript, times: np.ndarray) -> _Geometry:
     """Per character and time: the drawn emotion, intensity and expression, the face box and its visible fraction
-    (what the ground truth reads; training.engagement_ceiling builds ideal perception from it)."""
+    (what the ground truth reads; training.data.ideal_clips builds ideal perception from it)."""
     return _geometry(script, np.asarray(times, dtype=float))
 
 
