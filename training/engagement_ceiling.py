@@ -81,15 +81,13 @@ def build_variants(data: Path, out: Path) -> dict[str, Path]:
 
 def variant_scores(model, calib: EngagementArrays, test: EngagementArrays) -> dict[str, float]:
     """The shipped model's test-split numbers for one trained variant (conformal half-width from calib)."""
-    from training.evaluate_engagement import scores
+    from training.evaluate_engagement import oracle_predictions, scores
     from training.train_engagement import calibrate, interval_coverage, predict
 
     halfwidth = calibrate(model, calib)[0]
     predictions = predict(model, test)
     row = scores(predictions, test)
-    oracle_spearman = scores(
-        {"engagement": test.oracle["engagement"], "class_probs": np.eye(3)[test.oracle["engagement_class"]]}, test
-    )["Spearman vs observed"]
+    oracle_spearman = scores(oracle_predictions(test), test)["Spearman vs observed"]
     low, high = logit_interval(predictions["engagement"], halfwidth)
     return {
         "accuracy": row["accuracy"],
@@ -104,12 +102,11 @@ def variant_scores(model, calib: EngagementArrays, test: EngagementArrays) -> di
 
 def oracle_floor(calib: EngagementArrays, test: EngagementArrays) -> dict[str, float]:
     """The noise-free oracle scored like a model: its intervals are the labels' own noise (conformal on calib)."""
-    from training.evaluate_engagement import scores
+    from training.evaluate_engagement import oracle_predictions, scores
     from training.train_engagement import conformal_quantile
 
     halfwidth = conformal_quantile(to_logit(calib.targets["engagement"]) - to_logit(calib.oracle["engagement"]))
-    oracle = {"engagement": test.oracle["engagement"], "class_probs": np.eye(3)[test.oracle["engagement_class"]]}
-    row = scores(oracle, test)
+    row = scores(oracle_predictions(test), test)
     low, high = logit_interval(test.oracle["engagement"], halfwidth)
     residual = np.abs(to_logit(test.targets["engagement"]) - to_logit(test.oracle["engagement"]))
     return {

@@ -307,6 +307,15 @@ def style_table(oof: dict, arrays: EngagementArrays, ms_per_clip: float) -> pd.D
     return pd.DataFrame(rows).set_index("style")
 
 
+def oracle_predictions(arrays: EngagementArrays) -> dict[str, np.ndarray]:
+    """The noise-free truth in the shape of a model's predictions (`scores` reads it as it reads a model's)."""
+    return {
+        "engagement": arrays.oracle["engagement"],
+        "class_probs": np.eye(3)[arrays.oracle["engagement_class"]],
+        "curve": arrays.oracle["curve"],
+    }
+
+
 def test_results(data: Path, weights: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict]:
     import torch
 
@@ -320,12 +329,7 @@ def test_results(data: Path, weights: Path) -> tuple[pd.DataFrame, pd.DataFrame,
     predictions = predict(model, test)
     ms = (time.perf_counter() - started) / len(test) * 1e3
     model_scores = scores(predictions, test)
-    oracle_predictions = {
-        "engagement": test.oracle["engagement"],
-        "class_probs": np.eye(3)[test.oracle["engagement_class"]],
-        "curve": test.oracle["curve"],
-    }
-    oracle_scores = scores(oracle_predictions, test)
+    oracle_scores = scores(oracle_predictions(test), test)
     # the oracle's class has hard 0/1 probabilities; its AUC from its own engagement score is the fair one
     oracle_scores["AUC"] = macro_auc(test.targets["engagement_class"], _score_as_probs(test.oracle["engagement"]))
     ratio = model_scores["Spearman vs observed"] / oracle_scores["Spearman vs observed"]
@@ -388,7 +392,9 @@ def test_results(data: Path, weights: Path) -> tuple[pd.DataFrame, pd.DataFrame,
     )
     calib = load_engagement_split(data / "calib")
     calib_scores = scores(predict(model, calib), calib)
-    description, model_lines = shipped_model_lines(model, weights, test, oracle_scores["Spearman vs observed"])
+    description, model_lines = shipped_model_lines(
+        model, weights, test, oracle_scores["Spearman vs observed"], predictions, ms
+    )
     facts = {
         "model_description": description,
         "model_lines": model_lines,
@@ -404,8 +410,11 @@ def test_results(data: Path, weights: Path) -> tuple[pd.DataFrame, pd.DataFrame,
     return headline, coverage_table, verdicts, facts
 
 
-def shipped_model_lines(model, weights: Path, test: EngagementArrays, oracle_spearman: float) -> tuple[str, list]:
-    """What the shipped model is (from its checkpoint), and for an ensemble its members alone against the average."""
+def shipped_model_lines(
+    model, weights: Path, test: EngagementArrays, oracle_spearman: float, predictions: dict, ms_per_clip: float
+) -> tuple[str, list]:
+    """What the shipped model is (from its checkpoint), and for an ensemble its members alone against the average
+    (`predictions` and `ms_per_clip`: the ensemble's own, already measured on `test`)."""
     import torch
 
     from training.networks.engagement import EngagementEnsemble
@@ -421,15 +430,15 @@ def shipped_model_lines(model, weights: Path, test: EngagementArrays, oracle_spe
     )
     if not isinstance(model, EngagementEnsemble):
         return f"network `{checkpoint['network']}`, {recipe}", []
-    rows = []
-    for name, network in [
-        *((f"member {i + 1} alone", m) for i, m in enumerate(model.members)),
-        ("the ensemble (shipped)", model),
-    ]:
+    measured = []
+    for member in model.members:
         started = time.perf_counter()
-        predictions = predict(network, test)
-        ms = (time.perf_counter() - started) / len(test) * 1e3
-        row = scores(predictions, test)
+        member_predictions = predict(member, test)
+        measured.append((member_predictions, (time.perf_counter() - started) / len(test) * 1e3))
+    names = [f"member {i + 1} alone" for i in range(len(model.members))] + ["the ensemble (shipped)"]
+    rows = []
+    for name, (network_predictions, ms) in zip(names, [*measured, (predictions, ms_per_clip)]):
+        row = scores(network_predictions, test)
         rows.append(
             {
                 "model": name,

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecast.engagement_features import FRAME_FEATURE_DIM, MAX_CHARACTERS, MAX_STEPS, frame_features
+from facecast.engagement_features import FRAME_FEATURE_DIM, MAX_CHARACTERS, MAX_STEPS, frame_features, step_count
 from training.data.detector_response import load_response
 
 TARGET_NAMES = ("engagement", "resonance", "shareability", "appeal", "engagement_class", "curve")
@@ -154,7 +154,15 @@ def clip_rows(script, onnx_path: str) -> dict:
             features[c, s] = frame_features(emotion[row], style[row], action_params[row], box, score)
             mask[c, s] = True
         _fill_missed(features, mask, missed)
-    return {"features": features.astype(np.float16), "mask": mask, "steps": steps,
+    return {"features": features.astype(np.float16), "mask": mask, **clip_labels(script)}
+
+
+def clip_labels(script) -> dict:
+    """Everything of a clip's row but its features and mask: steps, observed and oracle targets, seed, character
+    count and style (shared with training.data.ideal_clips)."""
+    from training.data import clips
+
+    return {"steps": min(step_count(script.duration_s), MAX_STEPS),
             "targets": _targets_of(clips.observed_targets(script)),
             "oracle": _targets_of(clips.engagement_truth(script)),
             "seed": int(script.seed), "n_characters": len(script.characters),

@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from facecast.engagement_features import MAX_CHARACTERS, MAX_STEPS, frame_features, step_count, step_times
+from facecast.engagement_features import (
+    FRAME_FEATURE_DIM,
+    MAX_CHARACTERS,
+    MAX_STEPS,
+    frame_features,
+    step_count,
+    step_times,
+)
 from facecast.vocab import EMOTIONS, STYLES
 
 _NEUTRAL = EMOTIONS.index("neutral")
@@ -47,13 +54,13 @@ def drawn_emotion_probs(emotion: np.ndarray, intensity: np.ndarray) -> np.ndarra
 
 
 def ideal_rows(script) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features [C, T, 20], mask [C, T], drawn emotion probs [C, T, 7]) of one clip from the generator's truth."""
+    """(features [C, T, F], mask [C, T], drawn emotion probs [C, T, 7]) of one clip from the generator's truth."""
     from training.data import clips
 
     steps = min(step_count(script.duration_s), MAX_STEPS)
     geo = clips.step_geometry(script, step_times(steps))
     characters = min(len(script.characters), MAX_CHARACTERS)
-    features = np.zeros((MAX_CHARACTERS, MAX_STEPS, 20), np.float32)
+    features = np.zeros((MAX_CHARACTERS, MAX_STEPS, FRAME_FEATURE_DIM), np.float32)
     mask = np.zeros((MAX_CHARACTERS, MAX_STEPS), bool)
     emotion_probs = np.zeros((MAX_CHARACTERS, MAX_STEPS, len(EMOTIONS)), np.float32)
     emotion_probs[:characters, :steps] = drawn_emotion_probs(geo.emotion[:characters], geo.intensity[:characters])
@@ -74,7 +81,7 @@ def ideal_rows(script) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _clip(index: int) -> dict:
     from training.data import clips
     from training.data.build_clips import SPLITS, clip_seed
-    from training.data.engagement_dataset import _targets_of
+    from training.data.engagement_dataset import clip_labels
 
     first, end, split_seed = SPLITS["train"]
     characters = [f"c{n:05d}" for n in range(first, end)]
@@ -83,13 +90,8 @@ def _clip(index: int) -> dict:
     return {
         "features": features.astype(np.float16),
         "mask": mask,
-        "steps": min(step_count(script.duration_s), MAX_STEPS),
-        "targets": _targets_of(clips.observed_targets(script)),
-        "oracle": _targets_of(clips.engagement_truth(script)),
         "clip_id": f"pretrain-{index:06d}",
-        "seed": int(script.seed),
-        "n_characters": len(script.characters),
-        "style": "mixed" if script.mixed_style else script.styles[0],
+        **clip_labels(script),
     }
 
 
