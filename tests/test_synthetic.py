@@ -279,3 +279,59 @@ def test_cli_writes_the_manifest(tmp_path, capsys):
     assert synthetic.main(["--out", str(tmp_path / "cli"), "--count", "3", "--size", "32", "--seed", "1"]) == 0
     assert len(read_manifest(tmp_path / "cli" / "manifest.csv")) == 3
     assert "manifest.csv" in capsys.readouterr().out
+
+
+# --- look variation (issue 14 item 3) ---------------------------------------------------------------------------
+
+
+def test_a_varied_still_keeps_its_face_and_label_and_changes_its_drawing():
+    for seed in range(40):
+        plain, varied = plan_still(seed), plan_still(seed, vary_look=True)
+        assert "eyes_from" not in plain.labels  # plain stills are what they were
+        assert {k: v for k, v in varied.labels.items() if k != "eyes_from"} == plain.labels
+        assert varied.expression == plain.expression and varied.character == plain.character
+        assert varied.variation == plan_still(seed, vary_look=True).variation  # by seed
+        if varied.variation is None:
+            assert varied.labels["eyes_from"] == ""
+            continue
+        assert varied.labels["eyes_from"] == (varied.variation.eyes_from or "")
+        assert varied.variation.eyes_from != varied.style  # eyes are borrowed from another style only
+        plain_image, _ = sample_still(seed)
+        varied_image, _ = sample_still(seed, vary_look=True)
+        assert png_bytes(varied_image) != png_bytes(plain_image)
+
+
+def test_look_variations_borrow_eyes_from_every_other_style_and_stay_in_their_ranges():
+    rng = np.random.default_rng(0)
+    variations = [synthetic.LookVariation.sample("anime", rng) for _ in range(400)]
+    drawn = [v for v in variations if v is not None]
+    assert 0.8 * 400 < len(drawn) < 0.97 * 400  # P_PLAIN_LOOK keeps some in the style's own layout
+    assert {v.eyes_from for v in drawn} == {None, "realistic", "cartoon", "stylized_3d"}
+    heights = np.array([v.eye_height for v in drawn])
+    assert heights.min() >= np.exp(-1.0) - 1e-9 and heights.max() <= np.exp(0.25) + 1e-9
+    assert all(np.exp(-0.1) - 1e-9 <= v.head_size <= np.exp(0.25) + 1e-9 for v in drawn)
+
+
+def test_the_varied_set_labels_which_eyes_it_borrowed(tmp_path):
+    ids = ["c0000", "c0001"]
+    manifest = build_stills(tmp_path / "varied", count=30, size=32, seed=5, character_ids=ids, vary_looks=True)
+    frame = read_manifest(manifest)
+    borrowed = frame["eyes_from"].dropna()
+    assert len(borrowed) > 0 and set(borrowed) <= set(STYLES)
+    assert (frame["eyes_from"] != frame["style"]).all()
+    plain = read_manifest(build_stills(tmp_path / "plain", count=30, size=32, seed=5, character_ids=ids))
+    assert plain["eyes_from"].isna().all()
+    assert frame[["emotion", "style", "character"]].equals(plain[["emotion", "style", "character"]])
+
+
+def test_a_manifest_with_an_unknown_eyes_from_style_is_refused(tmp_path):
+    (tmp_path / "face.png").write_bytes(b"")
+    (tmp_path / "manifest.csv").write_text("path,emotion,eyes_from\nface.png,fear,watercolour\n")
+    with pytest.raises(ValueError, match="eyes_from 'watercolour'"):
+        read_manifest(tmp_path / "manifest.csv", check_files=False)
+
+
+def test_a_manifest_without_its_optional_text_columns_reads(tmp_path):
+    (tmp_path / "manifest.csv").write_text("path,emotion\nface.png,fear\n")
+    frame = read_manifest(tmp_path / "manifest.csv", check_files=False)
+    assert frame["style"].isna().all() and frame["eyes_from"].isna().all()

@@ -103,8 +103,12 @@ def train(train_manifests: list[Path], val_manifests: list[Path], out_dir: Path,
     train_frame = concat_frames(*(read_manifest(p) for p in train_manifests))
     val_frame = concat_frames(*(read_manifest(p) for p in val_manifests))
     if options.exclude_style:
-        train_frame = train_frame[train_frame["style"] != options.exclude_style].reset_index(drop=True)
-        val_frame = val_frame[val_frame["style"] != options.exclude_style].reset_index(drop=True)
+        # A varied still that borrows the held-out style's eyes shows that style too (training/data/synthetic.py).
+        def keep(frame):
+            return (frame["style"] != options.exclude_style) & (frame["eyes_from"] != options.exclude_style)
+
+        train_frame = train_frame[keep(train_frame)].reset_index(drop=True)
+        val_frame = val_frame[keep(val_frame)].reset_index(drop=True)
     train_set = FaceImageDataset(train_frame, size)
     val_set = FaceImageDataset(val_frame, size)
     loader_seed = torch.Generator().manual_seed(options.seed)

@@ -1,9 +1,12 @@
 """Build every training and evaluation data set (`make data`).
 
-    python -m training.data.build [--out data] [--train 24000] [--val 2000] [--test 4000] [--skip-emoji]
+    python -m training.data.build [--out data] [--train 24000] [--train-varied 24000] [--val 2000] [--test 4000]
+        [--skip-emoji]
 
 Synthetic splits hold disjoint characters, so validation and test measure recognition of characters the model has
-never seen. The emoji set (real artist-drawn faces, fetched with npm) is only ever used for evaluation.
+never seen. `train_varied` draws the train split's stills again (same seeds: same characters, expressions and
+scenes) off their styles' layouts (training/data/synthetic.LookVariation): the leave-one-style-out runs train on
+it. The emoji set (real artist-drawn faces, fetched with npm) is only ever used for evaluation.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("data"))
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--train", type=int, default=24000)
+    parser.add_argument("--train-varied", type=int, default=24000)
     parser.add_argument("--val", type=int, default=2000)
     parser.add_argument("--test", type=int, default=4000)
     parser.add_argument("--skip-emoji", action="store_true")
     args = parser.parse_args(argv)
-    for split, count in (("train", args.train), ("val", args.val), ("test", args.test)):
+    for folder, split, count in (("train", "train", args.train), ("train_varied", "train", args.train_varied),
+                                 ("val", "val", args.val), ("test", "test", args.test)):
         first, end, seed = SPLITS[split]
-        manifest = build_stills(args.out / "synthetic" / split, count=count, size=args.size, seed=seed,
-                                character_ids=character_ids(first, end))
-        print(f"[data] synthetic {split}: {count} stills → {manifest}", flush=True)
+        manifest = build_stills(args.out / "synthetic" / folder, count=count, size=args.size, seed=seed,
+                                character_ids=character_ids(first, end), vary_looks=folder == "train_varied")
+        print(f"[data] synthetic {folder}: {count} stills → {manifest}", flush=True)
     if not args.skip_emoji:
         from training.data.emoji import main as build_emoji
 

@@ -11,6 +11,7 @@ A manifest is a CSV file (UTF-8, header row). Paths are relative to the manifest
 | mouth, eye, brow, cheek | no | action parameters in [0, 1] (facecast.vocab.ACTION_PARAMS)          |
 | character  | no       | identity of the character (used to hold whole characters out of training)      |
 | source     | no       | where the row comes from: synthetic, twemoji, noto, openmoji, studio, ...      |
+| eyes_from  | no       | a varied synthetic still drawn with another style's eyes: that style           |
 
 Blank optional cells mean "unknown": the trainer masks those targets out of the loss instead of guessing.
 """
@@ -25,7 +26,7 @@ import pandas as pd
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
 REQUIRED_COLUMNS = ("path", "emotion")
-OPTIONAL_COLUMNS = ("style", "intensity", *ACTION_PARAMS, "character", "source")
+OPTIONAL_COLUMNS = ("style", "intensity", *ACTION_PARAMS, "character", "source", "eyes_from")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 
@@ -39,8 +40,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     try:
-        frame = pd.read_csv(path, dtype={"path": str, "emotion": str, "style": str, "character": str, "source": str},
-                            keep_default_na=True)
+        frame = pd.read_csv(path, dtype={"path": str, "emotion": str, "style": str, "character": str, "source": str,
+                                         "eyes_from": str}, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path}: not a readable CSV manifest ({error})") from error
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -48,7 +49,8 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
         raise ManifestError(f"{path}: missing required column(s) {', '.join(missing)}")
     for column in OPTIONAL_COLUMNS:
         if column not in frame.columns:
-            frame[column] = np.nan
+            # object, not float: a text column left out (style, eyes_from...) must still take .str below
+            frame[column] = pd.Series(np.nan, index=frame.index, dtype=object)
     frame = frame[list(COLUMNS)].copy()
 
     frame["emotion"] = frame["emotion"].str.strip().str.lower()
@@ -56,12 +58,13 @@ def read_manifest(path: str | Path, *, check_files: bool = True) -> pd.DataFrame
     if len(bad):
         row = bad[0]
         raise ManifestError(f"{path}: row {row + 2}: emotion {frame.at[row, 'emotion']!r} is not one of {', '.join(EMOTIONS)}")
-    style = frame["style"].str.strip().str.lower()
-    bad = frame.index[style.notna() & ~style.isin(STYLES)]
-    if len(bad):
-        row = bad[0]
-        raise ManifestError(f"{path}: row {row + 2}: style {style[row]!r} is not one of {', '.join(STYLES)}")
-    frame["style"] = style
+    for column in ("style", "eyes_from"):
+        style = frame[column].str.strip().str.lower()
+        bad = frame.index[style.notna() & ~style.isin(STYLES)]
+        if len(bad):
+            row = bad[0]
+            raise ManifestError(f"{path}: row {row + 2}: {column} {style[row]!r} is not one of {', '.join(STYLES)}")
+        frame[column] = style
     for column in ("intensity", *ACTION_PARAMS):
         values = pd.to_numeric(frame[column], errors="coerce")
         outside = values.notna() & ((values < 0) | (values > 1))
