@@ -335,3 +335,16 @@ def test_a_manifest_without_its_optional_text_columns_reads(tmp_path):
     (tmp_path / "manifest.csv").write_text("path,emotion\nface.png,fear\n")
     frame = read_manifest(tmp_path / "manifest.csv", check_files=False)
     assert frame["style"].isna().all() and frame["eyes_from"].isna().all()
+
+
+def test_a_run_without_a_style_also_leaves_out_the_stills_with_its_eyes(tmp_path):
+    from training.train_expression import TrainingOptions, train
+
+    manifest = build_stills(tmp_path / "varied", count=60, size=64, seed=2, vary_looks=True)
+    frame = read_manifest(manifest)
+    borrowed_anime = (frame["eyes_from"] == "anime") & (frame["style"] != "anime")
+    assert borrowed_anime.any()  # else the test would not test the exclusion
+    options = TrainingOptions(epochs=1, batch_size=8, bf16=False, exclude_style="anime")
+    summary = train([manifest], [manifest], tmp_path / "run", options)
+    kept = int(((frame["style"] != "anime") & ~borrowed_anime).sum())
+    assert summary["train_images"] == summary["val_images"] == kept
