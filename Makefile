@@ -16,7 +16,7 @@ SERVED_WEIGHTS := weights/face_detector-cpu.pt weights/expression_encoder-cpu.pt
 EMBEDDER_WEIGHTS := weights/image_embedder-cpu.pt weights/text_embedder-cpu.pt weights/query_fuser-cpu.pt
 export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 
-.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train loso loso-varied expression-pairs loso-cross-style evaluate evaluate-studio models repository repository-gpu bench demo triton-env clean \
+.PHONY: setup run serve stop test lint validate-deploy chaos multiuser adversarial faults soak data emoji train train-candidate loso loso-varied loso-6-epochs expression-pairs loso-cross-style evaluate evaluate-studio models repository repository-gpu bench demo triton-env clean \
 	detector-data detector evaluate-detector bench-tracking detector-response clips engagement-data engagement-pretrain-data engagement evaluate-engagement \
 	evaluate-engagement-test engagement-ceiling evaluate-engagement-recipe embedders \
 	evaluate-retrieval bench-analyze bench-retrieval mapper ablate-mapper evaluate-mapping bench-mapper bench-detector
@@ -123,6 +123,13 @@ train: $(VENV)/.installed
 	    --train $(DATA)/synthetic/train/manifest.csv --val $(DATA)/synthetic/val/manifest.csv
 	cp $(RUNS)/expression_encoder-cpu/best.pt $(WEIGHTS)
 
+# The same recipe also reading the varied looks (data/synthetic/train_varied): scored beside the shipped encoder by
+# `make evaluate`, not shipped (every model downstream reads the encoder; see docs/results-expression.md).
+train-candidate: $(VENV)/.installed
+	$(PY) -m training.train_expression --network expression_encoder-cpu --out $(RUNS)/expression_encoder-varied \
+	    --train $(DATA)/synthetic/train/manifest.csv $(DATA)/synthetic/train_varied/manifest.csv \
+	    --val $(DATA)/synthetic/val/manifest.csv
+
 # Leave-one-style-out: four models each without one style, and a reference on all four, all with the same shorter
 # schedule (3 epochs), so the drop measures generalisation to an unseen style, not a difference in training.
 LOSO_ARGS = --network expression_encoder-cpu --epochs 3 --time-budget-s 600 \
@@ -133,16 +140,27 @@ loso: $(VENV)/.installed
 	    $(PY) -m training.train_expression $(LOSO_ARGS) --exclude-style $$style --out $(RUNS)/loso/without-$$style; \
 	done
 
-# The same five runs on the train split drawn off its styles' layouts (data/synthetic/train_varied, built by `make
-# data`: other eye and mouth sizes and places, eyes borrowed from another style; training/data/synthetic.py,
-# LookVariation). A run without a style also leaves out the stills that borrow its eyes. ~10 min on 2 cores.
-LOSO_VARIED_ARGS = --network expression_encoder-cpu --epochs 3 --time-budget-s 600 \
-    --train $(DATA)/synthetic/train_varied/manifest.csv --val $(DATA)/synthetic/val/manifest.csv
+# The same five runs on the train split plus the same stills drawn off their styles' layouts
+# (data/synthetic/train_varied, built by `make data`: other eye and mouth sizes and places, eyes borrowed from another
+# style; training/data/synthetic.py, LookVariation). A run without a style also leaves out the stills that borrow its
+# eyes. Three epochs of both sets are six of the plain one, so `loso-6-epochs` trains the plain runs as long: the
+# comparison isolates the stills. ~20 min each on 2 cores.
+LOSO_VARIED_ARGS = --network expression_encoder-cpu --epochs 3 --time-budget-s 900 \
+    --train $(DATA)/synthetic/train/manifest.csv $(DATA)/synthetic/train_varied/manifest.csv \
+    --val $(DATA)/synthetic/val/manifest.csv
 loso-varied: $(VENV)/.installed
 	$(PY) -m training.train_expression $(LOSO_VARIED_ARGS) --out $(RUNS)/loso-varied/all-styles
 	for style in realistic cartoon anime stylized_3d; do \
 	    $(PY) -m training.train_expression $(LOSO_VARIED_ARGS) --exclude-style $$style \
 	        --out $(RUNS)/loso-varied/without-$$style; \
+	done
+LOSO_6_EPOCHS_ARGS = --network expression_encoder-cpu --epochs 6 --time-budget-s 900 \
+    --train $(DATA)/synthetic/train/manifest.csv --val $(DATA)/synthetic/val/manifest.csv
+loso-6-epochs: $(VENV)/.installed
+	$(PY) -m training.train_expression $(LOSO_6_EPOCHS_ARGS) --out $(RUNS)/loso-6-epochs/all-styles
+	for style in realistic cartoon anime stylized_3d; do \
+	    $(PY) -m training.train_expression $(LOSO_6_EPOCHS_ARGS) --exclude-style $$style \
+	        --out $(RUNS)/loso-6-epochs/without-$$style; \
 	done
 
 # The same five runs, each also reading style sets (one face drawn in every style; issue 14 item 3): a consistency
@@ -160,9 +178,10 @@ loso-cross-style: $(VENV)/.installed
 
 evaluate: $(VENV)/.installed
 	$(PY) -m training.evaluate_expression --model $(WEIGHTS) --synthetic-test $(DATA)/synthetic/test/manifest.csv \
-	    --emoji $(DATA)/emoji/manifest.csv --loso $(RUNS)/loso --loso-varied $(RUNS)/loso-varied \
+	    --emoji $(DATA)/emoji/manifest.csv --loso $(RUNS)/loso --loso-6-epochs $(RUNS)/loso-6-epochs \
+	    --loso-varied $(RUNS)/loso-varied \
 	    --loso-cross-style $(RUNS)/loso-cross-style \
-	    --runs $(RUNS)/expression_encoder-cpu \
+	    --runs $(RUNS)/expression_encoder-cpu --candidate $(RUNS)/expression_encoder-varied/best.pt \
 	    --out docs/results-expression.md
 
 # face_detector: synthetic scenes + licensed emoji composites (needs `make emoji`), then chained runs with a
@@ -252,7 +271,7 @@ evaluate-mapping: $(VENV)/.installed repository
 	$(PY) -m training.evaluate_mapping --runs $(RUNS)/mapping --style-judge $(RUNS)/mapping/style_judge.pt \
 		--emoji $(DATA)/emoji/manifest.csv
 
-models: data train loso loso-varied expression-pairs loso-cross-style evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement-pretrain-data engagement \
+models: data train train-candidate loso loso-varied loso-6-epochs expression-pairs loso-cross-style evaluate detector-data detector evaluate-detector detector-response clips engagement-data engagement-pretrain-data engagement \
 	evaluate-engagement engagement-ceiling evaluate-engagement-recipe evaluate-studio embedders evaluate-retrieval mapper repository evaluate-mapping
 
 ## Benchmarks (write docs/benchmarks.md) ##########################################################################

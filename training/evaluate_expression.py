@@ -2,15 +2,17 @@
 
     python -m training.evaluate_expression --model weights/expression_encoder-cpu.pt \
         --synthetic-test data/synthetic/test/manifest.csv --emoji data/emoji/manifest.csv \
-        --loso runs/loso --loso-varied runs/loso-varied --loso-cross-style runs/loso-cross-style \
+        --loso runs/loso --loso-6-epochs runs/loso-6-epochs --loso-varied runs/loso-varied \
+        --loso-cross-style runs/loso-cross-style \
         --out docs/results-expression.md
 
 Reports, for the shipped model: accuracy and macro-F1 on held-out synthetic characters per style, accuracy on
 held-out licensed emoji per set, both confusion matrices; and leave-one-style-out: for each style, a model trained
 on the other three (runs/loso/without-<style>/best.pt) against the reference trained on all four with the same
 budget (runs/loso/all-styles/best.pt), both tested on that style's held-out characters; the same for runs trained
-on stills drawn off their styles' layouts (--loso-varied; training/data/synthetic.py, LookVariation) and for runs
-trained with the cross-style terms (--loso-cross-style; training/cross_style.py) when those name their folders.
+twice as long (--loso-6-epochs), for runs that also read the stills drawn off their styles' layouts (--loso-varied;
+training/data/synthetic.py, LookVariation) and for runs trained with the cross-style terms (--loso-cross-style;
+training/cross_style.py) when those name their folders.
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def _with_plain_drop(variant: pd.DataFrame, plain: pd.DataFrame | None, column: 
     return variant.join(plain[["drop (points)"]].rename(columns={"drop (points)": column}))
 
 
+def _drop_target_row(label: str, value: float) -> str:
+    target = TARGETS["loso_drop_points"]
+    met = "yes" if value <= target else "no"
+    return f"| worst leave-one-style-out drop{label} | {value:.1f} points | ≤ {target} | {met} |"
+
+
 def _plain_runs_absent(args) -> list[str]:
     return [
         f"The plain runs (`make loso`, {args.loso or 'runs/loso'}) were not on the machine that wrote this page, so "
@@ -110,6 +118,50 @@ def _plain_runs_absent(args) -> list[str]:
 def training_summary(run_dir: Path) -> dict | None:
     path = run_dir / "summary.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _headline_scores(
+    model, test: pd.DataFrame, test_images: np.ndarray, emoji: pd.DataFrame | None, emoji_images: np.ndarray | None
+) -> dict[str, float]:
+    """Accuracy on held-out synthetic characters (all, and per style) and on emoji with the weak emotions' recall."""
+    truth, predicted = emotion_truth(test), predicted_emotions(model, test_images)
+    scores = {"synthetic, all": classification_scores(truth, predicted).accuracy}
+    for style in STYLES:
+        rows = (test["style"] == style).to_numpy()
+        scores[f"synthetic, {style}"] = classification_scores(truth[rows], predicted[rows]).accuracy
+    if emoji is not None and emoji_images is not None:
+        truth, predicted = emotion_truth(emoji), predicted_emotions(model, emoji_images)
+        scores["emoji, all"] = classification_scores(truth, predicted).accuracy
+        for emotion in WEAK_EMOTIONS:
+            rows = truth == EMOTIONS.index(emotion)
+            scores[f"emoji, {emotion} recall"] = float((predicted[rows] == EMOTIONS.index(emotion)).mean())
+    return scores
+
+
+def _candidate_section(args, model, test: pd.DataFrame, test_images: np.ndarray) -> list[str]:
+    """The shipped encoder beside a candidate (same images), for a recipe not shipped yet."""
+    candidate = load_checkpoint(args.candidate)
+    emoji = read_manifest(args.emoji) if args.emoji and Path(args.emoji).is_file() else None
+    emoji_images = load_images(emoji, model.config.image_size) if emoji is not None else None
+    columns = {
+        "shipped": _headline_scores(model, test, test_images, emoji, emoji_images),
+        "candidate": _headline_scores(candidate, test, test_images, emoji, emoji_images),
+    }
+    summary = training_summary(Path(args.candidate).parent)
+    trained_on = (
+        f" It was trained on {', '.join(summary['train_manifests'])} ({summary['train_images']} images, best epoch "
+        f"{summary['best_epoch']}, {summary['wall_seconds'] / 60:.1f} min)."
+        if summary
+        else ""
+    )
+    return _section(
+        "A candidate encoder, not shipped",
+        f"`{args.candidate}`: the shipped recipe (`make train-candidate`) trained on the train split and its varied "
+        f"looks (training/data/synthetic.py, `LookVariation`).{trained_on} Shipping it would change what every "
+        "downstream model reads (the engagement rows, the image embedder's backbone, the style mapper's "
+        "perceptual loss and judge 1, tracking's re-identification), so those are retrained with it or not at all.",
+        markdown_table(pd.DataFrame(columns)),
+    )
 
 
 def write_report(args) -> str:
@@ -166,17 +218,30 @@ def write_report(args) -> str:
         )
         results["loso_max_drop_points"] = float(loso["drop (points)"].max())
 
+    longer = leave_one_style_out(args.loso_6_epochs, test, test_images) if args.loso_6_epochs else None
+    if longer is not None:
+        results["loso_6_epochs_max_drop_points"] = float(longer["drop (points)"].max())
     varied = leave_one_style_out(args.loso_varied, test, test_images) if args.loso_varied else None
     if varied is not None:
+        table = _with_plain_drop(
+            _with_plain_drop(varied, loso, "drop, plain, 3 epochs"), longer, "drop, plain, 6 epochs"
+        )
         lines += _section(
-            "Leave one style out, trained on varied looks",
-            "The same protocol (`make loso-varied`) on the train split drawn again off its styles' layouts "
-            "(data/synthetic/train_varied, built by `make data`; training/data/synthetic.py, `LookVariation`): the "
-            "same characters, expressions and scenes, each still with other eye and mouth sizes and places, a "
-            "larger or smaller head around them, other line widths, and in 35 % of stills the eyes of another "
-            "style; 10 % keep their style's own layout. A run without a style also leaves out the stills that "
-            "borrow that style's eyes. The reference (trained on all four) reads the varied stills too.",
-            markdown_table(_with_plain_drop(varied, loso, "drop, plain stills")),
+            "Leave one style out, trained on varied looks too",
+            "The same protocol (`make loso-varied`), every run reading the train split and the same stills drawn "
+            "again off their styles' layouts (data/synthetic/train_varied, built by `make data`; "
+            "training/data/synthetic.py, `LookVariation`): the same characters, expressions and scenes, each with "
+            "other eye and mouth sizes and places, a larger or smaller head around them, other line widths, and in "
+            "35 % of stills the eyes of another style (10 % keep their style's own layout). A run without a style "
+            "also leaves out the varied stills that borrow that style's eyes; the reference reads them all. Three "
+            "epochs of both sets are six epochs' worth of steps, so the plain runs trained for six epochs "
+            "(`make loso-6-epochs`) are beside them: that column isolates the stills from the training length.",
+            "Caveat: the variation's ranges were set knowing all four styles (e.g. how small realistic eyes are), "
+            "so a held-out style is not quite unseen by the generator's designer; a fifth style drawn by someone "
+            "else would be the fair test. The first probes of the variation also read this test split's realistic "
+            "faces, which flatters that row; the validation split's characters give the same picture (this script "
+            "with `--synthetic-test data/synthetic/val/manifest.csv`).",
+            markdown_table(table),
         )
         if loso is None:
             lines += _plain_runs_absent(args)
@@ -226,6 +291,11 @@ def write_report(args) -> str:
                 int(rows.sum()),
             )
 
+    if args.candidate and args.candidate.is_file():
+        lines += _candidate_section(args, model, test, test_images)
+    elif args.candidate:
+        lines += [f"The candidate encoder `{args.candidate}` is not on this machine (`make train-candidate`).", ""]
+
     lines += ["## Against the targets", "", "| measure | value | target | met |", "|---|---|---|---|"]
     if "synthetic_accuracy" in results:
         value = results["synthetic_accuracy"]
@@ -233,24 +303,14 @@ def write_report(args) -> str:
             f"| accuracy, held-out synthetic | {value:.3f} | ≥ {TARGETS['synthetic']} | "
             f"{'yes' if value >= TARGETS['synthetic'] else 'no'} |"
         )
-    if "loso_max_drop_points" in results:
-        value = results["loso_max_drop_points"]
-        lines.append(
-            f"| worst leave-one-style-out drop | {value:.1f} points | ≤ {TARGETS['loso_drop_points']} | "
-            f"{'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |"
-        )
-    if "loso_varied_max_drop_points" in results:
-        value = results["loso_varied_max_drop_points"]
-        lines.append(
-            f"| worst leave-one-style-out drop, varied looks | {value:.1f} points | "
-            f"≤ {TARGETS['loso_drop_points']} | {'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |"
-        )
-    if "loso_cross_style_max_drop_points" in results:
-        value = results["loso_cross_style_max_drop_points"]
-        lines.append(
-            f"| worst leave-one-style-out drop, cross-style terms | {value:.1f} points | "
-            f"≤ {TARGETS['loso_drop_points']} | {'yes' if value <= TARGETS['loso_drop_points'] else 'no'} |"
-        )
+    for key, label in (
+        ("loso_max_drop_points", ""),
+        ("loso_6_epochs_max_drop_points", ", plain, 6 epochs"),
+        ("loso_varied_max_drop_points", ", varied looks too"),
+        ("loso_cross_style_max_drop_points", ", cross-style terms"),
+    ):
+        if key in results:
+            lines.append(_drop_target_row(label, results[key]))
     if "emoji_accuracy" in results:
         value = results["emoji_accuracy"]
         lines.append(
@@ -273,13 +333,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--synthetic-test", type=Path, required=True)
     parser.add_argument("--emoji", type=Path)
     parser.add_argument("--loso", type=Path, help="folder with all-styles/ and without-<style>/ runs")
+    parser.add_argument("--loso-6-epochs", type=Path, help="the same runs trained for 6 epochs, to compare")
     parser.add_argument(
-        "--loso-varied", type=Path, help="the same runs trained on varied looks (train_varied), to compare"
+        "--loso-varied", type=Path, help="the same runs also reading varied looks (train_varied), to compare"
     )
     parser.add_argument(
         "--loso-cross-style", type=Path, help="the same runs trained with the cross-style terms (--pairs), to compare"
     )
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="training runs whose summary to quote")
+    parser.add_argument("--candidate", type=Path, help="an encoder to score beside the shipped one (not shipped)")
     parser.add_argument("--out", type=Path, default=Path("docs/results-expression.md"))
     args = parser.parse_args(argv)
     report = write_report(args)
