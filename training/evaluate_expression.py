@@ -157,7 +157,9 @@ def _candidate_section(args, model, test: pd.DataFrame, test_images: np.ndarray)
     return _section(
         "A candidate encoder, not shipped",
         f"`{args.candidate}`: the shipped recipe (`make train-candidate`) trained on the train split and its varied "
-        f"looks (training/data/synthetic.py, `LookVariation`).{trained_on} Shipping it would change what every "
+        f"looks (training/data/synthetic.py, `LookVariation`).{trained_on} Each epoch reads every seed twice "
+        "(plain and varied), so it takes twice the shipped encoder's steps: part of a difference may be the longer "
+        "training, which no plain run of that length here separates. Shipping it would change what every "
         "downstream model reads (the engagement rows, the image embedder's backbone, the style mapper's "
         "perceptual loss and judge 1, tracking's re-identification), so those are retrained with it or not at all.",
         markdown_table(pd.DataFrame(columns)),
