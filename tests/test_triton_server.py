@@ -9,12 +9,15 @@ FACECAST_REQUIRE_TRITON=1 (CI) turns the skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +225,61 @@ def test_running_server_context_manager(tmp_path, settings):
     assert not health.is_live(settings.triton_url)
     assert process.port_is_free(settings.host, settings.http_port)
     assert process_gone(pid)
+
+
+@needs_server
+def test_backend_stubs_are_the_servers_model_processes(tmp_path, settings):
+    repository = make_repository(tmp_path / "repo", {"double": DOUBLE_MODEL_PY})
+    with process.running_server(settings, model_repository=repository, timeout=60) as server:
+        stubs = process.backend_stubs(server.pid)
+        assert len(stubs) == 1  # one instance of one python-backend model
+    assert all(process_gone(stub) for stub in stubs)
+
+
+def test_stopping_a_dead_server_reaps_the_stubs_it_left_and_nothing_else(tmp_path, ports):
+    # What a SIGKILLed tritonserver can leave (seen after the chaos test): its stubs alive in its process group.
+    # Stand-ins: a session leader with a "stub" child and an unrelated child, then the leader killed.
+    leader = subprocess.Popen(
+        ["bash", "-c", "(exec -a triton_python_backend_stub sleep 60) & (exec sleep 61) & wait"],
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 5
+    while len(process.backend_stubs(leader.pid)) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (stub,) = process.backend_stubs(leader.pid)
+    os.killpg(leader.pid, signal.SIGSTOP)  # hold the group still while its leader dies
+    leader.kill()
+    leader.wait()
+    others = [int(p.name) for p in Path("/proc").glob("[0-9]*") if _group_of(p) == leader.pid and int(p.name) != stub]
+    settings = Settings().with_overrides(run_dir=tmp_path / "run", **ports)
+    dead = process.TritonProcess(
+        pid=leader.pid,
+        host="127.0.0.1",
+        model_repository=tmp_path,
+        log_path=tmp_path / "x.log",
+        pid_path=process.pid_file_path(settings),
+        started_at=0.0,
+        **ports,
+    )
+    try:
+        assert not process_gone(stub)
+        result = dead.stop()
+        assert not result.was_running
+        deadline = time.monotonic() + 5
+        while not process_gone(stub) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_gone(stub), "the stub was reaped"
+        assert others and all(not process_gone(pid) for pid in others), "a process that is not a stub was left"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+
+
+def _group_of(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @needs_server
