@@ -243,25 +243,26 @@ def test_stopping_a_dead_server_reaps_the_stubs_it_left_and_nothing_else(tmp_pat
         ["bash", "-c", "(exec -a triton_python_backend_stub sleep 60) & (exec sleep 61) & wait"],
         start_new_session=True,
     )
-    deadline = time.monotonic() + 5
-    while len(process.backend_stubs(leader.pid)) != 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (stub,) = process.backend_stubs(leader.pid)
-    os.killpg(leader.pid, signal.SIGSTOP)  # hold the group still while its leader dies
-    leader.kill()
-    leader.wait()
-    others = [int(p.name) for p in Path("/proc").glob("[0-9]*") if _group_of(p) == leader.pid and int(p.name) != stub]
-    settings = Settings().with_overrides(run_dir=tmp_path / "run", **ports)
-    dead = process.TritonProcess(
-        pid=leader.pid,
-        host="127.0.0.1",
-        model_repository=tmp_path,
-        log_path=tmp_path / "x.log",
-        pid_path=process.pid_file_path(settings),
-        started_at=0.0,
-        **ports,
-    )
     try:
+        deadline = time.monotonic() + 5
+        while len(process.backend_stubs(leader.pid)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (stub,) = process.backend_stubs(leader.pid)
+        os.killpg(leader.pid, signal.SIGSTOP)  # hold the group still while its leader dies
+        leader.kill()
+        leader.wait()
+        group = [int(p.name) for p in Path("/proc").glob("[0-9]*") if _group_of(p) == leader.pid]
+        others = [pid for pid in group if pid != stub]
+        settings = Settings().with_overrides(run_dir=tmp_path / "run", **ports)
+        dead = process.TritonProcess(
+            pid=leader.pid,
+            host="127.0.0.1",
+            model_repository=tmp_path,
+            log_path=tmp_path / "x.log",
+            pid_path=process.pid_file_path(settings),
+            started_at=0.0,
+            **ports,
+        )
         assert not process_gone(stub)
         result = dead.stop()
         assert not result.was_running
