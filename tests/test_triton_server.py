@@ -237,7 +237,7 @@ def test_backend_stubs_are_the_servers_model_processes(tmp_path, settings):
 
 
 def test_stopping_a_dead_server_reaps_the_stubs_it_left_and_nothing_else(tmp_path, ports):
-    # What a SIGKILLed tritonserver can leave (seen after the chaos test): its stubs alive in its process group.
+    # What a SIGKILLed tritonserver can leave (seen after a run of the suite): its stubs alive in its process group.
     # Stand-ins: a session leader with a "stub" child and an unrelated child, then the leader killed.
     leader = subprocess.Popen(
         ["bash", "-c", "(exec -a triton_python_backend_stub sleep 60) & (exec sleep 61) & wait"],

@@ -117,10 +117,10 @@ def default_log_path(settings: Settings) -> Path:
 def backend_stubs(group: int) -> list[int]:
     """The python-backend stubs in process group `group` (a server's pid: it leads its own session).
 
-    Why: when tritonserver dies without stopping them (SIGKILL, the OOM killer, a crash), its stubs are left
+    Why: when tritonserver dies without stopping them (SIGKILL, the OOM killer, a crash), its stubs can be left
     running, reparented to init, each holding its model's memory and shared-memory region until killed (two were
-    found still running 13 minutes after the suite's chaos test). Matched by program name, so a later, unrelated
-    process that happens to get the group's number is never touched. Linux /proc; [] where there is none."""
+    found 13 minutes after a run of the test suite, whose fault tests SIGKILL servers). Matched by program name, so
+    a later, unrelated process that happens to get the group's number is never touched. Linux /proc; [] elsewhere."""
     stubs = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
