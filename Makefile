@@ -132,13 +132,17 @@ train-candidate: $(VENV)/.installed
 
 # Leave-one-style-out: four models each without one style, and a reference on all four, all with the same shorter
 # schedule (3 epochs), so the drop measures generalisation to an unseen style, not a difference in training.
+# $(call loso_runs,ARGS,FOLDER): the reference on all four styles, then one run without each style, in $(RUNS)/FOLDER.
+define loso_runs
+	$(PY) -m training.train_expression $(1) --out $(RUNS)/$(2)/all-styles
+	for style in realistic cartoon anime stylized_3d; do \
+	    $(PY) -m training.train_expression $(1) --exclude-style $$style --out $(RUNS)/$(2)/without-$$style; \
+	done
+endef
 LOSO_ARGS = --network expression_encoder-cpu --epochs 3 --time-budget-s 600 \
     --train $(DATA)/synthetic/train/manifest.csv --val $(DATA)/synthetic/val/manifest.csv
 loso: $(VENV)/.installed
-	$(PY) -m training.train_expression $(LOSO_ARGS) --out $(RUNS)/loso/all-styles
-	for style in realistic cartoon anime stylized_3d; do \
-	    $(PY) -m training.train_expression $(LOSO_ARGS) --exclude-style $$style --out $(RUNS)/loso/without-$$style; \
-	done
+	$(call loso_runs,$(LOSO_ARGS),loso)
 
 # The same five runs on the train split plus the same stills drawn off their styles' layouts
 # (data/synthetic/train_varied, built by `make data`: other eye and mouth sizes and places, eyes borrowed from another
@@ -149,19 +153,11 @@ LOSO_VARIED_ARGS = --network expression_encoder-cpu --epochs 3 --time-budget-s 9
     --train $(DATA)/synthetic/train/manifest.csv $(DATA)/synthetic/train_varied/manifest.csv \
     --val $(DATA)/synthetic/val/manifest.csv
 loso-varied: $(VENV)/.installed
-	$(PY) -m training.train_expression $(LOSO_VARIED_ARGS) --out $(RUNS)/loso-varied/all-styles
-	for style in realistic cartoon anime stylized_3d; do \
-	    $(PY) -m training.train_expression $(LOSO_VARIED_ARGS) --exclude-style $$style \
-	        --out $(RUNS)/loso-varied/without-$$style; \
-	done
+	$(call loso_runs,$(LOSO_VARIED_ARGS),loso-varied)
 LOSO_6_EPOCHS_ARGS = --network expression_encoder-cpu --epochs 6 --time-budget-s 900 \
     --train $(DATA)/synthetic/train/manifest.csv --val $(DATA)/synthetic/val/manifest.csv
 loso-6-epochs: $(VENV)/.installed
-	$(PY) -m training.train_expression $(LOSO_6_EPOCHS_ARGS) --out $(RUNS)/loso-6-epochs/all-styles
-	for style in realistic cartoon anime stylized_3d; do \
-	    $(PY) -m training.train_expression $(LOSO_6_EPOCHS_ARGS) --exclude-style $$style \
-	        --out $(RUNS)/loso-6-epochs/without-$$style; \
-	done
+	$(call loso_runs,$(LOSO_6_EPOCHS_ARGS),loso-6-epochs)
 
 # The same five runs, each also reading style sets (one face drawn in every style; issue 14 item 3): a consistency
 # loss between the renderings and style mixes (training/cross_style.py). Measured side by side with `loso`, they made
@@ -169,12 +165,7 @@ loso-6-epochs: $(VENV)/.installed
 expression-pairs: $(VENV)/.installed
 	$(PY) -m training.data.style_pairs --split train --count 8000 --size 64 --out $(DATA)/expression_pairs/train
 loso-cross-style: $(VENV)/.installed
-	$(PY) -m training.train_expression $(LOSO_ARGS) --pairs $(DATA)/expression_pairs/train \
-	    --out $(RUNS)/loso-cross-style/all-styles
-	for style in realistic cartoon anime stylized_3d; do \
-	    $(PY) -m training.train_expression $(LOSO_ARGS) --pairs $(DATA)/expression_pairs/train \
-	        --exclude-style $$style --out $(RUNS)/loso-cross-style/without-$$style; \
-	done
+	$(call loso_runs,$(LOSO_ARGS) --pairs $(DATA)/expression_pairs/train,loso-cross-style)
 
 evaluate: $(VENV)/.installed
 	$(PY) -m training.evaluate_expression --model $(WEIGHTS) --synthetic-test $(DATA)/synthetic/test/manifest.csv \

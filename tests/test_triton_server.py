@@ -135,6 +135,20 @@ def process_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def server_record(pid: int, tmp_path: Path, run_dir: Path, ports: dict[str, int]) -> process.TritonProcess:
+    """The record (pid file contents) of a server `pid` on `ports`, for processes that are not a real server."""
+    settings = Settings().with_overrides(run_dir=run_dir, **ports)
+    return process.TritonProcess(
+        pid=pid,
+        host="127.0.0.1",
+        model_repository=tmp_path,
+        log_path=tmp_path / "x.log",
+        pid_path=process.pid_file_path(settings),
+        started_at=0.0,
+        **ports,
+    )
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess) -> str:
     assert result.returncode != 0, result.stdout
     assert "Traceback" not in result.stderr, result.stderr
@@ -251,18 +265,9 @@ def test_stopping_a_dead_server_reaps_the_stubs_it_left_and_nothing_else(tmp_pat
         os.killpg(leader.pid, signal.SIGSTOP)  # hold the group still while its leader dies
         leader.kill()
         leader.wait()
-        group = [int(p.name) for p in Path("/proc").glob("[0-9]*") if _group_of(p) == leader.pid]
+        group = [int(p.name) for p in Path("/proc").glob("[0-9]*") if process.process_group(int(p.name)) == leader.pid]
         others = [pid for pid in group if pid != stub]
-        settings = Settings().with_overrides(run_dir=tmp_path / "run", **ports)
-        dead = process.TritonProcess(
-            pid=leader.pid,
-            host="127.0.0.1",
-            model_repository=tmp_path,
-            log_path=tmp_path / "x.log",
-            pid_path=process.pid_file_path(settings),
-            started_at=0.0,
-            **ports,
-        )
+        dead = server_record(leader.pid, tmp_path, tmp_path / "run", ports)
         assert not process_gone(stub)
         result = dead.stop()
         assert not result.was_running
@@ -274,13 +279,6 @@ def test_stopping_a_dead_server_reaps_the_stubs_it_left_and_nothing_else(tmp_pat
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(leader.pid, signal.SIGKILL)
-
-
-def _group_of(proc: Path) -> int | None:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 @needs_server
@@ -347,16 +345,7 @@ def test_stop_handles_stale_and_missing_pid_files(tmp_path, ports):
 
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs
-    settings = Settings().with_overrides(run_dir=run_dir, **ports)
-    stale = process.TritonProcess(
-        pid=gone.pid,
-        host="127.0.0.1",
-        model_repository=tmp_path,
-        log_path=tmp_path / "x.log",
-        pid_path=process.pid_file_path(settings),
-        started_at=0.0,
-        **ports,
-    )
+    stale = server_record(gone.pid, tmp_path, run_dir, ports)
     stale.write_pid_file()
     result = run_cli("stop", f"--http-port={ports['http_port']}", run_dir=run_dir)
     assert result.returncode == 0, result.stderr

@@ -120,32 +120,43 @@ def training_summary(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _recall(truth: np.ndarray, predicted: np.ndarray, emotion: str) -> float:
+    rows = truth == EMOTIONS.index(emotion)
+    return float((predicted[rows] == EMOTIONS.index(emotion)).mean())
+
+
 def _headline_scores(
-    model, test: pd.DataFrame, test_images: np.ndarray, emoji: pd.DataFrame | None, emoji_images: np.ndarray | None
+    test: pd.DataFrame, test_predicted: np.ndarray, emoji: pd.DataFrame | None, emoji_predicted: np.ndarray | None
 ) -> dict[str, float]:
     """Accuracy on held-out synthetic characters (all, and per style) and on emoji with the weak emotions' recall."""
-    truth, predicted = emotion_truth(test), predicted_emotions(model, test_images)
-    scores = {"synthetic, all": classification_scores(truth, predicted).accuracy}
+    truth = emotion_truth(test)
+    scores = {"synthetic, all": classification_scores(truth, test_predicted).accuracy}
     for style in STYLES:
         rows = (test["style"] == style).to_numpy()
-        scores[f"synthetic, {style}"] = classification_scores(truth[rows], predicted[rows]).accuracy
-    if emoji is not None and emoji_images is not None:
-        truth, predicted = emotion_truth(emoji), predicted_emotions(model, emoji_images)
-        scores["emoji, all"] = classification_scores(truth, predicted).accuracy
+        scores[f"synthetic, {style}"] = classification_scores(truth[rows], test_predicted[rows]).accuracy
+    if emoji is not None and emoji_predicted is not None:
+        truth = emotion_truth(emoji)
+        scores["emoji, all"] = classification_scores(truth, emoji_predicted).accuracy
         for emotion in WEAK_EMOTIONS:
-            rows = truth == EMOTIONS.index(emotion)
-            scores[f"emoji, {emotion} recall"] = float((predicted[rows] == EMOTIONS.index(emotion)).mean())
+            scores[f"emoji, {emotion} recall"] = _recall(truth, emoji_predicted, emotion)
     return scores
 
 
-def _candidate_section(args, model, test: pd.DataFrame, test_images: np.ndarray) -> list[str]:
-    """The shipped encoder beside a candidate (same images), for a recipe not shipped yet."""
+def _candidate_section(
+    args,
+    shipped: dict[str, float],
+    test: pd.DataFrame,
+    test_images: np.ndarray,
+    emoji: pd.DataFrame | None,
+    emoji_images: np.ndarray | None,
+) -> list[str]:
+    """The shipped encoder's headline scores (`shipped`) beside a candidate's on the same images, for a recipe not
+    shipped yet."""
     candidate = load_checkpoint(args.candidate)
-    emoji = read_manifest(args.emoji) if args.emoji and Path(args.emoji).is_file() else None
-    emoji_images = load_images(emoji, model.config.image_size) if emoji is not None else None
+    emoji_predicted = predicted_emotions(candidate, emoji_images) if emoji_images is not None else None
     columns = {
-        "shipped": _headline_scores(model, test, test_images, emoji, emoji_images),
-        "candidate": _headline_scores(candidate, test, test_images, emoji, emoji_images),
+        "shipped": shipped,
+        "candidate": _headline_scores(test, predicted_emotions(candidate, test_images), emoji, emoji_predicted),
     }
     summary = training_summary(Path(args.candidate).parent)
     trained_on = (
@@ -194,8 +205,8 @@ def write_report(args) -> str:
 
     test = read_manifest(args.synthetic_test)
     test_images = load_images(test, model.config.image_size)
-    truth, predicted = emotion_truth(test), predicted_emotions(model, test_images)
-    by_style = scores_by(test, truth, predicted, "style")
+    test_truth, test_predicted = emotion_truth(test), predicted_emotions(model, test_images)
+    by_style = scores_by(test, test_truth, test_predicted, "style")
     lines += [
         "## Held-out synthetic characters",
         "",
@@ -205,7 +216,7 @@ def write_report(args) -> str:
         "",
         "Confusion matrix (rows: truth, columns: prediction):",
         "",
-        markdown_table(confusion(truth, predicted), floatfmt=".0f"),
+        markdown_table(confusion(test_truth, test_predicted), floatfmt=".0f"),
         "",
     ]
     results = {"synthetic_accuracy": float(by_style.loc["all", "accuracy"])}
@@ -263,11 +274,12 @@ def write_report(args) -> str:
             lines += _plain_runs_absent(args)
         results["loso_cross_style_max_drop_points"] = float(cross_style["drop (points)"].max())
 
+    emoji = emoji_images = emoji_predicted = None
     if args.emoji and Path(args.emoji).is_file():
         emoji = read_manifest(args.emoji)
-        truth = emotion_truth(emoji)
-        predicted = predicted_emotions(model, load_images(emoji, model.config.image_size))
-        by_source = scores_by(emoji, truth, predicted, "source")
+        emoji_images = load_images(emoji, model.config.image_size)
+        truth, emoji_predicted = emotion_truth(emoji), predicted_emotions(model, emoji_images)
+        by_source = scores_by(emoji, truth, emoji_predicted, "source")
         lines += [
             "## Held-out licensed emoji (drawn by real artists, never used in training)",
             "",
@@ -282,19 +294,17 @@ def write_report(args) -> str:
             "",
             "Confusion matrix (rows: truth, columns: prediction):",
             "",
-            markdown_table(confusion(truth, predicted), floatfmt=".0f"),
+            markdown_table(confusion(truth, emoji_predicted), floatfmt=".0f"),
             "",
         ]
         results["emoji_accuracy"] = float(by_source.loc["all", "accuracy"])
         for emotion in WEAK_EMOTIONS:
-            rows = truth == EMOTIONS.index(emotion)
-            results[f"emoji_recall_{emotion}"] = (
-                float((predicted[rows] == EMOTIONS.index(emotion)).mean()),
-                int(rows.sum()),
-            )
+            count = int((truth == EMOTIONS.index(emotion)).sum())
+            results[f"emoji_recall_{emotion}"] = (_recall(truth, emoji_predicted, emotion), count)
 
     if args.candidate and args.candidate.is_file():
-        lines += _candidate_section(args, model, test, test_images)
+        shipped = _headline_scores(test, test_predicted, emoji, emoji_predicted)
+        lines += _candidate_section(args, shipped, test, test_images, emoji, emoji_images)
     elif args.candidate:
         lines += [f"The candidate encoder `{args.candidate}` is not on this machine (`make train-candidate`).", ""]
 

@@ -123,15 +123,24 @@ def backend_stubs(group: int) -> list[int]:
     a later, unrelated process that happens to get the group's number is never touched. Linux /proc; [] elsewhere."""
     stubs = []
     for entry in Path("/proc").glob("[0-9]*"):
+        if process_group(int(entry.name)) != group:
+            continue
         try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) != group:
-                continue
             program = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-            if program.endswith(b"triton_python_backend_stub"):
-                stubs.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue  # gone meanwhile, or not ours to read
+        if program.endswith(b"triton_python_backend_stub"):
+            stubs.append(int(entry.name))
     return stubs
+
+
+def process_group(pid: int) -> int | None:
+    """The process group of `pid` from /proc (None when it is gone or unreadable)."""
+    try:
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ")"
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def process_alive(pid: int) -> bool:
