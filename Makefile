@@ -215,7 +215,7 @@ engagement-data: $(VENV)/.installed
 # 20,000 clips with ideal perception (no rendering) to pretrain on: ~5 min on one core
 engagement-pretrain-data: $(VENV)/.installed
 	$(PY) -m training.data.ideal_clips --out $(DATA)/clips/pretrain --count 20000 --workers 2
-# three networks, each pretrained on the ideal clips and then trained on the served rows: 1642 s on 2 cores
+# three networks, each pretrained on the ideal clips (8 epochs) and then trained on the served rows: 2265 s on 2 cores
 engagement: $(VENV)/.installed
 	$(PY) -m training.train_engagement --network engagement-x3-cpu --pretrain $(DATA)/clips/pretrain \
 	    --data $(DATA)/clips --out $(RUNS)/engagement-x3-cpu --weights weights/engagement-cpu.pt \

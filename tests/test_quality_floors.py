@@ -28,16 +28,17 @@ STILLS_PER_EMOTION = 40
 FLOOR_SYNTHETIC = 0.95
 FLOOR_SYNTHETIC_RECALL = 0.90
 FLOOR_EMOJI = 0.77  # three images under the measured 0.793
-# Measured 0.900 on the 24 clips (all scored) with the shipped ensemble of three pretrained networks (issue 14); the
-# single network before it measured 0.812, and its predecessor 0.866 on 23 clips.
+# Measured 0.897 on the 24 clips (all scored) with the shipped ensemble, its members pretrained for eight epochs
+# (issue 14); with four epochs 0.900, the single network before it 0.812, and its predecessor 0.866 on 23 clips.
 FLOOR_ENGAGEMENT_SPEARMAN = 0.87
 MAX_CLIPS_WITHOUT_FACES = 2
-# Compare cuts on every pair of the clips below. Issue 14's targets are 0.80 for both; end to end on these 24 clips
-# the shipped ensemble measured 0.735 (170 pairs; on the 400-clip test split 0.812, docs/results-engagement.md) and
-# 0.884 (86 pairs). The single network before it measured 0.694 and 0.977: its calibrated lead margin was wider
-# (logit 2.20 against 1.76), so it called fewer leads clear and wrongly clear ties less often.
-FLOOR_CLEAR_WHEN_APART = 0.70
-FLOOR_WITHIN_WHEN_TIED = 0.80
+# Compare cuts on every pair of the clips below. Issue 14's targets are 0.80 for both, met on the 400-clip test split
+# (0.865 and 0.841, docs/results-engagement.md). End to end on these 24 clips the shipped ensemble measured 0.812
+# (170 pairs) and 0.779 (86 pairs: two pairs short of 0.80). Its calibrated lead margin (logit 1.57) is narrower than
+# the four-epoch ensemble's (1.76, which measured 0.735 and 0.884 here) and the single network's (2.20: 0.694 and
+# 0.977), so it calls more leads clear, and more ties wrongly clear. The floors sit a few pairs under what it measured.
+FLOOR_CLEAR_WHEN_APART = 0.78
+FLOOR_WITHIN_WHEN_TIED = 0.75
 
 
 def served_emotions(server, images: np.ndarray) -> np.ndarray:

@@ -93,8 +93,8 @@ Progress = Callable[[str, float], None]
 # look-alike second boxes, confident-look galleries) changes which track a face joins; with it (same release) the
 # retrained detector's operating threshold 0.4 and CONFIRM_SCORE 0.6. 6: the engagement model retrained on rows drawn
 # from that detector's measured response (its version number stays 1). 7: the engagement model is an ensemble of three
-# networks pretrained on ideal-perception clips (version 1 still).
-PIPELINE_VERSION = 7
+# networks pretrained on ideal-perception clips (version 1 still). 8: its members pretrained for eight epochs, not four.
+PIPELINE_VERSION = 8
 
 
 @dataclass(frozen=True)
