@@ -401,3 +401,21 @@ def test_per_style_intervals_narrow_only_where_the_label_noise_differs_by_style(
     assert (
         even.loc["per style", "mean half-width"] > 0.95 * even.loc["one logit half-width (shipped)", "mean half-width"]
     )
+
+
+def test_coverage_interval_resamples_whole_clips() -> None:
+    """coverage_interval: the bootstrap range holds the share measured, narrows with more clips, and a clip whose many
+    steps are all outside counts as one clip, not as many independent steps."""
+    from training.evaluate_engagement import coverage_interval
+
+    rng = np.random.default_rng(0)
+    inside = rng.random(400) < 0.9
+    low, high = coverage_interval(inside, np.arange(400), 400)
+    assert low < inside.mean() < high and 0.04 < high - low < 0.08  # binomial: ± 1.96 · √(0.09 / 400) ≈ ± 0.03
+    low_many, high_many = coverage_interval(np.tile(inside, 10), np.arange(4000), 4000)
+    assert high_many - low_many < 0.5 * (high - low)
+    # 40 clips of 10 steps each, 4 clips entirely outside: as uncertain as 40 clips, not 400 steps
+    clip_of = np.repeat(np.arange(40), 10)
+    steps_inside = np.repeat(np.arange(40) >= 4, 10)
+    low_steps, high_steps = coverage_interval(steps_inside, clip_of, 40)
+    assert high_steps - low_steps > 0.15

@@ -466,22 +466,27 @@ def shipped_model_lines(
 
 def interval_table(model, predictions: dict, arrays: EngagementArrays) -> pd.DataFrame:
     """Per INTERVAL_ORDER name: the logit half-width, the mean half-width it gives on the probability scale, the
-    share of test targets inside (observed labels and the noise-free truth), and whether the share for what it was
-    calibrated against (CALIBRATED_AGAINST) is within 2 points of 90 %."""
+    share of test targets inside (observed labels and the noise-free truth), whether the share for what it was
+    calibrated against (CALIBRATED_AGAINST) is within 2 points of 90 %, and the 95 % interval of that share over
+    resampled test clips (coverage_interval)."""
     from facecast.engagement_features import logit_interval
-    from training.train_engagement import CALIBRATED_AGAINST, interval_coverage
+    from training.train_engagement import CALIBRATED_AGAINST, calibrated_residuals
 
     halfwidth = model.interval_logit_halfwidth.numpy()
-    observed, true = (interval_coverage(model, arrays, against, predictions) for against in ("targets", "oracle"))
+    residuals = {against: calibrated_residuals(predictions, arrays, against) for against in ("targets", "oracle")}
     valid = np.arange(arrays.targets["curve"].shape[1])[None, :] < arrays.steps[:, None]
     values = {name: predictions[name] for name in ("engagement", "resonance", "shareability")}
     for index, group in enumerate(INTERVAL_ORDER[3:7]):
         values[group] = predictions["appeal"][:, index]
     values["curve"] = predictions["curve"][valid]
+    clip_of = {name: np.arange(len(arrays)) for name in values}
+    clip_of["curve"] = np.nonzero(valid)[0]  # the clip of every step, in the order calibrated_residuals lists them
     rows = []
     for i, name in enumerate(INTERVAL_ORDER):
         low, high = logit_interval(values[name], halfwidth[i]) if name in values else (np.nan, np.nan)
-        calibrated = observed[name] if CALIBRATED_AGAINST[name] == "targets" else true[name]
+        inside = {against: residuals[against][name] <= halfwidth[i] for against in residuals}
+        calibrated = inside["targets" if CALIBRATED_AGAINST[name] == "targets" else "oracle"]
+        spread = coverage_interval(calibrated, clip_of[name], len(arrays)) if name in clip_of else None
         rows.append(
             {
                 "output": name,
@@ -489,14 +494,30 @@ def interval_table(model, predictions: dict, arrays: EngagementArrays) -> pd.Dat
                 "logit half-width": float(halfwidth[i]),
                 # engagement_lead is a margin between two clips, not an interval around one
                 "mean half-width": float(np.mean((high - low) / 2)) if name in values else float("nan"),
-                "coverage (observed)": observed[name],
-                "coverage (true value)": true[name],
+                "coverage (observed)": float(inside["targets"].mean()),
+                "coverage (true value)": float(inside["oracle"].mean()),
                 "within 2 points of 90 %": "yes"
-                if abs(calibrated - TARGETS["coverage"]) <= TARGETS["coverage_tolerance"] + 1e-12
+                if abs(calibrated.mean() - TARGETS["coverage"]) <= TARGETS["coverage_tolerance"] + 1e-12
                 else "no",
+                "95 % interval over resampled clips": f"{spread[0]:.3f}–{spread[1]:.3f}" if spread else "–",
+                "90 % inside it": ("yes" if spread[0] <= TARGETS["coverage"] <= spread[1] else "no") if spread else "–",
             }
         )
     return pd.DataFrame(rows).set_index("output")
+
+
+def coverage_interval(
+    inside: np.ndarray, clip_of: np.ndarray, n_clips: int, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % bootstrap interval of the share of targets inside their intervals, resampling whole test clips (a clip's
+    curve steps move together): how far the coverage measured on this many clips may sit from the coverage the
+    intervals have on clips like them."""
+    inside_per_clip = np.bincount(clip_of, weights=inside.astype(float), minlength=n_clips)
+    targets_per_clip = np.bincount(clip_of, minlength=n_clips).astype(float)
+    weights = np.random.default_rng(seed).multinomial(n_clips, np.full(n_clips, 1 / n_clips), size=resamples)
+    shares = (weights @ inside_per_clip) / (weights @ targets_per_clip)
+    low, high = np.quantile(shares, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def interval_alternatives(model, calib: EngagementArrays, test: EngagementArrays, predictions: dict) -> pd.DataFrame:
@@ -747,6 +768,8 @@ def test_lines(
 ) -> list[str]:
     """The held-out test split's section (rewritten alone by --test-only)."""
     coverage_ok = sum(row == "yes" for row in coverage["within 2 points of 90 %"])
+    consistent = sum(row == "yes" for row in coverage["90 % inside it"])
+    resampled = sum(row != "–" for row in coverage["90 % inside it"])
     return [
         f"## Held-out test split ({facts['clips']} clips of characters never seen in training or calibration)",
         "",
@@ -776,7 +799,9 @@ def test_lines(
         "",
         markdown_table(coverage),
         "",
-        f"{coverage_ok} of {len(coverage)} within 2 points of 90 %. Mean engagement half-width "
+        f"{coverage_ok} of {len(coverage)} within 2 points of 90 %. {consistent} of {resampled} have 90 % inside the "
+        "range their coverage spans over resampled test clips (the second-last column: how far a share measured on "
+        f"{facts['clips']} clips can move by which clips were drawn). Mean engagement half-width "
         f"{coverage.loc['engagement', 'mean half-width']:.3f}: target ≤ {TARGETS['halfwidth']} "
         f"**{'met' if coverage.loc['engagement', 'mean half-width'] <= TARGETS['halfwidth'] else 'missed'}**. "
         "Split conformal covers 90 % of clips exchangeable with the calibration clips; the model reads the "
