@@ -114,7 +114,8 @@ def render(results: dict[str, dict[str, dict[int, PerfResult]]], measurement: Me
         f"window more than {measurement.stability_percent:.0f} % from the mean). Server and load generator share "
         f"the same 2 cores; the run took {minutes:.1f} min. Chosen = most infer/s at concurrency 16 among the "
         f"settings whose concurrency-1 p50 is within {LONE_P50_SLACK_MS:g} ms of the best (a lone request must "
-        "not wait for a batch); **bold** = served now (export/triton_repository.py CPU_SERVING).",
+        "not wait for a batch); **bold** = served now (export/triton_repository.py CPU_SERVING; each setting changes "
+        "the served one, so two rows may both be it).",
     ]
     verdicts = []
     for model, rows in results.items():
@@ -127,10 +128,13 @@ def render(results: dict[str, dict[str, dict[int, PerfResult]]], measurement: Me
             "|---|---|---|---|---|---|---|---|",
         ]
         unbatched = rows[SETTINGS[0].label][16].infer_per_s
-        served_label = next((s.label for s in SETTINGS if s.label in rows and matches_served(model, s)), None)
+        # a setting is a change to the served one, so for some models two rows serve the same configuration (a model
+        # whose threads spin already: "threads spin" changes nothing); both are the served one
+        served_labels = [s.label for s in SETTINGS if s.label in rows and matches_served(model, s)]
+        served_label = served_labels[0] if served_labels else None
         for label, cells in rows.items():
             one, many = cells[1], cells[16]
-            name = f"**{label}**" if label == served_label else label
+            name = f"**{label}**" if label in served_labels else label
             name += " ← chosen" if label == chosen else ""
             marks = ["" if c.stable else " †" for c in (one, many)]
             lines.append(
@@ -140,6 +144,8 @@ def render(results: dict[str, dict[str, dict[int, PerfResult]]], measurement: Me
             )
         if served_label is None:
             verdicts.append(f"{model}: its served setting was not measured in this run")
+        elif chosen in served_labels and chosen != served_label:
+            verdicts.append(f"{model}: served `{served_label}` = chosen (`{chosen}` is the same configuration)")
         elif chosen != served_label:
             gain = rows[chosen][16].infer_per_s / rows[served_label][16].infer_per_s
             verdicts.append(f"{model}: served `{served_label}`, chosen `{chosen}` ({gain:.2f}× at concurrency 16)")

@@ -242,3 +242,21 @@ def test_write_section_is_byte_exact_on_disk_and_creates_a_missing_file(tmp_path
     created = write_section(tmp_path / "new" / "operations.md", "hpa", "x", title="# Operations")
     assert created.read_text() == "# Operations\n\n<!-- hpa:begin -->\nx\n<!-- hpa:end -->\n"
     assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_batching_verdict_knows_two_settings_can_be_the_served_one():
+    """benchmarks.batching: each setting is a change to the served one, so for a model whose threads spin already
+    "threads spin" serves what "dynamic, delay 0" serves. Chosen there, the verdict is "= chosen", not a change to
+    make; for a model served with sleeping threads it is a change."""
+    from benchmarks import batching
+
+    def cell(infer_per_s: float) -> perf.PerfResult:
+        return perf.PerfResult("m", 1, 1, infer_per_s, 2.0, 2.5, 3.0, 3.5)
+
+    rows = {s.label: {1: cell(100), 16: cell(100)} for s in batching.SETTINGS}
+    rows["dynamic, delay 0, threads spin"] = {1: cell(100), 16: cell(120)}
+    spinning, sleeping = "style_mapper", "engagement"
+    assert batching.served_settings(spinning).spinning and not batching.served_settings(sleeping).spinning
+    markdown = batching.render({spinning: rows, sleeping: rows}, perf.Measurement(), 1.0)
+    assert f"- {spinning}: served `dynamic, delay 0` = chosen (`dynamic, delay 0, threads spin` is the same" in markdown
+    assert f"- {sleeping}: served `dynamic, delay 0`, chosen `dynamic, delay 0, threads spin` (1.20×" in markdown
