@@ -37,7 +37,7 @@ class ServingSettings:
     intra_op_threads: int = 0  # ONNX Runtime threads per instance; 0 = all cores
     preferred_batch_sizes: tuple[int, ...] = ()  # batch sizes the dynamic batcher waits for (up to the delay)
     # ONNX Runtime's idle pool threads busy-wait for the next run (its default). Under one-row load spinning served
-    # 1.05-1.41× more per model at concurrency 16 and cut a lone request's p50 (docs/benchmarks.md "batching"); on
+    # 1.11-1.25× more per model at concurrency 16 and cut a lone request's p50 (docs/benchmarks.md "batching"); on
     # `facecast analyze`, whose client decodes video on the same cores, it cost the Triton tree 0.94 instead of
     # 0.58 CPU-s and the analysis 1.81 instead of 1.73 s ("analysis-settings"). So: off for the analysis's models.
     spinning: bool = True
@@ -53,10 +53,11 @@ class ServingSettings:
 # from `make bench-batching` ("batching": perf_analyzer, five settings at concurrency 1 and 16, the rule in
 # benchmarks/batching.py): dynamic batching without a queue delay (a 1-ms delay or preferred sizes never beat it by
 # more than the noise and doubled a lone request's p50), idle threads spinning, and two single-thread instances for
-# query_fuser (3,435 vs 3,287 infer/s). For one-row load the rule would give expression_encoder two instances
-# (1,621 vs 1,285 infer/s): the analysis comes first. int8: docs/benchmarks.md "precision" (`make
-# bench-precision`); tests/test_precision.py holds each int8 model to ≤ 0.5 point of its main metric and ≥ 99 %
-# agreement with fp32.
+# query_fuser (3,435 vs 3,287 infer/s when chosen; the 2026-12-07 run measured the same configuration three times at
+# 3,054-3,321, so that choice is within the noise). For one-row load the rule would give expression_encoder two
+# instances (1,688 vs 1,143 infer/s on 2026-12-07): the analysis comes first. int8: docs/benchmarks.md "precision"
+# (`make bench-precision`); tests/test_precision.py holds each int8 model to ≤ 0.5 point of its main metric and
+# ≥ 99 % agreement with fp32.
 ANALYSIS = {"spinning": False}
 CPU_SERVING = {
     "expression_encoder": ServingSettings(precision="int8", **ANALYSIS),
