@@ -391,14 +391,15 @@ def test_results(data: Path, weights: Path) -> tuple[pd.DataFrame, pd.DataFrame,
         predictions["engagement"], test.oracle["engagement"], model.interval_logit_halfwidth.numpy()
     )
     calib = load_engagement_split(data / "calib")
-    calib_scores = scores(predict(model, calib), calib)
+    calib_predictions = predict(model, calib)
+    calib_scores = scores(calib_predictions, calib)
     description, model_lines = shipped_model_lines(
         model, weights, test, oracle_scores["Spearman vs observed"], predictions, ms
     )
     facts = {
         "model_description": description,
         "model_lines": model_lines,
-        "interval_alternatives": interval_alternatives(model, calib, test, predictions),
+        "interval_alternatives": interval_alternatives(model, calib, test, predictions, calib_predictions),
         "calib_accuracy": calib_scores["accuracy"],
         "calib_spearman": calib_scores["Spearman vs observed"],
         "test_spearman": model_scores["Spearman vs observed"],
@@ -520,10 +521,12 @@ def coverage_interval(
     return float(low), float(high)
 
 
-def interval_alternatives(model, calib: EngagementArrays, test: EngagementArrays, predictions: dict) -> pd.DataFrame:
-    """The engagement interval calibrated three other ways on the calib split and scored on `test` (`predictions`:
-    the model's there), against the shipped constant logit half-width. Each narrows the mean interval only if the
-    residuals it conditions on differ in size from clip to clip:
+def interval_alternatives(
+    model, calib: EngagementArrays, test: EngagementArrays, predictions: dict, calib_predictions: dict | None = None
+) -> pd.DataFrame:
+    """The engagement interval calibrated three other ways on the calib split and scored on `test` (`predictions`,
+    `calib_predictions`: the model's on each, when the caller has them), against the shipped constant logit
+    half-width. Each narrows the mean interval only if the residuals it conditions on differ in size from clip to clip:
 
     - normalized by the members' spread: score |z − y| / (s + β), s the standard deviation of the members' logits
       and β the calib split's median s (declared, not tuned); the half-width is q · (s + β) clip by clip;
@@ -536,7 +539,7 @@ def interval_alternatives(model, calib: EngagementArrays, test: EngagementArrays
     from training.networks.engagement import EngagementEnsemble
     from training.train_engagement import conformal_quantile, predict
 
-    calib_predictions = predict(model, calib)
+    calib_predictions = predict(model, calib) if calib_predictions is None else calib_predictions
     z = {"calib": to_logit(calib_predictions["engagement"]), "test": to_logit(predictions["engagement"])}
     residual = {
         "calib": np.abs(z["calib"] - to_logit(calib.targets["engagement"])),
