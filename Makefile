@@ -22,7 +22,13 @@ export FACECAST_TRITON_ENV ?= $(abspath $(TRITON_VENV))
 	evaluate-retrieval bench-analyze bench-retrieval mapper ablate-mapper evaluate-mapping bench-mapper bench-detector
 
 ## Environments ###################################################################################################
-setup: $(VENV)/.installed $(TRITON_VENV)/.installed repository demo
+# The two environments are separate venvs, so they install side by side: on a fresh machine pip is most of `make run`
+# (timed 2026-12-07: app environment 72 s, Triton environment 20 s, one after the other). --output-sync keeps each
+# environment's log in one piece.
+setup:
+	@echo "==> installing the app and Triton environments side by side (about a minute on a fresh machine)"
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(VENV)/.installed $(TRITON_VENV)/.installed
+	@$(MAKE) --no-print-directory repository demo
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> app, training and test environment ($(VENV))"
