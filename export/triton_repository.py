@@ -12,6 +12,8 @@ inside NVIDIA's Triton container of the pinned version.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +26,11 @@ PYTHON_BACKEND_MODEL = Path(__file__).parent / "python_backend" / "model.py"
 # precision benchmark compare against it, and the torch check at export applies to it.
 FP32_REFERENCE = "model.fp32.onnx"
 TRITON_DTYPES = {"UINT8": "TYPE_UINT8", "FP32": "TYPE_FP32", "INT64": "TYPE_INT64", "INT32": "TYPE_INT32"}
+# config.pbtxt parameter naming the weights version 1 serves (weights_sha256). Clients put it in what identifies a
+# result (facecast.clips.pipeline's report fingerprint), so shipping new weights under the same version number
+# retires the results the old ones made without anyone having to remember to. Only version 1 needs it: it is the one
+# `make repository` rewrites in place, while a studio's versions ≥ 2 are written once and never replaced.
+WEIGHTS_PARAMETER = "weights_sha256"
 
 
 @dataclass(frozen=True)
@@ -110,15 +117,35 @@ def scheduling_lines(settings: ServingSettings, flavour: str) -> list[str]:
     return lines
 
 
+def weights_sha256(network, precision: str = "fp32") -> str:
+    """SHA-256 of a network's weights and the precision they are served in: the same for every export of the same
+    weights (unlike the ONNX file's bytes, which depend on the exporter), different when any weight changes."""
+    digest = hashlib.sha256(precision.encode())
+    for name, tensor in sorted(network.state_dict().items()):
+        value = tensor.detach().cpu()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        # through float32 because numpy has no bfloat16; the dtype above still tells precisions apart
+        digest.update((value.float() if value.is_floating_point() else value).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def served_weights_sha256(config: str) -> str:
+    """The weights_sha256 parameter of a config.pbtxt ("" when it has none: written before it existed)."""
+    match = re.search(rf'key: "{WEIGHTS_PARAMETER}"\s*value: {{ string_value: "([0-9a-f]*)" }}', config)
+    return match.group(1) if match else ""
+
+
 def config_pbtxt(
     name: str,
     signature: dict,
     flavour: str,
     settings: ServingSettings,
     bounds: dict[str, tuple[float, float]] | None = None,
+    weights: str = "",
 ) -> str:
     """The model's config.pbtxt. `bounds` (valid values per input) go to the CPU flavour's python backend, which
-    refuses a request outside them with a message naming the input; TensorRT has no such hook (see model.py)."""
+    refuses a request outside them with a message naming the input; TensorRT has no such hook (see model.py).
+    `weights`: weights_sha256 of version 1's network (WEIGHTS_PARAMETER)."""
 
     def tensors(kind: str) -> str:
         entries = []
@@ -148,6 +175,8 @@ def config_pbtxt(
             lines.append(
                 f'parameters: {{\n  key: "input_bounds"\n  value: {{ string_value: "{bounds_parameter(bounds)}" }}\n}}'
             )
+    if weights:
+        lines.append(f'parameters: {{\n  key: "{WEIGHTS_PARAMETER}"\n  value: {{ string_value: "{weights}" }}\n}}')
     return "\n".join(lines) + "\n"
 
 
@@ -179,8 +208,9 @@ def write_model(
         if flavour == "cpu":
             shutil.copy(PYTHON_BACKEND_MODEL, version_dir / "model.py")
         bounds = network.serving_bounds() if hasattr(network, "serving_bounds") else {}
+        weights = weights_sha256(network, settings.precision) if version == 1 else ""
         (staging / "config.pbtxt").write_text(
-            config_pbtxt(name, network.serving_signature(), flavour, settings, bounds)
+            config_pbtxt(name, network.serving_signature(), flavour, settings, bounds, weights)
         )
         target = repository / name
         if name in VERSIONED_MODELS:  # keep the studio's calibrated versions beside the rewritten default
@@ -222,8 +252,12 @@ def add_version(repository: Path, network, flavour: str = "cpu", version: int | 
         raise FileNotFoundError(f"{model_dir} has no config.pbtxt: build the repository first (`make repository`)")
     settings = (CPU_SERVING if flavour == "cpu" else GPU_SERVING).get(name, ServingSettings())
     bounds = network.serving_bounds() if hasattr(network, "serving_bounds") else {}
-    config = config_pbtxt(name, network.serving_signature(), flavour, settings, bounds)
-    if _signature_lines(config_path.read_text()) != _signature_lines(config):
+    served_config = config_path.read_text()
+    # version 1's weights are unchanged by adding a version: its digest stays in the config
+    config = config_pbtxt(
+        name, network.serving_signature(), flavour, settings, bounds, served_weights_sha256(served_config)
+    )
+    if _signature_lines(served_config) != _signature_lines(config):
         raise ValueError(f"the new {name} network's inputs or outputs differ from the served ones ({config_path})")
     existing = {int(p.name) for p in _version_dirs(model_dir)}
     if version is None:
@@ -243,7 +277,7 @@ def add_version(repository: Path, network, flavour: str = "cpu", version: int | 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if config_path.read_text() != config:  # a repository written before versions existed: allow them now
+    if served_config != config:  # a repository written before versions existed: allow them now
         temporary = config_path.with_name(".config.pbtxt.tmp")
         temporary.write_text(config)
         temporary.replace(config_path)

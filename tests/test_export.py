@@ -209,6 +209,33 @@ def test_calibrated_versions_are_added_beside_the_default_and_survive_a_rebuild(
         add_version(tmp_path, build_model("expression_encoder-cpu"))
 
 
+def test_the_config_names_the_weights_version_1_serves_and_keeps_them_through_added_versions(tmp_path) -> None:
+    """Reports are fingerprinted by the served weights (facecast.clips.pipeline.ClipAnalyzer.weights): the digest in
+    config.pbtxt must follow version 1's weights, and only them."""
+    import torch
+
+    from export.triton_repository import add_version, served_weights_sha256, weights_sha256
+
+    default = build_model("engagement-cpu").eval()
+    write_model(tmp_path, default)
+    config_path = tmp_path / "engagement" / "config.pbtxt"
+    digest = served_weights_sha256(config_path.read_text())
+    assert digest == weights_sha256(default) and len(digest) == 64
+    assert weights_sha256(default) == weights_sha256(default)  # the same weights: the same digest, export after export
+    assert weights_sha256(default, "int8") != digest  # served in another precision, it answers differently
+    retrained = build_model("engagement-cpu").eval()
+    with torch.no_grad():
+        retrained.studio.bias.fill_(0.5)
+    assert weights_sha256(retrained) != digest
+    assert add_version(tmp_path, retrained) == 2
+    assert served_weights_sha256(config_path.read_text()) == digest  # version 1 did not change
+    write_model(tmp_path, retrained)  # new shipped weights: `make repository`
+    assert served_weights_sha256(config_path.read_text()) == weights_sha256(retrained)
+    gpu = tmp_path / "gpu"
+    write_model(gpu, retrained, "gpu")
+    assert served_weights_sha256((gpu / "engagement" / "config.pbtxt").read_text()) == weights_sha256(retrained)
+
+
 def test_a_calibrated_version_goes_into_the_gpu_repository_under_the_same_number(tmp_path) -> None:
     from export.triton_repository import main
 

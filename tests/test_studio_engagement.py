@@ -113,13 +113,18 @@ def test_rescoring_reads_stored_faces_and_matches_a_fresh_analysis(calibration_s
         (analysis_id,) = store.analyses.newest(limit=None)["id"]
         stored = store.analyses.get(int(analysis_id))
         faces = store.analyses.faces(int(analysis_id))
-        same = rescore(stored, faces, scorer, {"version": 1, "description": "synthetic audience model v1"}).report
+        again = rescore(stored, faces, scorer, {"version": 1, "description": "synthetic audience model v1"})
+        same = again.report
+        # the served weights are part of what identifies the report: version 1's digests, from the served configs
+        assert set(fresh["weights"]) == {"face_detector", "expression_encoder", "engagement"}
+        assert same.weights == fresh["weights"] and again.fingerprint == stored.fingerprint
         assert same.engagement.value == pytest.approx(fresh["engagement"]["value"], abs=0.01)
         assert same.engagement_class == fresh["engagement_class"]
         assert [m.t_s for m in same.key_moments] == [m["t_s"] for m in fresh["key_moments"]]
         assert all(m.thumbnail_png_b64 for m in same.key_moments)  # the same moments keep their pictures
         other = rescore(stored, faces, scorer, {"version": 2, "description": "calibrated on 4 studio clips"})
         assert other.report.engagement_version == 2 and other.report.models["engagement"] == "2"
+        assert "engagement" not in other.report.weights  # a studio's version is named by its number
         assert "without decoding the clip again" in other.report.notes[-1]
         assert other.fingerprint != stored.fingerprint
         new_id = store.analyses.add(other.record(analysed_by="test"))

@@ -248,6 +248,20 @@ def test_a_new_pipeline_version_changes_the_fingerprint(monkeypatch) -> None:
     assert pipeline.AnalysisOptions().fingerprint(models) != current
 
 
+def test_new_weights_under_the_same_version_change_the_fingerprint() -> None:
+    """A retrained model served as version 1 again retires the reports the old weights made; reports stored before
+    weights were recorded keep the fingerprint they were stored under (so they still re-score)."""
+    from facecast.clips.pipeline import AnalysisOptions
+
+    models = {"face_detector": "1", "expression_encoder": "1", "engagement": "1"}
+    weights = {"face_detector": "aa", "expression_encoder": "bb", "engagement": "cc"}
+    options = AnalysisOptions()
+    current = options.fingerprint(models, weights)
+    assert current == options.fingerprint(models, dict(reversed(weights.items())))
+    assert options.fingerprint(models, {**weights, "engagement": "dd"}) != current
+    assert options.fingerprint(models, {}) == options.fingerprint(models) != current
+
+
 # ---- association: issue 14's ID switches (benchmarks/tracking.py --replay --explain names the causes) -------------
 
 

@@ -96,7 +96,7 @@ def clip_features(
             engagement_model = store.engagement_models.active().provenance if store is not None else None
             name = Path(source).name
             digest = file_sha256(Path(source))
-            fingerprint = analyzer.options.fingerprint(analyzer.models((engagement_model or {}).get("version", 1)))
+            fingerprint = analyzer.fingerprint((engagement_model or {}).get("version", 1))
             stored = store.analyses.find(digest, fingerprint) if store is not None else None
             if stored is not None:  # this content was analysed before (History): its faces are what is needed
                 observations = observations_from_faces(store.analyses.faces(stored.id))

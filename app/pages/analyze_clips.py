@@ -24,7 +24,7 @@ try:
     store = services.store()
     # read at every run: another session may have activated or rolled back a calibrated model since
     engagement_model = store.engagement_models.active().provenance
-    fingerprint = analyzer.options.fingerprint(analyzer.models(engagement_model["version"]))
+    fingerprint = analyzer.fingerprint(engagement_model["version"])
 except (TritonUnavailable, ModelUnavailable) as error:
     triton_down(error)
 except StoreError as error:

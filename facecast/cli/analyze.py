@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     store = None if args.no_store else open_store(settings.db_path)
     engagement_model = _active_engagement_model(store, settings)
     # fails fast when Triton or a model is missing
-    fingerprint = analyzer.options.fingerprint(analyzer.models(engagement_model["version"]))
+    fingerprint = analyzer.fingerprint(engagement_model["version"])
     reports, failed = [], 0
     cancel = threading.Event()
     try:

@@ -45,6 +45,7 @@ from facecast.engagement_features import (
 )
 from facecast.media import video
 from facecast.media.images import face_crop
+from facecast.serving.client import TritonModelClient
 from facecast.store.rows import AnalysisRecord, ClipRow, FaceRow, ScoreRow, TrackRow
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
@@ -83,8 +84,10 @@ STAGES = ("decode", "detect", "track", "encode", "engagement")
 Progress = Callable[[str, float], None]
 
 
-# Raised whenever a change to sampling, tracking or scoring changes what a report says, so that stored reports made
-# by an older pipeline are recomputed when their clip comes again, not reopened. 2: shot cuts and appearance tracking.
+# Raised whenever a change to sampling, tracking or scoring code changes what a report says, so that stored reports
+# made by an older pipeline are recomputed when their clip comes again, not reopened. New weights need no raise since
+# 2026-12-07: the fingerprint holds the served weights' digests (ClipAnalyzer.weights); versions 6-8 were raised by
+# hand for retrained engagement models. 2: shot cuts and appearance tracking.
 # 3: intervals in logit space and the engagement lead margin (and the engagement model retrained without the
 # detection-score skew: served models keep their version number when only their weights change). 4: non-reference
 # frames are not decoded (a change sample may land one frame later) and the detector's letterbox shrinks by reduce()
@@ -103,11 +106,20 @@ class AnalysisOptions:
     max_rate_hz: float = 8.0  # ...and up to twice that where the picture changes
     max_long_side: int = 960  # frames are scaled down to this before detection and cropping (faces stay ≥ 64 px)
 
-    def fingerprint(self, models: dict[str, str]) -> str:
-        """Identifies what produced a report: the same clip with the same pipeline, settings and models is not
-        redone."""
+    def fingerprint(self, models: dict[str, str], weights: dict[str, str] | None = None) -> str:
+        """Identifies what produced a report: the same clip with the same pipeline, settings, model versions and
+        weights (ClipAnalyzer.weights) is not redone. Without weights it is the fingerprint reports stored before
+        they were part of it carry."""
         text = repr((PIPELINE_VERSION, self.base_rate_hz, self.max_rate_hz, self.max_long_side, sorted(models.items())))
+        if weights:
+            text += repr(sorted(weights.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def weights_digest(client: TritonModelClient) -> str:
+    """A served model's version-1 weights as reports record them: the start of its weights_sha256 ("" when the
+    repository was exported before it existed)."""
+    return client.signature.weights_sha256[:16]
 
 
 @dataclass
@@ -261,6 +273,20 @@ class ClipAnalyzer:
         self.scorer.client.require_version(str(int(engagement_version)))
         return models
 
+    def weights(self, engagement_version: int = DEFAULT_ENGAGEMENT_VERSION) -> dict[str, str]:
+        """The served weights a report comes from: each model's weights digest at version 1 (the config's
+        weights_sha256; export.triton_repository.WEIGHTS_PARAMETER), shortened. A studio's engagement version ≥ 2 is
+        never rewritten, so its number in `models` names its weights; it has no entry here."""
+        clients = [self.detector.client, self.recognizer.client]
+        if int(engagement_version) == DEFAULT_ENGAGEMENT_VERSION:
+            clients.append(self.scorer.client)
+        return {c.model_name: weights_digest(c) for c in clients if weights_digest(c)}
+
+    def fingerprint(self, engagement_version: int = DEFAULT_ENGAGEMENT_VERSION) -> str:
+        """What a report of this analyzer with this engagement version is stored under (AnalysisOptions.fingerprint);
+        fails fast when Triton or a model is missing."""
+        return self.options.fingerprint(self.models(engagement_version), self.weights(engagement_version))
+
     def analyze(
         self,
         path: str | Path,
@@ -281,6 +307,7 @@ class ClipAnalyzer:
         engagement_model = dict(engagement_model or DEFAULT_ENGAGEMENT_MODEL)
         # fails fast (Triton down, model missing) before any decoding
         models = self.models(int(engagement_model["version"]))
+        weights = self.weights(int(engagement_model["version"]))
         clip = ClipInfo(
             name=name or path.name,
             sha256=sha256 or file_sha256(path),
@@ -351,7 +378,12 @@ class ClipAnalyzer:
         counts["frames_decoded"] = int(stats.frames_decoded)
         counts["windows"] = len(windows)
         report = EngagementReport(
-            clip=clip, faces_found=bool(observations), counts=counts, models=models, engagement_model=engagement_model
+            clip=clip,
+            faces_found=bool(observations),
+            counts=counts,
+            models=models,
+            weights=weights,
+            engagement_model=engagement_model,
         )
         if stats.truncated:
             report.notes.append("the file ends early (truncated); the analysis covers the part that decodes")
@@ -363,7 +395,7 @@ class ClipAnalyzer:
         report.timings_s = {stage: round(seconds, 4) for stage, seconds in clock.seconds.items()}
         report.timings_s["total"] = round(time.perf_counter() - started, 4)
         report.timings_s["realtime_factor"] = round(clip.duration_s / max(report.timings_s["total"], 1e-9), 2)
-        return Analysis(report, observations, self.options.fingerprint(models))
+        return Analysis(report, observations, self.options.fingerprint(models, weights))
 
     # ---- stages -------------------------------------------------------------------------------------------------
 

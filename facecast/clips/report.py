@@ -15,7 +15,8 @@ from facecast.engagement_features import DEFAULT_ENGAGEMENT_DESCRIPTION, DEFAULT
 
 # 2: engagement_lead_logit (a version-1 reader would fail on the unknown field; now it says the report is newer)
 # 3: engagement_model, which served engagement version scored the clip (a studio's calibrated model or the default)
-REPORT_VERSION = 3
+# 4: weights, the served weights' digests (ClipAnalyzer.weights)
+REPORT_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class EngagementReport:
     counts: dict[str, int] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
+    # {model: digest of the weights it served} (facecast.clips.pipeline.ClipAnalyzer.weights); {} in reports stored
+    # before version 4
+    weights: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     interval_coverage: float = 0.9
     # the smallest difference of two clips' engagement logits the model can tell apart at that coverage (the

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from facecast.clients.engagement import EngagementScorer
-from facecast.clips.pipeline import WINDOW_S, Analysis, AnalysisOptions, score_window
+from facecast.clips.pipeline import WINDOW_S, Analysis, AnalysisOptions, score_window, weights_digest
 from facecast.clips.report import EngagementReport
 from facecast.clips.scoring import Observation, fill_scores
+from facecast.engagement_features import DEFAULT_ENGAGEMENT_VERSION
 from facecast.store.rows import StoredAnalysis
 
 
@@ -55,18 +56,23 @@ def rescore(
     """The stored analysis scored by `engagement_model` ({"version", "description"}), as a new Analysis to store."""
     options = options or AnalysisOptions()
     old = EngagementReport.from_dict(json.loads(stored.report_json))
-    if stored.fingerprint != options.fingerprint(old.models):
+    if stored.fingerprint != options.fingerprint(old.models, old.weights):
         raise CannotRescore(
             f"analysis {stored.id} was made by an older pipeline or other sampling settings: analyse "
             f"{old.clip.name} again to score it with the active model"
         )
     version = int(engagement_model["version"])
     models = {**old.models, scorer.client.model_name: str(version)}
+    # the faces' weights stay the old ones; the engagement entry is the scorer's (ClipAnalyzer.weights)
+    weights = {name: digest for name, digest in old.weights.items() if name != scorer.client.model_name}
+    if version == DEFAULT_ENGAGEMENT_VERSION and weights_digest(scorer.client):
+        weights[scorer.client.model_name] = weights_digest(scorer.client)
     report = EngagementReport(
         clip=old.clip,
         faces_found=old.faces_found,
         counts=dict(old.counts),
         models=models,
+        weights=weights,
         engagement_model=dict(engagement_model),
         notes=[note for note in old.notes if note.startswith("the file ends early")],
     )
@@ -90,4 +96,4 @@ def rescore(
         f"v{version}), without decoding the clip again"
     )
     report.timings_s = {**old.timings_s, "rescore": round(time.perf_counter() - started, 4)}
-    return Analysis(report, observations, options.fingerprint(models))
+    return Analysis(report, observations, options.fingerprint(models, weights))

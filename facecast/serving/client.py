@@ -88,6 +88,9 @@ class ModelSignature:
     max_batch_size: int
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    # SHA-256 of the weights the model's version 1 serves (export.triton_repository.WEIGHTS_PARAMETER); "" for a
+    # repository exported before it existed
+    weights_sha256: str = ""
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelSignature:
@@ -101,8 +104,14 @@ class ModelSignature:
                 for e in entries
             )
 
+        weights = config.get("parameters", {}).get("weights_sha256", {}).get("string_value", "")
         return cls(
-            config["name"], "", int(config.get("max_batch_size", 0)), specs(config["input"]), specs(config["output"])
+            config["name"],
+            "",
+            int(config.get("max_batch_size", 0)),
+            specs(config["input"]),
+            specs(config["output"]),
+            weights,
         )
 
 

@@ -112,7 +112,7 @@ def analyse_demo_clips(paths: list[Path], store, urls: list[str], say=print) -> 
 
     analyzer = ClipAnalyzer.for_urls(urls)
     engagement_model = store.engagement_models.active().provenance  # the version the app would score with
-    fingerprint = analyzer.options.fingerprint(analyzer.models(engagement_model["version"]))
+    fingerprint = analyzer.fingerprint(engagement_model["version"])
     ids = []
     for path in paths:
         digest = file_sha256(path)
