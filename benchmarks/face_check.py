@@ -151,6 +151,20 @@ def refused(pictures, detector) -> list[str]:
     return names
 
 
+def threshold_reach(faces, face_scores: np.ndarray, others, other_scores: np.ndarray) -> str:
+    """Whether any threshold could refuse the pictures without a face that pass and keep every face: only those
+    scoring under the lowest-scoring face can be (the rest need a detector that scores them lower)."""
+    lowest = int(face_scores.argmin())
+    floor = face_scores[lowest]
+    above = [(others[i][0], float(other_scores[i])) for i in np.argsort(-other_scores) if other_scores[i] >= floor]
+    listed = ", ".join(f"{name} {score:.2f}" for name, score in above) or "none"
+    return (
+        f"Scores (locate_face's, both views): the lowest-scoring face is {faces[lowest][0]} at "
+        f"{face_scores[lowest]:.2f}; pictures without a face scoring at least that: {len(above)} ({listed}). No "
+        f"threshold refuses those without refusing a face."
+    )
+
+
 def scenes_cropped(detector, limit: int = 150) -> tuple[int, int] | None:
     """Of the detector's test scenes with a face of ≥ 20 % of the frame: how many are cropped to a true face."""
     folder = PROJECT_ROOT / "data/detection/test"
@@ -191,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     ) as url:
         detector = StyleMapper.for_urls(url).detector
         faces_refused, others_refused = refused(faces, detector), refused(others, detector)
+        face_scores = best_scores([p for _, p in faces], detector)
+        other_scores = best_scores([p for _, p in others], detector)
         cropped = scenes_cropped(detector)
         choice = choose_threshold(detector)
     lines = [
@@ -207,6 +223,8 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"Faces refused: {', '.join(faces_refused) or 'none'}. Pictures without a face that pass: "
         f"{', '.join(n for n, _ in others if n not in others_refused) or 'none'}.",
+        "",
+        threshold_reach(faces, face_scores, others, other_scores),
     ]
     if cropped:
         lines += [

@@ -260,3 +260,15 @@ def test_batching_verdict_knows_two_settings_can_be_the_served_one():
     markdown = batching.render({spinning: rows, sleeping: rows}, perf.Measurement(), 1.0)
     assert f"- {spinning}: served `dynamic, delay 0` = chosen (`dynamic, delay 0, threads spin` is the same" in markdown
     assert f"- {sleeping}: served `dynamic, delay 0`, chosen `dynamic, delay 0, threads spin` (1.20×" in markdown
+
+
+def test_the_face_check_names_the_pictures_no_threshold_can_refuse() -> None:
+    """benchmarks/face_check.py: a picture without a face that scores above the lowest-scoring face cannot be refused
+    by lowering the bar for faces; one below it could be."""
+    from benchmarks.face_check import threshold_reach
+
+    faces = [("emoji:a", None), ("demo:b", None)]
+    others = [("coins", None), ("grass", None), ("logo", None)]
+    line = threshold_reach(faces, np.array([0.9, 0.68]), others, np.array([0.85, 0.2, 0.68]))
+    assert "lowest-scoring face is demo:b at 0.68" in line
+    assert "scoring at least that: 2 (coins 0.85, logo 0.68)" in line
