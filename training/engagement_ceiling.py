@@ -200,7 +200,7 @@ def report(results: dict[str, dict], command: str, train_clips: int) -> str:
             "oracle: a network reading the generator's own truth does no better. What is left is how well this "
             f"network learns the truth's function (pace, reactions, tiers) from the train split's "
             f"{train_clips} clips (15 % of them held out for early stopping). Hence the shipped recipe: each member "
-            "first learns that function from 20,000 more clips with ideal perception, which cost no rendering "
+            "first learns that function from 40,000 more clips with ideal perception, which cost no rendering "
             "(training.data.ideal_clips), then how perception reports it from the served rows (test split section).",
         ]
     )

@@ -1,6 +1,6 @@
 """Engagement rows with ideal perception: what the clip generator knows, without rendering a face.
 
-    python -m training.data.ideal_clips --out data/clips/pretrain --count 20000 [--workers 2]
+    python -m training.data.ideal_clips --out data/clips/pretrain --count 40000 [--workers 2]
 
 A served engagement row (training.data.engagement_dataset) costs a rendered face crop and an expression-encoder pass
 per character per step. An ideal row costs neither: every visible face at every step with its drawn emotion (its
@@ -111,7 +111,7 @@ def build_pretraining_split(out_dir: Path, count: int, first: int = FIRST_PRETRA
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("data/clips/pretrain"))
-    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--count", type=int, default=40000)
     parser.add_argument("--first", type=int, default=FIRST_PRETRAIN_INDEX)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args(argv)
