@@ -24,3 +24,9 @@ def square_input_size(client: TritonModelClient, input_name: str = "image") -> i
     if len(spec.dims) != 3 or spec.dims[0] != spec.dims[1] or spec.dims[2] != 3:
         raise ValueError(f"{client.model_name} serves {input_name} {list(spec.dims)}; expected [S, S, 3]")
     return int(spec.dims[0])
+
+
+def weights_digest(client: TritonModelClient) -> str:
+    """A served model's version-1 weights as reports record them: the start of its config's weights_sha256
+    (export.triton_repository.WEIGHTS_PARAMETER); "" when the repository was exported before it existed."""
+    return client.signature.weights_sha256[:16]

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from facecast.clients._common import weights_digest
 from facecast.clients.engagement import EngagementScorer
 from facecast.clients.expression_encoder import ExpressionPrediction, ExpressionRecognizer
 from facecast.clients.face_detector import Detection, FaceDetector
@@ -45,7 +46,6 @@ from facecast.engagement_features import (
 )
 from facecast.media import video
 from facecast.media.images import face_crop
-from facecast.serving.client import TritonModelClient
 from facecast.store.rows import AnalysisRecord, ClipRow, FaceRow, ScoreRow, TrackRow
 from facecast.vocab import ACTION_PARAMS, EMOTIONS, STYLES
 
@@ -114,12 +114,6 @@ class AnalysisOptions:
         if weights:
             text += repr(sorted(weights.items()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def weights_digest(client: TritonModelClient) -> str:
-    """A served model's version-1 weights as reports record them: the start of its weights_sha256 ("" when the
-    repository was exported before it existed)."""
-    return client.signature.weights_sha256[:16]
 
 
 @dataclass

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facecast.clients._common import weights_digest
 from facecast.clients.engagement import EngagementScorer
-from facecast.clips.pipeline import WINDOW_S, Analysis, AnalysisOptions, score_window, weights_digest
+from facecast.clips.pipeline import WINDOW_S, Analysis, AnalysisOptions, score_window
 from facecast.clips.report import EngagementReport
 from facecast.clips.scoring import Observation, fill_scores
 from facecast.engagement_features import DEFAULT_ENGAGEMENT_VERSION
