@@ -116,6 +116,12 @@ class AnalysisOptions:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def engagement_weights(scorer: EngagementScorer, engagement_version: int) -> dict[str, str]:
+    """The engagement entry of ClipAnalyzer.weights: the default version's digest; none for a studio's version."""
+    digest = weights_digest(scorer.client) if int(engagement_version) == DEFAULT_ENGAGEMENT_VERSION else ""
+    return {scorer.client.model_name: digest} if digest else {}
+
+
 @dataclass
 class Analysis:
     report: EngagementReport
@@ -271,10 +277,8 @@ class ClipAnalyzer:
         """The served weights a report comes from: each model's weights digest at version 1 (the config's
         weights_sha256; export.triton_repository.WEIGHTS_PARAMETER), shortened. A studio's engagement version ≥ 2 is
         never rewritten, so its number in `models` names its weights; it has no entry here."""
-        clients = [self.detector.client, self.recognizer.client]
-        if int(engagement_version) == DEFAULT_ENGAGEMENT_VERSION:
-            clients.append(self.scorer.client)
-        return {c.model_name: weights_digest(c) for c in clients if weights_digest(c)}
+        faces = {c.model_name: weights_digest(c) for c in (self.detector.client, self.recognizer.client)}
+        return {**{name: d for name, d in faces.items() if d}, **engagement_weights(self.scorer, engagement_version)}
 
     def fingerprint(self, engagement_version: int = DEFAULT_ENGAGEMENT_VERSION) -> str:
         """What a report of this analyzer with this engagement version is stored under (AnalysisOptions.fingerprint);

@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facecast.clients._common import weights_digest
 from facecast.clients.engagement import EngagementScorer
-from facecast.clips.pipeline import WINDOW_S, Analysis, AnalysisOptions, score_window
+from facecast.clips.pipeline import WINDOW_S, Analysis, AnalysisOptions, engagement_weights, score_window
 from facecast.clips.report import EngagementReport
 from facecast.clips.scoring import Observation, fill_scores
-from facecast.engagement_features import DEFAULT_ENGAGEMENT_VERSION
 from facecast.store.rows import StoredAnalysis
 
 
@@ -66,8 +64,7 @@ def rescore(
     models = {**old.models, scorer.client.model_name: str(version)}
     # the faces' weights stay the old ones; the engagement entry is the scorer's (ClipAnalyzer.weights)
     weights = {name: digest for name, digest in old.weights.items() if name != scorer.client.model_name}
-    if version == DEFAULT_ENGAGEMENT_VERSION and weights_digest(scorer.client):
-        weights[scorer.client.model_name] = weights_digest(scorer.client)
+    weights.update(engagement_weights(scorer, version))
     report = EngagementReport(
         clip=old.clip,
         faces_found=old.faces_found,
