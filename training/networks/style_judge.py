@@ -7,6 +7,8 @@ Two uses, always two separately trained instances, never the same weights:
     please it; training/style_judge.py trains it.
   - the **critic**: an optional frozen loss term of training/train_style_mapper.py (`--style-critic`), trained on
     the mapper's own training characters only.
+  - the **params critic**: the critic's shape reading the four action parameters instead of the style, the
+    override loss of training/train_style_mapper.py (`--params-critic`), also trained on the training characters.
 The judge's architecture differs from the expression_encoder (no multi-scale stem, no attention pooling, full 128-px
 input, batch norm), and the critic's from both (64-px input, group norm, other widths): a mapper trained against
 a critic learns some of that network's own quirks, and those carry over to a judge of the same architecture far
@@ -18,6 +20,7 @@ Not a registered (served) network: it is evaluation and training machinery, like
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facecast.vocab import STYLES
+from facecast.vocab import ACTION_PARAMS, STYLES
 
 
 @dataclass(frozen=True)
@@ -34,14 +37,21 @@ class StyleJudgeConfig:
     input_size: int = 128  # what it looks at (pictures are averaged down to this)
     widths: tuple[int, ...] = (24, 48, 96, 160)
     norm: str = "batch"  # or "group"
+    # "style": logits over STYLES; "params": the four action parameters (mouth, eye, brow, cheek) in [0, 1], as drawn
+    task: str = "style"
 
 
 JUDGE = StyleJudgeConfig()
 CRITIC = StyleJudgeConfig(input_size=64, widths=(32, 64, 128), norm="group")
+# The critic's shape reading the action parameters instead: the style mapper's override loss (issue 15, stage 4).
+# Trained apart on the training characters like the style critic, so the served expression_encoder, which judges
+# whether an override moved the drawing, is not what the mapper learned to please.
+PARAMS_CRITIC = dataclasses.replace(CRITIC, task="params")
 
 
 class StyleJudge(nn.Module):
-    """float [B, 3, S, S] in [0, 1] → style logits [B, len(STYLES)]."""
+    """float [B, 3, S, S] in [0, 1] → style logits [B, len(STYLES)] (task "style") or the action parameters read
+    from the picture, [B, len(ACTION_PARAMS)] in [0, 1] (task "params")."""
 
     def __init__(self, config: StyleJudgeConfig = JUDGE):
         super().__init__()
@@ -63,12 +73,16 @@ class StyleJudge(nn.Module):
             ]
             channels = width
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(channels, len(STYLES)))
+        if config.task not in ("style", "params"):
+            raise ValueError(f"task must be style or params, not {config.task!r}")
+        outputs = len(STYLES) if config.task == "style" else len(ACTION_PARAMS)
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(channels, outputs))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != self.config.input_size:
             images = F.avg_pool2d(images, images.shape[-1] // self.config.input_size)
-        return self.head(self.features(images * 2 - 1).mean(dim=(2, 3)))
+        out = self.head(self.features(images * 2 - 1).mean(dim=(2, 3)))
+        return out if self.config.task == "style" else torch.sigmoid(out)
 
 
 def save_style_judge(model: StyleJudge, path: Path, **extra) -> Path:
