@@ -248,16 +248,17 @@ embedders: $(VENV)/.installed
 evaluate-retrieval: $(VENV)/.installed
 	$(PY) -m training.evaluate_retrieval --stills 2000 --queries 140
 
-# style_mapper (issues 6 and 15): exact cross-style pairs, the style judge and critic, the mapper in three stages
-# (stage 1: seed 003's recipe as first built; stage 2: continued with what the ablations of
+# style_mapper (issues 6 and 15): exact cross-style pairs, the style judge and both critics, the mapper in four
+# stages (stage 1: seed 003's recipe as first built; stage 2: continued with what the ablations of
 # docs/results-mapping.md showed makes it redraw; stage 3: continued with a perceptual loss on the frozen expression
-# encoder), both baselines and the leave-one-style-out mappers (training/style_mapper_suite.py). Stage 1 of the
+# encoder; stage 4: continued with the override offset and a loss on the parameters a frozen params critic reads),
+# both baselines and the leave-one-style-out mappers (training/style_mapper_suite.py). Stage 1 of the
 # shipped weights ran on an H100 (MAPPER_ARGS="--parallel 8 --time-budget-s 480 --max-steps 6000", bf16), stages 2
-# and 3 on the 2-core CPU (`--stage2-budget-s`, `--stage3-budget-s`, bf16); the CPU default runs everything one
+# to 4 on the 2-core CPU (`--stage2-budget-s` ... `--stage4-budget-s`, bf16); the CPU default runs everything one
 # after another. `mapping_ablations stages` picks the shipped checkpoint on validation characters by a fixed rule
-# (docs/results-mapping.md, "Stage 3") and names it in runs/mapping/shipped-checkpoint.txt.
+# (docs/results-mapping.md, "Stage 4") and names it in runs/mapping/shipped-checkpoint.txt.
 MAPPER_ARGS ?= --parallel 1 --cpu-bf16 --batch 32 --time-budget-s 1800 --stage2-budget-s 2100 --stage3-budget-s 1500 \
-	--max-steps 6000
+	--stage4-budget-s 1500 --max-steps 6000
 mapper: $(VENV)/.installed
 	$(PY) -m training.style_mapper_suite --data $(DATA)/style_pairs --runs $(RUNS)/mapping $(MAPPER_ARGS)
 	$(PY) -m training.mapping_ablations stages --data $(DATA)/style_pairs --mapping-runs $(RUNS)/mapping

@@ -14,6 +14,7 @@ from training.checkpoints import load_checkpoint
 from training.data.style_pairs import EDITED, build_style_sets, load_style_sets, save_style_sets
 from training.networks import build_model
 from training.train_style_mapper import (
+    NEW_LAYER_LR_SCALE,
     MapperTrainer,
     PairSampler,
     load_generator,
@@ -158,17 +159,17 @@ def test_training_loop_writes_a_checkpoint_and_summary(test_sets, tmp_path) -> N
 
 
 # Floors for the shipped mapper on QUALITY_SETS held-out test sets (all 12 ordered style pairs each), a little under
-# what it measures there (PSNR 0.75 dB over copying the source, beats copy on 0.725 of the pairs, judge-1 style
-# conformity 0.340, expression preserved 0.923; `measure` of training/mapping_ablations.py). A mapper that recolours
-# fails the first two: the first shipped one scored 0.2 dB over copying. Stage 3 (the perceptual loss) traded
-# judge-1 style conformity (0.573 → 0.340 on these sets) for expression (0.804 → 0.923), so the style floor guards
-# against losing more of it, not the issue's 0.85 (docs/results-mapping.md).
+# what it measures there (PSNR 0.82 dB over copying the source, beats copy on 0.740 of the pairs, judge-1 style
+# conformity 0.433, expression preserved 0.946; `measure` of training/mapping_ablations.py). A mapper that recolours
+# fails the first two: the first shipped one scored 0.2 dB over copying. Stage 3's weights (before the override
+# edit) measured 0.75 dB, 0.725, 0.340 and 0.923 here, so stage 4's gains are guarded too; the style floor guards
+# against losing what there is, not the issue's 0.85 (docs/results-mapping.md).
 QUALITY_SETS = 40
 FLOORS = {
-    "PSNR − copy": 0.4,  # dB gained over handing back the source unchanged
-    "beats copy": 0.65,  # share of pairs closer to the truth than the source is
-    "style (judge 1)": 0.30,
-    "expression preserved": 0.88,
+    "PSNR − copy": 0.7,  # dB gained over handing back the source unchanged
+    "beats copy": 0.70,  # share of pairs closer to the truth than the source is
+    "style (judge 1)": 0.40,
+    "expression preserved": 0.92,
 }
 
 
@@ -185,6 +186,43 @@ def quality() -> dict[str, float]:
 @pytest.mark.parametrize("metric", list(FLOORS))
 def test_shipped_mapper_clears_its_quality_floor(quality, metric) -> None:
     assert quality[metric] >= FLOORS[metric], f"{metric}: {quality[metric]:.3f} < floor {FLOORS[metric]}"
+
+
+# An override must move the drawing toward the request (issue 15 item 4). On the same held-out sets, each set's four
+# renderings mapped into its edited rendering's style with the edited parameters requested: judge 1's reading error
+# over the requested parameters must beat the same mapping without the request by OVERRIDE_GAIN_FLOOR; and mouth
+# requested at 0 and at 1 (realistic faces into cartoon) must move judge 1's mouth reading by MOUTH_SWEEP_FLOOR.
+# Measured here: stage 4's weights 0.017 and 0.177; stage 3's, which ignored overrides, 0.0004 and 0.003.
+OVERRIDE_GAIN_FLOOR = 0.01
+MOUTH_SWEEP_FLOOR = 0.12
+
+
+@pytest.fixture(scope="module")
+def override() -> dict[str, float]:
+    from training.mapping_ablations import Judges, override_error, pictures
+
+    sets = build_style_sets("test", QUALITY_SETS, 128, workers=1)
+    model = load_checkpoint(PROJECT_ROOT / "weights" / "style_mapper-cpu.pt")
+    judges = Judges(judge=PROJECT_ROOT / "no-second-judge")
+    errors = override_error(model, sets, judges, QUALITY_SETS)
+    faces = pictures(sets, np.arange(QUALITY_SETS), np.zeros(QUALITY_SETS, dtype=int))  # realistic → cartoon
+    mouth = torch.zeros(QUALITY_SETS, 4)
+    mouth[:, ACTION_PARAMS.index("mouth")] = 1
+    target = torch.full((QUALITY_SETS,), STYLES.index("cartoon"))
+    readings = [
+        judges.read(map_images(model, faces, target, torch.full((QUALITY_SETS, 4), value), mouth))["params"]
+        for value in (0.0, 1.0)
+    ]
+    column = ACTION_PARAMS.index("mouth")
+    return {
+        "override gain": errors["MAE without override"] - errors["override MAE"],
+        "mouth sweep": float((readings[1][:, column] - readings[0][:, column]).mean()),
+    }
+
+
+def test_an_override_moves_the_encoders_reading_toward_the_request(override) -> None:
+    assert override["override gain"] >= OVERRIDE_GAIN_FLOOR, override
+    assert override["mouth sweep"] >= MOUTH_SWEEP_FLOOR, override
 
 
 @pytest.mark.parametrize("skip", ["full", "gated", "none"])
@@ -264,20 +302,98 @@ def test_the_perceptual_encoder_is_frozen_and_its_loss_is_trained(test_sets, tmp
     assert all(torch.equal(a, b) for a, b in zip(discriminator_before, trainer.discriminator.parameters()))
 
 
-def test_the_shipped_stage_is_chosen_by_validation_targets_met() -> None:
+def test_the_shipped_stage_is_chosen_by_the_override_without_losing_a_target() -> None:
     from training.mapping_ablations import shipped_stage, targets_met
 
     row = {"expression preserved": 0.91, "style (judge 1)": 0.84, "style (judge 2)": 0.9, "override MAE": 0.15}
     assert targets_met({**row, "PSNR − copy": 0.0}) == 3  # 0.84 < 0.85 and a PSNR gain must be above 0
+    start = {"expression preserved": 0.91, "style (judge 2)": 0.90, "PSNR − copy": 0.3, "override MAE": 0.30}
     rows = {
-        "stage 2, best.pt": {"targets met": 2, "expression preserved": 0.87},
-        "stage 3, best.pt": {"targets met": 3, "expression preserved": 0.88},
-        "stage 3, final.pt": {"targets met": 3, "expression preserved": 0.90},
+        "stage 3, best.pt": start,
+        "stage 4, best.pt": {**start, "override MAE": 0.25, "expression preserved": 0.92},
+        "stage 4, final.pt": {**start, "override MAE": 0.24},
     }
-    assert shipped_stage(rows) == "stage 3, final.pt"  # a tie on targets goes to expression preservation
-    rows["stage 2, best.pt"]["targets met"] = 3
-    assert shipped_stage(rows) == "stage 2, best.pt"  # stage 3 must meet more, not as many
-    assert shipped_stage({"stage 3, best.pt": rows["stage 3, best.pt"]}) == "stage 3, best.pt"
+    assert shipped_stage(rows) == "stage 4, final.pt"  # the lowest override error of those that qualify
+    rows["stage 4, final.pt"]["expression preserved"] = 0.89  # below 0.90: loses a target stage 3 met
+    assert shipped_stage(rows) == "stage 4, best.pt"
+    rows["stage 4, best.pt"]["override MAE"] = 0.29  # a gain under OVERRIDE_GAIN does not count
+    assert shipped_stage(rows) == "stage 3, best.pt"
+    assert shipped_stage({"stage 4, best.pt": rows["stage 4, best.pt"]}) == "stage 4, best.pt"
+
+
+def test_an_override_edits_the_content_the_decoder_draws_from(test_sets) -> None:
+    from training.networks.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("style_mapper-cpu").eval()
+    last = model.params_edit_field[-1]
+    assert model.config.params_edit and not last.weight.any()  # starts out drawing as before
+    with torch.no_grad():  # the only way left for a request into the picture is the edit
+        for layer in model.params_embedding:
+            for p in layer.parameters():
+                p.zero_()
+        last.weight.normal_(std=0.05)
+    source = torch.from_numpy(test_sets["images"][:2, 0]).permute(0, 3, 1, 2).float() / 255
+    target = torch.tensor([1, 2])
+    low, high = torch.zeros(2, 4), torch.ones(2, 4)
+    off = torch.zeros(2, 4)
+    assert torch.equal(map_images(model, source, target, low, off), map_images(model, source, target, high, off))
+    on = torch.tensor([[1.0, 0, 0, 0]] * 2)  # mouth only
+    moved = (map_images(model, source, target, low, on) - map_images(model, source, target, high, on)).abs()
+    assert float(moved.mean()) > 1e-3
+    with torch.no_grad():  # a request equal to what the encoder read edits nothing
+        encoding = model.encode(source)
+        read = model.heads(encoding)["source_params"]
+        assert float(model.edit(encoding, read).abs().max()) == 0
+
+
+def test_boolean_config_fields_parse_by_value() -> None:
+    from training.train_style_mapper import parse_overrides
+
+    known = {"params_edit": True, "skip": "gated"}
+    assert parse_overrides(["params_edit=false"], known, "--config") == {"params_edit": False}
+    assert parse_overrides(["params_edit=1"], known, "--config") == {"params_edit": True}
+    with pytest.raises(SystemExit, match="true or false"):
+        parse_overrides(["params_edit=maybe"], known, "--config")
+
+
+def test_the_params_critic_is_frozen_and_its_loss_is_trained(test_sets, tmp_path) -> None:
+    from training.networks.style_judge import PARAMS_CRITIC, StyleJudge, save_style_judge
+
+    critic_path = save_style_judge(StyleJudge(PARAMS_CRITIC), tmp_path / "params_critic.pt")
+    trainer = MapperTrainer(
+        "style_mapper", "style_mapper-cpu", torch.device("cpu"), lambdas={"params": 2.0}, params_critic=critic_path
+    )
+    before = [p.clone() for p in trainer.params_critic.parameters()]
+    edit_before = trainer.generator.params_edit_field[-1].weight.clone()
+    sampler = PairSampler(test_sets, torch.device("cpu"), edited_fraction=1.0, seed=1)
+    losses = trainer.step(sampler.sample(4))
+    assert "params" in losses and float(losses["params"]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.params_critic.parameters()))
+    assert not torch.equal(edit_before, trainer.generator.params_edit_field[-1].weight)  # the edit learns
+    scales = {group["lr_scale"] for group in trainer.g_optimizer.param_groups}
+    assert scales == {1.0, NEW_LAYER_LR_SCALE}
+    trainer.set_learning_rate(1e-5)
+    assert {g["lr"] for g in trainer.g_optimizer.param_groups} == {1e-5, 1e-5 * NEW_LAYER_LR_SCALE}
+    style_critic = save_style_judge(StyleJudge(), tmp_path / "style_critic.pt")
+    with pytest.raises(ValueError, match="not a params critic"):
+        MapperTrainer("style_mapper", "style_mapper-cpu", torch.device("cpu"), params_critic=style_critic)
+
+
+def test_the_params_critic_trains_on_drawn_parameters_and_round_trips(test_sets, tmp_path) -> None:
+    from training.networks.style_judge import PARAMS_CRITIC, load_style_judge, save_style_judge
+    from training.style_judge import params_error, rendered_params, train_style_judge
+
+    images, params = rendered_params(test_sets)
+    assert images.shape[0] == params.shape[0] == 5 * len(test_sets["images"]) and params.shape[1] == 4
+    model, history = train_style_judge(images, params, epochs=1, batch=16, config=PARAMS_CRITIC)
+    assert history and all(np.isfinite(h["loss"]) for h in history)
+    again = load_style_judge(save_style_judge(model, tmp_path / "params_critic.pt"))
+    assert again.config == PARAMS_CRITIC
+    error = params_error(again, images, params)
+    assert error == params_error(model, images, params) and 0 <= error < 1
+    x = torch.from_numpy(images[:3]).permute(0, 3, 1, 2).float() / 255
+    assert again(x).shape == (3, 4) and bool(((again(x) >= 0) & (again(x) <= 1)).all())
 
 
 @pytest.mark.parametrize("role", ["judge", "critic"])

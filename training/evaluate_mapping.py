@@ -358,7 +358,7 @@ def training_facts(runs: Path, names: list[str]) -> tuple[pd.DataFrame, list[str
                 " (one budget)."
                 if same
                 else "; NOT one budget, so the comparison favours the longer-trained runs (style_mapper's stages 2 "
-                "and 3 also continue from the stages before them)."
+                "to 4 also continue from the stages before them)."
             )
         )
     loso = [n for n in names if n.startswith("loso") and n in summaries]
@@ -397,6 +397,9 @@ def baseline_strength(runs: Path) -> str:
 STAGE_HISTORY = {
     "style_mapper-stage2": "it is the mapper shipped before stage 3 (weights/style_mapper-cpu.pt at commit c98593a), "
     "whose run this page describes at that commit: CPU, bf16, batch 32, 1006 steps in 2107 s, best.pt at step 128",
+    "style_mapper-stage3": "it is the mapper shipped before stage 4 (weights/style_mapper-cpu.pt at commit d1464cc), "
+    "whose run this page describes at that commit: CPU, bf16, batch 32, 747 steps in 1514 s from stage 2's best.pt, "
+    "best.pt at step 43",
 }
 
 
@@ -422,7 +425,7 @@ def served_checkpoint(runs: Path) -> tuple[str, str] | None:
     if not shipped.is_file():
         return None
     served = torch.load(shipped, map_location="cpu", weights_only=True)["state_dict"]
-    for run in ("style_mapper", "style_mapper-stage2"):
+    for run in ("style_mapper", "style_mapper-stage3", "style_mapper-stage2"):
         for name in ("final.pt", "best.pt"):
             candidate = runs / run / name
             if not candidate.is_file():
@@ -437,17 +440,19 @@ def served_weights_note(runs: Path) -> str:
     shipped = (WEIGHTS_DIR / "style_mapper-cpu.pt").relative_to(PROJECT_ROOT)
     found = served_checkpoint(runs)
     if found is None:
-        return f"The served weights ({shipped}) are NOT a checkpoint of the `style_mapper` run or of stage 2."
+        return f"The served weights ({shipped}) are NOT a checkpoint of the `style_mapper` run or of stages 2 and 3."
     return f"The served weights ({shipped}) are tensor for tensor the `{found[0]}` run's {found[1]}."
 
 
 def judge1_trained_on(runs: Path) -> bool:
-    """Whether the served mapper was trained with a perceptual loss on the served expression encoder (stage 3)."""
+    """Whether the served mapper was trained with a perceptual loss on the served expression encoder (stages 3, 4)."""
     found = served_checkpoint(runs)
-    summary = runs / "style_mapper" / "summary.json"
-    if found is None or found[0] != "style_mapper" or not summary.is_file():
+    if found is None:
         return False
-    return bool(json.loads(summary.read_text()).get("perceptual_encoder"))
+    if found[0] == "style_mapper-stage3":  # its run folder is gone; stage 3 is the perceptual loss's stage
+        return True
+    summary = runs / found[0] / "summary.json"
+    return summary.is_file() and bool(json.loads(summary.read_text()).get("perceptual_encoder"))
 
 
 def character_kinds(character_numbers: np.ndarray) -> np.ndarray:
@@ -553,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
         [
             "style_mapper-stage1",
             "style_mapper-stage2",
+            "style_mapper-stage3",
             "style_mapper",
             "autoencoder",
             "cyclegan",
@@ -1118,9 +1124,9 @@ def write_doc(
         f"of the pairs (the ceiling of expression preservation under this judge)."
     )
     judge1_caveat = (
-        " **Judge 1 is not an outside view of the served mapper:** stage 3 of its training had a perceptual loss on "
-        "judge 1's features (the mapped picture read as the true rendering is read). Judge 2, PSNR and SSIM against "
-        "the truth are the measurements it never trained on."
+        " **Judge 1 is not an outside view of the served mapper:** stages 3 and 4 of its training had a perceptual "
+        "loss on judge 1's features (the mapped picture read as the true rendering is read). Judge 2, PSNR and SSIM "
+        "against the truth are the measurements it never trained on."
         if judge1_trained_on(args.runs)
         else ""
     )
@@ -1175,12 +1181,22 @@ help within the same budget; a lower paired-L1 weight made things worse. So the 
    training/train_style_mapper.py), and the discriminator is dropped (training/style_mapper_suite.py says how both
    were decided). Stage 2 redrew the style but lost expression on the way (validation: preserved 0.954 at stage 1,
    0.871 at stage 2's best.pt, in the ablation table below) and still barely followed an override; the
-   picture-level losses do not say which pixels carry an expression, a reading of the truth does. Which checkpoint
-   ships is decided on validation characters by a rule fixed before they were measured ("Stage 3" below).
+   picture-level losses do not say which pixels carry an expression, a reading of the truth does (stage 3's
+   best.pt beat stage 2's on the validation targets, by the rule this page stated at commit d1464cc);
+5. then (stage 4) follows an override. Through stage 3 a request reached the decoder only through its global
+   AdaIN code, beside a 32×32 content map that still held the source's mouth and eyes, and the decoder drew the
+   content: pushing mouth across its whole range changed 1.7 of 255 per pixel. Now each action parameter has a
+   learned field, computed from the content map, that is added to it in proportion to how far the request is from
+   what the encoder read (`params_edit` in training/networks/style_mapper.py: a request equal to the reading edits
+   nothing), and a frozen params critic trained apart on the training characters (training/style_judge.py,
+   `--role params-critic`) reads the mapped face's parameters against those the truth was drawn with (the `params`
+   loss); half the training rows are edited renderings. Which checkpoint ships is decided on validation characters
+   by a rule fixed before they were measured ("Stage 4" below).
 
 Seed 003's latent (identity 64, expression 128, style 48, auxiliary 16), the AdaIN decoder, self-attention and the
-Table 5 bounds in the graph are unchanged. Stage 2 continued from the first shipped weights (stage 1), stage 3 from
-stage 2's; the runs below say where each ran and for how long.
+Table 5 bounds in the graph are unchanged; the override edit is an addition beside them. Stage 2 continued from the
+first shipped weights (stage 1), stage 3 from stage 2's, stage 4 from stage 3's; the runs below say where each ran
+and for how long.
 
 ## Training runs
 

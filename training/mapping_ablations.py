@@ -55,6 +55,7 @@ JUDGE = PROJECT_ROOT / "runs" / "mapping" / "style_judge.pt"
 CRITIC = PROJECT_ROOT / "runs" / "mapping" / "style_critic.pt"
 # the critic's data with the judge's architecture: `python -m training.style_judge --role critic --architecture judge`
 TWIN_CRITIC = PROJECT_ROOT / "runs" / "mapping" / "style_critic-twin.pt"
+PARAMS_CRITIC = PROJECT_ROOT / "runs" / "mapping" / "params_critic.pt"  # stage 4's override loss
 
 # Each variant: (what it tests, arguments of training.train_style_mapper). All start from the same weights
 # (--init) and train for the same budget; "control" continues the shipped design unchanged, so every other row is
@@ -201,7 +202,8 @@ def loss_pulls(
 ) -> dict[str, float]:
     """‖∂(λ·L)/∂picture‖ per loss term at the trained weights, for the terms that need no discriminator (paired L1,
     the cycle, the re-encoded latent, the mapper's own style head; with `frozen`, also the frozen style critic and
-    the perceptual loss on the frozen expression encoder): the shipped run's discriminator was not kept, and a fresh
+    the perceptual loss on the frozen expression encoder, and the params critic's reading where it was trained): the
+    shipped run's discriminator was not kept, and a fresh
     one would measure nothing. `weights`: the λ of each term (LAMBDA unless given)."""
     from training.train_style_mapper import LAMBDA, latent_reconstruction, perceptual_loss
 
@@ -235,6 +237,9 @@ def loss_pulls(
 
         terms["critic"] = F.cross_entropy(load_style_judge(CRITIC)(fake), t)
         terms["percept"] = perceptual_loss(load_checkpoint(ENCODER), fake, truth)
+        if PARAMS_CRITIC.is_file():
+            true_params = torch.from_numpy(np.asarray(sets["params"])[rows, target]).float()
+            terms["params"] = F.l1_loss(load_style_judge(PARAMS_CRITIC)(fake), true_params)
     pulls = {}
     for name, value in terms.items():
         (grad,) = torch.autograd.grad(weights[name] * value, fake, retain_graph=True)
@@ -293,6 +298,8 @@ def with_stage1_config(extra: list[str]) -> list[str]:
         fields, extra = extra[start:stop], extra[: start - 1] + extra[stop:]
     if not any(f.startswith("skip=") for f in fields):
         fields = ["skip=full", *fields]
+    if not any(f.startswith("params_edit=") for f in fields):  # stage 1 had no override edit either
+        fields = [*fields, "params_edit=false"]
     return [*extra, "--config", *fields]
 
 
@@ -357,7 +364,7 @@ def report(args: argparse.Namespace) -> int:
     }
     # the shipped recipe's stage 2 (training/style_mapper_suite.py): both of its checkpoints, the choice between
     # them made here on validation characters
-    stage2 = args.init.parent.parent / "style_mapper"
+    stage2 = args.init.parent.parent / "style_mapper-stage2"
     for name, what in (("best.pt", "best validation PSNR"), ("final.pt", "last average")):
         if (stage2 / name).is_file():
             checkpoint = load_generator(stage2 / name)
@@ -383,10 +390,13 @@ def write_section(args: argparse.Namespace, section: str, body: str) -> None:
     print(f"[ablations] wrote the {section} section of {DOC}", flush=True)
 
 
-# Validation targets (issue 15's, on validation characters) and the rule that picks the shipped checkpoint, fixed
-# before stage 3 was measured: the stage-3 checkpoint (best.pt: best validation PSNR; final.pt: the last average)
-# that meets the most of them ships, ties going to the higher expression preservation; stage 2's best.pt stays
-# shipped unless a stage-3 checkpoint meets more than it does.
+# Validation targets (issue 15's, on validation characters) and the rules that pick the shipped checkpoint. Stage 3's
+# rule, fixed before stage 3 was measured: the stage-3 checkpoint (best.pt: best validation PSNR; final.pt: the last
+# average) that meets the most of them ships, ties going to the higher expression preservation; stage 2's best.pt
+# stays shipped unless a stage-3 checkpoint meets more than it does. It chose stage 3's best.pt (this page at
+# commit d1464cc). Stage 4 exists for one target, the override, which no mapper can meet under judge 1 alone (its
+# own reading error on the true edited drawings is 0.22, the target 0.15), so "meets more targets" would never ship
+# it; its rule, fixed before stage 4 was measured, asks for what it is for without losing anything else.
 STAGE_TARGETS = {
     "expression preserved": (">=", 0.90),
     "style (judge 1)": (">=", 0.85),
@@ -394,25 +404,40 @@ STAGE_TARGETS = {
     "override MAE": ("<=", 0.15),
     "PSNR − copy": (">", 0.0),
 }
+# The least fall of validation override MAE that counts. For scale: stage 3's validation override MAE has a standard
+# error of 0.026 over its 40 sets (the sets are the independent units: a set's four faces share one request); two
+# checkpoints are read on the same faces, so their difference is known more tightly than that.
+OVERRIDE_GAIN = 0.02
 STAGE_RULE = (
-    "the stage-3 checkpoint that meets the most validation targets ships (ties: higher expression preservation), "
-    "and only if it meets more than stage 2's"
+    "a stage-4 checkpoint ships only if it meets every validation target the stage-3 checkpoint meets and lowers "
+    f"the override MAE by at least {OVERRIDE_GAIN:g}; of those that do, the one with the lowest override MAE "
+    "(ties: higher expression preservation); otherwise stage 3's stays"
 )
 
 
 def targets_met(row: dict[str, float]) -> int:
+    return len(met_targets(row))
+
+
+def met_targets(row: dict[str, float]) -> set[str]:
     checks = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b}
-    return sum(checks[op](row[name], bound) for name, (op, bound) in STAGE_TARGETS.items() if name in row)
+    return {name for name, (op, bound) in STAGE_TARGETS.items() if name in row and checks[op](row[name], bound)}
 
 
 def shipped_stage(rows: dict[str, dict[str, float]]) -> str:
-    """STAGE_RULE applied to rows named "stage 2, ..." and "stage 3, ..." (each with "targets met")."""
-    stage3 = [n for n in rows if n.startswith("stage 3")]
-    best3 = max(stage3, key=lambda n: (rows[n]["targets met"], rows[n]["expression preserved"]), default=None)
-    start = next((n for n in rows if n.startswith("stage 2")), None)
-    if best3 is None or (start is not None and rows[best3]["targets met"] <= rows[start]["targets met"]):
-        return start if start is not None else best3
-    return best3
+    """STAGE_RULE applied to rows named "stage 3, ..." (the start) and "stage 4, ..." (the candidates)."""
+    start = next((n for n in rows if n.startswith("stage 3")), None)
+    candidates = [n for n in rows if n.startswith("stage 4")]
+    if start is not None:
+        candidates = [
+            n
+            for n in candidates
+            if met_targets(rows[start]) <= met_targets(rows[n])
+            and rows[n]["override MAE"] <= rows[start]["override MAE"] - OVERRIDE_GAIN
+        ]
+    if not candidates:
+        return start if start is not None else next(iter(rows))
+    return min(candidates, key=lambda n: (rows[n]["override MAE"], -rows[n]["expression preserved"]))
 
 
 @torch.no_grad()
@@ -441,16 +466,17 @@ def override_error(model, sets: dict[str, np.ndarray], judges: Judges, count: in
 
 
 def stages(args: argparse.Namespace) -> int:
-    """Stage 2's shipped checkpoint and both of stage 3's, on validation characters; which one ships."""
+    """Stage 3's shipped checkpoint and both of stage 4's, on validation characters; which one ships."""
     from training.train_style_mapper import load_generator
 
     judges = Judges()
     sets = validation_sets(args.data / "val", args.val_sets)
     started = time.perf_counter()
+    start_name = "stage 3, best.pt (start of stage 4)"
     candidates = {
-        "stage 2, best.pt (start of stage 3)": args.mapping_runs / "style_mapper-stage2" / "best.pt",
-        "stage 3, best.pt (best validation PSNR)": args.mapping_runs / "style_mapper" / "best.pt",
-        "stage 3, final.pt (last average)": args.mapping_runs / "style_mapper" / "final.pt",
+        start_name: args.mapping_runs / "style_mapper-stage3" / "best.pt",
+        "stage 4, best.pt (best validation PSNR)": args.mapping_runs / "style_mapper" / "best.pt",
+        "stage 4, final.pt (last average)": args.mapping_runs / "style_mapper" / "final.pt",
     }
     rows, paths = {}, {}
     for name, path in candidates.items():
@@ -466,18 +492,18 @@ def stages(args: argparse.Namespace) -> int:
         print(f"[stages] {name}: {rows[name]}", flush=True)
     if not rows:
         raise SystemExit(f"no stage checkpoints under {args.mapping_runs}")
-    # how hard each stage-3 loss term pulls on the picture at stage 3's starting point: what its weights rest on
-    from training.style_mapper_suite import STAGE3_WEIGHTS
+    # how hard each stage-4 loss term pulls on the picture at stage 4's starting point: what its weights rest on
+    from training.style_mapper_suite import STAGE4_WEIGHTS
     from training.train_style_mapper import LAMBDA, parse_overrides
 
-    stage3_weights = {**LAMBDA, **parse_overrides(STAGE3_WEIGHTS, LAMBDA, "--weight")}
-    start_path = candidates["stage 2, best.pt (start of stage 3)"]
+    stage4_weights = {**LAMBDA, **parse_overrides(STAGE4_WEIGHTS, LAMBDA, "--weight")}
+    start_path = candidates[start_name]
     pulls = (
-        loss_pulls(load_generator(start_path), sets, min(args.val_sets, 16), stage3_weights, frozen=True)
+        loss_pulls(load_generator(start_path), sets, min(args.val_sets, 16), stage4_weights, frozen=True)
         if start_path.is_file()
         else {}
     )
-    print(f"[stages] pulls at stage 3's start: {pulls}", flush=True)
+    print(f"[stages] pulls at stage 4's start: {pulls}", flush=True)
     chosen = shipped_stage(rows)
     import pandas as pd
 
@@ -486,25 +512,26 @@ def stages(args: argparse.Namespace) -> int:
     targets = ", ".join(f"{n} {op} {b:g}" for n, (op, b) in STAGE_TARGETS.items())
     body = "\n".join(
         [
-            "## Stage 3: which checkpoint ships (issue 15)",
+            "## Stage 4: which checkpoint ships (issue 15)",
             "",
             f"Reproduce: `python -m training.mapping_ablations stages` ({(time.perf_counter() - started) / 60:.1f} "
             f"min on a shared 2-core CPU machine). Validation pairs as in the ablations below (sets "
             f'0–{args.val_sets - 1} of split "val", all 12 ordered style pairs; for the override columns each set\'s '
             "four renderings mapped into its edited rendering's style with the edited parameters requested, MAE "
-            "between request and judge 1's reading over the requested parameters). Judge 1 is stage 3's "
-            "perceptual loss, so its columns are no longer an outside view of stage 3; judge 2 and PSNR are.",
+            "between request and judge 1's reading over the requested parameters). Judge 1 is stages 3 and 4's "
+            "perceptual loss, so its columns are not an outside view of them; judge 2 and PSNR are. Stage 4's "
+            "override loss reads the mapped face with the params critic, not with judge 1.",
             "",
             markdown_table(frame),
             "",
-            "Pull of each weighted loss term on the mapped picture at stage 3's start (RMS over pictures of the "
-            "gradient norm of λ·loss with respect to the picture, stage 3's λ: "
-            + ", ".join(f"{k}={v:g}" for k, v in stage3_weights.items() if k in pulls)
+            "Pull of each weighted loss term on the mapped picture at stage 4's start (RMS over pictures of the "
+            "gradient norm of λ·loss with respect to the picture, stage 4's λ: "
+            + ", ".join(f"{k}={v:g}" for k, v in stage4_weights.items() if k in pulls)
             + "): "
             + ", ".join(f"{name} {value:.3g}" for name, value in pulls.items())
             + ". Terms that need the discriminator (adv, style, expr) are not measured: it was not kept.",
             "",
-            f"Validation targets: {targets}. Rule (fixed before stage 3 was measured): {STAGE_RULE}. "
+            f"Validation targets: {targets}. Rule (fixed before stage 4 was measured): {STAGE_RULE}. "
             f"**Shipped: {chosen}** ({paths[chosen]}).",
         ]
     )

@@ -25,9 +25,10 @@ drops ×0.1 for the last 20 % of the time budget (the seed's ×0.1 every 50 of 2
 budget). Generator weights are averaged (EMA 0.999) and the average is what is saved and evaluated.
 
 Every loss weight can be set per run (`--weight cyc=0 critic=2`; `critic` needs `--style-critic`, a frozen style
-classifier trained apart by training/style_judge.py; `percept` needs `--perceptual-encoder`) and so can the
+classifier trained apart by training/style_judge.py; `percept` needs `--perceptual-encoder`; `params` needs
+`--params-critic`, a frozen reader of the action parameters trained apart the same way) and so can the
 network's config (`--config skip=gated`): the ablations of training/mapping_ablations.py use both, and so do stages
-2 and 3 of the shipped recipe (training/style_mapper_suite.py, issue 15).
+2 to 4 of the shipped recipe (training/style_mapper_suite.py, issue 15).
 
 `--exclude-style X` leaves X out as source and as target (the leave-one-style-out models: they can still map *from*
 an unseen style, never into one, as its style embedding is never trained). Runs on CUDA when present (bf16
@@ -65,6 +66,7 @@ LAMBDA = {
     "self_style": 0.8,  # the mapper's own encoder's style head on the mapped face
     "critic": 0.0,  # a frozen style classifier trained apart (--style-critic), off unless one is given
     "percept": 0.0,  # the frozen expression encoder's features, mapped vs true (--perceptual-encoder); off unless given
+    "params": 0.0,  # a frozen params critic's reading of the mapped face vs the truth's parameters (--params-critic)
     "expr": 1.2,  # the discriminator's emotion classifier on the mapped face
     "latent": 1.2,  # the re-encoded latent against the source's (seed 003 Table 2 weights)
     "cyc": 0.5,
@@ -75,6 +77,7 @@ LAMBDA = {
 # CycleGAN's own weights for its baseline (cycle 10, identity 0.5 × cycle).
 CYCLEGAN_LAMBDA = {"adv": 1.0, "style": 1.0, "cyc": 10.0, "identity": 5.0}
 EDITED_FRACTION = 0.3  # rows whose target is the edited rendering (a parameter override)
+NEW_LAYER_LR_SCALE = 5.0  # the override's edit fields (StyleMapperConfig.params_edit), see generator_groups
 SAME_STYLE_FRACTION = 0.1  # rows mapped into their own style (the mapping must then be the identity)
 MODELS = ("style_mapper", "autoencoder", "cyclegan")
 
@@ -262,6 +265,7 @@ class MapperTrainer:
         config_overrides: dict[str, object] | None = None,
         style_critic: Path | None = None,
         perceptual_encoder: Path | None = None,
+        params_critic: Path | None = None,
     ):
         self.kind, self.network, self.device = kind, network, device
         self.lambdas = {**LAMBDA, **(lambdas or {})}
@@ -274,7 +278,10 @@ class MapperTrainer:
         # frozen: its gradients only flow back into the mapped picture
         self.style_critic = load_style_judge(style_critic).to(device) if style_critic else None
         self.perceptual_encoder = load_checkpoint(perceptual_encoder).to(device) if perceptual_encoder else None
-        for frozen in (self.style_critic, self.perceptual_encoder):
+        self.params_critic = load_style_judge(params_critic).to(device) if params_critic else None
+        if self.params_critic is not None and self.params_critic.config.task != "params":
+            raise ValueError(f"{params_critic} is a style critic, not a params critic (--role params-critic)")
+        for frozen in (self.style_critic, self.perceptual_encoder, self.params_critic):
             for p in frozen.parameters() if frozen is not None else ():
                 p.requires_grad_(False)
         self.generator.to(device).train()
@@ -282,7 +289,7 @@ class MapperTrainer:
         for p in self.ema.parameters():
             p.requires_grad_(False)
         adam = dict(lr=learning_rate, betas=(0.5, 0.999), weight_decay=5e-5)
-        self.g_optimizer = torch.optim.Adam(self.generator.parameters(), **adam)
+        self.g_optimizer = torch.optim.Adam(self.generator_groups(learning_rate), **adam)
         self.discriminator = StyleDiscriminator().to(device) if kind != "autoencoder" else None
         self.d_optimizer = (
             torch.optim.Adam(self.discriminator.parameters(), **adam) if self.discriminator is not None else None
@@ -291,11 +298,24 @@ class MapperTrainer:
         # bf16 on CUDA always; on the CPU when asked (AVX512_BF16 here: a step takes 1.6 s instead of 3.3 s)
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" or cpu_bf16)
 
+    def generator_groups(self, learning_rate: float) -> list[dict]:
+        """The override's edit fields learn NEW_LAYER_LR_SCALE× faster than the rest: they start at zero in a stage
+        that continues trained weights for ~600 CPU steps, and the rate tuned for trained layers moves a fresh one
+        slowly (a first try at that rate, with an offset of the expression latent in place of the fields, left
+        mouth's whole range at 2.7 of 255 per pixel after 300 s). The scale was not ablated apart from the fields:
+        the 300-s probe that chose them had both."""
+        new = [p for name, p in self.generator.named_parameters() if name.startswith("params_edit_field.")]
+        rest = [p for name, p in self.generator.named_parameters() if not name.startswith("params_edit_field.")]
+        groups = [{"params": rest, "lr": learning_rate, "lr_scale": 1.0}]
+        if new:
+            groups.append({"params": new, "lr": learning_rate * NEW_LAYER_LR_SCALE, "lr_scale": NEW_LAYER_LR_SCALE})
+        return groups
+
     def set_learning_rate(self, learning_rate: float) -> None:
         for optimizer in (self.g_optimizer, self.d_optimizer):
             if optimizer is not None:
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate
+                    group["lr"] = learning_rate * group.get("lr_scale", 1.0)
 
     @torch.no_grad()
     def update_ema(self, decay: float = 0.999) -> None:
@@ -386,6 +406,10 @@ class MapperTrainer:
                 losses["critic"] = F.cross_entropy(self.style_critic(fake).float(), batch.target_style)
             if self.perceptual_encoder is not None and weights["percept"]:
                 losses["percept"] = perceptual_loss(self.perceptual_encoder, fake, batch.target)
+            if self.params_critic is not None and weights["params"]:
+                # every parameter as the true target drew it: overridden ones are what was asked for, the others
+                # must carry over from the source (within the target style's bounds, as the painter clips them)
+                losses["params"] = F.l1_loss(self.params_critic(fake).float(), batch.target_params)
             loss = sum(weights[name] * value for name, value in losses.items())
         self._update_generator(loss)
         return {"loss": loss.detach(), "d": d_loss, **{name: value.detach() for name, value in losses.items()}}
@@ -468,7 +492,12 @@ def parse_overrides(pairs: list[str], known: dict[str, object], what: str) -> di
         key, _, value = pair.partition("=")
         if key not in known or not value:
             raise SystemExit(f"{what}: expected NAME=VALUE with NAME one of {', '.join(sorted(known))}, got {pair!r}")
-        parsed[key] = type(known[key])(value) if not isinstance(known[key], str) else value
+        if isinstance(known[key], bool):  # bool("false") is True
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"{what}: {key} is true or false, got {value!r}")
+            parsed[key] = value.lower() in ("true", "1")
+        else:
+            parsed[key] = type(known[key])(value) if not isinstance(known[key], str) else value
     return parsed
 
 
@@ -494,10 +523,13 @@ def load_generator(path: str | Path) -> nn.Module:
         model = ConcatStyleGenerator(BASELINE_CPU)
     else:
         config = checkpoint.get("config")
+        # a checkpoint without its whole config was written before the override edit existed
         model = (
             StyleMapper(StyleMapperConfig(**config))
             if config
-            else build_style_mapper(checkpoint["network"], checkpoint.get("config_overrides"))
+            else build_style_mapper(
+                checkpoint["network"], {"params_edit": False, **(checkpoint.get("config_overrides") or {})}
+            )
         )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
@@ -528,6 +560,7 @@ def train(args: argparse.Namespace) -> dict:
         config_overrides=parse_overrides(args.config, dataclasses.asdict(get_config(args.network)), "--config"),
         style_critic=args.style_critic,
         perceptual_encoder=args.perceptual_encoder,
+        params_critic=args.params_critic,
     )
     if args.init:  # continue from a trained generator (its discriminator and optimiser state start afresh)
         initial = load_generator(args.init).state_dict()
@@ -601,6 +634,7 @@ def train(args: argparse.Namespace) -> dict:
         "config_overrides": trainer.config_overrides or None,
         "style_critic": str(args.style_critic) if args.style_critic else None,
         "perceptual_encoder": str(args.perceptual_encoder) if args.perceptual_encoder else None,
+        "params_critic": str(args.params_critic) if args.params_critic else None,
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
     }
@@ -626,6 +660,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--style-critic", type=Path, help="a frozen style classifier (training/style_judge.py)")
     parser.add_argument(
         "--perceptual-encoder", type=Path, help="a frozen expression encoder checkpoint for the `percept` loss"
+    )
+    parser.add_argument(
+        "--params-critic", type=Path, help="a frozen params critic (training/style_judge.py) for the `params` loss"
     )
     parser.add_argument("--edited-fraction", type=float, default=EDITED_FRACTION)
     parser.add_argument("--batch", type=int, default=64)

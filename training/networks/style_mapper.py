@@ -63,6 +63,12 @@ class StyleMapperConfig:
     # appearance out where the face must be redrawn and keep it for the shared background), or "none".
     skip: str = "full"
     upsample_channels: int = 0  # width of the decoder's upsampling path (0: conv1_channels, the encoder's width)
+    # Whether an override edits the 32×32 content the decoder draws from: a learned field per action parameter,
+    # computed from the content, added in proportion to (applied − read) (`edit` in StyleMapper.decode). Without it
+    # an override reaches the decoder only through the global AdaIN code, beside a content map that still holds the
+    # source's mouth and eyes, and the decoder drew the content: pushing mouth across its whole range changed 0.3 %
+    # of the pixels (docs/results-mapping.md).
+    params_edit: bool = False
     triton_name: str = "style_mapper"
 
 
@@ -71,8 +77,9 @@ class StyleMapperConfig:
 # AdaIN blocks reached 13.90 dB validation PSNR in 430 s, two + four 14.15 dB in 480 s; a 1×1 conv over the target
 # style as planes before the AdaIN blocks (StarGAN-style conditioning) changed nothing (13.95 dB at step 1082,
 # against 13.94 at step 842 and 14.04 at step 1401 without it), so it is not in.
-# The CPU default at 128 px: half the seed's widths, 1.6 GFLOP per image (torch FlopCounterMode); ~12 ms per
-# image from ONNX Runtime on 2 cores (docs/benchmarks.md).
+# The CPU default at 128 px: half the seed's widths, 1.96 GFLOP per image (torch FlopCounterMode; 1.58 without the
+# override edit of issue 15's stage 4, which is a quarter more compute for the one way an override reaches the
+# picture); serving cost on 2 cores in docs/benchmarks.md.
 #
 # Issue 15: Conv1's skip now passes through a gate (skip="gated"). With the skip straight in, the mapper recoloured
 # the source instead of redrawing it: zeroing the skip at inference alone doubled the style conformity of the first
@@ -87,6 +94,7 @@ CPU = StyleMapperConfig(
     attention_heads=4,
     attention_reduction=2,
     skip="gated",
+    params_edit=True,
 )
 # Seed-sized (Table 3): 256 px, 64/128 channels, 23 GFLOP per image, for the TensorRT flavour.
 GPU = StyleMapperConfig(
@@ -98,6 +106,7 @@ GPU = StyleMapperConfig(
     attention_heads=8,
     attention_reduction=4,
     skip="gated",
+    params_edit=True,
 )
 
 
@@ -256,6 +265,13 @@ class StyleMapper(nn.Module):
         # decoder conditioning: target style ⊕ identity ⊕ expression ⊕ auxiliary ⊕ embedded action parameters
         self.style_embedding = nn.Parameter(torch.randn(len(STYLES), sizes["style"]) * 0.5)
         self.params_embedding = nn.Sequential(nn.Linear(len(ACTION_PARAMS), 32), nn.LeakyReLU(0.2))
+        if config.params_edit:
+            self.params_edit_field = nn.Sequential(
+                nn.Conv2d(c2, c2, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(c2, len(ACTION_PARAMS) * c2, 3, padding=1)
+            )
+            # zero at first: a mapper continued from weights without it starts out drawing exactly as before
+            nn.init.zeros_(self.params_edit_field[-1].weight)
+            nn.init.zeros_(self.params_edit_field[-1].bias)
         code_in = sizes["style"] + sizes["identity"] + sizes["expression"] + sizes["auxiliary"] + 32
         self.to_code = nn.Sequential(
             nn.Linear(code_in, code), nn.LeakyReLU(0.2), nn.Linear(code, code), nn.LeakyReLU(0.2)
@@ -312,6 +328,8 @@ class StyleMapper(nn.Module):
             )
         )
         x = encoding.content
+        if self.config.params_edit:
+            x = x + self.edit(encoding, applied_params)
         for block in self.style_blocks:
             x = block(x, code)
         x = self.attention(x)
@@ -326,6 +344,16 @@ class StyleMapper(nn.Module):
         x = F.leaky_relu(self.fuse_norm(self.fuse_skip(x), code), 0.2)
         x = self.upconv2(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return (torch.tanh(x) + 1) / 2
+
+    def edit(self, encoding: Encoding, applied_params: torch.Tensor) -> torch.Tensor:
+        """The change an override makes to the content map: Σ over parameters of (applied − read) × that
+        parameter's field. Linear in the difference, so a request equal to what the encoder read changes nothing;
+        the field depends on the content, so it can open this face's mouth where this face's mouth is."""
+        read = torch.sigmoid(self.params_head(encoding.part("expression"))).detach()  # the read head learns apart
+        change = applied_params - read
+        b, c, h, w = encoding.content.shape
+        fields = self.params_edit_field(encoding.content).view(b, len(ACTION_PARAMS), c, h, w)
+        return (change[:, :, None, None, None].to(fields.dtype) * fields).sum(dim=1)
 
     def heads(self, encoding: Encoding) -> dict[str, torch.Tensor]:
         expression = encoding.part("expression")
