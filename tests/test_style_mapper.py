@@ -174,12 +174,21 @@ FLOORS = {
 
 
 @pytest.fixture(scope="module")
-def quality() -> dict[str, float]:
-    from training.mapping_ablations import Judges, measure
+def shipped_on_test_sets():
+    """The shipped mapper, QUALITY_SETS held-out test sets and judge 1: what the quality and override floors read."""
+    from training.mapping_ablations import Judges
 
     sets = build_style_sets("test", QUALITY_SETS, 128, workers=1)
     model = load_checkpoint(PROJECT_ROOT / "weights" / "style_mapper-cpu.pt")
     judges = Judges(judge=PROJECT_ROOT / "no-second-judge")  # judge 1 ships with the repo; judge 2 is built by make
+    return model, sets, judges
+
+
+@pytest.fixture(scope="module")
+def quality(shipped_on_test_sets) -> dict[str, float]:
+    from training.mapping_ablations import measure
+
+    model, sets, judges = shipped_on_test_sets
     return measure(model, sets, judges, QUALITY_SETS)
 
 
@@ -198,12 +207,10 @@ MOUTH_SWEEP_FLOOR = 0.12
 
 
 @pytest.fixture(scope="module")
-def override() -> dict[str, float]:
-    from training.mapping_ablations import Judges, override_error, pictures
+def override(shipped_on_test_sets) -> dict[str, float]:
+    from training.mapping_ablations import override_error, pictures
 
-    sets = build_style_sets("test", QUALITY_SETS, 128, workers=1)
-    model = load_checkpoint(PROJECT_ROOT / "weights" / "style_mapper-cpu.pt")
-    judges = Judges(judge=PROJECT_ROOT / "no-second-judge")
+    model, sets, judges = shipped_on_test_sets
     errors = override_error(model, sets, judges, QUALITY_SETS)
     faces = pictures(sets, np.arange(QUALITY_SETS), np.zeros(QUALITY_SETS, dtype=int))  # realistic → cartoon
     mouth = torch.zeros(QUALITY_SETS, 4)

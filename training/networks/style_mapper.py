@@ -349,16 +349,19 @@ class StyleMapper(nn.Module):
         """The change an override makes to the content map: Σ over parameters of (applied − read) × that
         parameter's field. Linear in the difference, so a request equal to what the encoder read changes nothing;
         the field depends on the content, so it can open this face's mouth where this face's mouth is."""
-        read = torch.sigmoid(self.params_head(encoding.part("expression"))).detach()  # the read head learns apart
-        change = applied_params - read
+        change = applied_params - self.read_params(encoding).detach()  # the read head learns apart
         b, c, h, w = encoding.content.shape
         fields = self.params_edit_field(encoding.content).view(b, len(ACTION_PARAMS), c, h, w)
         return (change[:, :, None, None, None].to(fields.dtype) * fields).sum(dim=1)
 
+    def read_params(self, encoding: Encoding) -> torch.Tensor:
+        """The action parameters the encoder reads from the source, in [0, 1]."""
+        return torch.sigmoid(self.params_head(encoding.part("expression")))
+
     def heads(self, encoding: Encoding) -> dict[str, torch.Tensor]:
         expression = encoding.part("expression")
         return {
-            "source_params": torch.sigmoid(self.params_head(expression)),
+            "source_params": self.read_params(encoding),
             "source_style_logits": self.source_style_head(encoding.part("style")),
             "emotion_logits": self.emotion_head(expression),
             "expression_style_logits": self.expression_style_probe(_GradientReversal.apply(expression)),
