@@ -80,7 +80,8 @@ STAGE3 = [
 # with, and half the rows (not 0.3) mapped into an edited rendering. The critic is trained apart on the training
 # characters (training/style_judge.py --role params-critic), so the served encoder that judges overrides is not
 # what the mapper learned to please through this loss (it still is through stage 3's perceptual loss).
-# How it was set (2026-12-07, CPU, from stage 3's best.pt, 300-s probes read on 20 validation sets): the params loss
+# How it was set (2026-12-07, CPU, from stage 3's best.pt; 300-s probes read on 20 validation sets by a throwaway
+# script, so probe readings, not results): the params loss
 # at weight 10 with an offset of the expression latent in place of the edit fields left the picture where it was
 # (mouth across its range: 2.7 of 255 per pixel) and its last average lost 0.4 dB of PSNR; the edit fields (at 5× the
 # learning rate, see MapperTrainer.generator_groups) with weight 5 moved it by 13 of 255 and the judge's mouth

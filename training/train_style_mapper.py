@@ -300,10 +300,10 @@ class MapperTrainer:
 
     def generator_groups(self, learning_rate: float) -> list[dict]:
         """The override's edit fields learn NEW_LAYER_LR_SCALE× faster than the rest: they start at zero in a stage
-        that continues trained weights for ~600 CPU steps, and the rate tuned for trained layers moves a fresh one
-        slowly (a first try at that rate, with an offset of the expression latent in place of the fields, left
-        mouth's whole range at 2.7 of 255 per pixel after 300 s). The scale was not ablated apart from the fields:
-        the 300-s probe that chose them had both."""
+        that continues trained weights for a few hundred CPU steps, and the rate tuned for trained layers moves a
+        fresh one slowly (a first try at that rate, with an offset of the expression latent in place of the fields,
+        barely moved the picture in a throwaway 300-s probe). The scale was not ablated apart from the fields: the
+        probe that chose them had both."""
         new = [p for name, p in self.generator.named_parameters() if name.startswith("params_edit_field.")]
         rest = [p for name, p in self.generator.named_parameters() if not name.startswith("params_edit_field.")]
         groups = [{"params": rest, "lr": learning_rate, "lr_scale": 1.0}]
